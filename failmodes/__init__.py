@@ -1,0 +1,65 @@
+"""failmodes: find, describe, cover and repair a classifier's failure modes.
+
+The method follows Chegini & Feizi, "Identifying and Mitigating Model Failures through Few-shot
+CLIP-aided Diffusion Generation" (arXiv 2312.05464). Heavy backends are imported lazily, so
+``import failmodes`` needs only the base dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from failmodes.interfaces import (
+    BackgroundProposer,
+    Caption,
+    FailureCaptioner,
+    FeatureExtractor,
+    GenerationRequest,
+    HeadTrainer,
+    ImageGenerator,
+)
+from failmodes.results import FailureModes, FailureSet, GeneratedSet, RunResult
+
+__version__ = "0.1.0.dev0"
+
+logging.getLogger("failmodes").addHandler(logging.NullHandler())
+
+# public name -> module that defines it, imported on first access
+_LAZY = {
+    "Debugger": "failmodes.debugger",
+    "TorchExtractor": "failmodes.extractors.torch",
+    "StaticProposer": "failmodes.proposers.static",
+    "merge_values": "failmodes.proposers.merge",
+    "CLIPCaptioner": "failmodes.captioners.clip",
+    "LinearHeadTrainer": "failmodes.heads.linear",
+    "patch_model": "failmodes.heads.linear",
+}
+
+__all__ = [
+    "BackgroundProposer",
+    "Caption",
+    "FailureCaptioner",
+    "FailureModes",
+    "FailureSet",
+    "FeatureExtractor",
+    "GeneratedSet",
+    "GenerationRequest",
+    "HeadTrainer",
+    "ImageGenerator",
+    "RunResult",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'failmodes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

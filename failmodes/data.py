@@ -1,0 +1,120 @@
+"""Datasets as failmodes reads them: map-style ``(image, label)`` pairs, nothing more.
+
+Anything indexable with ``len`` (a list of pairs, a torch ``Dataset``, torchvision's
+``ImageFolder``) or any iterable of pairs works. A dataset may also carry, per sample, the value
+of the spurious attribute in an attribute ``groups`` (ToyWorld's datasets do); then evaluation
+reports worst-group and per-value accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["ImageDataset", "groups_of", "iter_items", "labels_of", "subset", "to_rgb"]
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """A map-style dataset over in-memory images, with labels and optional group values.
+
+    Args:
+        images: PIL images or ``(C, H, W)`` tensors.
+        labels: one integer label per image.
+        groups: optionally, the spurious attribute's value per image.
+    """
+
+    def __init__(self, images: Sequence[Any], labels: Sequence[int],
+                 groups: Sequence[str | None] | None = None):
+        if len(images) != len(labels):
+            raise ValueError(
+                f"images and labels must have the same length, got {len(images)} and {len(labels)}"
+            )
+        if groups is not None and len(groups) != len(images):
+            raise ValueError(f"groups must have one value per image, got {len(groups)}")
+        self.images = list(images)
+        self.labels = [int(y) for y in labels]
+        self.groups = None if groups is None else list(groups)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.images[index], self.labels[index]
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels
+
+
+def _is_pair(item: Any) -> bool:
+    return isinstance(item, tuple | list) and len(item) == 2 and not isinstance(
+        item[1], Image.Image | torch.Tensor | np.ndarray
+    )
+
+
+def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
+    """Yield ``(image, label)`` from a dataset of pairs, or ``(image, None)`` from bare images."""
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict):
+        items: Iterable[Any] = (data[i] for i in range(len(data)))
+    else:
+        items = data
+    for item in items:
+        if _is_pair(item):
+            yield item[0], int(item[1])
+        else:
+            yield item, None
+
+
+def labels_of(data: Any) -> np.ndarray:
+    """The integer labels of a dataset, read from ``targets``/``labels`` when it has them."""
+    for name in ("targets", "labels"):
+        values = getattr(data, name, None)
+        if values is not None and not callable(values):
+            return np.asarray(values, dtype=np.int64)
+    labels = [label for _, label in iter_items(data)]
+    if any(label is None for label in labels):
+        raise ValueError("data must yield (image, label) pairs to read labels from it")
+    return np.asarray(labels, dtype=np.int64)
+
+
+def groups_of(data: Any) -> list[str | None] | None:
+    """The spurious attribute's value per sample, when the dataset carries ``groups``."""
+    groups = getattr(data, "groups", None)
+    return None if groups is None else list(groups)
+
+
+def subset(data: Any, indices: Sequence[int]) -> ImageDataset:
+    """The samples at ``indices`` as an :class:`ImageDataset` (groups kept when present)."""
+    idx = [int(i) for i in indices]
+    groups = groups_of(data)
+    images, labels = [], []
+    for i in idx:
+        image, label = data[i]
+        images.append(image)
+        labels.append(label)
+    return ImageDataset(images, labels, None if groups is None else [groups[i] for i in idx])
+
+
+def to_rgb(image: Any) -> Any:
+    """Convert a PIL image of any mode to 8-bit RGB; tensors and arrays pass through.
+
+    Handles L, LA, P, RGBA (composited on white), CMYK, I;16 and I/F (scaled to 0-255).
+    """
+    if not isinstance(image, Image.Image):
+        return image
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
