@@ -1,0 +1,462 @@
+"""ToyWorld: a small procedural world of shapes on backgrounds, in colours.
+
+Every image shows one object (its class is its shape) in a named colour on a named background.
+The vocabulary is fixed, so weights trained once serve every world; a world's ``seed`` draws its
+images and which value of the spurious attribute is common for which class.
+
+In ``attribute="background"`` worlds each class mostly appears on its own background in the
+training split (the spurious cue) and colours are uniform; in ``attribute="color"`` worlds each
+class mostly has its own colour and backgrounds are uniform. Debug and test splits are balanced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from failmodes.data import ImageDataset
+
+__all__ = [
+    "BACKGROUNDS",
+    "COLORS",
+    "SHAPES",
+    "ToyDataset",
+    "ToyWorld",
+    "render",
+    "render_batch",
+]
+
+SHAPES: tuple[str, ...] = (
+    "circle", "square", "triangle", "star", "cross",
+    "ring", "heart", "arrow", "crescent", "bar",
+)
+
+# name -> phrase that reads after the class name ("a circle on grass")
+BACKGROUNDS: dict[str, str] = {
+    "grass": "on grass",
+    "sand": "on sand",
+    "water": "in water",
+    "snow": "on snow",
+    "brick": "by a brick wall",
+    "night": "under a night sky",
+    "wood": "on wood",
+    "lava": "on lava",
+    "clouds": "among clouds",
+    "rock": "on rock",
+    "forest": "in a forest",
+    "ice": "on ice",
+    "tiles": "on tiles",
+    "carpet": "on a carpet",
+    "road": "on a road",
+    "sunset": "at sunset",
+    "moss": "on moss",
+    "mud": "in mud",
+    "marble": "on marble",
+    "fog": "in fog",
+    "leaves": "on autumn leaves",
+    "meadow": "in a flower meadow",
+    "deep sea": "in the deep sea",
+    "wallpaper": "on striped wallpaper",
+}
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 30, 30),
+    "orange": (245, 135, 20),
+    "yellow": (245, 225, 30),
+    "lime": (160, 235, 40),
+    "green": (25, 130, 45),
+    "cyan": (40, 220, 230),
+    "blue": (30, 60, 225),
+    "navy": (15, 20, 100),
+    "purple": (125, 35, 175),
+    "magenta": (230, 30, 210),
+    "pink": (250, 150, 195),
+    "brown": (115, 65, 25),
+    "black": (12, 12, 12),
+    "white": (248, 248, 248),
+    "gray": (128, 128, 128),
+    "beige": (225, 205, 160),
+}
+
+VALUES = {"background": tuple(BACKGROUNDS.values()), "color": tuple(COLORS)}
+
+
+# ---------------------------------------------------------------- backgrounds
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1]: a random ``cells x cells`` grid, bilinearly upsampled."""
+    grid = rng.random((cells + 1, cells + 1))
+    t = np.linspace(0, cells, size, endpoint=False)
+    i = t.astype(int)
+    f = t - i
+    f = f * f * (3 - 2 * f)
+    a = grid[i][:, i] * (1 - f)[None, :] + grid[i][:, i + 1] * f[None, :]
+    b = grid[i + 1][:, i] * (1 - f)[None, :] + grid[i + 1][:, i + 1] * f[None, :]
+    return a * (1 - f)[:, None] + b * f[:, None]
+
+
+def _mix(a, b, t: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
+
+
+def _background(name: str, rng: np.random.Generator, size: int, smooth: bool) -> np.ndarray:
+    """One ``(size, size, 3)`` float image in [0, 255] of a named background."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    noise = 0.0 if smooth else 1.0
+    phase = rng.random() * 2 * math.pi
+    n1 = _smooth_noise(rng, size, 4)
+    n2 = _smooth_noise(rng, size, 8)
+    fine = rng.random((size, size)) * noise
+    if name == "grass":
+        strokes = np.sin(xx * 60 + n1 * 6 + phase) * 0.5 + 0.5
+        img = _mix((40, 110, 30), (110, 190, 60), 0.6 * strokes + 0.4 * fine * n2)
+    elif name == "sand":
+        img = _mix((200, 170, 110), (235, 210, 150), 0.5 * n2 + 0.5 * fine)
+    elif name == "water":
+        waves = np.sin(yy * 40 + np.sin(xx * 9 + phase) * 2) * 0.5 + 0.5
+        img = _mix((20, 70, 160), (70, 140, 220), waves)
+    elif name == "snow":
+        img = _mix((225, 230, 240), (250, 252, 255), n1)
+        img -= (fine > 0.93)[..., None] * 40
+    elif name == "brick":
+        row = (yy * 6).astype(int)
+        off = (row % 2) * 0.5 / 3
+        mortar = ((yy * 6) % 1 < 0.18) | (((xx + off) * 3) % 1 < 0.08)
+        img = _mix((150, 50, 35), (185, 80, 50), n2)
+        img[mortar] = (200, 195, 185)
+    elif name == "night":
+        img = _mix((5, 8, 35), (20, 25, 70), yy)
+        stars = rng.random((size, size)) > 0.96
+        img[stars] = (255, 255, 220)
+    elif name == "wood":
+        grain = np.sin((yy + n1 * 0.3) * 50 + phase) * 0.5 + 0.5
+        img = _mix((110, 65, 30), (175, 115, 60), grain)
+    elif name == "lava":
+        hot = np.clip((n2 - 0.45) * 4, 0, 1)
+        img = _mix((60, 10, 5), (255, 120, 0), hot)
+    elif name == "clouds":
+        puff = np.clip((n1 + 0.5 * n2 - 0.6) * 2.5, 0, 1)
+        img = _mix((120, 170, 235), (250, 250, 255), puff)
+    elif name == "rock":
+        img = _mix((80, 80, 85), (150, 150, 150), 0.6 * n2 + 0.4 * fine)
+    elif name == "forest":
+        img = _mix((10, 45, 15), (40, 100, 35), np.clip(n2 * 1.4 - 0.2, 0, 1))
+    elif name == "ice":
+        img = _mix((175, 225, 240), (215, 245, 250), n1)
+        cracks = np.abs(np.sin(xx * 13 + yy * 7 + phase)) < 0.06
+        img[cracks] = (120, 170, 200)
+    elif name == "tiles":
+        check = ((xx * 4).astype(int) + (yy * 4).astype(int)) % 2
+        img = _mix((60, 60, 60), (230, 230, 230), check.astype(float))
+    elif name == "carpet":
+        dots = (np.sin(xx * 50 + phase) * np.sin(yy * 50)) > 0.6
+        img = _mix((90, 20, 90), (140, 50, 140), n2)
+        img[dots] = (230, 200, 80)
+    elif name == "road":
+        img = _mix((45, 45, 50), (70, 70, 75), fine * 0.7 + n2 * 0.3)
+        lane = (np.abs(yy - 0.5) < 0.04) & ((xx * 4 + phase) % 1 < 0.55)
+        img[lane] = (240, 210, 40)
+    elif name == "sunset":
+        img = _mix((255, 150, 40), (90, 30, 110), np.clip(yy + 0.15 * n1 - 0.05, 0, 1))
+    elif name == "moss":
+        img = _mix((120, 140, 30), (170, 190, 70), 0.5 * n2 + 0.5 * fine)
+    elif name == "mud":
+        img = _mix((55, 35, 20), (95, 65, 35), n1)
+    elif name == "marble":
+        vein = np.abs(np.sin((xx + yy) * 10 + n1 * 8)) < 0.12
+        img = _mix((235, 235, 230), (250, 250, 248), n2)
+        img[vein] = (150, 150, 160)
+    elif name == "fog":
+        img = _mix((185, 190, 195), (205, 208, 212), n1)
+    elif name == "leaves":
+        img = _mix((200, 60, 20), (240, 170, 30), np.clip(n2 * 1.3 - 0.15 + 0.3 * fine, 0, 1))
+    elif name == "meadow":
+        img = _mix((70, 150, 50), (100, 180, 70), n2)
+        flowers = rng.random((size, size)) > 0.93
+        img[flowers] = (245, 120, 200)
+    elif name == "deep sea":
+        img = _mix((0, 40, 55), (0, 80, 95), n1)
+    elif name == "wallpaper":
+        stripes = (np.sin(xx * 25 + phase) > 0).astype(float)
+        img = _mix((230, 200, 120), (170, 40, 60), stripes)
+    else:  # pragma: no cover - the vocabulary is fixed
+        raise KeyError(name)
+    if not smooth:
+        img = img + rng.normal(0, 6, img.shape)
+    return img
+
+
+# ---------------------------------------------------------------- shapes
+def _polygon(shape: str) -> list[tuple[float, float]] | None:
+    """Vertices in a unit box centred on 0 (radius about 1); None for round shapes."""
+    if shape == "square":
+        return [(-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)]
+    if shape == "triangle":
+        return [(0, -1), (0.95, 0.75), (-0.95, 0.75)]
+    if shape == "star":
+        pts = []
+        for i in range(10):
+            r = 1.0 if i % 2 == 0 else 0.42
+            a = -math.pi / 2 + i * math.pi / 5
+            pts.append((r * math.cos(a), r * math.sin(a)))
+        return pts
+    if shape == "cross":
+        w = 0.32
+        return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1),
+                (-w, w), (-1, w), (-1, -w), (-w, -w)]
+    if shape == "heart":
+        pts = []
+        for i in range(40):
+            t = 2 * math.pi * i / 40
+            x = 16 * math.sin(t) ** 3
+            y = 13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)
+            pts.append((x / 17, -y / 17 + 0.1))
+        return pts
+    if shape == "arrow":
+        return [(-1, -0.25), (0.2, -0.25), (0.2, -0.65), (1, 0), (0.2, 0.65), (0.2, 0.25),
+                (-1, 0.25)]
+    if shape == "bar":
+        return [(-1, -0.28), (1, -0.28), (1, 0.28), (-1, 0.28)]
+    return None
+
+
+_SUPER = 4  # supersampling factor of the shape masks
+
+
+def _mask(shape: str, size: int, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+    """An anti-aliased ``(size, size)`` mask in [0, 1]."""
+    big = size * _SUPER
+    canvas = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(canvas)
+    cx, cy, r = cx * _SUPER, cy * _SUPER, radius * _SUPER
+    poly = _polygon(shape)
+    if poly is not None:
+        ca, sa = math.cos(angle), math.sin(angle)
+        pts = [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in poly]
+        draw.polygon(pts, fill=255)
+    elif shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    elif shape == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        q = r * 0.55
+        draw.ellipse([cx - q, cy - q, cx + q, cy + q], fill=0)
+    elif shape == "crescent":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        ox, oy = 0.45 * r * math.cos(angle), 0.45 * r * math.sin(angle)
+        q = r * 0.85
+        draw.ellipse([cx + ox - q, cy + oy - q, cx + ox + q, cy + oy + q], fill=0)
+    else:  # pragma: no cover - the vocabulary is fixed
+        raise KeyError(shape)
+    small = canvas.resize((size, size), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float64) / 255.0
+
+
+# ---------------------------------------------------------------- rendering
+def render(shape: str, background: str, color: str, rng: np.random.Generator, *,
+           size: int = 32, style: str = "world") -> Image.Image:
+    """Render one image.
+
+    Args:
+        shape: one of :data:`SHAPES`.
+        background: a key of :data:`BACKGROUNDS`.
+        color: a key of :data:`COLORS`.
+        rng: the source of every random choice (position, scale, rotation, texture, jitter).
+        size: image side in pixels.
+        style: ``"world"`` for the world's own images, ``"generated"`` for the renderer's images,
+            which differ in style as diffusion images differ from photos (smoother textures,
+            tint, contrast, a soft outline, no sensor noise).
+    """
+    if style not in ("world", "generated"):
+        raise ValueError(f"style must be 'world' or 'generated', got {style!r}")
+    generated = style == "generated"
+    bg = _background(background, rng, size, smooth=generated)
+    radius = size * rng.uniform(0.25, 0.36)
+    margin = radius * 0.9
+    cx = rng.uniform(margin, size - margin)
+    cy = rng.uniform(margin, size - margin)
+    angle = math.radians(rng.uniform(-30, 30))
+    mask = _mask(shape, size, cx, cy, radius, angle)
+    jitter = rng.normal(0, 14 if generated else 8, 3)
+    fill = np.clip(np.asarray(COLORS[color], dtype=np.float64) + jitter, 0, 255)
+    shade = 1.0 - 0.15 * (np.mgrid[0:size, 0:size][0] / size - 0.5)  # soft top light
+    obj = fill[None, None, :] * shade[..., None]
+    img = bg * (1 - mask[..., None]) + obj * mask[..., None]
+    if generated:
+        tint = np.array([1.08, 1.0, 0.88])
+        img = (img - 128.0) * 1.25 + 128.0
+        img = img * tint[None, None, :]
+    else:
+        img = img + rng.normal(0, 4, img.shape)
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="RGB")
+    if generated:
+        out = out.filter(ImageFilter.GaussianBlur(0.7))
+    return out
+
+
+def render_batch(shapes, backgrounds, colors, seed: int, *, size: int = 32,
+                 style: str = "world") -> np.ndarray:
+    """Render many images into a ``(n, size, size, 3)`` uint8 array, one seed for all."""
+    rng = np.random.default_rng(seed)
+    n = len(shapes)
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        out[i] = np.asarray(render(shapes[i], backgrounds[i], colors[i], rng, size=size,
+                                   style=style))
+    return out
+
+
+# ---------------------------------------------------------------- datasets
+class ToyDataset(ImageDataset):
+    """A ToyWorld split: ``(PIL image, label)`` pairs with per-sample metadata.
+
+    Attributes:
+        pixels: ``(n, size, size, 3)`` uint8 array of the images.
+        labels: class index (shape) per image.
+        groups: the spurious attribute's value per image (a background phrase or a colour).
+        shapes, backgrounds, colors: the rendered vocabulary names per image.
+    """
+
+    def __init__(self, pixels: np.ndarray, labels, groups, *, shapes, backgrounds, colors):
+        self.pixels = pixels
+        self.labels = [int(y) for y in labels]
+        self.groups = list(groups)
+        self.shapes = list(shapes)
+        self.backgrounds = list(backgrounds)
+        self.colors = list(colors)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return Image.fromarray(self.pixels[index], mode="RGB"), self.labels[index]
+
+    @property
+    def images(self) -> list[Image.Image]:  # type: ignore[override]
+        return [Image.fromarray(p, mode="RGB") for p in self.pixels]
+
+    def tensors(self) -> np.ndarray:
+        """The images as a float32 ``(n, 3, size, size)`` array in [0, 1]."""
+        return self.pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
+@dataclass(frozen=True)
+class ToyWorld:
+    """One world: which attribute value is common for which class, and how strongly.
+
+    Args:
+        seed: draws the common values and every image of the world's splits.
+        attribute: the spurious attribute, ``"background"`` or ``"color"``.
+        strength: the share of training images that show their class's common value (rho).
+        size: image side in pixels.
+
+    Example:
+        >>> world = ToyWorld(seed=0)
+        >>> train = world.train(per_class=5)
+        >>> len(train), train.groups[0] == world.common_values[train.labels[0]] or True
+        (50, True)
+    """
+
+    seed: int = 0
+    attribute: str = "background"
+    strength: float = 0.95
+    size: int = 32
+
+    def __post_init__(self):
+        if self.attribute not in VALUES:
+            raise ValueError(
+                f"attribute must be one of {sorted(VALUES)} in ToyWorld, got {self.attribute!r}"
+            )
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(SHAPES)
+
+    @property
+    def values(self) -> list[str]:
+        """Every value of the world's attribute, as phrases (background) or colour names."""
+        return list(VALUES[self.attribute])
+
+    @property
+    def common_values(self) -> list[str]:
+        """The common value of each class (index = label), drawn from the world seed."""
+        rng = np.random.default_rng([self.seed, 7919])
+        order = rng.permutation(len(self.values))[: len(SHAPES)]
+        return [self.values[i] for i in order]
+
+    def uncommon_values(self) -> dict[str, list[str]]:
+        """Per class, every value except its common one: what an oracle proposer would say."""
+        common = self.common_values
+        return {c: [v for v in self.values if v != common[i]] for i, c in enumerate(SHAPES)}
+
+    def _split_seed(self, split: str) -> int:
+        return int(np.random.default_rng([self.seed, sum(map(ord, split))]).integers(2**31))
+
+    def sample(self, labels, *, biased: bool, seed: int, style: str = "world",
+               values: list[str | None] | None = None) -> ToyDataset:
+        """Render images of the given classes.
+
+        Args:
+            labels: class index of each image.
+            biased: draw the attribute value as the training split does (the class's common
+                value with probability ``strength``, else a uniformly drawn other value); if
+                False, uniformly over all values.
+            seed: seed of the values, the other attribute and the rendering.
+            style: ``"world"`` or ``"generated"`` (see :func:`render`).
+            values: fixed attribute values per image (``None`` entries are drawn as above).
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        n = len(labels)
+        all_values = self.values
+        common = self.common_values
+        chosen = []
+        for i, y in enumerate(labels):
+            fixed = values[i] if values is not None else None
+            if fixed is not None:
+                if fixed not in all_values:
+                    raise ValueError(f"unknown {self.attribute} value {fixed!r}")
+                chosen.append(fixed)
+            elif biased and rng.random() < self.strength:
+                chosen.append(common[y])
+            elif biased:
+                others = [v for v in all_values if v != common[y]]
+                chosen.append(others[rng.integers(len(others))])
+            else:
+                chosen.append(all_values[rng.integers(len(all_values))])
+        bg_names = list(BACKGROUNDS)
+        phrase_to_bg = {p: k for k, p in BACKGROUNDS.items()}
+        color_names = list(COLORS)
+        if self.attribute == "background":
+            backgrounds = [phrase_to_bg[v] for v in chosen]
+            colors = [color_names[j] for j in rng.integers(len(color_names), size=n)]
+        else:
+            colors = chosen
+            backgrounds = [bg_names[j] for j in rng.integers(len(bg_names), size=n)]
+        shapes = [SHAPES[y] for y in labels]
+        pixels = render_batch(shapes, backgrounds, colors, int(rng.integers(2**31)),
+                              size=self.size, style=style)
+        return ToyDataset(pixels, labels, chosen, shapes=shapes, backgrounds=backgrounds,
+                          colors=colors)
+
+    def train(self, per_class: int = 50) -> ToyDataset:
+        """The biased training split: ``per_class`` images per class."""
+        labels = np.repeat(np.arange(len(SHAPES)), per_class)
+        return self.sample(labels, biased=True, seed=self._split_seed("train"))
+
+    def _balanced(self, n: int, split: str) -> ToyDataset:
+        labels = np.arange(n) % len(SHAPES)
+        return self.sample(labels, biased=False, seed=self._split_seed(split))
+
+    def debug(self, n: int = 10_000) -> ToyDataset:
+        """The balanced debug split (classes and values uniform)."""
+        return self._balanced(n, "debug")
+
+    def test(self, n: int = 5_000) -> ToyDataset:
+        """The balanced test split (classes and values uniform)."""
+        return self._balanced(n, "test")
