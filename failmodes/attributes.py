@@ -65,8 +65,11 @@ def get_attribute(attribute: str | Attribute) -> Attribute:
         name = "color"
     return ATTRIBUTES.get(
         name,
-        Attribute(name, f"What are the uncommon {name}s that a {{class_name}} can have?",
-                  plural=f"{name}s"),
+        Attribute(
+            name,
+            f"What are the uncommon {name}s that a {{class_name}} can have?",
+            plural=f"{name}s",
+        ),
     )
 
 
@@ -94,8 +97,12 @@ def phrase(class_name: str, value: str | None, attribute: str | Attribute = "bac
     return f"{class_name} {value.strip()}"
 
 
-def prompt(class_name: str, value: str | None, attribute: str | Attribute = "background",
-           template: str = "a photo of {}") -> str:
+def prompt(
+    class_name: str,
+    value: str | None,
+    attribute: str | Attribute = "background",
+    template: str = "a photo of {}",
+) -> str:
     """The prompt for a (class, value) pair; ``value=None`` gives the bare class.
 
     >>> prompt("fox", "in a desert"), prompt("arrow", "red", "color"), prompt("fox", None)

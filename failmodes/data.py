@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ImageDataset", "groups_of", "iter_items", "labels_of", "subset", "to_rgb"]
+__all__ = ["ImageDataset", "groups_of", "images_at", "iter_items", "labels_of", "subset", "to_rgb"]
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -27,8 +27,12 @@ class ImageDataset(torch.utils.data.Dataset):
         groups: optionally, the spurious attribute's value per image.
     """
 
-    def __init__(self, images: Sequence[Any], labels: Sequence[int],
-                 groups: Sequence[str | None] | None = None):
+    def __init__(
+        self,
+        images: Sequence[Any],
+        labels: Sequence[int],
+        groups: Sequence[str | None] | None = None,
+    ):
         if len(images) != len(labels):
             raise ValueError(
                 f"images and labels must have the same length, got {len(images)} and {len(labels)}"
@@ -51,8 +55,10 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def _is_pair(item: Any) -> bool:
-    return isinstance(item, tuple | list) and len(item) == 2 and not isinstance(
-        item[1], Image.Image | torch.Tensor | np.ndarray
+    return (
+        isinstance(item, tuple | list)
+        and len(item) == 2
+        and not isinstance(item[1], Image.Image | torch.Tensor | np.ndarray)
     )
 
 
@@ -67,6 +73,18 @@ def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
             yield item[0], int(item[1])
         else:
             yield item, None
+
+
+def images_at(data: Any, indices: Sequence[int]) -> list[Any]:
+    """The images at ``indices`` (in that order), read by index when the data allows it."""
+    idx = [int(i) for i in indices]
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict):
+        return [next(iter_items([data[i]]))[0] for i in idx]
+    wanted = {i: None for i in idx}
+    for i, (image, _) in enumerate(iter_items(data)):
+        if i in wanted:
+            wanted[i] = image
+    return [wanted[i] for i in idx]
 
 
 def labels_of(data: Any) -> np.ndarray:

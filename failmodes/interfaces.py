@@ -158,10 +158,17 @@ class GenerationRequest:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def image_seed(self, i: int) -> int:
-        """The seed of image ``i`` of this request, so any image can be regenerated alone."""
+        """The seed of image ``i`` of this request, so any image can be regenerated alone.
+
+        It does not depend on ``count``: the first ``n`` images of a request are the images of
+        the same request with ``count=n``.
+        """
         if not 0 <= i < self.count:
             raise IndexError(f"image index {i} out of range for count={self.count}")
-        digest = hashlib.sha256(f"{self.job_id}:{i}".encode()).digest()
+        key = asdict(self)
+        del key["count"]
+        blob = json.dumps(key, sort_keys=True, separators=(",", ":")) + f":{i}"
+        digest = hashlib.sha256(blob.encode()).digest()
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 

@@ -105,8 +105,15 @@ class FailureModes:
         """
         if k < 1:
             raise ValueError(f"k must be a positive number of modes per class, got {k}")
-        result = cls(list(class_names), attribute, np.asarray(indices), np.asarray(labels),
-                     np.asarray(predictions), list(captions), dict(candidates))
+        result = cls(
+            list(class_names),
+            attribute,
+            np.asarray(indices),
+            np.asarray(labels),
+            np.asarray(predictions),
+            list(captions),
+            dict(candidates),
+        )
         result.modes = result.top_k(k)
         return result
 
@@ -208,8 +215,13 @@ class GeneratedSet:
             labels.extend([req.class_index] * req.count)
             values.extend([req.value] * req.count)
             owner.extend([j] * req.count)
-        return cls(list(requests), images, np.asarray(labels, dtype=np.int64), values,
-                   np.asarray(owner, dtype=np.int64))
+        return cls(
+            list(requests),
+            images,
+            np.asarray(labels, dtype=np.int64),
+            values,
+            np.asarray(owner, dtype=np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -294,8 +306,11 @@ class RunResult:
             "heldout_acc_after": acc["failmodes"]["debug_heldout"],
         }
         for method in ("random", "uniform", "refit"):
-            for split, key in (("test", "test"), ("debug_seed", "seed"),
-                               ("debug_heldout", "heldout")):
+            for split, key in (
+                ("test", "test"),
+                ("debug_seed", "seed"),
+                ("debug_heldout", "heldout"),
+            ):
                 out[f"{method}_{key}_acc_after"] = acc[method][split]
         for method in METHODS:
             worst = self.worst_group(method)
@@ -325,8 +340,11 @@ class RunResult:
         path = Path(path)
         table = self.to_frame().to_html(float_format=lambda x: f"{x:.3f}", border=0)
         modes = "".join(f"<li>{html.escape(line)}</li>" for line in self.modes.describe())
-        selection = self.selection.to_html(index=False, float_format=lambda x: f"{x:.3f}",
-                                           border=0) if len(self.selection) else ""
+        selection = (
+            self.selection.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
+            if len(self.selection)
+            else ""
+        )
         cfg = html.escape(json.dumps(self.config, indent=2, sort_keys=True))
         path.write_text(
             "<!doctype html><html><head><meta charset='utf-8'><title>failmodes report</title>"

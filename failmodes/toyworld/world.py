@@ -30,8 +30,16 @@ __all__ = [
 ]
 
 SHAPES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "cross",
-    "ring", "heart", "arrow", "crescent", "bar",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "heart",
+    "arrow",
+    "crescent",
+    "bar",
 )
 
 # name -> phrase that reads after the class name ("a circle on grass")
@@ -206,8 +214,20 @@ def _polygon(shape: str) -> list[tuple[float, float]] | None:
         return pts
     if shape == "cross":
         w = 0.32
-        return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1),
-                (-w, w), (-1, w), (-1, -w), (-w, -w)]
+        return [
+            (-w, -1),
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+        ]
     if shape == "heart":
         pts = []
         for i in range(40):
@@ -217,8 +237,15 @@ def _polygon(shape: str) -> list[tuple[float, float]] | None:
             pts.append((x / 17, -y / 17 + 0.1))
         return pts
     if shape == "arrow":
-        return [(-1, -0.25), (0.2, -0.25), (0.2, -0.65), (1, 0), (0.2, 0.65), (0.2, 0.25),
-                (-1, 0.25)]
+        return [
+            (-1, -0.25),
+            (0.2, -0.25),
+            (0.2, -0.65),
+            (1, 0),
+            (0.2, 0.65),
+            (0.2, 0.25),
+            (-1, 0.25),
+        ]
     if shape == "bar":
         return [(-1, -0.28), (1, -0.28), (1, 0.28), (-1, 0.28)]
     return None
@@ -256,8 +283,15 @@ def _mask(shape: str, size: int, cx: float, cy: float, radius: float, angle: flo
 
 
 # ---------------------------------------------------------------- rendering
-def render(shape: str, background: str, color: str, rng: np.random.Generator, *,
-           size: int = 32, style: str = "world") -> Image.Image:
+def render(
+    shape: str,
+    background: str,
+    color: str,
+    rng: np.random.Generator,
+    *,
+    size: int = 32,
+    style: str = "world",
+) -> Image.Image:
     """Render one image.
 
     Args:
@@ -297,15 +331,17 @@ def render(shape: str, background: str, color: str, rng: np.random.Generator, *,
     return out
 
 
-def render_batch(shapes, backgrounds, colors, seed: int, *, size: int = 32,
-                 style: str = "world") -> np.ndarray:
+def render_batch(
+    shapes, backgrounds, colors, seed: int, *, size: int = 32, style: str = "world"
+) -> np.ndarray:
     """Render many images into a ``(n, size, size, 3)`` uint8 array, one seed for all."""
     rng = np.random.default_rng(seed)
     n = len(shapes)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     for i in range(n):
-        out[i] = np.asarray(render(shapes[i], backgrounds[i], colors[i], rng, size=size,
-                                   style=style))
+        out[i] = np.asarray(
+            render(shapes[i], backgrounds[i], colors[i], rng, size=size, style=style)
+        )
     return out
 
 
@@ -397,8 +433,15 @@ class ToyWorld:
     def _split_seed(self, split: str) -> int:
         return int(np.random.default_rng([self.seed, sum(map(ord, split))]).integers(2**31))
 
-    def sample(self, labels, *, biased: bool, seed: int, style: str = "world",
-               values: list[str | None] | None = None) -> ToyDataset:
+    def sample(
+        self,
+        labels,
+        *,
+        biased: bool,
+        seed: int,
+        style: str = "world",
+        values: list[str | None] | None = None,
+    ) -> ToyDataset:
         """Render images of the given classes.
 
         Args:
@@ -439,10 +482,12 @@ class ToyWorld:
             colors = chosen
             backgrounds = [bg_names[j] for j in rng.integers(len(bg_names), size=n)]
         shapes = [SHAPES[y] for y in labels]
-        pixels = render_batch(shapes, backgrounds, colors, int(rng.integers(2**31)),
-                              size=self.size, style=style)
-        return ToyDataset(pixels, labels, chosen, shapes=shapes, backgrounds=backgrounds,
-                          colors=colors)
+        pixels = render_batch(
+            shapes, backgrounds, colors, int(rng.integers(2**31)), size=self.size, style=style
+        )
+        return ToyDataset(
+            pixels, labels, chosen, shapes=shapes, backgrounds=backgrounds, colors=colors
+        )
 
     def train(self, per_class: int = 50) -> ToyDataset:
         """The biased training split: ``per_class`` images per class."""

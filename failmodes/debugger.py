@@ -1,0 +1,628 @@
+"""The Debugger: composes the five components and runs the method, step by step or whole."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from failmodes import __version__
+from failmodes.attributes import get_attribute, prompt
+from failmodes.data import ImageDataset, groups_of, images_at, labels_of
+from failmodes.interfaces import (
+    BackgroundProposer,
+    FailureCaptioner,
+    FeatureExtractor,
+    GenerationRequest,
+    HeadTrainer,
+    ImageGenerator,
+)
+from failmodes.results import FailureModes, FailureSet, GeneratedSet, RunResult
+
+__all__ = ["Debugger"]
+
+logger = logging.getLogger("failmodes")
+
+
+def _derive_seed(*parts: Any) -> int:
+    """A 31-bit seed from any parts, stable across runs and platforms."""
+    blob = "\x1f".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def _accuracy(logits: torch.Tensor, labels: np.ndarray, index: np.ndarray | None = None) -> float:
+    if index is not None:
+        logits, labels = logits[torch.as_tensor(index, dtype=torch.long)], labels[index]
+    if len(labels) == 0:
+        return float("nan")
+    return float((logits.argmax(1).numpy() == labels).mean())
+
+
+def _check(value: Any, name: str, kind: type, expected: str) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+
+
+class Debugger:
+    """Find, describe, cover and repair a classifier's failure modes.
+
+    The constructor only stores its arguments; every step is a method that can be called on
+    its own, and :meth:`run` calls them all.
+
+    Args:
+        extractor: splits the model into frozen backbone features and its linear head.
+        proposer: lists uncommon attribute values per class.
+        captioner: picks the most likely value for each failure.
+        generator: makes images for (class, value) requests.
+        head_trainer: retrains the head; ``None`` uses :class:`failmodes.LinearHeadTrainer`.
+        class_names: class names by label index.
+        attribute: the spurious attribute (``"background"``, ``"color"``, ...).
+        k: failure modes per class, or a list of candidates chosen on the validation part.
+        lam: weight of the generated images' loss, or a list of candidates.
+        images_per_mode: images per (class, value) mode, or a list of candidates.
+        validation_fraction: share of the debug set set aside (per class, seeded) to choose
+            ``k``, ``lam`` and ``images_per_mode``; never used for failures or reporting.
+        tolerance: a candidate is eligible only if its validation accuracy is at most this
+            much below the original head's.
+        baselines: also fit the ``random``, ``uniform`` and ``refit`` baselines in :meth:`run`.
+        batch_size: passed to the extractor.
+        progress: show progress bars.
+
+    Example:
+        >>> from failmodes.toyworld import demo_components, ToyWorld  # doctest: +SKIP
+        >>> world = ToyWorld(seed=0)  # doctest: +SKIP
+        >>> dbg = Debugger(**demo_components(world))  # doctest: +SKIP
+        >>> result = dbg.run(world.train(), world.debug(), world.test(), seed=0)  # doctest: +SKIP
+        >>> result.to_frame()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        extractor: FeatureExtractor,
+        proposer: BackgroundProposer | None = None,
+        captioner: FailureCaptioner | None = None,
+        generator: ImageGenerator | None = None,
+        head_trainer: HeadTrainer | None = None,
+        class_names: Sequence[str],
+        attribute: str = "background",
+        k: int | Sequence[int] = 3,
+        lam: float | Sequence[float] = 0.5,
+        images_per_mode: int | Sequence[int] = 20,
+        validation_fraction: float = 0.2,
+        tolerance: float = 0.005,
+        baselines: bool = True,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ):
+        self.extractor = extractor
+        self.proposer = proposer
+        self.captioner = captioner
+        self.generator = generator
+        self.head_trainer = head_trainer
+        self.class_names = class_names
+        self.attribute = attribute
+        self.k = k
+        self.lam = lam
+        self.images_per_mode = images_per_mode
+        self.validation_fraction = validation_fraction
+        self.tolerance = tolerance
+        self.baselines = baselines
+        self.batch_size = batch_size
+        self.progress = progress
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def components(self) -> dict[str, Any]:
+        """The injected components, so that ``Debugger(**dbg.components, generator=g)`` swaps one.
+
+        Includes every constructor argument, not only the five components.
+        """
+        return {
+            "extractor": self.extractor,
+            "proposer": self.proposer,
+            "captioner": self.captioner,
+            "generator": self.generator,
+            "head_trainer": self.head_trainer,
+            "class_names": self.class_names,
+            "attribute": self.attribute,
+            "k": self.k,
+            "lam": self.lam,
+            "images_per_mode": self.images_per_mode,
+            "validation_fraction": self.validation_fraction,
+            "tolerance": self.tolerance,
+            "baselines": self.baselines,
+            "batch_size": self.batch_size,
+            "progress": self.progress,
+        }
+
+    def _require(self, name: str, kind: type) -> Any:
+        component = getattr(self, name)
+        if component is None:
+            raise ValueError(f"{name} is needed for this step; pass {name}= to Debugger")
+        _check(component, name, kind, f"a {kind.__name__}")
+        return component
+
+    def _trainer(self) -> HeadTrainer:
+        if self.head_trainer is None:
+            from failmodes.heads.linear import LinearHeadTrainer
+
+            return LinearHeadTrainer()
+        _check(self.head_trainer, "head_trainer", HeadTrainer, "a HeadTrainer")
+        return self.head_trainer
+
+    @staticmethod
+    def _grid(value: Any, name: str, cast: type, minimum: float) -> list:
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if not values:
+            raise ValueError(f"{name} must be a value or a non-empty list of values")
+        out = []
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
+                raise ValueError(
+                    f"{name} must be a number >= {minimum} (or a list of them), got {v!r}"
+                )
+            if cast is int and int(v) != v:
+                raise ValueError(f"{name} must be an integer (or a list of them), got {v!r}")
+            out.append(cast(v))
+        return sorted(set(out))
+
+    def _class_names(self) -> list[str]:
+        names = list(self.class_names)
+        if not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ValueError("class_names must be a non-empty list of non-empty strings")
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"class_names must be unique; repeated: {dup}")
+        return names
+
+    def _labels(self, data: Any, name: str) -> np.ndarray:
+        labels = labels_of(data)
+        n_classes = len(self._class_names())
+        if len(labels) == 0:
+            raise ValueError(f"{name} is empty")
+        bad = labels[(labels < 0) | (labels >= n_classes)]
+        if len(bad):
+            raise ValueError(
+                f"{name} has labels outside [0, {n_classes}) for the {n_classes} class_names, "
+                f"e.g. {bad[:5].tolist()}"
+            )
+        return labels
+
+    def features(self, data: Any, *, name: str = "data") -> tuple[torch.Tensor, np.ndarray]:
+        """Backbone features and labels of a dataset of ``(image, label)`` pairs."""
+        extractor = self._require("extractor", FeatureExtractor)
+        labels = self._labels(data, name)
+        started = time.perf_counter()
+        feats = extractor.extract(data, batch_size=self.batch_size, progress=self.progress)
+        if feats.ndim != 2 or feats.shape[0] != len(labels):
+            raise ValueError(
+                f"the extractor returned features of shape {tuple(feats.shape)} for {name} "
+                f"with {len(labels)} samples; expected ({len(labels)}, d)"
+            )
+        if not torch.isfinite(feats).all():
+            raise ValueError(f"the extractor returned NaN or infinite features for {name}")
+        logger.info(
+            "features of %s: %s in %.1fs", name, tuple(feats.shape), time.perf_counter() - started
+        )
+        return feats.float(), labels
+
+    def _head(self, feats: torch.Tensor) -> torch.nn.Linear:
+        head = self._require("extractor", FeatureExtractor).head
+        if head.in_features != feats.shape[1]:
+            raise ValueError(
+                f"the extractor's head takes {head.in_features} features but the features have "
+                f"{feats.shape[1]}"
+            )
+        if head.out_features != len(self._class_names()):
+            raise ValueError(
+                f"the head has {head.out_features} outputs but there are "
+                f"{len(self._class_names())} class_names"
+            )
+        return head
+
+    @staticmethod
+    def _logits(head: torch.nn.Linear, feats: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return head.float()(feats)
+
+    # ------------------------------------------------------------------ steps
+    def find_failures(
+        self,
+        debug: Any,
+        *,
+        seed: int = 0,
+        features: tuple[torch.Tensor, np.ndarray] | None = None,
+    ) -> FailureSet:
+        """Set aside the validation part, then split the failures per class half and half.
+
+        Args:
+            debug: the debug set, ``(image, label)`` pairs.
+            seed: seed of both splits.
+            features: precomputed ``(features, labels)`` of ``debug``.
+
+        Returns:
+            A :class:`FailureSet`; the model scores 0 on its ``seed`` and ``heldout`` parts.
+        """
+        feats, labels = features if features is not None else self.features(debug, name="debug")
+        frac = self.validation_fraction
+        if not 0 <= frac < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {frac}")
+        preds = self._logits(self._head(feats), feats).argmax(1).numpy()
+        rng = np.random.default_rng(_derive_seed("split", seed))
+        validation, seed_part, heldout = [], [], []
+        for c in range(len(self._class_names())):
+            members = np.flatnonzero(labels == c)
+            members = members[rng.permutation(len(members))]
+            n_val = int(round(frac * len(members)))
+            validation.extend(members[:n_val].tolist())
+            rest = members[n_val:]
+            failed = rest[preds[rest] != c]
+            half = len(failed) // 2
+            seed_part.extend(failed[:half].tolist())
+            heldout.extend(failed[half:].tolist())
+        if not seed_part and not heldout:
+            raise ValueError(
+                "the model makes no mistakes on the debug set (outside its validation part): "
+                "there are no failures to debug"
+            )
+        result = FailureSet(
+            labels,
+            preds,
+            np.sort(np.asarray(validation, dtype=np.int64)),
+            np.sort(np.asarray(seed_part, dtype=np.int64)),
+            np.sort(np.asarray(heldout, dtype=np.int64)),
+        )
+        logger.info(
+            "failures: %d debug_seed, %d debug_heldout, %d validation samples",
+            len(result.seed),
+            len(result.heldout),
+            len(result.validation),
+        )
+        return result
+
+    def propose(self) -> dict[str, list[str]]:
+        """Ask the proposer for uncommon values of the attribute for every class."""
+        proposer = self._require("proposer", BackgroundProposer)
+        names = self._class_names()
+        proposals = proposer.propose(names, attribute=self.attribute)
+        if not isinstance(proposals, dict):
+            raise TypeError(f"the proposer must return a dict, got {type(proposals).__name__}")
+        missing = [n for n in names if n not in proposals]
+        if missing:
+            raise ValueError(f"the proposer returned no entry for classes {missing}")
+        return {n: list(proposals[n]) for n in names}
+
+    def caption(
+        self,
+        debug: Any,
+        failures: FailureSet,
+        proposals: dict[str, list[str]],
+        *,
+        k: int | None = None,
+    ) -> FailureModes:
+        """Caption the ``debug_seed`` failures and keep the top-``k`` values per class.
+
+        Classes with failures but no proposals raise an error; classes without failures have
+        no failure modes (they are left out of generation).
+        """
+        captioner = self._require("captioner", FailureCaptioner)
+        names = self._class_names()
+        k = int(k if k is not None else max(self._grid(self.k, "k", int, 1)))
+        idx = failures.seed
+        classes = [names[int(failures.labels[i])] for i in idx]
+        empty = sorted({c for c in classes if not proposals.get(c)})
+        if empty:
+            raise ValueError(
+                f"classes {empty} have failures but no proposed "
+                f"{get_attribute(self.attribute).plural or 'values'}; give the proposer values "
+                "for them"
+            )
+        images = images_at(debug, idx)
+        started = time.perf_counter()
+        captions = (
+            captioner.caption(
+                images, class_names=classes, candidates=proposals, attribute=self.attribute
+            )
+            if len(idx)
+            else []
+        )
+        if len(captions) != len(idx):
+            raise ValueError(
+                f"the captioner returned {len(captions)} captions for {len(idx)} images"
+            )
+        logger.info("captioned %d failures in %.1fs", len(idx), time.perf_counter() - started)
+        return FailureModes.from_captions(
+            class_names=names,
+            attribute=self.attribute,
+            indices=idx,
+            labels=failures.labels[idx],
+            predictions=failures.predictions[idx],
+            captions=captions,
+            candidates=proposals,
+            k=k,
+        )
+
+    def requests(
+        self,
+        counts: dict[tuple[str, str | None], int],
+        *,
+        seed: int = 0,
+    ) -> list[GenerationRequest]:
+        """Generation jobs for ``{(class_name, value or None): count}``, one seed per job."""
+        names = self._class_names()
+        out = []
+        for (name, value), count in counts.items():
+            if count <= 0:
+                continue
+            out.append(
+                GenerationRequest(
+                    class_index=names.index(name),
+                    class_name=name,
+                    value=value,
+                    prompt=prompt(name, value, self.attribute),
+                    count=int(count),
+                    seed=_derive_seed("generate", seed, name, value),
+                    attribute=self.attribute,
+                )
+            )
+        return out
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> GeneratedSet:
+        """Run the generator on ``requests`` and check what it returns."""
+        generator = self._require("generator", ImageGenerator)
+        if not requests:
+            return GeneratedSet.from_outputs([], [])
+        started = time.perf_counter()
+        outputs = generator.generate(list(requests), progress=self.progress)
+        generated = GeneratedSet.from_outputs(list(requests), outputs)
+        logger.info(
+            "generated %d images for %d requests in %.1fs",
+            len(generated),
+            len(requests),
+            time.perf_counter() - started,
+        )
+        return generated
+
+    def repair(
+        self,
+        train_features: torch.Tensor,
+        train_labels: np.ndarray,
+        extra_features: torch.Tensor | None = None,
+        extra_labels: np.ndarray | None = None,
+        *,
+        lam: float = 0.5,
+        seed: int = 0,
+    ) -> torch.nn.Linear:
+        """Refit the head on train features plus ``lam``-weighted generated features."""
+        if lam < 0:
+            raise ValueError(f"lam must be >= 0, got {lam}")
+        init = self._head(train_features)
+        return self._trainer().fit(
+            train_features,
+            torch.as_tensor(train_labels, dtype=torch.long),
+            extra_features=extra_features,
+            extra_labels=None
+            if extra_labels is None
+            else torch.as_tensor(extra_labels, dtype=torch.long),
+            lam=float(lam),
+            init=init,
+            num_classes=len(self._class_names()),
+            seed=seed,
+        )
+
+    def evaluate(
+        self,
+        head: torch.nn.Linear,
+        splits: dict[str, tuple[torch.Tensor, np.ndarray]],
+    ) -> dict[str, float]:
+        """Accuracy of ``head`` on named ``(features, labels)`` splits."""
+        return {name: _accuracy(self._logits(head, f), y) for name, (f, y) in splits.items()}
+
+    # ------------------------------------------------------------------ run
+    def run(self, train: Any, debug: Any, test: Any, *, seed: int = 0) -> RunResult:
+        """Run the whole method and its baselines.
+
+        Args:
+            train: the original training data (or a subset, e.g. 30 images per class), used to
+                refit the head.
+            debug: the debug set; its failures are found, split and captioned.
+            test: the test set, used only for reporting.
+            seed: seed of the splits, generation and solver.
+
+        Returns:
+            A :class:`RunResult`.
+        """
+        started = time.perf_counter()
+        names = self._class_names()
+        k_grid = self._grid(self.k, "k", int, 1)
+        lam_grid = self._grid(self.lam, "lam", float, 0.0)
+        n_grid = self._grid(self.images_per_mode, "images_per_mode", int, 1)
+        for name in ("proposer", "captioner", "generator"):
+            self._require(
+                name,
+                {
+                    "proposer": BackgroundProposer,
+                    "captioner": FailureCaptioner,
+                    "generator": ImageGenerator,
+                }[name],
+            )
+        self._trainer()
+        get_attribute(self.attribute)
+
+        # proposals first: cheap, and an error here costs nothing
+        proposals = self.propose()
+
+        train_f, train_y = self.features(train, name="train")
+        debug_f, debug_y = self.features(debug, name="debug")
+        test_f, test_y = self.features(test, name="test")
+        original = self._head(train_f)
+        failures = self.find_failures(debug, seed=seed, features=(debug_f, debug_y))
+        modes = self.caption(debug, failures, proposals, k=max(k_grid))
+
+        # one targeted set at the largest k and images per mode; smaller candidates use prefixes
+        k_max, n_max = max(k_grid), max(n_grid)
+        ranked = modes.top_k(k_max)
+        targeted = self.generate(
+            self.requests({(c, v): n_max for c in names for v in ranked.get(c, [])}, seed=seed)
+        )
+        gen_f = self._features_of_generated(targeted)
+
+        val = failures.validation
+        val_fail = val[failures.predictions[val] != debug_y[val]]
+        val_splits = {
+            "validation": (debug_f[val], debug_y[val]),
+            "validation_failures": (debug_f[val_fail], debug_y[val_fail]),
+        }
+        before_val = self.evaluate(original, val_splits)
+
+        def choose(candidates, feats, labels):
+            """Fit each (settings, image mask, lam) candidate; pick one on validation."""
+            rows, best, best_key = [], None, None
+            for settings, mask, lam in candidates:
+                head = self.repair(
+                    train_f, train_y, feats[torch.as_tensor(mask)], labels[mask], lam=lam, seed=seed
+                )
+                acc = self.evaluate(head, val_splits)
+                eligible = acc["validation"] >= before_val["validation"] - self.tolerance
+                row = {
+                    **settings,
+                    "lam": lam,
+                    "val_acc": acc["validation"],
+                    "val_failure_acc": acc["validation_failures"],
+                    "eligible": eligible,
+                }
+                rows.append(row)
+                key = (eligible, acc["validation_failures"] if eligible else acc["validation"])
+                if best_key is None or key > best_key:
+                    best, best_key = (row, head), key
+            return best, pd.DataFrame(rows)
+
+        req_k = np.zeros(len(targeted), dtype=np.int64)  # rank of each image's mode
+        img_i = np.zeros(len(targeted), dtype=np.int64)  # index of each image in its request
+        for j, req in enumerate(targeted.requests):
+            where = targeted.request_index == j
+            req_k[where] = ranked[req.class_name].index(req.value)
+            img_i[where] = np.arange(where.sum())
+        cands = [
+            ({"k": k, "images_per_mode": n}, (req_k < k) & (img_i < n), lam)
+            for k, n, lam in itertools.product(k_grid, n_grid, lam_grid)
+        ]
+        (chosen, head), selection = choose(cands, gen_f, targeted.labels)
+        k_star, n_star, lam_star = chosen["k"], chosen["images_per_mode"], chosen["lam"]
+        selection.insert(0, "method", "failmodes")
+        modes.modes = modes.top_k(k_star)
+        keep = (req_k < k_star) & (img_i < n_star)
+        chosen_set = GeneratedSet(
+            targeted.requests,
+            [im for im, m in zip(targeted.images, keep, strict=True) if m],
+            targeted.labels[keep],
+            [v for v, m in zip(targeted.values, keep, strict=True) if m],
+            targeted.request_index[keep],
+        )
+        heads = {"before": original, "failmodes": head}
+
+        if self.baselines:
+            per_class = {c: len(modes.modes.get(c, [])) * n_star for c in names}
+            all_values = list(dict.fromkeys(v for c in names for v in proposals[c]))
+            rng = np.random.default_rng(_derive_seed("uniform", seed))
+            uniform_counts: dict[tuple[str, str | None], int] = {}
+            for c in names:
+                for v in rng.choice(len(all_values), size=per_class[c], replace=True):
+                    key = (c, all_values[int(v)])
+                    uniform_counts[key] = uniform_counts.get(key, 0) + 1
+            for method, counts in (
+                ("random", {(c, None): per_class[c] for c in names}),
+                ("uniform", uniform_counts),
+            ):
+                gen = self.generate(self.requests(counts, seed=seed))
+                f = self._features_of_generated(gen)
+                everything = np.ones(len(gen), dtype=bool)
+                (_, heads[method]), table = choose(
+                    [
+                        ({"k": k_star, "images_per_mode": n_star}, everything, lam)
+                        for lam in lam_grid
+                    ],
+                    f,
+                    gen.labels,
+                )
+                table.insert(0, "method", method)
+                selection = pd.concat([selection, table], ignore_index=True)
+            heads["refit"] = self.repair(train_f, train_y, lam=0.0, seed=seed)
+
+        splits = {
+            "test": (test_f, test_y),
+            "debug_seed": (debug_f[failures.seed], debug_y[failures.seed]),
+            "debug_heldout": (debug_f[failures.heldout], debug_y[failures.heldout]),
+            "validation": (debug_f[val], debug_y[val]),
+        }
+        accuracy = {m: self.evaluate(h, splits) for m, h in heads.items()}
+        test_groups = groups_of(test)
+        group_accuracy = {}
+        if test_groups is not None:
+            groups = np.asarray(["" if g is None else str(g) for g in test_groups])
+            for m, h in heads.items():
+                logits = self._logits(h, test_f)
+                group_accuracy[m] = {
+                    g: _accuracy(logits, test_y, np.flatnonzero(groups == g))
+                    for g in sorted(set(groups.tolist()))
+                }
+        config = {
+            "k": k_star,
+            "lam": lam_star,
+            "images_per_mode": n_star,
+            "k_grid": k_grid,
+            "lam_grid": lam_grid,
+            "images_per_mode_grid": n_grid,
+            "validation_fraction": self.validation_fraction,
+            "tolerance": self.tolerance,
+            "attribute": self.attribute,
+            "seed": seed,
+            "version": __version__,
+        }
+        result = RunResult(
+            class_names=names,
+            attribute=self.attribute,
+            accuracy=accuracy,
+            group_accuracy=group_accuracy,
+            failures=failures,
+            modes=modes,
+            generated=chosen_set,
+            selection=selection,
+            config=config,
+            caption_accuracy=self._caption_accuracy(debug, modes),
+            heads=heads,
+            seconds=time.perf_counter() - started,
+        )
+        logger.info("run finished in %.1fs", result.seconds)
+        return result
+
+    def _features_of_generated(self, generated: GeneratedSet) -> torch.Tensor:
+        if len(generated) == 0:
+            d = self._require("extractor", FeatureExtractor).head.in_features
+            return torch.zeros(0, d)
+        feats, _ = self.features(
+            ImageDataset(generated.images, generated.labels), name="generated images"
+        )
+        return feats
+
+    @staticmethod
+    def _caption_accuracy(debug: Any, modes: FailureModes) -> float | None:
+        """Among captioned failures whose true value is a candidate, the share captioned so."""
+        groups = groups_of(debug)
+        if groups is None:
+            return None
+        hits = total = 0
+        for i, y, cap in zip(modes.indices, modes.labels, modes.captions, strict=True):
+            truth = groups[int(i)]
+            if truth is not None and truth in modes.candidates.get(modes.class_names[int(y)], []):
+                total += 1
+                hits += cap.value == truth
+        return hits / total if total else None
