@@ -54,12 +54,14 @@ class ImageDataset(torch.utils.data.Dataset):
         return self.labels
 
 
+def _is_label(value: Any) -> bool:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value.ndim == 0
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def _is_pair(item: Any) -> bool:
-    return (
-        isinstance(item, tuple | list)
-        and len(item) == 2
-        and not isinstance(item[1], Image.Image | torch.Tensor | np.ndarray)
-    )
+    return isinstance(item, tuple | list) and len(item) == 2 and _is_label(item[1])
 
 
 def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:

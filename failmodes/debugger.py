@@ -528,6 +528,7 @@ class Debugger:
             targeted.request_index[keep],
         )
         heads = {"before": original, "failmodes": head}
+        baseline_sets: dict[str, GeneratedSet] = {}
 
         if self.baselines:
             per_class = {c: len(modes.modes.get(c, [])) * n_star for c in names}
@@ -542,7 +543,7 @@ class Debugger:
                 ("random", {(c, None): per_class[c] for c in names}),
                 ("uniform", uniform_counts),
             ):
-                gen = self.generate(self.requests(counts, seed=seed))
+                gen = baseline_sets[method] = self.generate(self.requests(counts, seed=seed))
                 f = self._features_of_generated(gen)
                 everything = np.ones(len(gen), dtype=bool)
                 (_, heads[method]), table = choose(
@@ -598,6 +599,7 @@ class Debugger:
             selection=selection,
             config=config,
             caption_accuracy=self._caption_accuracy(debug, modes),
+            baseline_generated=baseline_sets,
             heads=heads,
             seconds=time.perf_counter() - started,
         )

@@ -261,7 +261,8 @@ class RunResult:
         group_accuracy: per method, the test accuracy per attribute value (when known).
         failures: the debug set's failures and their split.
         modes: the captions and failure modes.
-        generated: the targeted generated set.
+        generated: the targeted generated set (at the chosen ``k`` and images per mode).
+        baseline_generated: the ``random`` and ``uniform`` baselines' generated sets.
         selection: the hyper-parameter search on the validation part, one row per candidate.
         config: the chosen ``k``, ``lam``, ``images_per_mode`` and the run's settings.
         caption_accuracy: among captioned failures whose true value is a candidate, the share
@@ -280,6 +281,7 @@ class RunResult:
     selection: pd.DataFrame
     config: dict[str, Any]
     caption_accuracy: float | None = None
+    baseline_generated: dict[str, GeneratedSet] = field(default_factory=dict, repr=False)
     heads: dict[str, Any] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
 
@@ -306,6 +308,8 @@ class RunResult:
             "heldout_acc_after": acc["failmodes"]["debug_heldout"],
         }
         for method in ("random", "uniform", "refit"):
+            if method not in acc:
+                continue
             for split, key in (
                 ("test", "test"),
                 ("debug_seed", "seed"),

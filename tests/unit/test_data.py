@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from failmodes.data import ImageDataset, groups_of, images_at, iter_items, labels_of, to_rgb
+
+
+def test_iter_items_pairs_and_bare_images():
+    img = Image.new("RGB", (4, 4))
+    assert list(iter_items([(img, 3)])) == [(img, 3)]
+    assert list(iter_items([img])) == [(img, None)]
+    t = torch.zeros(3, 4, 4)
+    assert list(iter_items(iter([(t, 1)])))[0][1] == 1
+    assert list(iter_items([(t, torch.tensor(2))]))[0][1] == 2
+    assert list(iter_items([(t, np.int64(5))]))[0][1] == 5
+
+
+def test_labels_from_targets_or_iteration():
+    data = ImageDataset([Image.new("RGB", (2, 2))] * 3, [0, 2, 1], groups=["a", "b", None])
+    assert labels_of(data).tolist() == [0, 2, 1]
+    assert labels_of([(Image.new("RGB", (2, 2)), 4)]).tolist() == [4]
+    assert groups_of(data) == ["a", "b", None]
+    assert groups_of([(1, 2)]) is None
+    with pytest.raises(ValueError, match="pairs"):
+        labels_of([Image.new("RGB", (2, 2))])
+
+
+def test_images_at_by_index_and_from_iterables():
+    imgs = [Image.new("RGB", (2, 2), (i, 0, 0)) for i in range(5)]
+    data = ImageDataset(imgs, range(5))
+    assert [im.getpixel((0, 0))[0] for im in images_at(data, [3, 1])] == [3, 1]
+    gen = ((im, i) for i, im in enumerate(imgs))
+    assert [im.getpixel((0, 0))[0] for im in images_at(gen, [4, 0])] == [4, 0]
+
+
+def test_dataset_checks_lengths():
+    with pytest.raises(ValueError, match="same length"):
+        ImageDataset([1, 2], [0])
+    with pytest.raises(ValueError, match="groups"):
+        ImageDataset([1], [0], groups=["a", "b"])
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
+def test_to_rgb_converts_every_mode(mode):
+    image = Image.new(mode, (5, 3))
+    out = to_rgb(image)
+    assert out.mode == "RGB" and out.size == (5, 3)
+
+
+def test_to_rgb_scales_16_bit_and_composites_alpha():
+    array = np.full((2, 2), 65535, dtype=np.uint16)
+    assert to_rgb(Image.fromarray(array)).getpixel((0, 0)) == (255, 255, 255)
+    clear = Image.new("RGBA", (2, 2), (255, 0, 0, 0))
+    assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from failmodes import Caption, FailureModes, GeneratedSet, GenerationRequest
+
+NAMES = ["wallet", "fox"]
+
+
+def _modes(k=2):
+    captions = [Caption(v, 0.9) for v in ["in a jungle", "in a jungle", "on ice", None, "at sea",
+                                          "in snow"]]
+    return FailureModes.from_captions(
+        class_names=NAMES, attribute="background", indices=np.arange(6),
+        labels=np.array([0, 0, 0, 0, 1, 1]), predictions=np.array([1, 1, 0, 1, 0, 0]),
+        captions=captions,
+        candidates={"wallet": ["on ice", "in a jungle"], "fox": ["in snow", "at sea"]}, k=k)
+
+
+def test_top_k_by_frequency_with_deterministic_ties():
+    modes = _modes()
+    assert modes.modes == {"wallet": ["in a jungle", "on ice"], "fox": ["in snow", "at sea"]}
+    assert modes.top_k(1) == {"wallet": ["in a jungle"], "fox": ["in snow"]}
+    assert modes.counts()["wallet"]["in a jungle"] == 2
+
+
+def test_describe_names_the_prediction():
+    lines = _modes(1).describe()
+    assert lines[0] == "wallet in a jungle \u2192 predicted fox (2 failures)"
+    assert lines[1] == "fox in snow \u2192 predicted wallet (1 failures)"
+
+
+def test_k_must_be_positive():
+    with pytest.raises(ValueError, match="k must be"):
+        _modes(k=0)
+
+
+def test_frame_marks_modes():
+    frame = _modes(1).to_frame()
+    assert frame["is_mode"].tolist() == [True, True, False, False, False, True]
+
+
+def _request(count, value="on ice"):
+    return GenerationRequest(0, "wallet", value, "a photo of a wallet on ice", count, seed=3)
+
+
+def test_generated_set_checks_counts():
+    img = Image.new("RGB", (2, 2))
+    gen = GeneratedSet.from_outputs([_request(2), _request(1, None)], [[img, img], [img]])
+    assert gen.labels.tolist() == [0, 0, 0] and gen.values == ["on ice", "on ice", None]
+    assert len(gen.to_frame()) == 3
+    with pytest.raises(ValueError, match="returned 1 images for request 0"):
+        GeneratedSet.from_outputs([_request(2)], [[img]])
+    with pytest.raises(ValueError, match="2 image lists for 1 requests"):
+        GeneratedSet.from_outputs([_request(1)], [[img], [img]])
+
+
+def test_image_seeds_do_not_depend_on_count_and_differ_per_image():
+    a, b = _request(5), _request(2)
+    assert [a.image_seed(i) for i in range(2)] == [b.image_seed(i) for i in range(2)]
+    assert len({a.image_seed(i) for i in range(5)}) == 5
+    assert a.job_id != b.job_id
+    assert a.image_seed(0) != _request(5, "at sea").image_seed(0)
+    with pytest.raises(IndexError):
+        b.image_seed(2)
