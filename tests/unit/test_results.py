@@ -8,13 +8,19 @@ NAMES = ["wallet", "fox"]
 
 
 def _modes(k=2):
-    captions = [Caption(v, 0.9) for v in ["in a jungle", "in a jungle", "on ice", None, "at sea",
-                                          "in snow"]]
+    captions = [
+        Caption(v, 0.9) for v in ["in a jungle", "in a jungle", "on ice", None, "at sea", "in snow"]
+    ]
     return FailureModes.from_captions(
-        class_names=NAMES, attribute="background", indices=np.arange(6),
-        labels=np.array([0, 0, 0, 0, 1, 1]), predictions=np.array([1, 1, 0, 1, 0, 0]),
+        class_names=NAMES,
+        attribute="background",
+        indices=np.arange(6),
+        labels=np.array([0, 0, 0, 0, 1, 1]),
+        predictions=np.array([1, 1, 0, 1, 0, 0]),
         captions=captions,
-        candidates={"wallet": ["on ice", "in a jungle"], "fox": ["in snow", "at sea"]}, k=k)
+        candidates={"wallet": ["on ice", "in a jungle"], "fox": ["in snow", "at sea"]},
+        k=k,
+    )
 
 
 def test_top_k_by_frequency_with_deterministic_ties():

@@ -1,0 +1,245 @@
+"""The Debugger's steps, with small real models and user-written components."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from failmodes import (
+    Caption,
+    Debugger,
+    FailureCaptioner,
+    FeatureExtractor,
+    ImageGenerator,
+    StaticProposer,
+    TorchExtractor,
+)
+from failmodes.toyworld import ToyWorld
+
+NAMES = list(ToyWorld().class_names)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.AvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(3 * 8 * 8, 24),
+        nn.Tanh(),
+        nn.Linear(24, len(NAMES)),
+    )
+
+
+class LookupCaptioner(FailureCaptioner):
+    """A user's captioner that knows the truth for the images it was given."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def caption(self, images, *, class_names, candidates, attribute="background"):
+        truth = {self.dataset.pixels[i].tobytes(): g for i, g in enumerate(self.dataset.groups)}
+        out = []
+        for img, name in zip(images, class_names, strict=True):
+            value = truth[np.asarray(img).tobytes()]
+            out.append(Caption(value if value in candidates[name] else None, 1.0))
+        return out
+
+
+class RetrievalGenerator(ImageGenerator):
+    """A user's non-text generator: retrieves world images of the class (and value)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def generate(self, requests, *, progress=None):
+        out = []
+        for req in requests:
+            rng = np.random.default_rng(req.seed)
+            idx = [
+                i
+                for i, (y, g) in enumerate(zip(self.pool.labels, self.pool.groups, strict=False))
+                if y == req.class_index and (req.value is None or g == req.value)
+            ]
+            pick = rng.choice(idx, size=req.count, replace=True)
+            out.append([self.pool[int(i)][0] for i in pick])
+        return out
+
+
+@pytest.fixture(scope="module")
+def world_data():
+    world = ToyWorld(seed=1)
+    return world, world.train(per_class=20), world.debug(1200), world.test(600)
+
+
+def _debugger(world, debug, pool, **kw):
+    settings = dict(
+        extractor=TorchExtractor(_model(), batch_size=256, progress=False),
+        proposer=StaticProposer(world.uncommon_values()),
+        captioner=LookupCaptioner(debug),
+        generator=RetrievalGenerator(pool),
+        class_names=NAMES,
+        k=[1, 2],
+        lam=[0.5, 1.0],
+        images_per_mode=[3, 5],
+        progress=False,
+    )
+    settings.update(kw)
+    return Debugger(**settings)
+
+
+def test_split_is_disjoint_balanced_and_seeded(world_data):
+    world, _, debug, _ = world_data
+    dbg = _debugger(world, debug, debug)
+    failures = dbg.find_failures(debug, seed=3)
+    seed, held, val = set(failures.seed), set(failures.heldout), set(failures.validation)
+    assert not seed & held and not seed & val and not held & val
+    labels, preds = failures.labels, failures.predictions
+    assert (preds[failures.seed] != labels[failures.seed]).all()
+    assert (preds[failures.heldout] != labels[failures.heldout]).all()
+    outside = np.setdiff1d(np.arange(len(labels)), failures.validation)
+    assert seed | held == set(outside[preds[outside] != labels[outside]].tolist())
+    for c in range(len(NAMES)):
+        n_seed = int((labels[failures.seed] == c).sum())
+        n_held = int((labels[failures.heldout] == c).sum())
+        assert n_held - n_seed in (0, 1)
+        n_val = int((labels[failures.validation] == c).sum())
+        assert n_val == round(0.2 * int((labels == c).sum()))
+    again = dbg.find_failures(debug, seed=3)
+    assert np.array_equal(again.seed, failures.seed)
+    other = dbg.find_failures(debug, seed=4)
+    assert not np.array_equal(other.seed, failures.seed)
+
+
+def test_run_end_to_end_with_user_components(world_data):
+    world, train, debug, test = world_data
+    pool = world.sample(np.arange(2000) % 10, biased=False, seed=99, style="generated")
+    dbg = _debugger(world, debug, pool)
+    result = dbg.run(train, debug, test, seed=0)
+    acc = result.accuracy
+    assert acc["before"]["debug_seed"] == 0 and acc["before"]["debug_heldout"] == 0
+    assert set(acc) == {"before", "failmodes", "random", "uniform", "refit"}
+    cfg = result.config
+    assert cfg["k"] in (1, 2) and cfg["lam"] in (0.5, 1.0) and cfg["images_per_mode"] in (3, 5)
+    # the chosen candidate is the best eligible one on validation failures
+    rows = result.selection[result.selection.method == "failmodes"]
+    eligible = rows[rows.eligible]
+    if len(eligible):
+        assert eligible.val_failure_acc.max() == pytest.approx(
+            rows[
+                (rows.k == cfg["k"])
+                & (rows.lam == cfg["lam"])
+                & (rows.images_per_mode == cfg["images_per_mode"])
+            ].val_failure_acc.iloc[0]
+        )
+    # every method gets the same number of images per class
+    counts = np.bincount(result.generated.labels, minlength=len(NAMES))
+    for method in ("random", "uniform"):
+        other = np.bincount(result.baseline_generated[method].labels, minlength=len(NAMES))
+        assert np.array_equal(counts, other)
+    assert all(v is None for v in result.baseline_generated["random"].values)
+    # modes are among the class's proposals; generation covers exactly the chosen modes
+    for name, values in result.modes.modes.items():
+        assert len(values) <= cfg["k"]
+        assert set(values) <= set(world.uncommon_values()[name])
+    assert {(r.class_name, r.value) for r in result.generated.requests} >= {
+        (c, v) for c, vs in result.modes.modes.items() for v in vs
+    }
+    assert result.caption_accuracy == 1.0
+    summary = result.summary()
+    for key in (
+        "test_acc_before",
+        "heldout_acc_after",
+        "random_heldout_acc_after",
+        "uniform_heldout_acc_after",
+        "refit_heldout_acc_after",
+        "n_failures",
+        "caption_accuracy",
+        "failure_modes",
+        "config",
+    ):
+        assert key in summary
+    frame = result.to_frame()
+    assert list(frame.index) == ["before", "failmodes", "random", "uniform", "refit"]
+    assert "worst_group_test" in frame.columns
+
+
+def test_run_is_deterministic(world_data):
+    world, train, debug, test = world_data
+    a = _debugger(world, debug, debug, baselines=False, k=2, lam=1.0, images_per_mode=3)
+    r1 = a.run(train, debug, test, seed=5)
+    r2 = a.run(train, debug, test, seed=5)
+    assert r1.accuracy == r2.accuracy
+    assert torch.equal(r1.heads["failmodes"].weight, r2.heads["failmodes"].weight)
+
+
+def test_components_swap_one(world_data):
+    world, _, debug, _ = world_data
+    dbg = _debugger(world, debug, debug)
+    other = RetrievalGenerator(debug)
+    swapped = Debugger(**{**dbg.components, "generator": other})
+    assert swapped.generator is other and swapped.captioner is dbg.captioner
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"k": 0}, "k must be"),
+        ({"lam": -1.0}, "lam must be"),
+        ({"images_per_mode": [2.5]}, "images_per_mode must be an integer"),
+        ({"class_names": NAMES[:-1]}, "labels outside"),
+        ({"class_names": NAMES[:-1] + [NAMES[0]]}, "unique"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+    ],
+)
+def test_bad_settings_are_named(world_data, kw, match):
+    world, train, debug, test = world_data
+    dbg = _debugger(world, debug, debug, **kw)
+    with pytest.raises(ValueError, match=match):
+        dbg.run(train, debug, test)
+
+
+def test_missing_component_is_named(world_data):
+    world, train, debug, test = world_data
+    dbg = _debugger(world, debug, debug, generator=None)
+    with pytest.raises(ValueError, match="generator"):
+        dbg.run(train, debug, test)
+    with pytest.raises(TypeError, match="captioner must be a FailureCaptioner"):
+        _debugger(world, debug, debug, captioner=object()).run(train, debug, test)
+
+
+def test_class_with_failures_but_no_proposals(world_data):
+    world, train, debug, test = world_data
+    values = world.uncommon_values()
+    values[NAMES[0]] = []
+    dbg = _debugger(world, debug, debug, proposer=StaticProposer(values))
+    with pytest.raises(ValueError, match=f"\\['{NAMES[0]}'\\] have failures but no proposed"):
+        dbg.run(train, debug, test)
+
+
+def test_no_failures_is_an_error(world_data):
+    world, _, debug, _ = world_data
+    # a head that predicts the label perfectly from a one-hot "backbone"
+    onehot = nn.Linear(len(NAMES), len(NAMES))
+    with torch.no_grad():
+        onehot.weight.copy_(torch.eye(len(NAMES)) * 10)
+        onehot.bias.zero_()
+
+    class Perfect(FeatureExtractor):
+        head = onehot
+
+        def extract(self, data, *, batch_size=None, progress=None):
+            return torch.eye(len(NAMES))[torch.as_tensor(data.labels)]
+
+    dbg = _debugger(world, debug, debug, extractor=Perfect())
+    with pytest.raises(ValueError, match="no failures"):
+        dbg.find_failures(debug)
+
+
+def test_extractor_head_must_fit_features(world_data):
+    world, train, debug, test = world_data
+    extractor = TorchExtractor(
+        backbone=nn.Sequential(nn.AvgPool2d(4), nn.Flatten()), head=nn.Linear(10, len(NAMES))
+    )
+    dbg = _debugger(world, debug, debug, extractor=extractor)
+    with pytest.raises(ValueError, match="head takes 10"):
+        dbg.find_failures(debug)
