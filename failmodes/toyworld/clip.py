@@ -1,0 +1,117 @@
+"""ToyCLIP: a tiny open_clip CLIP trained on ToyWorld, the embedded world's captioner.
+
+ToyCLIP is a plain open_clip :class:`open_clip.CLIP` of 1.8M parameters: a ViT of 3 layers of
+width 64 on 32x32 images in 4x4 patches, average-pooled (small patches and average pooling make
+the object's colour quick to learn), and a text transformer of 2 layers of width 32 on
+open_clip's own BPE tokenizer (49408 tokens, which hold most of the parameters; context 20, room
+for every ToyWorld prompt with a longer template), both projected to 64 dimensions. It is
+trained contrastively on ToyWorld images and captions ("a photo of a red circle on grass"; see
+``scripts/train_toyclip.py``) and shipped in float16 (3.5 MB).
+
+It is loaded exactly as a real CLIP is, so the demo's captioner runs the same code as with
+ViT-B/32::
+
+    open_clip.add_model_config("failmodes/toyworld/weights/toyclip.json")  # register_toyclip()
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "toyclip", pretrained="failmodes/toyworld/weights/toyclip.safetensors")
+    tokenizer = open_clip.get_tokenizer("toyclip")
+
+It was trained on images normalised with open_clip's default (OpenAI) mean and std, because
+open_clip 3.x keeps its default preprocessing for a model name with a checkpoint *file* (it reads
+a preprocess config only from a pretrained tag or a ``local-dir:``/``hf-hub:`` folder); the
+inference transform is therefore: resize 32 (a no-op on ToyWorld images), centre crop 32,
+to tensor, normalise with those mean and std.
+
+Importing this module loads nothing: open_clip is imported and the weights are read only when
+a model is built.
+
+Example:
+    >>> from failmodes.toyworld import ToyWorld, toyclip_captioner
+    >>> world = ToyWorld(seed=0)
+    >>> debug = world.debug(20)
+    >>> captions = toyclip_captioner(progress=False).caption(
+    ...     debug.images, class_names=debug.shapes, candidates=world.uncommon_values())
+    >>> len(captions)
+    20
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from failmodes._imports import require
+
+if TYPE_CHECKING:
+    from failmodes.captioners.clip import CLIPCaptioner
+
+__all__ = ["TOYCLIP", "register_toyclip", "toyclip_captioner", "toyclip_config", "toyclip_weights"]
+
+#: the open_clip model name ToyCLIP is registered under
+TOYCLIP = "toyclip"
+
+_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_CONFIG = _WEIGHTS_DIR / f"{TOYCLIP}.json"
+_WEIGHTS = _WEIGHTS_DIR / f"{TOYCLIP}.safetensors"
+
+
+def toyclip_config() -> Path:
+    """The path of ToyCLIP's open_clip model config (a JSON file shipped with the package)."""
+    return _CONFIG
+
+
+def toyclip_weights() -> Path:
+    """The path of ToyCLIP's shipped weights (a float16 safetensors file of 3.5 MB).
+
+    Raises:
+        FileNotFoundError: if the weights are missing (run ``scripts/train_toyclip.py``).
+    """
+    if not _WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"ToyCLIP weights not found at {_WEIGHTS}; the package data is incomplete. "
+            "Reinstall failmodes, or train them with: python scripts/train_toyclip.py"
+        )
+    return _WEIGHTS
+
+
+def register_toyclip() -> str:
+    """Register ToyCLIP's config with open_clip under the name ``"toyclip"``; safe to repeat.
+
+    After this, ``open_clip.create_model_and_transforms("toyclip", pretrained=...)`` and
+    ``open_clip.get_tokenizer("toyclip")`` work as for any built-in model.
+
+    Returns:
+        The registered model name, ``"toyclip"``.
+
+    Raises:
+        ImportError: if open_clip is not installed (it names the extra to install).
+        ValueError: if another config is already registered under ``"toyclip"``.
+    """
+    open_clip = require("open_clip", feature="ToyCLIP")
+    config = json.loads(_CONFIG.read_text())
+    if TOYCLIP not in open_clip.list_models():
+        open_clip.add_model_config(_CONFIG)
+    registered = open_clip.get_model_config(TOYCLIP)
+    if registered != config:
+        raise ValueError(
+            f"open_clip already has a different model config named {TOYCLIP!r}: {registered}"
+        )
+    return TOYCLIP
+
+
+def toyclip_captioner(**kwargs: Any) -> CLIPCaptioner:
+    """A :class:`~failmodes.captioners.CLIPCaptioner` on ToyCLIP; nothing is loaded yet.
+
+    Args:
+        **kwargs: passed to ``CLIPCaptioner`` (``batch_size``, ``device``, ``progress``,
+            ``min_prob``, ``template``, ...).
+
+    Returns:
+        ``CLIPCaptioner("toyclip", pretrained=str(toyclip_weights()), **kwargs)``, with
+        ToyCLIP registered with open_clip.
+    """
+    register_toyclip()
+    from failmodes.captioners.clip import CLIPCaptioner
+
+    return CLIPCaptioner(TOYCLIP, pretrained=str(toyclip_weights()), **kwargs)
