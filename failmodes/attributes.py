@@ -89,7 +89,7 @@ def with_article(phrase: str) -> str:
 
 
 def phrase(class_name: str, value: str | None, attribute: str | Attribute = "background") -> str:
-    """The class name with its value, without an article: ``"circle on grass"``, ``"red circle"``."""
+    """The class name with its value, no article: ``"circle on grass"``, ``"red circle"``."""
     if value is None or not value.strip():
         return class_name
     if get_attribute(attribute).value_before_class:

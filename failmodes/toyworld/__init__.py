@@ -1,5 +1,26 @@
 """ToyWorld: the embedded world that runs the whole method on a laptop CPU, offline."""
 
+from failmodes.toyworld.clip import register_toyclip, toyclip_captioner, toyclip_weights
+from failmodes.toyworld.demo import DEMO_SETTINGS, demo_components, run_demo
+from failmodes.toyworld.generator import ToyWorldGenerator
+from failmodes.toyworld.model import ToyBackbone, load_backbone, toy_classifier
 from failmodes.toyworld.world import BACKGROUNDS, COLORS, SHAPES, ToyDataset, ToyWorld, render
 
-__all__ = ["BACKGROUNDS", "COLORS", "SHAPES", "ToyDataset", "ToyWorld", "render"]
+__all__ = [
+    "BACKGROUNDS",
+    "COLORS",
+    "DEMO_SETTINGS",
+    "SHAPES",
+    "demo_components",
+    "run_demo",
+    "ToyBackbone",
+    "ToyDataset",
+    "ToyWorld",
+    "ToyWorldGenerator",
+    "load_backbone",
+    "register_toyclip",
+    "render",
+    "toy_classifier",
+    "toyclip_captioner",
+    "toyclip_weights",
+]

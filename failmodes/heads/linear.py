@@ -1,0 +1,545 @@
+"""Retrain a classifier's linear head on frozen features (the repair step).
+
+The head is refit on ``mean CE(train) + lam * mean CE(generated)`` plus an L2 penalty, as in
+Chegini & Feizi (arXiv 2312.05464). With the penalty the objective is strictly convex, so it
+has one minimiser, whatever the start. The default solver (L-BFGS) reaches it to a stated
+tolerance in a small fraction of the time of the paper's solver (1000 epochs of full-batch SGD),
+which can stop measurably short of it: see ``benchmarks/head_solver.py`` and
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from failmodes._modules import replace_head
+from failmodes.interfaces import HeadTrainer
+
+__all__ = ["LinearHeadTrainer", "patch_model"]
+
+logger = logging.getLogger("failmodes")
+
+_SOLVERS = ("lbfgs", "sgd")
+# Rows per block when evaluating the loss, chosen so a block's logits hold at most this many
+# numbers (bounds memory for ImageNet-sized problems; small problems are a single block).
+_BLOCK_ELEMENTS = 1 << 24
+_TOLERANCE_CHANGE = 1e-30
+# precision -> the dtypes L-BFGS runs in, one after the other while the tolerance is not met
+_PRECISIONS = {
+    "mixed": (torch.float32, torch.float64),
+    "float32": (torch.float32,),
+    "float64": (torch.float64,),
+}
+
+
+class LinearHeadTrainer(HeadTrainer):
+    """Fits a linear head on frozen features by minimising one convex objective.
+
+    ``fit`` minimises exactly::
+
+        mean_i CE(W x_i + b, y_i) + lam * mean_j CE(W e_j + b, t_j)
+            + (weight_decay / 2) * (||W||^2 + ||b||^2)
+
+    over the original features ``x`` and the extra (generated) features ``e``. The penalty is
+    the one PyTorch's SGD applies with ``weight_decay`` (``wd * param`` added to every gradient,
+    bias included), so both solvers below minimise the same function:
+
+    - ``"lbfgs"`` (default): full-batch L-BFGS (``torch.optim.LBFGS``) with a strong-Wolfe
+      line search, run until the largest absolute entry of the gradient is at most ``tol`` times
+      the largest absolute entry of the gradient at the all-zero head (a scale fixed by the data
+      alone, so the test does not depend on ``init``), or for ``max_iter`` iterations in all.
+      With ``precision="mixed"`` (default) it runs in float32 (an evaluation costs about half
+      as much as in float64 on a CPU, and much less on most GPUs) and, if float32 runs out of
+      precision before ``tol`` is met (a step leaves the loss exactly unchanged), continues in
+      float64 from where it stopped, with a fresh L-BFGS memory. float32 may need more
+      iterations than float64; ``benchmarks/RESULTS.md`` compares the two. ``converged_``
+      tells whether ``tol`` was met; a warning is logged when it was not.
+    - ``"sgd"``: the paper's solver, ``torch.optim.SGD`` with ``lr``, ``momentum`` and
+      ``weight_decay`` for ``epochs`` epochs, in float32. ``batch_size=None`` is full batch (the
+      paper gives no batch size); with mini-batches the rows are shuffled every epoch with
+      ``seed`` and each step follows an unbiased estimate of the full objective.
+
+    The constructor only stores its arguments; they are checked in :meth:`fit`.
+
+    Args:
+        solver: ``"lbfgs"`` (fast, default) or ``"sgd"`` (the paper's).
+        weight_decay: the L2 penalty coefficient (paper: 5e-4).
+        lr: SGD learning rate (paper: 0.2).
+        momentum: SGD momentum (paper: 0.9).
+        epochs: SGD epochs (paper: 1000).
+        batch_size: SGD rows per step; ``None`` for full batch.
+        max_iter: L-BFGS iteration limit.
+        tol: L-BFGS gradient tolerance, relative to the gradient at zero (see above).
+        history_size: L-BFGS memory (number of past updates kept).
+        precision: L-BFGS arithmetic: ``"mixed"`` (float32, then float64 if needed),
+            ``"float32"`` or ``"float64"``.
+        device: where to compute (``"cpu"``, ``"cuda"``, ...).
+        progress: show a progress bar (function evaluations for L-BFGS, epochs for SGD).
+
+    Attributes:
+        head_: the fitted head (the same values :meth:`fit` returned).
+        loss_: the objective at the solution, evaluated in the solver's precision.
+        grad_max_: the largest absolute gradient entry at the returned head.
+        n_iter_: L-BFGS iterations or SGD epochs run.
+        n_evals_: objective and gradient evaluations made.
+        converged_: for L-BFGS, whether the tolerance was reached; ``None`` for SGD, which
+            has no stopping test (compare ``grad_max_`` across runs instead).
+
+    Example:
+        >>> import torch
+        >>> from failmodes.heads import LinearHeadTrainer
+        >>> x, y = torch.randn(60, 8), torch.arange(60) % 3
+        >>> head = LinearHeadTrainer().fit(x, y, num_classes=3)
+        >>> head.weight.shape
+        torch.Size([3, 8])
+    """
+
+    def __init__(
+        self,
+        *,
+        solver: str = "lbfgs",
+        weight_decay: float = 5e-4,
+        lr: float = 0.2,
+        momentum: float = 0.9,
+        epochs: int = 1000,
+        batch_size: int | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        history_size: int = 10,
+        precision: str = "mixed",
+        device: str | torch.device = "cpu",
+        progress: bool = False,
+    ) -> None:
+        self.solver = solver
+        self.weight_decay = weight_decay
+        self.lr = lr
+        self.momentum = momentum
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.history_size = history_size
+        self.precision = precision
+        self.device = device
+        self.progress = progress
+
+    def fit(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        extra_features: torch.Tensor | None = None,
+        extra_labels: torch.Tensor | None = None,
+        lam: float = 0.5,
+        init: nn.Linear | None = None,
+        num_classes: int | None = None,
+        seed: int = 0,
+    ) -> nn.Linear:
+        """Fit a head on ``mean CE(features) + lam * mean CE(extra_features)`` + the penalty.
+
+        Args:
+            features: ``(n, d)`` features of the original training images.
+            labels: ``(n,)`` integer labels in ``[0, num_classes)``.
+            extra_features: ``(m, d)`` features of generated images, or ``None``. With ``m = 0``
+                rows the extra term is dropped.
+            extra_labels: ``(m,)`` their labels; required with ``extra_features``.
+            lam: the weight (``>= 0``) of the extra images' mean loss (the paper's lambda).
+            init: a head to start from, copied and never modified; its shape fixes the number
+                of classes. ``None`` starts from all zeros.
+            num_classes: the number of classes when ``init`` is ``None``; ``None`` infers it as
+                the largest label plus one.
+            seed: seed of the SGD mini-batch order (full-batch SGD and L-BFGS use no
+                randomness). The same inputs and seed give a bit-identical head on CPU.
+
+        Returns:
+            A new float32 :class:`torch.nn.Linear` on the CPU.
+
+        Raises:
+            ValueError: on an unknown ``solver``, a bad hyper-parameter, mismatched lengths or
+                dimensions, labels out of range, negative ``lam``, non-finite features, or
+                ``init`` of the wrong shape.
+            TypeError: if ``init`` is not an ``nn.Linear`` or labels are not integers.
+        """
+        self._check_params()
+        x, y = _as_features("features", features), _as_labels("labels", labels)
+        if len(x) != len(y):
+            raise ValueError(f"features has {len(x)} rows but labels has {len(y)}; they must match")
+        if len(x) == 0:
+            raise ValueError("features is empty; at least one training row is needed")
+        if (extra_features is None) != (extra_labels is None):
+            given = "extra_features" if extra_labels is None else "extra_labels"
+            missing = "extra_labels" if extra_labels is None else "extra_features"
+            raise ValueError(f"{given} was given without {missing}; pass both or neither")
+        if not _is_real(lam, 0):
+            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+        lam = float(lam)
+        d = x.shape[1]
+        if extra_features is not None:
+            xe = _as_features("extra_features", extra_features)
+            ye = _as_labels("extra_labels", extra_labels)
+            if len(xe) != len(ye):
+                raise ValueError(
+                    f"extra_features has {len(xe)} rows but extra_labels has {len(ye)}; "
+                    "they must match"
+                )
+            if xe.shape[1] != d:
+                raise ValueError(f"extra_features has dimension {xe.shape[1]} but features has {d}")
+        else:
+            xe, ye = x.new_zeros(0, d), y.new_zeros(0)
+
+        if init is not None:
+            if not isinstance(init, nn.Linear):
+                raise TypeError(f"init must be a torch.nn.Linear, got {type(init).__name__}")
+            if init.in_features != d:
+                raise ValueError(
+                    f"init has in_features={init.in_features} but features has dimension {d}"
+                )
+            if num_classes is not None and num_classes != init.out_features:
+                raise ValueError(
+                    f"num_classes={num_classes} but init has out_features={init.out_features}"
+                )
+            num_classes = init.out_features
+        elif num_classes is None:
+            num_classes = int(max(y.max(), ye.max() if len(ye) else 0)) + 1
+        if not _is_int(num_classes, 1):
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        num_classes = int(num_classes)
+        for name, lab in (("labels", y), ("extra_labels", ye)):
+            if len(lab) and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+                raise ValueError(
+                    f"{name} must lie in [0, {num_classes}) (num_classes={num_classes}), got "
+                    f"values from {int(lab.min())} to {int(lab.max())}"
+                )
+
+        device = torch.device(self.device)
+        # One weighted sum: w_i = 1/n on train rows, lam/m on extra rows.
+        if len(xe) > 0 and lam > 0:
+            data = torch.cat([x, xe.to(x.dtype)])
+            target = torch.cat([y, ye])
+            weights = torch.cat(
+                [
+                    torch.full((len(x),), 1.0 / len(x), dtype=torch.float64),
+                    torch.full((len(xe),), lam / len(xe), dtype=torch.float64),
+                ]
+            )
+        else:
+            data, target = x, y
+            weights = torch.full((len(x),), 1.0 / len(x), dtype=torch.float64)
+
+        def make_objective(dtype: torch.dtype) -> _Objective:
+            return _Objective(
+                data.to(device=device, dtype=dtype),
+                target.to(device),
+                weights.to(device=device, dtype=dtype),
+                float(self.weight_decay),
+            )
+
+        w0 = torch.zeros(num_classes, d, dtype=torch.float64)
+        b0 = torch.zeros(num_classes, dtype=torch.float64)
+        if init is not None:
+            w0 = init.weight.detach().to(device="cpu", dtype=torch.float64, copy=True)
+            if init.bias is not None:
+                b0 = init.bias.detach().to(device="cpu", dtype=torch.float64, copy=True)
+
+        if self.solver == "lbfgs":
+            weight, bias = self._fit_lbfgs(make_objective, w0, b0)
+        else:
+            weight, bias = self._fit_sgd(make_objective(torch.float32), w0, b0, seed)
+
+        # Built on the meta device, so that no random initialisation touches the global RNG.
+        head = nn.Linear(d, num_classes, device="meta").to_empty(device="cpu")
+        with torch.no_grad():
+            head.weight.copy_(weight.to(device="cpu", dtype=torch.float32))
+            head.bias.copy_(bias.to(device="cpu", dtype=torch.float32))
+        self.head_ = copy.deepcopy(head)
+        return head
+
+    def _check_params(self) -> None:
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
+        checks: dict[str, tuple[Any, bool]] = {
+            "weight_decay": (self.weight_decay, _is_real(self.weight_decay, 0)),
+            "lr": (self.lr, _is_real(self.lr, 0) and self.lr > 0),
+            "momentum": (self.momentum, _is_real(self.momentum, 0) and self.momentum < 1),
+            "epochs": (self.epochs, _is_int(self.epochs, 1)),
+            "batch_size": (self.batch_size, self.batch_size is None or _is_int(self.batch_size, 1)),
+            "max_iter": (self.max_iter, _is_int(self.max_iter, 1)),
+            "tol": (self.tol, _is_real(self.tol, 0)),
+            "history_size": (self.history_size, _is_int(self.history_size, 1)),
+        }
+        for name, (value, ok) in checks.items():
+            if not ok:
+                raise ValueError(f"{name}={value!r} is not valid for LinearHeadTrainer")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {tuple(_PRECISIONS)}, got {self.precision!r}"
+            )
+
+    def _fit_lbfgs(
+        self,
+        make_objective: Callable[[torch.dtype], _Objective],
+        w0: torch.Tensor,
+        b0: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        phases = _PRECISIONS[self.precision]
+        weight, bias = w0, b0
+        n_iter, n_evals, tolerance = 0, 0, 0.0
+        for dtype in phases:
+            objective = make_objective(dtype)
+            weight = weight.to(device=objective.x.device, dtype=dtype)
+            bias = bias.to(device=objective.x.device, dtype=dtype)
+            if not tolerance:
+                # The stopping scale: the gradient at the all-zero head, fixed by the data alone.
+                _, gw, gb = objective(torch.zeros_like(weight), torch.zeros_like(bias))
+                n_evals += 1
+                scale = max(float(gw.abs().max()), float(gb.abs().max()))
+                tolerance = max(self.tol * scale, torch.finfo(torch.float64).tiny)
+            weight, bias, iters, evals = self._lbfgs_run(
+                objective, weight, bias, tolerance, self.max_iter - n_iter
+            )
+            n_iter, n_evals = n_iter + iters, n_evals + evals
+            loss, gw, gb = objective(weight, bias)
+            n_evals += 1
+            grad_max = max(float(gw.abs().max()), float(gb.abs().max()))
+            if grad_max <= tolerance or n_iter >= self.max_iter:
+                break
+            if dtype != phases[-1]:
+                logger.info(
+                    "L-BFGS reached the limit of %s at max |gradient| %.3g > %.3g after %d "
+                    "iterations; continuing in float64",
+                    dtype,
+                    grad_max,
+                    tolerance,
+                    n_iter,
+                )
+        self.n_iter_, self.n_evals_ = n_iter, n_evals
+        self.loss_, self.grad_max_ = float(loss), grad_max
+        self.converged_ = grad_max <= tolerance
+        if not self.converged_:
+            logger.warning(
+                "L-BFGS stopped after %d iterations with max |gradient| %.3g > tol * scale = "
+                "%.3g; raise max_iter or tol%s",
+                n_iter,
+                grad_max,
+                tolerance,
+                "" if phases[-1] == torch.float64 else ", or use precision='mixed'",
+            )
+        return weight, bias
+
+    def _lbfgs_run(
+        self,
+        objective: _Objective,
+        w0: torch.Tensor,
+        b0: torch.Tensor,
+        tolerance: float,
+        max_iter: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """One L-BFGS run; returns the solution, iterations and evaluations."""
+        weight = w0.clone().requires_grad_(True)
+        bias = b0.clone().requires_grad_(True)
+        max_eval = 2 * max_iter
+        bar = tqdm(total=max_eval, desc="L-BFGS evaluations", disable=not self.progress)
+        n_evals = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal n_evals
+            n_evals += 1
+            bar.update()
+            loss, grad_w, grad_b = objective(weight.detach(), bias.detach())
+            weight.grad, bias.grad = grad_w, grad_b
+            return loss
+
+        optimizer = torch.optim.LBFGS(
+            [weight, bias],
+            lr=1.0,
+            max_iter=max_iter,
+            max_eval=max_eval,
+            tolerance_grad=tolerance,
+            # Besides the gradient test, stop only when a step leaves the loss exactly as it
+            # was: the run has hit the limit of its precision.
+            tolerance_change=_TOLERANCE_CHANGE,
+            history_size=self.history_size,
+            line_search_fn="strong_wolfe",
+        )
+        optimizer.step(closure)
+        bar.close()
+        n_iter = int(optimizer.state[weight].get("n_iter", 0))
+        return weight.detach(), bias.detach(), n_iter, n_evals
+
+    def _fit_sgd(
+        self, objective: _Objective, w0: torch.Tensor, b0: torch.Tensor, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = w0.to(device=objective.x.device, dtype=objective.x.dtype).requires_grad_(True)
+        bias = b0.to(device=objective.x.device, dtype=objective.x.dtype).requires_grad_(True)
+        # SGD's weight_decay adds wd * param to each gradient: the objective's penalty.
+        optimizer = torch.optim.SGD(
+            [weight, bias], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+        n = objective.n
+        generator = torch.Generator().manual_seed(seed)
+        batch = n if self.batch_size is None else min(self.batch_size, n)
+        n_evals = 0
+        for _ in tqdm(range(self.epochs), desc="SGD epochs", disable=not self.progress):
+            if batch == n:
+                batches = [None]
+            else:
+                order = torch.randperm(n, generator=generator).to(objective.x.device)
+                batches = list(order.split(batch))
+            for rows in batches:
+                _, grad_w, grad_b = objective(
+                    weight.detach(), bias.detach(), rows=rows, penalty=False
+                )
+                weight.grad, bias.grad = grad_w, grad_b
+                optimizer.step()
+                n_evals += 1
+        weight, bias = weight.detach(), bias.detach()
+        loss, gw, gb = objective(weight, bias)
+        self.n_iter_ = self.epochs
+        self.n_evals_ = n_evals + 1
+        self.loss_ = float(loss)
+        self.grad_max_ = max(float(gw.abs().max()), float(gb.abs().max()))
+        self.converged_ = None
+        return weight, bias
+
+
+class _Objective:
+    """``sum_i w_i CE(W x_i + b, y_i) + (wd / 2) (||W||^2 + ||b||^2)`` and its gradient.
+
+    The gradient is computed in closed form (softmax minus one-hot), in blocks of rows to bound
+    memory, with care for confident rows, which dominate once the fit is good:
+
+    - with ``r`` the sum of the other classes' ``exp(z_j - z_max)``, a row's loss is
+      ``log1p(r) - (z_y - z_max)`` and, when the label is the top class, its gradient entry
+      ``p_y - 1`` is computed as ``-r / (1 + r)``; forming ``1 + r`` first would round ``r``
+      away in float32 (and the gradient with it) as soon as ``r`` falls below about 1e-7;
+    - losses are summed in float64;
+    - probabilities below ``exp(log(eps) - 20)`` of the top one are set to exactly 0: their
+      effect on any sum is far below rounding, and it keeps subnormal numbers (which slow CPUs
+      down by orders of magnitude) out of the arithmetic.
+    """
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, weight_decay: float
+    ) -> None:
+        self.x, self.y, self.weights, self.weight_decay = x, y, weights, weight_decay
+        self.n = len(x)
+        self.cutoff = math.log(torch.finfo(x.dtype).eps) - 20.0
+
+    def __call__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        *,
+        rows: torch.Tensor | None = None,
+        penalty: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss and gradients at ``(weight, bias)``.
+
+        With ``rows``, an unbiased estimate over those rows (weights scaled by n / len(rows)).
+        With ``penalty=False``, the penalty is left out of the loss and the gradients.
+        """
+        if rows is None:
+            x, y, w = self.x, self.y, self.weights
+        else:
+            x, y = self.x[rows], self.y[rows]
+            w = self.weights[rows] * (self.n / len(rows))
+        num_classes = weight.shape[0]
+        block = max(1, _BLOCK_ELEMENTS // num_classes)
+        loss = torch.zeros((), dtype=torch.float64, device=x.device)
+        grad_w = torch.zeros_like(weight)
+        grad_b = torch.zeros_like(bias)
+        for start in range(0, len(x), block):
+            rows_b = slice(start, start + block)
+            xb, yb, wb = x[rows_b], y[rows_b], w[rows_b]
+            z = torch.addmm(bias, xb, weight.T)
+            z_max, top = z.max(dim=1)
+            z -= z_max[:, None]
+            z_true = z.gather(1, yb[:, None]).squeeze(1)
+            z.masked_fill_(z < self.cutoff, -math.inf)
+            g = z.exp_()
+            g.scatter_(1, top[:, None], 0.0)  # the top class's exp(0) = 1 is kept apart
+            rest = g.sum(dim=1)
+            loss += torch.dot(wb.double(), (torch.log1p(rest) - z_true).double())
+            # g becomes w * (softmax - one-hot), the gradient with respect to the logits.
+            scale = wb / (1.0 + rest)
+            g *= scale[:, None]
+            hit = top == yb
+            g.scatter_(1, top[:, None], torch.where(hit, -scale * rest, scale)[:, None])
+            g[torch.arange(len(yb), device=g.device), yb] -= torch.where(hit, 0.0, wb)
+            grad_w.addmm_(g.T, xb)
+            grad_b += g.sum(dim=0)
+        if penalty:
+            wd = self.weight_decay
+            loss += 0.5 * wd * (weight.double().pow(2).sum() + bias.double().pow(2).sum())
+            grad_w.add_(weight, alpha=wd)
+            grad_b.add_(bias, alpha=wd)
+        return loss, grad_w, grad_b
+
+
+def patch_model(model: nn.Module, head: nn.Linear, *, name: str | None = None) -> nn.Module:
+    """A copy of ``model`` with its linear head replaced by (a copy of) ``head``.
+
+    Args:
+        model: the classifier; it is not modified.
+        head: the new head, e.g. from :meth:`LinearHeadTrainer.fit`.
+        name: the qualified name of the head module; ``None`` picks the last ``nn.Linear``.
+
+    Returns:
+        A deep copy of ``model`` whose head is ``head``, on the device of the old head.
+
+    Raises:
+        TypeError: if ``model`` has no ``nn.Linear`` (and ``name`` is not given).
+        ValueError: if ``head``'s shape differs from the head it replaces.
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> patched = patch_model(model, nn.Linear(8, 3))
+        >>> patched[2] is model[2]
+        False
+    """
+    return replace_head(model, head, name=name)
+
+
+def _is_real(value: Any, low: float) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= low
+    )
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def _as_features(name: str, value: Any) -> torch.Tensor:
+    x = torch.as_tensor(value).detach()
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (rows, dim) tensor, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def _as_labels(name: str, value: Any) -> torch.Tensor:
+    y = torch.as_tensor(value).detach()
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D tensor of class indices, got shape {tuple(y.shape)}"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    return y.long()

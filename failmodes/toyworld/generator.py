@@ -1,0 +1,128 @@
+"""ToyWorld's image generator: the world's renderer behind the :class:`ImageGenerator` interface.
+
+It plays the part of a text-to-image model in the embedded world. A request names a class (a
+shape) and a value of the world's attribute (a background phrase such as ``"on grass"`` in
+background worlds, a colour name such as ``"red"`` in colour worlds); the other attribute is drawn
+uniformly. A bare class (``value=None``, "a photo of a circle") is drawn as the training data
+shows it, with the class's common value with probability ``world.strength``, as a text-to-image
+model shows a class in its usual context. Images are rendered in the ``"generated"`` style by
+default, which differs from the world's own images as diffusion images differ from photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image
+
+from failmodes.interfaces import GenerationRequest, ImageGenerator
+from failmodes.toyworld.world import BACKGROUNDS, SHAPES, ToyWorld
+
+__all__ = ["ToyWorldGenerator"]
+
+
+class ToyWorldGenerator(ImageGenerator):
+    """Render requested (class, value) images of a ToyWorld.
+
+    Image ``i`` of a request is rendered from ``request.image_seed(i)`` alone, so any image can
+    be regenerated on its own, bit-identical, in any order and on any worker.
+
+    Args:
+        world: the :class:`~failmodes.toyworld.ToyWorld` whose vocabulary, attribute and common
+            values (for bare-class requests) are used.
+        style: ``"generated"`` (default: the renderer's own style, with a gap from the world's
+            images) or ``"world"`` (the world's own style, for ablations).
+        progress: show a progress bar over requests; ``None`` shows none.
+
+    Example:
+        >>> from failmodes import GenerationRequest
+        >>> from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+        >>> gen = ToyWorldGenerator(ToyWorld(seed=0))
+        >>> req = GenerationRequest(0, "circle", "on grass", "a photo of a circle on grass", 2, 0)
+        >>> [im.size for im in gen.generate([req])[0]]
+        [(32, 32), (32, 32)]
+    """
+
+    def __init__(self, world: ToyWorld, *, style: str = "generated", progress: bool | None = None):
+        self.world = world
+        self.style = style
+        self.progress = progress
+
+    def _class_index(self, request: GenerationRequest) -> int:
+        name = request.class_name.strip().lower() if isinstance(request.class_name, str) else ""
+        if name not in SHAPES:
+            raise ValueError(
+                f"unknown class {request.class_name!r}; ToyWorld classes are {', '.join(SHAPES)}"
+            )
+        index = SHAPES.index(name)
+        if request.class_index != index:
+            raise ValueError(
+                f"class_index {request.class_index} does not match class {name!r} "
+                f"(index {index} in ToyWorld)"
+            )
+        return index
+
+    def _value(self, request: GenerationRequest) -> str | None:
+        value = request.value
+        if value is None:
+            return None
+        attribute = self.world.attribute
+        if request.attribute != attribute:
+            raise ValueError(
+                f"request is for attribute {request.attribute!r} but the world's attribute is "
+                f"{attribute!r}"
+            )
+        allowed = self.world.values
+        text = value.strip().lower()
+        if text in allowed:
+            return text
+        if attribute == "background" and text in BACKGROUNDS:  # a bare name: "grass"
+            return BACKGROUNDS[text]
+        raise ValueError(f"unknown {attribute} value {value!r}; allowed: {', '.join(allowed)}")
+
+    def render(self, request: GenerationRequest, i: int) -> Image.Image:
+        """Image ``i`` of ``request``, rendered from ``request.image_seed(i)`` alone.
+
+        Raises:
+            ValueError: the class or value is not in the world's vocabulary.
+            IndexError: ``i`` is not in ``range(request.count)``.
+        """
+        label = self._class_index(request)
+        value = self._value(request)
+        data = self.world.sample(
+            [label], biased=True, seed=request.image_seed(i), style=self.style, values=[value]
+        )
+        return data[0][0]
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], *, progress: bool | None = None
+    ) -> list[list[Image.Image]]:
+        """Render ``request.count`` images per request.
+
+        Args:
+            requests: the jobs to run; every class and value is checked before any rendering.
+            progress: show a progress bar; ``None`` keeps the generator's own.
+
+        Returns:
+            One list per request, in request order, of ``request.count`` RGB PIL images.
+
+        Raises:
+            ValueError: a request names an unknown class or value (the message says what is
+                allowed), or has a negative count.
+        """
+        if self.style not in ("world", "generated"):
+            raise ValueError(f"style must be 'world' or 'generated', got {self.style!r}")
+        requests = list(requests)
+        for request in requests:
+            self._class_index(request)
+            self._value(request)
+            if request.count < 0:
+                raise ValueError(f"count must be >= 0, got {request.count}")
+        show = self.progress if progress is None else progress
+        if show:
+            from tqdm.auto import tqdm
+
+            requests_iter = tqdm(requests, desc="rendering", unit="request")
+        else:
+            requests_iter = requests
+        return [[self.render(r, i) for i in range(r.count)] for r in requests_iter]

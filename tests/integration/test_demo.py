@@ -1,0 +1,61 @@
+"""The whole method on ToyWorld with the real components: ToyCLIP, the renderer, the backbone."""
+
+import json
+
+import pytest
+
+from failmodes import Debugger
+from failmodes.cli import main
+from failmodes.toyworld import ToyWorld, demo_components
+
+pytest.importorskip("open_clip")
+
+SUMMARY_KEYS = {
+    "test_acc_before", "test_acc_after", "seed_acc_after", "heldout_acc_after",
+    "random_test_acc_after", "random_seed_acc_after", "random_heldout_acc_after",
+    "uniform_test_acc_after", "uniform_heldout_acc_after", "refit_test_acc_after",
+    "refit_heldout_acc_after", "n_failures", "n_seed", "n_heldout", "caption_accuracy",
+    "failure_modes", "config", "seconds",
+}
+
+
+@pytest.mark.parametrize("attribute", ["background", "color"])
+def test_small_world_end_to_end(attribute):
+    world = ToyWorld(seed=11, attribute=attribute)
+    dbg = Debugger(**demo_components(world, k=3, lam=1.0, images_per_mode=10))
+    result = dbg.run(world.train(), world.debug(2000), world.test(1000), seed=0)
+    acc = result.accuracy
+    assert acc["before"]["debug_heldout"] == 0.0
+    # repairing the head with images of the failure modes fixes held-out failures
+    assert acc["failmodes"]["debug_heldout"] > 0.1
+    assert acc["failmodes"]["debug_heldout"] > acc["refit"]["debug_heldout"]
+    assert result.caption_accuracy > 0.85
+    assert set(result.modes.modes) <= set(world.class_names)
+
+
+@pytest.mark.slow
+def test_cli_demo_writes_summary(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--world-seed", "5"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    for key in SUMMARY_KEYS:
+        if key.endswith("_acc_after") or key.endswith("_acc_before"):
+            assert 0.0 <= summary[key] <= 1.0
+    assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+    out = capsys.readouterr().out
+    assert "failure modes" in out and "debug_heldout" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("attribute", "strength", "world_seed"),
+    [("background", 0.95, 0), ("color", 0.95, 0), ("background", 0.85, 3), ("color", 0.97, 4)],
+)
+def test_demo_repairs_held_out_failures(attribute, strength, world_seed):
+    from failmodes.toyworld import run_demo
+
+    s = run_demo(seed=0, world_seed=world_seed, strength=strength, attribute=attribute).summary()
+    assert s["heldout_acc_after"] >= 0.20
+    assert s["test_acc_after"] >= s["test_acc_before"] - 0.01
+    assert s["caption_accuracy"] >= 0.90
+    assert s["random_heldout_acc_after"] < s["heldout_acc_after"]
