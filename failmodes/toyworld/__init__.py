@@ -3,23 +3,24 @@
 from failmodes.toyworld.clip import register_toyclip, toyclip_captioner, toyclip_weights
 from failmodes.toyworld.demo import DEMO_SETTINGS, demo_components, run_demo
 from failmodes.toyworld.generator import ToyWorldGenerator
-from failmodes.toyworld.model import ToyBackbone, load_backbone, toy_classifier
+from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, ToyBackbone, load_backbone, toy_classifier
 from failmodes.toyworld.world import BACKGROUNDS, COLORS, SHAPES, ToyDataset, ToyWorld, render
 
 __all__ = [
     "BACKGROUNDS",
     "COLORS",
     "DEMO_SETTINGS",
+    "HEAD_WEIGHT_DECAY",
     "SHAPES",
-    "demo_components",
-    "run_demo",
     "ToyBackbone",
     "ToyDataset",
     "ToyWorld",
     "ToyWorldGenerator",
+    "demo_components",
     "load_backbone",
     "register_toyclip",
     "render",
+    "run_demo",
     "toy_classifier",
     "toyclip_captioner",
     "toyclip_weights",

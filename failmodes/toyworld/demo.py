@@ -39,7 +39,7 @@ def demo_components(
     from failmodes.proposers.static import StaticProposer
     from failmodes.toyworld.clip import toyclip_captioner
     from failmodes.toyworld.generator import ToyWorldGenerator
-    from failmodes.toyworld.model import toy_classifier
+    from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, toy_classifier
 
     model = toy_classifier(world, per_class=DEMO_SETTINGS["train_per_class"], seed=seed)
     components = {
@@ -47,7 +47,7 @@ def demo_components(
         "proposer": StaticProposer(world.uncommon_values()),
         "captioner": toyclip_captioner(batch_size=500, progress=progress),
         "generator": ToyWorldGenerator(world, progress=progress),
-        "head_trainer": LinearHeadTrainer(weight_decay=1e-3),
+        "head_trainer": LinearHeadTrainer(weight_decay=HEAD_WEIGHT_DECAY),
         "class_names": world.class_names,
         "attribute": world.attribute,
         "k": DEMO_SETTINGS["k"],
