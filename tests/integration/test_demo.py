@@ -58,4 +58,4 @@ def test_demo_repairs_held_out_failures(attribute, strength, world_seed):
     assert s["heldout_acc_after"] >= 0.20
     assert s["test_acc_after"] >= s["test_acc_before"] - 0.01
     assert s["caption_accuracy"] >= 0.90
-    assert s["random_heldout_acc_after"] < s["heldout_acc_after"]
+    assert s["random_heldout_acc_after"] <= 0.5 * s["heldout_acc_after"]
