@@ -24,7 +24,7 @@ def style_gap(world: ToyWorld, n: int, backbone) -> float:
     labels = np.arange(n) % len(SHAPES)
     real = world.sample(labels, biased=False, seed=1, style="world")
     fake = world.sample(labels, biased=False, seed=2, style="generated")
-    feats = torch.cat([_features(backbone, real.pixels), _features(backbone, fake.pixels)])
+    feats = torch.cat([_features(backbone, real.tensors()), _features(backbone, fake.tensors())])
     target = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
     perm = torch.from_numpy(np.random.default_rng(0).permutation(2 * n))
     fit, held = perm[:n], perm[n:]
