@@ -2,7 +2,8 @@
 
 A linear probe (logistic regression with ``LinearHeadTrainer``) on standardised backbone
 features learns to tell world-style from generated-style images; its accuracy on held-out images
-is the style gap (0.5: no gap; 1.0: fully separable). Prints one JSON line per world.
+is the style gap (0.5: no gap; 1.0: fully separable). Balanced images do not depend on which
+value is common, so the world seed only changes the sample. Prints one JSON line per world.
 
     python benchmarks/style_gap.py --worlds 0 1 2 --n 2000
 """
@@ -22,8 +23,8 @@ from failmodes.toyworld.model import _features
 
 def style_gap(world: ToyWorld, n: int, backbone) -> float:
     labels = np.arange(n) % len(SHAPES)
-    real = world.sample(labels, biased=False, seed=1, style="world")
-    fake = world.sample(labels, biased=False, seed=2, style="generated")
+    real = world.sample(labels, biased=False, seed=2 * world.seed + 1, style="world")
+    fake = world.sample(labels, biased=False, seed=2 * world.seed + 2, style="generated")
     feats = torch.cat([_features(backbone, real.tensors()), _features(backbone, fake.tensors())])
     target = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
     perm = torch.from_numpy(np.random.default_rng(0).permutation(2 * n))
