@@ -95,12 +95,18 @@ def run_case(name: str, n: int, d: int, classes: int, noise: float, seed: int, a
     n_test = max(10000, 20 * classes)
     train, extra, test = make_data(n, d, classes, noise, seed, n_test)
     init = nn.Linear(d, classes)
-    if args.init == "random":  # PyTorch's default initialisation of a fresh head, seeded
-        torch.manual_seed(seed)
-        init.reset_parameters()
-    else:
+    if args.init == "zeros":
         nn.init.zeros_(init.weight)
         nn.init.zeros_(init.bias)
+    else:  # PyTorch's default initialisation of a fresh head, seeded
+        torch.manual_seed(seed)
+        init.reset_parameters()
+    if args.init == "original":
+        # The repair starts from the model's own head (``Debugger.repair``), fitted on the
+        # original data alone; stand-in here: the minimiser of the objective with lam = 0.
+        init = LinearHeadTrainer(weight_decay=WEIGHT_DECAY, tol=1e-6).fit(
+            *train, lam=0.0, init=init, num_classes=classes
+        )
 
     fast = LinearHeadTrainer(weight_decay=WEIGHT_DECAY, tol=args.tol, precision=args.precision)
     walls, cpus = [], []
@@ -170,7 +176,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000, help="SGD epochs (paper: 1000)")
     parser.add_argument("--tol", type=float, default=1e-4, help="fast solver tolerance")
     parser.add_argument("--precision", default="mixed", choices=["mixed", "float32", "float64"])
-    parser.add_argument("--init", default="random", choices=["random", "zeros"])
+    parser.add_argument("--init", default="random", choices=["original", "random", "zeros"],
+                        help="start of both solvers: the original head (as in a repair), a "
+                        "random head or the zero head")
     parser.add_argument("--repeats", type=int, default=3, help="fast solver runs (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args()

@@ -1,0 +1,9 @@
+"""Conformance checks for components, and tiny real models for offline tests.
+
+``check_*`` functions run a component through its interface's contract (as scikit-learn's
+``check_estimator`` does for estimators) and raise an ``AssertionError`` that says what is wrong.
+Use them in your own tests when you write a generator, captioner, proposer, extractor or head
+trainer. :mod:`failmodes.testing.tiny` builds tiny models of the real backends.
+"""
+
+from __future__ import annotations
