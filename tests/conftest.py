@@ -9,7 +9,6 @@ import pytest
 import torch
 
 
-
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """Tiny models: intra-op threads only add overhead, badly so on a busy machine."""

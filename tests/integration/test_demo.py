@@ -11,11 +11,24 @@ from failmodes.toyworld import ToyWorld, demo_components
 pytest.importorskip("open_clip")
 
 SUMMARY_KEYS = {
-    "test_acc_before", "test_acc_after", "seed_acc_after", "heldout_acc_after",
-    "random_test_acc_after", "random_seed_acc_after", "random_heldout_acc_after",
-    "uniform_test_acc_after", "uniform_heldout_acc_after", "refit_test_acc_after",
-    "refit_heldout_acc_after", "n_failures", "n_seed", "n_heldout", "caption_accuracy",
-    "failure_modes", "config", "seconds",
+    "test_acc_before",
+    "test_acc_after",
+    "seed_acc_after",
+    "heldout_acc_after",
+    "random_test_acc_after",
+    "random_seed_acc_after",
+    "random_heldout_acc_after",
+    "uniform_test_acc_after",
+    "uniform_heldout_acc_after",
+    "refit_test_acc_after",
+    "refit_heldout_acc_after",
+    "n_failures",
+    "n_seed",
+    "n_heldout",
+    "caption_accuracy",
+    "failure_modes",
+    "config",
+    "seconds",
 }
 
 
