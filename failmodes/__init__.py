@@ -30,6 +30,8 @@ logging.getLogger("failmodes").addHandler(logging.NullHandler())
 _LAZY = {
     "Debugger": "failmodes.debugger",
     "TorchExtractor": "failmodes.extractors.torch",
+    "TimmExtractor": "failmodes.extractors.timm",
+    "OpenCLIPExtractor": "failmodes.extractors.clip",
     "StaticProposer": "failmodes.proposers.static",
     "merge_values": "failmodes.proposers.merge",
     "CLIPCaptioner": "failmodes.captioners.clip",

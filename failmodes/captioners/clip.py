@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from failmodes._imports import require
+from failmodes._open_clip import load_open_clip, logit_scale
 from failmodes.attributes import prompt
 from failmodes.data import to_rgb
 from failmodes.interfaces import Caption, FailureCaptioner
@@ -18,11 +18,6 @@ from failmodes.interfaces import Caption, FailureCaptioner
 __all__ = ["CLIPCaptioner"]
 
 logger = logging.getLogger("failmodes")
-
-# open_clip model names with these schemas carry their own weights; ``pretrained`` is ignored.
-_SCHEMAS = ("local-dir:", "hf-hub:")
-# the temperature of OpenAI's CLIP, for a model object without ``logit_scale``
-_DEFAULT_LOGIT_SCALE = 100.0
 
 Template = str | Callable[[str, str, str], str]
 
@@ -160,7 +155,7 @@ class CLIPCaptioner(FailureCaptioner):
         class_text = {
             name: torch.stack([self.text_cache_[t] for t in ts]) for name, ts in texts.items()
         }
-        scale = _logit_scale(model, device)
+        scale = logit_scale(model, device)
 
         captions: list[Caption] = []
         starts = range(0, len(images), batch_size)
@@ -184,39 +179,14 @@ class CLIPCaptioner(FailureCaptioner):
         """Build (a name) or adopt (an object) the model, once; set ``model_`` and friends."""
         if hasattr(self, "model_"):
             return self.model_, self.tokenizer_, self.preprocess_
-        device = torch.device(self.device)
-        if isinstance(self.model, str):
-            open_clip = require("open_clip", feature="CLIPCaptioner")
-            pretrained = None if self.model.startswith(_SCHEMAS) else self.pretrained
-            logger.info("loading open_clip model %r (pretrained=%r)", self.model, pretrained)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                self.model, pretrained=pretrained, device=device
-            )
-            if self.tokenizer is not None:
-                tokenizer = self.tokenizer
-            else:
-                tokenizer = open_clip.get_tokenizer(self.model)
-            if self.preprocess is not None:
-                preprocess = self.preprocess
-        else:
-            model = self.model
-            if not (hasattr(model, "encode_image") and hasattr(model, "encode_text")):
-                raise TypeError(
-                    "CLIPCaptioner(model=...) must be an open_clip model name or a model with "
-                    f"encode_image and encode_text, got {type(model).__name__}"
-                )
-            missing = [n for n in ("tokenizer", "preprocess") if getattr(self, n) is None]
-            if missing:
-                raise ValueError(
-                    "CLIPCaptioner was given a model object, so it also needs "
-                    f"{' and '.join(missing)}=...: e.g. tokenizer=open_clip.get_tokenizer(name) "
-                    "and the preprocess from open_clip.create_model_and_transforms(name, ...)"
-                )
-            tokenizer, preprocess = self.tokenizer, self.preprocess
-            if isinstance(model, torch.nn.Module):
-                model = model.to(device)
-        if isinstance(model, torch.nn.Module):
-            model.eval()
+        model, tokenizer, preprocess = load_open_clip(
+            self.model,
+            self.pretrained,
+            tokenizer=self.tokenizer,
+            preprocess=self.preprocess,
+            device=torch.device(self.device),
+            owner="CLIPCaptioner",
+        )
         self.model_, self.tokenizer_, self.preprocess_ = model, tokenizer, preprocess
         self.text_cache_: dict[str, torch.Tensor] = {}
         return model, tokenizer, preprocess
@@ -331,14 +301,6 @@ def _check_candidates(
             raise ValueError(f"candidates[{name!r}] holds blank or non-string values {bad}")
         values[name] = list(dict.fromkeys(vals))
     return values
-
-
-def _logit_scale(model: Any, device: torch.device) -> torch.Tensor:
-    scale = getattr(model, "logit_scale", None)
-    if scale is None:
-        logger.debug("model has no logit_scale; using %s", _DEFAULT_LOGIT_SCALE)
-        return torch.tensor(_DEFAULT_LOGIT_SCALE, device=device)
-    return torch.as_tensor(scale, dtype=torch.float32, device=device).detach().exp().reshape(())
 
 
 def _input_dtype(model: Any) -> torch.dtype:

@@ -1,5 +1,12 @@
-"""Feature extractors: split a classifier into a frozen backbone and its linear head."""
+"""Feature extractors: split a classifier into a frozen backbone and its linear head.
 
+:class:`TorchExtractor` takes any PyTorch classifier; :class:`TimmExtractor` any timm model
+(``timm`` extra); :class:`OpenCLIPExtractor` a CLIP image tower with a trained or zero-shot head
+(``clip`` extra). The backends are imported only when a model is built.
+"""
+
+from failmodes.extractors.clip import OpenCLIPExtractor
+from failmodes.extractors.timm import TimmExtractor
 from failmodes.extractors.torch import TorchExtractor
 
-__all__ = ["TorchExtractor"]
+__all__ = ["OpenCLIPExtractor", "TimmExtractor", "TorchExtractor"]

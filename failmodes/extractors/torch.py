@@ -6,6 +6,7 @@ forward pre-hook while the whole model runs, or ``backbone(x)`` for an explicit 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,10 @@ class TorchExtractor(FeatureExtractor):
         device: where the model runs (``"cpu"``, ``"cuda"``, a ``torch.device``).
         num_workers: ``DataLoader`` worker processes that read and transform images of a
             map-style dataset; ``0`` reads them in this process.
+        precision: ``"auto"`` (float16 autocast on CUDA, the model's own dtype elsewhere),
+            ``"float32"`` (the model's own dtype everywhere), ``"float16"`` or ``"bfloat16"``
+            (autocast to that type; on a CPU only ``"bfloat16"`` is fast). Features are returned
+            as float32 whatever the precision.
         progress: show a progress bar; ``None`` shows one only on a terminal.
 
     Example:
@@ -80,6 +85,7 @@ class TorchExtractor(FeatureExtractor):
         batch_size: int = 64,
         device: str | torch.device = "cpu",
         num_workers: int = 0,
+        precision: str = "auto",
         progress: bool | None = None,
     ):
         self.model = model
@@ -91,6 +97,7 @@ class TorchExtractor(FeatureExtractor):
         self.batch_size = batch_size
         self.device = device
         self.num_workers = num_workers
+        self.precision = precision
         self.progress = progress
 
     @property
@@ -133,7 +140,17 @@ class TorchExtractor(FeatureExtractor):
                 input is not ``(n, d)``, or the features hold NaN or inf.
             TypeError: if an image has an unsupported type, or no head can be found.
         """
-        runner, head, name = self._parts()
+        return self._extract(data, batch_size, progress, self._parts())
+
+    def _extract(
+        self,
+        data: Any,
+        batch_size: int | None,
+        progress: bool | None,
+        parts: tuple[nn.Module, nn.Linear | None, str | None],
+    ) -> torch.Tensor:
+        """:meth:`extract` with the parts given (a ``None`` head skips the dimension check)."""
+        runner, head, name = parts
         batch_size = self.batch_size if batch_size is None else batch_size
         progress = self.progress if progress is None else progress
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -152,7 +169,8 @@ class TorchExtractor(FeatureExtractor):
             raise ValueError("data is empty: there are no images to extract features from")
 
         device = torch.device(self.device)
-        roots = [runner] if name is not None else [runner, head]
+        autocast = _autocast(self.precision, device)
+        roots = [runner] if name is not None or head is None else [runner, head]
         for root in roots:
             root.to(device)
         dtype = next((p.dtype for p in runner.parameters() if p.is_floating_point()), torch.float32)
@@ -193,10 +211,12 @@ class TorchExtractor(FeatureExtractor):
                         )
                     batch = batch.to(device=device, dtype=dtype, non_blocking=True)
                     if name is None:
-                        features = _backbone_features(runner, head, batch)
+                        with autocast:
+                            features = _backbone_features(runner, head, batch)
                     else:
                         captured.clear()
-                        output = runner(batch)
+                        with autocast:
+                            output = runner(batch)
                         features = _captured_features(captured, name, len(batch))
                         if number == 0:
                             _check_logits(features, output, head, name)
@@ -245,12 +265,18 @@ class TorchExtractor(FeatureExtractor):
             raise TypeError(f"head must be a torch.nn.Linear, got {type(head).__name__}")
         return backbone, head, None
 
+    def _image_transform(self) -> Transform | None:
+        """The transform of PIL images when ``transform`` is not given (subclasses: the model's)."""
+        return None
+
     def _batches(
         self, data: Any, batch_size: int, device: torch.device
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(index of the batch's first image, batch)`` in input order."""
         source = data.tensors[0] if isinstance(data, TensorDataset) and data.tensors else data
         transform = self.transform
+        # tensors pass through unless the user gave a transform; PIL images get the model's own
+        pil = transform if transform is not None else self._image_transform()
         if transform is None and isinstance(source, torch.Tensor) and source.ndim >= 1:
             # already a batch of images: slices are views, no per-image work
             for start in range(0, len(source), batch_size):
@@ -258,7 +284,7 @@ class TorchExtractor(FeatureExtractor):
             return
         if self.num_workers > 0 and _is_map_style(source):
             loader = DataLoader(
-                _Images(source, transform),
+                _Images(source, transform, pil),
                 batch_size=batch_size,
                 shuffle=False,
                 num_workers=self.num_workers,
@@ -285,7 +311,7 @@ class TorchExtractor(FeatureExtractor):
         images: list[torch.Tensor] = []
         start = 0
         for image, _ in iter_items(source):
-            images.append(_to_tensor(image, transform))
+            images.append(_to_tensor(image, transform, pil))
             if len(images) == batch_size:
                 yield start, _stack(images, start)
                 start += len(images)
@@ -297,16 +323,17 @@ class TorchExtractor(FeatureExtractor):
 class _Images(Dataset):
     """A map-style view of ``data`` giving ``(index, image tensor)``, for DataLoader workers."""
 
-    def __init__(self, data: Any, transform: Transform | None):
+    def __init__(self, data: Any, transform: Transform | None, pil: Transform | None):
         self.data = data
         self.transform = transform
+        self.pil = pil
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
         image, _ = next(iter_items((self.data[index],)))
-        return index, _to_tensor(image, self.transform)
+        return index, _to_tensor(image, self.transform, self.pil)
 
 
 def _collate(items: Sequence[tuple[int, torch.Tensor]]) -> tuple[int, torch.Tensor]:
@@ -327,8 +354,11 @@ def _is_map_style(data: Any) -> bool:
     return hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict)
 
 
-def _to_tensor(image: Any, transform: Transform | None) -> torch.Tensor:
-    """One image as a ``(C, H, W)`` tensor (see ``TorchExtractor``'s ``transform``)."""
+def _to_tensor(image: Any, transform: Transform | None, pil: Transform | None) -> torch.Tensor:
+    """One image as a ``(C, H, W)`` tensor (see ``TorchExtractor``'s ``transform``).
+
+    Tensors go through ``transform`` (when given); PIL images and arrays through ``pil``.
+    """
     if isinstance(image, torch.Tensor):
         if transform is None:
             return image
@@ -341,7 +371,7 @@ def _to_tensor(image: Any, transform: Transform | None) -> torch.Tensor:
             ) from err
     else:
         if isinstance(image, np.ndarray):
-            if transform is None and image.dtype == np.uint8 and image.shape[2:] == (3,):
+            if pil is None and image.dtype == np.uint8 and image.shape[2:] == (3,):
                 return _hwc_to_float(image)
             image = _array_to_pil(image)
         if not isinstance(image, Image.Image):
@@ -350,9 +380,9 @@ def _to_tensor(image: Any, transform: Transform | None) -> torch.Tensor:
                 "(H, W, C) uint8 numpy array or a (C, H, W) tensor"
             )
         image = to_rgb(image)
-        if transform is None:
+        if pil is None:
             return _hwc_to_float(np.array(image))
-        out = transform(image)
+        out = pil(image)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"transform must return a (C, H, W) tensor, got {type(out).__name__}")
     return out
@@ -392,7 +422,9 @@ def _stack(images: list[torch.Tensor], start: int) -> torch.Tensor:
         raise
 
 
-def _backbone_features(backbone: nn.Module, head: nn.Linear, batch: torch.Tensor) -> torch.Tensor:
+def _backbone_features(
+    backbone: nn.Module, head: nn.Linear | None, batch: torch.Tensor
+) -> torch.Tensor:
     out = backbone(batch)
     if not isinstance(out, torch.Tensor) or out.ndim == 0 or len(out) != len(batch):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -400,7 +432,7 @@ def _backbone_features(backbone: nn.Module, head: nn.Linear, batch: torch.Tensor
             f"backbone must return a tensor with one row per image ({len(batch)}), got {shape}"
         )
     features = out.reshape(len(out), -1)
-    if features.shape[1] != head.in_features:
+    if head is not None and features.shape[1] != head.in_features:
         raise ValueError(
             f"backbone gives {features.shape[1]} features per image (output shape "
             f"{tuple(out.shape)}) but head takes {head.in_features}"
@@ -423,12 +455,32 @@ def _captured_features(captured: list[torch.Tensor], name: str, count: int) -> t
     return features
 
 
+_PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _autocast(precision: str, device: torch.device) -> Any:
+    """The autocast context for ``precision`` on ``device`` (a no-op one for full precision)."""
+    if precision == "auto":
+        precision = "float16" if device.type == "cuda" else "float32"
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {['auto', *_PRECISIONS]}, got {precision!r}")
+    dtype = _PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def _check_logits(features: torch.Tensor, output: Any, head: nn.Linear, name: str) -> None:
     """Warn when ``head(features)`` is not the model's output (the head is not the last step)."""
     if not isinstance(output, torch.Tensor):
         return
-    logits = nn.functional.linear(features, head.weight, head.bias)
-    if output.shape != logits.shape or not torch.allclose(output, logits, rtol=1e-3, atol=1e-4):
+    logits = nn.functional.linear(
+        features.float(), head.weight.float(), head.bias.float() if head.bias is not None else None
+    )
+    output = output.float()
+    # reduced precision (autocast) rounds the model's own head: compare at its resolution
+    rtol, atol = (1e-3, 1e-4) if features.dtype == torch.float32 else (3e-2, 3e-2)
+    if output.shape != logits.shape or not torch.allclose(output, logits, rtol=rtol, atol=atol):
         logger.warning(
             "the model's output differs from its last nn.Linear %r applied to the features; "
             "if the model does more after it, pass backbone= and head= explicitly",

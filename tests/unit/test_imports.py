@@ -23,7 +23,8 @@ def test_import_without_extras():
     proc = _run(
         "import failmodes, failmodes.toyworld\n"
         "from failmodes import Debugger, TorchExtractor, StaticProposer, "
-        "LinearHeadTrainer, CLIPCaptioner\nprint('ok')"
+        "LinearHeadTrainer, CLIPCaptioner, TimmExtractor, OpenCLIPExtractor\n"
+        "import failmodes.testing, failmodes.testing.tiny\nprint('ok')"
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
@@ -38,6 +39,20 @@ def test_missing_extra_is_named_when_used():
     )
     assert proc.returncode != 0
     assert 'pip install "failmodes[clip]"' in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "extra"),
+    [
+        ("from failmodes import TimmExtractor\nTimmExtractor('resnet18').head", "timm"),
+        ("from failmodes import OpenCLIPExtractor\nOpenCLIPExtractor('ViT-B-32').head", "clip"),
+        ("from failmodes.testing.tiny import tiny_clip\ntiny_clip()", "clip"),
+    ],
+)
+def test_missing_backend_names_its_extra(code, extra):
+    proc = _run(code)
+    assert proc.returncode != 0
+    assert f'pip install "failmodes[{extra}]"' in proc.stderr
 
 
 def test_require_names_the_extra():
