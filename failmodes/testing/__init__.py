@@ -7,3 +7,21 @@ trainer. :mod:`failmodes.testing.tiny` builds tiny models of the real backends.
 """
 
 from __future__ import annotations
+
+from failmodes.testing.checks import (
+    check_captioner,
+    check_extractor,
+    check_generator,
+    check_head_trainer,
+    check_proposer,
+    sample_images,
+)
+
+__all__ = [
+    "check_captioner",
+    "check_extractor",
+    "check_generator",
+    "check_head_trainer",
+    "check_proposer",
+    "sample_images",
+]

@@ -1,0 +1,376 @@
+"""Conformance checks: does a component keep its interface's contract?
+
+Each ``check_*`` runs a component on small inputs and raises ``AssertionError`` with a message
+that says which part of the contract is broken. They are what :class:`failmodes.Debugger`
+relies on, so a component that passes them works in a run. They are deliberately small: a
+check builds a handful of inputs and calls the component a few times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from failmodes.interfaces import (
+    BackgroundProposer,
+    Caption,
+    FailureCaptioner,
+    FeatureExtractor,
+    GenerationRequest,
+    HeadTrainer,
+    ImageGenerator,
+)
+from failmodes.proposers.merge import merge_values
+
+__all__ = [
+    "check_captioner",
+    "check_extractor",
+    "check_generator",
+    "check_head_trainer",
+    "check_proposer",
+    "sample_images",
+]
+
+
+def sample_images(count: int = 4, size: int = 64, *, seed: int = 0) -> list[Image.Image]:
+    """Distinct RGB test images (smooth colour gradients with noise), the same for a seed."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    images = []
+    for _ in range(count):
+        low, high = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        grid = ramp[:, None, None] * (high - low) + low + rng.normal(0, 12, (size, size, 3))
+        images.append(Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8), "RGB"))
+    return images
+
+
+def _fail(component: Any, message: str) -> AssertionError:
+    return AssertionError(f"{type(component).__name__}: {message}")
+
+
+# -- FeatureExtractor ----------------------------------------------------------------------------
+
+
+def check_extractor(
+    extractor: FeatureExtractor,
+    images: Sequence[Any] | None = None,
+    *,
+    atol: float = 1e-4,
+) -> None:
+    """Check a :class:`~failmodes.interfaces.FeatureExtractor`.
+
+    It must return one float32 CPU row per image, in input order, the same whatever the batch
+    size and from run to run, and its ``head`` must be an ``nn.Linear`` that takes those rows.
+
+    Args:
+        extractor: the extractor.
+        images: images it accepts (at least 3); ``None``: :func:`sample_images` (64x64 RGB).
+        atol: tolerance when comparing features of different batchings.
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+    """
+    if not isinstance(extractor, FeatureExtractor):
+        raise _fail(extractor, "is not a failmodes.interfaces.FeatureExtractor")
+    images = list(images) if images is not None else sample_images(4)
+    if len(images) < 3:
+        raise ValueError(f"check_extractor needs at least 3 images, got {len(images)}")
+    features = extractor.extract(images, batch_size=2, progress=False)
+    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+        raise _fail(extractor, f"extract must return an (n, d) tensor, got {_describe(features)}")
+    if len(features) != len(images):
+        raise _fail(extractor, f"extract returned {len(features)} rows for {len(images)} images")
+    if features.dtype != torch.float32 or features.device.type != "cpu":
+        raise _fail(extractor, f"features must be float32 on the CPU, got {_describe(features)}")
+    if not torch.isfinite(features).all():
+        raise _fail(extractor, "features contain NaN or inf")
+    one_by_one = extractor.extract(images, batch_size=1, progress=False)
+    if not torch.allclose(one_by_one, features, atol=atol, rtol=1e-3):
+        raise _fail(extractor, "features depend on the batch size (batch_size=1 vs 2)")
+    for i in (0, len(images) - 1):
+        alone = extractor.extract(images[i : i + 1], progress=False)
+        if alone.shape != (1, features.shape[1]) or not torch.allclose(
+            alone[0], features[i], atol=atol, rtol=1e-3
+        ):
+            raise _fail(
+                extractor, f"image {i} alone gives other features than row {i}: not in input order"
+            )
+    head = extractor.head
+    if not isinstance(head, nn.Linear):
+        raise _fail(extractor, f"head must be an nn.Linear, got {type(head).__name__}")
+    if head.in_features != features.shape[1]:
+        raise _fail(
+            extractor,
+            f"head takes {head.in_features} features but extract gives {features.shape[1]}",
+        )
+    with torch.no_grad():
+        logits = head.to("cpu", torch.float32)(features)
+    if not torch.isfinite(logits).all():
+        raise _fail(extractor, "head(features) contains NaN or inf")
+
+
+# -- BackgroundProposer --------------------------------------------------------------------------
+
+
+def check_proposer(
+    proposer: BackgroundProposer,
+    class_names: Sequence[str] = ("fox", "wallet"),
+    *,
+    attribute: str = "background",
+) -> None:
+    """Check a :class:`~failmodes.interfaces.BackgroundProposer`.
+
+    It must return exactly one entry per class, each a non-empty list of distinct non-blank
+    strings with redundant values already merged (:func:`~failmodes.proposers.merge_values`
+    leaves the list unchanged).
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+    """
+    if not isinstance(proposer, BackgroundProposer):
+        raise _fail(proposer, "is not a failmodes.interfaces.BackgroundProposer")
+    names = list(class_names)
+    proposals = proposer.propose(names, attribute=attribute)
+    if not isinstance(proposals, Mapping):
+        raise _fail(proposer, f"propose must return a dict, got {type(proposals).__name__}")
+    if sorted(proposals) != sorted(names):
+        raise _fail(
+            proposer, f"propose must return one entry per class {names}, got {sorted(proposals)}"
+        )
+    for name in names:
+        values = proposals[name]
+        if isinstance(values, str) or not isinstance(values, Sequence):
+            raise _fail(proposer, f"proposals[{name!r}] must be a list, got {values!r}")
+        if not values:
+            raise _fail(proposer, f"proposals[{name!r}] is empty")
+        if any(not isinstance(v, str) or not v.strip() for v in values):
+            raise _fail(proposer, f"proposals[{name!r}] holds blank or non-string values")
+        if merge_values(values) != list(values):
+            raise _fail(
+                proposer,
+                f"proposals[{name!r}] holds redundant or untidy values: {list(values)} merges to "
+                f"{merge_values(values)} (call failmodes.proposers.merge_values)",
+            )
+
+
+# -- FailureCaptioner ----------------------------------------------------------------------------
+
+
+def check_captioner(
+    captioner: FailureCaptioner,
+    images: Sequence[Any] | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    candidates: Mapping[str, Sequence[str]] | None = None,
+    attribute: str = "background",
+) -> None:
+    """Check a :class:`~failmodes.interfaces.FailureCaptioner`.
+
+    It must return one :class:`~failmodes.interfaces.Caption` per image, in input order, whose
+    value is one of the image's class's candidates (or ``None``) with a finite score; the same
+    images give the same captions alone and in a batch; no images give an empty list.
+
+    Args:
+        captioner: the captioner.
+        images: images it accepts (at least 2); ``None``: :func:`sample_images`.
+        class_names: the class of each image; ``None`` alternates ``"fox"`` and ``"wallet"``.
+        candidates: ``{class: [value, ...]}``; ``None``: three backgrounds per class.
+        attribute: the attribute of the values.
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+    """
+    if not isinstance(captioner, FailureCaptioner):
+        raise _fail(captioner, "is not a failmodes.interfaces.FailureCaptioner")
+    images = list(images) if images is not None else sample_images(4)
+    if class_names is None:
+        class_names = [("fox", "wallet")[i % 2] for i in range(len(images))]
+    class_names = list(class_names)
+    if candidates is None:
+        candidates = {
+            "fox": ["in a desert", "on a frozen lake", "in a city street"],
+            "wallet": ["on a beach", "in a jungle", "on a kitchen table"],
+        }
+    captions = captioner.caption(
+        images, class_names=class_names, candidates=candidates, attribute=attribute
+    )
+    if not isinstance(captions, list) or len(captions) != len(images):
+        raise _fail(
+            captioner,
+            f"caption must return a list of {len(images)} captions, got {_describe(captions)}",
+        )
+    for i, (caption, name) in enumerate(zip(captions, class_names, strict=True)):
+        if not isinstance(caption, Caption):
+            raise _fail(captioner, f"caption {i} is a {type(caption).__name__}, not a Caption")
+        if caption.value is not None and caption.value not in candidates[name]:
+            raise _fail(
+                captioner,
+                f"caption {i} has value {caption.value!r}, not one of class {name!r}'s "
+                f"candidates {list(candidates[name])}",
+            )
+        if not isinstance(caption.score, float | int) or not math.isfinite(caption.score):
+            raise _fail(captioner, f"caption {i} has a non-finite score {caption.score!r}")
+    for i in (0, len(images) - 1):
+        alone = captioner.caption(
+            [images[i]], class_names=[class_names[i]], candidates=candidates, attribute=attribute
+        )
+        if len(alone) != 1 or alone[0].value != captions[i].value:
+            raise _fail(
+                captioner,
+                f"image {i} captioned alone gives {alone}, in a batch {captions[i]} (is the "
+                "output in input order?)",
+            )
+    empty = captioner.caption([], class_names=[], candidates=candidates, attribute=attribute)
+    if empty != []:
+        raise _fail(captioner, f"no images must give [], got {empty!r}")
+
+
+# -- ImageGenerator ------------------------------------------------------------------------------
+
+
+def check_generator(
+    generator: ImageGenerator,
+    requests: Sequence[GenerationRequest] | None = None,
+    *,
+    deterministic: bool = True,
+) -> None:
+    """Check an :class:`~failmodes.interfaces.ImageGenerator`.
+
+    It must return one list per request, in order, of exactly ``request.count`` RGB PIL images,
+    none of them blank (a single colour); ``count=0`` gives an empty list. With
+    ``deterministic`` (as the Debugger assumes, to reuse a larger budget's images for a smaller
+    one), the same requests give the same pixels, and the first ``n`` images of a request are
+    the images of the same request with ``count=n``.
+
+    Args:
+        generator: the generator.
+        requests: requests it can serve (at least one with ``count >= 2``); ``None``: a fox in a
+            desert (2 images) and a bare fox (1 image).
+        deterministic: also check reproducibility and the prefix property.
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+    """
+    if not isinstance(generator, ImageGenerator):
+        raise _fail(generator, "is not a failmodes.interfaces.ImageGenerator")
+    if requests is None:
+        requests = [
+            GenerationRequest(0, "fox", "in a desert", "a photo of a fox in a desert", 2, 0),
+            GenerationRequest(0, "fox", None, "a photo of a fox", 1, 1),
+        ]
+    requests = list(requests)
+    outputs = generator.generate(requests, progress=False)
+    _check_outputs(generator, requests, outputs)
+    empty = generator.generate([replace(requests[0], count=0)], progress=False)
+    if not isinstance(empty, list) or len(empty) != 1 or list(empty[0]) != []:
+        raise _fail(generator, f"a request with count=0 must give [[]], got {_describe(empty)}")
+    if not deterministic:
+        return
+    again = generator.generate(requests, progress=False)
+    for r, (first, second) in enumerate(zip(outputs, again, strict=True)):
+        for i, (a, b) in enumerate(zip(first, second, strict=True)):
+            if not _same_pixels(a, b):
+                raise _fail(generator, f"request {r}, image {i} differs between two runs")
+    big = max(range(len(requests)), key=lambda r: requests[r].count)
+    if requests[big].count >= 2:
+        prefix = generator.generate([replace(requests[big], count=1)], progress=False)
+        if not _same_pixels(prefix[0][0], outputs[big][0]):
+            raise _fail(
+                generator,
+                "image 0 of a request with count=1 differs from image 0 of the same request "
+                "with a larger count (derive each image's seed with request.image_seed(i))",
+            )
+
+
+def _check_outputs(
+    generator: ImageGenerator, requests: Sequence[GenerationRequest], outputs: Any
+) -> None:
+    if not isinstance(outputs, list) or len(outputs) != len(requests):
+        raise _fail(
+            generator,
+            f"generate must return a list of {len(requests)} lists, got {_describe(outputs)}",
+        )
+    for r, (request, images) in enumerate(zip(requests, outputs, strict=True)):
+        if not isinstance(images, list) or len(images) != request.count:
+            raise _fail(
+                generator,
+                f"request {r} asked for {request.count} images, got {_describe(images)}",
+            )
+        for i, image in enumerate(images):
+            if not isinstance(image, Image.Image) or image.mode != "RGB":
+                raise _fail(generator, f"request {r}, image {i} is not an RGB PIL image")
+            if all(lo == hi for lo, hi in image.getextrema()):
+                raise _fail(generator, f"request {r}, image {i} is blank (one colour)")
+
+
+def _same_pixels(a: Image.Image, b: Image.Image) -> bool:
+    return a.size == b.size and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+# -- HeadTrainer ---------------------------------------------------------------------------------
+
+
+def check_head_trainer(trainer: HeadTrainer, *, seed: int = 0) -> None:
+    """Check a :class:`~failmodes.interfaces.HeadTrainer`.
+
+    On three well separated classes it must return a new ``nn.Linear`` of the right shape that
+    classifies them, leave ``init`` unchanged, honour ``num_classes`` (a class with no rows),
+    give the same head for the same seed, ignore the extra rows when ``lam=0``, and let a large
+    ``lam`` on extra rows with other labels move the head towards them.
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+    """
+    if not isinstance(trainer, HeadTrainer):
+        raise _fail(trainer, "is not a failmodes.interfaces.HeadTrainer")
+    g = torch.Generator().manual_seed(seed)
+    centers = 4.0 * torch.eye(3, 6)
+    labels = torch.arange(30) % 3
+    features = centers[labels] + 0.3 * torch.randn(30, 6, generator=g)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
+        torch.manual_seed(seed)
+        init = nn.Linear(6, 3)
+    before = [p.detach().clone() for p in init.parameters()]
+    head = trainer.fit(features, labels, init=init, seed=seed)
+    if not isinstance(head, nn.Linear) or (head.in_features, head.out_features) != (6, 3):
+        raise _fail(trainer, f"fit must return an nn.Linear(6, 3), got {head!r}")
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, init.parameters(), strict=True))
+    if head is init or not unchanged:
+        raise _fail(trainer, "fit must return a new head and leave init unchanged")
+    with torch.no_grad():
+        accuracy = float((head(features).argmax(1) == labels).float().mean())
+    if accuracy < 1.0:
+        raise _fail(trainer, f"the head fits separable classes with accuracy {accuracy:.2f} < 1")
+    wide = trainer.fit(features, labels, num_classes=5, seed=seed)
+    if wide.out_features != 5:
+        raise _fail(trainer, f"num_classes=5 gave a head with {wide.out_features} outputs")
+    same = trainer.fit(features, labels, init=init, seed=seed)
+    if not torch.equal(same.weight, head.weight):
+        raise _fail(trainer, "the same data and seed gave a different head")
+    # extra rows on class 0's center labelled 1: ignored at lam=0, decisive at a large lam
+    extra = centers[torch.zeros(20, dtype=torch.long)] + 0.3 * torch.randn(20, 6, generator=g)
+    extra_labels = torch.ones(20, dtype=torch.long)
+    kwargs = {"extra_features": extra, "extra_labels": extra_labels, "init": init, "seed": seed}
+    ignored = trainer.fit(features, labels, lam=0.0, **kwargs)
+    if not torch.allclose(ignored.weight, head.weight, atol=1e-4, rtol=1e-3):
+        raise _fail(trainer, "with lam=0 the extra rows changed the head")
+    pulled = trainer.fit(features, labels, lam=10.0, **kwargs)
+    with torch.no_grad():
+        moved = float((pulled(extra).argmax(1) == 1).float().mean())
+    if moved < 0.5:
+        raise _fail(trainer, "with lam=10 the head still ignores the extra rows and their labels")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)} on {value.device}"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return type(value).__name__

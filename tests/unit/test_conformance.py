@@ -1,0 +1,225 @@
+"""Every backend passes failmodes.testing's checks, and each check catches a broken component."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from failmodes import (
+    Caption,
+    CLIPCaptioner,
+    GenerationRequest,
+    LinearHeadTrainer,
+    StaticProposer,
+    TorchExtractor,
+)
+from failmodes.interfaces import (
+    BackgroundProposer,
+    FailureCaptioner,
+    HeadTrainer,
+    ImageGenerator,
+)
+from failmodes.testing import (
+    check_captioner,
+    check_extractor,
+    check_generator,
+    check_head_trainer,
+    check_proposer,
+    sample_images,
+)
+from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+
+# -- every backend passes ------------------------------------------------------------------------
+
+
+def test_torch_extractor_conforms():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 16), nn.ReLU(), nn.Linear(16, 4))
+    check_extractor(TorchExtractor(model))
+
+
+def test_timm_extractor_conforms():
+    timm = pytest.importorskip("timm")
+    from failmodes import TimmExtractor
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+    check_extractor(TimmExtractor(model))
+
+
+def test_openclip_extractor_conforms(tiny_clip):
+    from failmodes import OpenCLIPExtractor
+
+    model, preprocess, tokenizer = tiny_clip
+    extractor = OpenCLIPExtractor(
+        model, tokenizer=tokenizer, preprocess=preprocess, class_names=["fox", "wallet"],
+        templates=["a photo of a {}."],
+    )  # fmt: skip
+    check_extractor(extractor)
+
+
+def test_static_proposer_conforms():
+    check_proposer(
+        StaticProposer({"fox": ["in a desert", "desert", "on snow"], "wallet": ["on a beach"]})
+    )
+
+
+def test_clip_captioner_conforms(tiny_clip):
+    model, preprocess, tokenizer = tiny_clip
+    check_captioner(CLIPCaptioner(model, tokenizer=tokenizer, preprocess=preprocess))
+
+
+def test_toyclip_captioner_conforms():
+    from failmodes.toyworld import toyclip_captioner
+
+    world = ToyWorld(seed=0)
+    sample = world.sample([0, 1, 2, 3], seed=1, biased=False)
+    names = [world.class_names[label] for label in sample.labels]
+    candidates = {name: world.uncommon_values()[name][:3] for name in set(names)}
+    check_captioner(
+        toyclip_captioner(), list(sample.images), class_names=names, candidates=candidates
+    )
+
+
+def test_toyworld_generator_conforms():
+    world = ToyWorld(seed=0)
+    name = world.class_names[0]
+    value = world.uncommon_values()[name][0]
+    requests = [
+        GenerationRequest(0, name, value, f"a photo of a {name} {value}", 3, 0),
+        GenerationRequest(0, name, None, f"a photo of a {name}", 1, 5),
+    ]
+    check_generator(ToyWorldGenerator(world), requests)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_linear_head_trainer_conforms(solver):
+    check_head_trainer(LinearHeadTrainer(solver=solver, weight_decay=1e-3, epochs=300))
+
+
+# -- each check fails on a broken component ------------------------------------------------------
+
+
+class _ShortGenerator(ImageGenerator):
+    """Returns one image too few for every request."""
+
+    def generate(self, requests, *, progress=None):
+        return [[_noise(i) for i in range(max(r.count - 1, 0))] for r in requests]
+
+
+class _BlankGenerator(ImageGenerator):
+    def generate(self, requests, *, progress=None):
+        return [[Image.new("RGB", (16, 16)) for _ in range(r.count)] for r in requests]
+
+
+class _CountSeededGenerator(ImageGenerator):
+    """Seeds each image from the request's seed and count: breaks the prefix property."""
+
+    def generate(self, requests, *, progress=None):
+        return [[_noise(r.seed * 100 + r.count * 10 + i) for i in range(r.count)] for r in requests]
+
+
+def _noise(seed: int) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (16, 16, 3), generator=g, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy(), "RGB")
+
+
+@pytest.mark.parametrize(
+    ("generator", "message"),
+    [
+        (_ShortGenerator(), "asked for 2 images"),
+        (_BlankGenerator(), "blank"),
+        (_CountSeededGenerator(), "image_seed"),
+    ],
+)
+def test_check_generator_catches(generator, message):
+    with pytest.raises(AssertionError, match=message):
+        check_generator(generator)
+
+
+class _ReversingCaptioner(FailureCaptioner):
+    """Answers in reverse order (per-image values depend on position)."""
+
+    def caption(self, images, *, class_names, candidates, attribute="background"):
+        out = [
+            Caption(candidates[n][i % len(candidates[n])], 1.0) for i, n in enumerate(class_names)
+        ]
+        return out[::-1]
+
+
+class _InventingCaptioner(FailureCaptioner):
+    def caption(self, images, *, class_names, candidates, attribute="background"):
+        return [Caption("on the moon", 0.9) for _ in images]
+
+
+@pytest.mark.parametrize(
+    ("captioner", "message"),
+    [(_ReversingCaptioner(), "not one of|alone"), (_InventingCaptioner(), "on the moon")],
+)
+def test_check_captioner_catches(captioner, message):
+    with pytest.raises(AssertionError, match=message):
+        check_captioner(captioner)
+
+
+class _UnmergedProposer(BackgroundProposer):
+    def propose(self, class_names, *, attribute="background"):
+        return {name: ["in a desert", "Deserts"] for name in class_names}
+
+
+class _ForgetfulProposer(BackgroundProposer):
+    def propose(self, class_names, *, attribute="background"):
+        return {name: ["in a desert"] for name in list(class_names)[1:]}
+
+
+@pytest.mark.parametrize(
+    ("proposer", "message"),
+    [(_UnmergedProposer(), "redundant"), (_ForgetfulProposer(), "one entry per class")],
+)
+def test_check_proposer_catches(proposer, message):
+    with pytest.raises(AssertionError, match=message):
+        check_proposer(proposer)
+
+
+def test_check_extractor_catches_order_and_shape_errors():
+    class Shuffled(TorchExtractor):
+        def extract(self, data, *, batch_size=None, progress=None):
+            return super().extract(data, batch_size=batch_size, progress=progress).flip(0)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 8), nn.Linear(8, 2))
+    with pytest.raises(AssertionError, match="batch size|input order"):
+        check_extractor(Shuffled(model))
+    wrong_head = TorchExtractor(backbone=nn.Flatten(), head=nn.Linear(3 * 64 * 64, 2))
+    wrong_head._head = nn.Linear(5, 2)  # a head that does not fit the features
+    with pytest.raises((AssertionError, ValueError), match="head takes|features per image"):
+        check_extractor(wrong_head)
+
+
+class _WeightlessTrainer(HeadTrainer):
+    """Ignores lam: always weighs the extra rows like the original ones."""
+
+    def fit(self, features, labels, *, extra_features=None, extra_labels=None, lam=0.5,
+            init=None, num_classes=None, seed=0):  # fmt: skip
+        if extra_features is not None:
+            features = torch.cat([features, extra_features])
+            labels = torch.cat([labels, extra_labels])
+        return LinearHeadTrainer(weight_decay=1e-3).fit(
+            features, labels, init=init, num_classes=num_classes, seed=seed
+        )
+
+
+def test_check_head_trainer_catches_an_ignored_lam():
+    with pytest.raises(AssertionError, match="lam=0"):
+        check_head_trainer(_WeightlessTrainer())
+
+
+def test_sample_images_are_distinct_and_seeded():
+    a, b = sample_images(3, seed=0), sample_images(3, seed=0)
+    assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
+    assert len({im.tobytes() for im in a}) == 3
+    assert replace(GenerationRequest(0, "a", None, "p", 2, 0), count=1).count == 1
