@@ -6,7 +6,8 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from failmodes import __version__
 from failmodes.attributes import get_attribute, prompt
 from failmodes.data import ImageDataset, groups_of, images_at, labels_of
+from failmodes.filters import REASONS, ImageFilter
 from failmodes.interfaces import (
     BackgroundProposer,
     FailureCaptioner,
@@ -72,6 +74,10 @@ class Debugger:
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
         baselines: also fit the ``random``, ``uniform`` and ``refit`` baselines in :meth:`run`.
+        image_filter: checks generated images before they are used, e.g.
+            :class:`~failmodes.filters.CaptionFilter`; rejected images are dropped and
+            replaced (see :meth:`generate`). ``None``: every image is used.
+        filter_rounds: how many times short requests are sent again to replace rejected images.
         batch_size: passed to the extractor.
         progress: show progress bars.
 
@@ -99,6 +105,8 @@ class Debugger:
         validation_fraction: float = 0.2,
         tolerance: float = 0.005,
         baselines: bool = True,
+        image_filter: ImageFilter | None = None,
+        filter_rounds: int = 2,
         batch_size: int | None = None,
         progress: bool | None = None,
     ):
@@ -115,6 +123,8 @@ class Debugger:
         self.validation_fraction = validation_fraction
         self.tolerance = tolerance
         self.baselines = baselines
+        self.image_filter = image_filter
+        self.filter_rounds = filter_rounds
         self.batch_size = batch_size
         self.progress = progress
 
@@ -139,6 +149,8 @@ class Debugger:
             "validation_fraction": self.validation_fraction,
             "tolerance": self.tolerance,
             "baselines": self.baselines,
+            "image_filter": self.image_filter,
+            "filter_rounds": self.filter_rounds,
             "batch_size": self.batch_size,
             "progress": self.progress,
         }
@@ -375,14 +387,33 @@ class Debugger:
             )
         return out
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> GeneratedSet:
-        """Run the generator on ``requests`` and check what it returns."""
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        candidates: Mapping[str, Sequence[str]] | None = None,
+    ) -> GeneratedSet:
+        """Run the generator on ``requests``, check what it returns, and filter it.
+
+        With an ``image_filter``, images it rejects are dropped and replaced: the short requests
+        are sent again with a new seed derived from the request and the round, up to
+        ``filter_rounds`` times. A request that is still short keeps fewer images (never a
+        rejected one); :attr:`GeneratedSet.filter_report` counts what was dropped and why.
+
+        Args:
+            requests: the generation jobs.
+            candidates: ``{class_name: [value, ...]}`` that the filter's value check tells an
+                image's value apart from; ``None`` uses the values requested per class.
+        """
         generator = self._require("generator", ImageGenerator)
         if not requests:
             return GeneratedSet.from_outputs([], [])
+        requests = list(requests)
         started = time.perf_counter()
-        outputs = generator.generate(list(requests), progress=self.progress)
-        generated = GeneratedSet.from_outputs(list(requests), outputs)
+        outputs = generator.generate(requests, progress=self.progress)
+        generated = GeneratedSet.from_outputs(requests, outputs)
+        if self.image_filter is not None:
+            generated = self._filter(generated, candidates)
         logger.info(
             "generated %d images for %d requests in %.1fs",
             len(generated),
@@ -390,6 +421,89 @@ class Debugger:
             time.perf_counter() - started,
         )
         return generated
+
+    def _filter(
+        self, generated: GeneratedSet, candidates: Mapping[str, Sequence[str]] | None
+    ) -> GeneratedSet:
+        """Drop the images the filter rejects and ask for replacements, round by round."""
+        image_filter = self.image_filter
+        _check(image_filter, "image_filter", ImageFilter, "an ImageFilter (or None)")
+        rounds = self.filter_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise ValueError(f"filter_rounds must be an integer >= 0, got {rounds!r}")
+        generator = self._require("generator", ImageGenerator)
+        names = self._class_names()
+        requests = generated.requests
+        if candidates is None:
+            candidates = {}
+            for r in requests:
+                if r.value is not None:
+                    candidates.setdefault(r.class_name, [])
+                    if r.value not in candidates[r.class_name]:
+                        candidates[r.class_name].append(r.value)
+        kept: list[list[Any]] = [[] for _ in requests]
+        dropped = {reason: np.zeros(len(requests), dtype=np.int64) for reason in REASONS}
+        batch = [
+            (int(j), image)
+            for j, image in zip(generated.request_index, generated.images, strict=True)
+        ]
+        for round_ in range(rounds + 1):
+            verdicts = image_filter.check(
+                [image for _, image in batch],
+                [requests[j] for j, _ in batch],
+                class_names=names,
+                candidates=candidates,
+            )
+            if len(verdicts) != len(batch):
+                raise ValueError(
+                    f"image_filter.check returned {len(verdicts)} verdicts for {len(batch)} images"
+                )
+            for (j, image), verdict in zip(batch, verdicts, strict=True):
+                if verdict is None:
+                    kept[j].append(image)
+                elif verdict in dropped:
+                    dropped[verdict][j] += 1
+                else:
+                    raise ValueError(
+                        f"image_filter.check returned {verdict!r}; expected None or one of "
+                        f"{REASONS}"
+                    )
+            short = [j for j, r in enumerate(requests) if len(kept[j]) < r.count]
+            if not short or round_ == rounds:
+                break
+            retry = [
+                replace(
+                    requests[j],
+                    count=requests[j].count - len(kept[j]),
+                    seed=_derive_seed("replace", requests[j].seed, round_ + 1),
+                )
+                for j in short
+            ]
+            outputs = generator.generate(retry, progress=self.progress)
+            again = GeneratedSet.from_outputs(retry, outputs)
+            batch = [
+                (short[int(i)], image)
+                for i, image in zip(again.request_index, again.images, strict=True)
+            ]
+        report = pd.DataFrame(
+            {
+                "class": [r.class_name for r in requests],
+                "value": [r.value for r in requests],
+                "requested": [r.count for r in requests],
+                "kept": [len(k) for k in kept],
+                **{f"dropped_{reason}": dropped[reason] for reason in REASONS},
+            }
+        )
+        total = int(sum(d.sum() for d in dropped.values()))
+        missing = int((report["requested"] - report["kept"]).sum())
+        logger.info(
+            "image filter dropped %d of %d images; %d could not be replaced in %d rounds",
+            total,
+            total + int(report["kept"].sum()),
+            missing,
+            rounds,
+        )
+        return GeneratedSet.from_outputs(requests, kept, filter_report=report)
 
     def repair(
         self,
@@ -471,7 +585,8 @@ class Debugger:
         k_max, n_max = max(k_grid), max(n_grid)
         ranked = modes.top_k(k_max)
         targeted = self.generate(
-            self.requests({(c, v): n_max for c in names for v in ranked.get(c, [])}, seed=seed)
+            self.requests({(c, v): n_max for c in names for v in ranked.get(c, [])}, seed=seed),
+            candidates=proposals,
         )
         gen_f = self._features_of_generated(targeted)
 
@@ -526,6 +641,7 @@ class Debugger:
             targeted.labels[keep],
             [v for v, m in zip(targeted.values, keep, strict=True) if m],
             targeted.request_index[keep],
+            filter_report=targeted.filter_report,
         )
         heads = {"before": original, "failmodes": head}
         baseline_sets: dict[str, GeneratedSet] = {}
@@ -543,7 +659,9 @@ class Debugger:
                 ("random", {(c, None): per_class[c] for c in names}),
                 ("uniform", uniform_counts),
             ):
-                gen = baseline_sets[method] = self.generate(self.requests(counts, seed=seed))
+                gen = baseline_sets[method] = self.generate(
+                    self.requests(counts, seed=seed), candidates=proposals
+                )
                 f = self._features_of_generated(gen)
                 everything = np.ones(len(gen), dtype=bool)
                 (_, heads[method]), table = choose(

@@ -187,6 +187,8 @@ class GeneratedSet:
         labels: the class index of each image.
         values: the attribute value of each image (``None`` for bare-class requests).
         request_index: for each image, the index of its request.
+        filter_report: with an image filter, one row per request: ``requested``, ``kept`` and
+            ``dropped_<reason>`` counts (``None`` without a filter).
     """
 
     requests: list[GenerationRequest]
@@ -194,37 +196,55 @@ class GeneratedSet:
     labels: np.ndarray
     values: list[str | None]
     request_index: np.ndarray
+    filter_report: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
     def from_outputs(
-        cls, requests: Sequence[GenerationRequest], outputs: Sequence[Sequence[Any]]
+        cls,
+        requests: Sequence[GenerationRequest],
+        outputs: Sequence[Sequence[Any]],
+        *,
+        filter_report: pd.DataFrame | None = None,
     ) -> GeneratedSet:
-        """Flatten a generator's per-request outputs, checking their number and count."""
+        """Flatten a generator's per-request outputs, checking their number and count.
+
+        Each request must have exactly ``count`` images, or at most ``count`` when a
+        ``filter_report`` says that a filter dropped some.
+        """
         if len(outputs) != len(requests):
             raise ValueError(
                 f"the generator returned {len(outputs)} image lists for {len(requests)} requests"
             )
         images, labels, values, owner = [], [], [], []
         for j, (req, imgs) in enumerate(zip(requests, outputs, strict=True)):
-            if len(imgs) != req.count:
+            if len(imgs) != req.count and not (filter_report is not None and len(imgs) < req.count):
                 raise ValueError(
                     f"the generator returned {len(imgs)} images for request {j} "
                     f"({req.prompt!r}) that asked for count={req.count}"
                 )
             images.extend(imgs)
-            labels.extend([req.class_index] * req.count)
-            values.extend([req.value] * req.count)
-            owner.extend([j] * req.count)
+            labels.extend([req.class_index] * len(imgs))
+            values.extend([req.value] * len(imgs))
+            owner.extend([j] * len(imgs))
         return cls(
             list(requests),
             images,
             np.asarray(labels, dtype=np.int64),
             values,
             np.asarray(owner, dtype=np.int64),
+            filter_report,
         )
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def n_filtered_out(self) -> int | None:
+        """How many images the filter dropped in all (``None`` without a filter)."""
+        if self.filter_report is None:
+            return None
+        dropped = [c for c in self.filter_report.columns if c.startswith("dropped_")]
+        return int(self.filter_report[dropped].to_numpy().sum())
 
     def to_frame(self) -> pd.DataFrame:
         """One row per image: label, class, value, prompt, request job id and seed."""
@@ -325,6 +345,7 @@ class RunResult:
             n_seed=int(len(self.failures.seed)),
             n_heldout=int(len(self.failures.heldout)),
             n_generated=len(self.generated),
+            n_filtered_out=self.generated.n_filtered_out,
             caption_accuracy=self.caption_accuracy,
             failure_modes=self.modes.modes,
             descriptions=self.modes.describe(),

@@ -173,6 +173,47 @@ class CLIPCaptioner(FailureCaptioner):
                     captions.append(Caption(value, p))
         return captions
 
+    def classify(
+        self,
+        images: Sequence[Any],
+        class_names: Sequence[str],
+        *,
+        template: str = "a photo of a {}.",
+    ) -> torch.Tensor:
+        """Zero-shot class probabilities: for each image, a softmax over ``class_names``.
+
+        Used to check that a generated image shows its class (see
+        :class:`failmodes.filters.CaptionFilter`).
+
+        Args:
+            images: PIL images or preprocessed ``(C, H, W)`` tensors.
+            class_names: the classes to choose among.
+            template: a format string with one ``{}`` for the class name.
+
+        Returns:
+            A ``(len(images), len(class_names))`` float32 CPU tensor whose rows sum to 1.
+        """
+        if isinstance(class_names, str) or not class_names:
+            raise ValueError(f"class_names must be a non-empty list of names, got {class_names!r}")
+        if "{}" not in template:
+            raise ValueError(f"template {template!r} needs a '{{}}' field for the class name")
+        _, batch_size = self._check_options()
+        images = list(images)
+        if not images:
+            return torch.zeros(0, len(class_names))
+        model, _, _ = self._load()
+        device = torch.device(self.device)
+        texts = [template.format(name) for name in class_names]
+        self._encode_texts(texts, batch_size, device)
+        text = torch.stack([self.text_cache_[t] for t in texts])
+        scale = logit_scale(model, device)
+        rows = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                features = self._encode_images(images[start : start + batch_size], device)
+                rows.append(torch.softmax(scale * features @ text.T, dim=1).cpu())
+        return torch.cat(rows)
+
     # -- loading ---------------------------------------------------------------------------------
 
     def _load(self) -> tuple[Any, Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
