@@ -33,6 +33,7 @@ _LAZY = {
     "TimmExtractor": "failmodes.extractors.timm",
     "OpenCLIPExtractor": "failmodes.extractors.clip",
     "StaticProposer": "failmodes.proposers.static",
+    "ChatGPTProposer": "failmodes.proposers.chatgpt",
     "merge_values": "failmodes.proposers.merge",
     "CLIPCaptioner": "failmodes.captioners.clip",
     "LinearHeadTrainer": "failmodes.heads.linear",

@@ -1,12 +1,14 @@
 """Proposers: per class, the uncommon values of the spurious attribute.
 
-:class:`StaticProposer` returns values the user gives; every proposer merges redundant values
-with :func:`merge_values`.
+:class:`StaticProposer` returns values the user gives, :class:`ChatGPTProposer` asks a chat
+model (OpenAI or any server that speaks its protocol; ``openai`` extra); every proposer merges
+redundant values with :func:`merge_values`.
 """
 
 from __future__ import annotations
 
+from failmodes.proposers.chatgpt import ChatGPTProposer, ProposalError
 from failmodes.proposers.merge import merge_values, normalize_value
 from failmodes.proposers.static import StaticProposer
 
-__all__ = ["StaticProposer", "merge_values", "normalize_value"]
+__all__ = ["ChatGPTProposer", "ProposalError", "StaticProposer", "merge_values", "normalize_value"]

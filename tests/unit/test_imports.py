@@ -47,6 +47,11 @@ def test_missing_extra_is_named_when_used():
         ("from failmodes import TimmExtractor\nTimmExtractor('resnet18').head", "timm"),
         ("from failmodes import OpenCLIPExtractor\nOpenCLIPExtractor('ViT-B-32').head", "clip"),
         ("from failmodes.testing.tiny import tiny_clip\ntiny_clip()", "clip"),
+        (
+            "from failmodes.proposers.chatgpt import ChatGPTProposer\n"
+            "ChatGPTProposer(base_url='http://127.0.0.1:9/v1').propose(['fox'])",
+            "openai",
+        ),
     ],
 )
 def test_missing_backend_names_its_extra(code, extra):

@@ -1,0 +1,628 @@
+"""A proposer that asks a chat model: OpenAI's, or any server that speaks its protocol.
+
+:class:`ChatGPTProposer` puts one question per class to ``chat.completions`` ("What are the
+uncommon backgrounds that a fox can appear in?") through the official ``openai`` client, so any
+OpenAI-compatible server works: OpenAI, vLLM, Ollama, llama.cpp's server, ... (and Azure OpenAI
+through ``client=openai.AzureOpenAI(...)``).
+Needs the ``openai`` extra: ``pip install "failmodes[openai]"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from failmodes._imports import require
+from failmodes.attributes import ATTRIBUTES, get_attribute, with_article
+from failmodes.interfaces import BackgroundProposer
+from failmodes.proposers.merge import _PREPOSITION_PHRASES, _PREPOSITIONS, merge_values
+
+__all__ = ["DEFAULT_MODEL", "ChatGPTProposer", "ProposalError"]
+
+logger = logging.getLogger("failmodes")
+
+DEFAULT_MODEL = "gpt-4.1-mini"
+"""The model :class:`ChatGPTProposer` asks by default: cheap, and it follows JSON schemas."""
+
+# Examples shown to the model, per attribute, of values phrased the way prompts need them.
+_EXAMPLES = {
+    "background": ("in a desert", "on a frozen lake", "in a dark cave"),
+    "color": ("red", "bright purple", "black and white"),
+    "size": ("tiny", "giant", "pocket-sized"),
+}
+
+_SCHEMA = {
+    "name": "uncommon_values",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"values": {"type": "array", "items": {"type": "string"}}},
+        "required": ["values"],
+        "additionalProperties": False,
+    },
+}
+
+
+class ProposalError(RuntimeError):
+    """A proposer could not get the values of one class (no answer, a refusal, a bad answer).
+
+    The answers received for other classes before the failure are not lost: they are in
+    :attr:`partial`, and a proposer that caches answers (as :class:`ChatGPTProposer` does)
+    asks only for the missing classes when called again.
+
+    Attributes:
+        class_name: the class whose values could not be had.
+        attribute: the attribute asked about.
+        partial: ``{class_name: [value, ...]}`` for the classes of the call already answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        class_name: str = "",
+        attribute: str = "background",
+        partial: Mapping[str, list[str]] | None = None,
+    ):
+        super().__init__(message)
+        self.class_name = class_name
+        self.attribute = attribute
+        self.partial = dict(partial or {})
+
+
+class ChatGPTProposer(BackgroundProposer):
+    """Asks a chat model, per class, for uncommon values of the spurious attribute.
+
+    For each class, the attribute's question (``"What are the uncommon backgrounds that a
+    {class_name} can appear in?"``; the ``color`` and ``size`` questions of
+    :data:`failmodes.attributes.ATTRIBUTES`, or your own through ``templates``) is sent to
+    ``chat.completions`` with instructions to answer phrases that read next to the class name:
+    after it for backgrounds ("in a desert"), before it for colors and sizes ("red", "tiny"), so
+    that :func:`failmodes.attributes.prompt` makes natural prompts from them.
+
+    The answer is requested as JSON following a strict JSON schema (``{"values": [...]}``). A
+    server that rejects ``response_format`` (an HTTP 400 or 422 about it) is asked again
+    without it, as is every server when ``schema=False``; such answers are parsed tolerantly: a
+    JSON object or list, JSON in a ``` fence, or a numbered or bulleted list. Each value is then
+    tidied (list markers, quotes, explanations after a colon or dash, a repeated class name, a
+    capitalised first word dropped) and, for backgrounds only, a bare place gets a preposition:
+    "desert" becomes "in the desert" ("the" rather than "a", because it also reads right for
+    "snow", "water" or "grass"); values that start with a preposition ("on a lake", "next to a
+    road"), a verb in -ing ("floating in space") or words such as "underwater" are kept as they
+    are. Redundant values are merged with :func:`failmodes.proposers.merge_values`.
+
+    Answers are cached in :attr:`answers_`, so calling :meth:`propose` again asks only for
+    classes not answered yet, in particular after a :class:`ProposalError`. Clear the cache
+    (``proposer.answers_.clear()``) to ask again.
+
+    The API key is never logged, shown in ``repr``, nor put in error messages or results.
+
+    Args:
+        model: the model name, as the server knows it (``"gpt-4.1-mini"``, ``"llama3.1"``, ...).
+        client: an ``openai.OpenAI`` client (or one with the same ``chat.completions.create``)
+            to use instead of building one; ``base_url``, ``api_key``, ``max_retries`` and
+            ``timeout`` are then ignored.
+        base_url: the server's URL, e.g. ``"http://localhost:8000/v1"`` for vLLM or
+            ``"http://localhost:11434/v1"`` for Ollama; ``None`` uses ``OPENAI_BASE_URL`` or
+            OpenAI's.
+        api_key: the API key; ``None`` uses ``OPENAI_API_KEY``. With a ``base_url`` and no key
+            anywhere, a placeholder key is sent, as local servers need none.
+        max_retries: retries of the ``openai`` client on connection errors, timeouts, 408, 409,
+            429 and 5xx answers (it waits as the server's ``retry-after`` headers say, or backs
+            off exponentially).
+        timeout: seconds to wait for an answer, per try (``None``: no limit).
+        temperature: the sampling temperature; ``0.0`` asks for the most likely answer. ``None``
+            sends none (for models that only accept their own default).
+        seed: a seed sent to the server for repeatable sampling; ``None`` sends none. Servers may
+            ignore it; cache or save the answers (:attr:`answers_`) when they must not change.
+        max_values: ask for at most this many values per class, and keep at most this many;
+            ``None``: as many as the model gives.
+        templates: ``{attribute: question}`` adding or replacing questions, each with a
+            ``{class_name}`` field. Values of an attribute that
+            :func:`failmodes.attributes.get_attribute` does not know are asked to read after
+            the class name.
+        schema: request JSON that follows a JSON schema (``response_format``); ``False`` asks in
+            plain text, for servers that neither support nor reject it.
+        request_options: further keyword arguments of ``chat.completions.create``
+            (``max_tokens``, ``extra_body``, ...); they override the ones above.
+
+    Attributes:
+        answers_: ``{(attribute, class_name): [value, ...]}``, every answer received, merged and
+            tidied (before the ``max_values`` cut). Set by :meth:`propose`.
+
+    Examples:
+        >>> from failmodes.testing.openai_server import OpenAIServer
+        >>> answer = '{"values": ["in a desert", "Desert", "on a frozen lake", "snow"]}'
+        >>> with OpenAIServer(answer) as server:
+        ...     proposer = ChatGPTProposer(base_url=server.base_url, api_key="sk-test")
+        ...     proposer.propose(["fox"])
+        {'fox': ['in a desert', 'on a frozen lake', 'in the snow']}
+
+        With OpenAI's servers (``OPENAI_API_KEY`` set) or a local vLLM server:
+
+        >>> ChatGPTProposer().propose(["fox", "owl"])  # doctest: +SKIP
+        >>> ChatGPTProposer("Qwen/Qwen2.5-7B-Instruct", base_url="http://localhost:8000/v1")
+        ChatGPTProposer('Qwen/Qwen2.5-7B-Instruct', base_url='http://localhost:8000/v1')
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        client: Any = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = 2,
+        timeout: float | None = 60.0,
+        temperature: float | None = 0.0,
+        seed: int | None = None,
+        max_values: int | None = None,
+        templates: Mapping[str, str] | None = None,
+        schema: bool = True,
+        request_options: Mapping[str, Any] | None = None,
+    ):
+        self.model = model
+        self.client = client
+        self.base_url = base_url
+        self.api_key = api_key
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.temperature = temperature
+        self.seed = seed
+        self.max_values = max_values
+        self.templates = templates
+        self.schema = schema
+        self.request_options = request_options
+
+    def __repr__(self) -> str:
+        shown = [repr(self.model)]
+        parameters = list(inspect.signature(type(self).__init__).parameters.values())[2:]
+        for parameter in parameters:
+            value = getattr(self, parameter.name)
+            if value is parameter.default or (
+                isinstance(value, int | float | str | bool) and value == parameter.default
+            ):
+                continue
+            if parameter.name == "api_key":
+                shown.append("api_key='***'")
+            elif parameter.name == "client":
+                shown.append(f"client=<{type(value).__name__}>")
+            elif parameter.name == "request_options":  # may hold headers: show names only
+                shown.append(f"request_options=<{', '.join(map(str, value))}>")
+            else:
+                shown.append(f"{parameter.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def propose(
+        self, class_names: Sequence[str], *, attribute: str = "background"
+    ) -> dict[str, list[str]]:
+        """Ask the model about each class not answered yet; return every class's values.
+
+        Args:
+            class_names: the classes to ask about; a class named twice is asked once.
+            attribute: the spurious attribute: ``"background"``, ``"color"``, ``"size"``, or one
+                given in ``templates``.
+
+        Returns:
+            ``{class_name: [value, ...]}`` with exactly the classes in ``class_names``, in order,
+            each with at least one value.
+
+        Raises:
+            ProposalError: for the first class whose request failed after the client's retries,
+                whose answer was empty, malformed or held no value, or that the model refused;
+                it names the class and keeps the answers already received in ``partial``
+                (they are also cached in :attr:`answers_`).
+            ValueError: if ``attribute`` has no question, a template lacks ``{class_name}``, a
+                class name is blank, or ``max_values`` is not positive.
+            TypeError: if ``class_names`` is a single string.
+            ImportError: if the ``openai`` package is not installed (it names the extra).
+        """
+        if isinstance(class_names, str):
+            raise TypeError(f"class_names must be a list of names, not a string ({class_names!r})")
+        names = list(class_names)
+        for name in names:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"class names must be non-empty strings, got {name!r}")
+        limit = self.max_values
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"max_values must be a positive integer or None, not {limit!r}")
+        attribute_name, question = self._question(attribute)
+        if not hasattr(self, "answers_"):
+            self.answers_: dict[tuple[str, str], list[str]] = {}
+        missing = [n for n in dict.fromkeys(names) if (attribute_name, n) not in self.answers_]
+        if missing:
+            self._ask_all(missing, names, attribute_name, question)
+        return {n: self.answers_[(attribute_name, n)][: self.max_values] for n in names}
+
+    # -- asking ----------------------------------------------------------------------------------
+
+    def _question(self, attribute: str) -> tuple[str, str]:
+        """The attribute's canonical name and question template."""
+        name = get_attribute(attribute).name
+        templates = dict(self.templates or {})
+        question = templates.get(attribute, templates.get(name))
+        if question is None and name in ATTRIBUTES:
+            question = ATTRIBUTES[name].question
+        if question is None:
+            known = sorted({*ATTRIBUTES, *templates})
+            raise ValueError(
+                f"ChatGPTProposer has no question for attribute {attribute!r}; known attributes: "
+                f"{known}. Give one with templates={{{name!r}: 'What are the uncommon {name}s "
+                "that a {class_name} can have?'}"
+            )
+        if not isinstance(question, str) or "{class_name}" not in question:
+            raise ValueError(
+                f"the question for attribute {name!r} must be a string with a {{class_name}} "
+                f"field, got {question!r}"
+            )
+        return name, question
+
+    def _ask_all(self, missing: list[str], names: list[str], attribute: str, question: str) -> None:
+        """Ask about each class of ``missing`` in turn, caching each answer as it comes."""
+        openai = require("openai", feature="ChatGPTProposer")
+        client = self.client if self.client is not None else self._make_client(openai)
+        secrets = self._secrets(client)
+        use_schema = bool(self.schema)
+        try:
+            for name in missing:
+                try:
+                    values, use_schema = self._ask(
+                        openai, client, name, attribute, question, use_schema, secrets
+                    )
+                except _Failure as failure:
+                    partial = {
+                        n: self.answers_[(attribute, n)][: self.max_values]
+                        for n in dict.fromkeys(names)
+                        if (attribute, n) in self.answers_
+                    }
+                    kept = (
+                        f"; the answers for {sorted(partial)} are kept (error.partial, "
+                        "proposer.answers_), and calling propose again asks only for the "
+                        "missing classes"
+                        if partial
+                        else ""
+                    )
+                    message = (
+                        f"ChatGPTProposer could not get the {attribute} values of class {name!r} "
+                        f"from model {self.model!r}: {failure.reason}{kept}"
+                    )
+                    raise ProposalError(
+                        _redact(message, secrets),
+                        class_name=name,
+                        attribute=attribute,
+                        partial=partial,
+                    ) from failure.__cause__
+                self.answers_[(attribute, name)] = values
+        finally:
+            if self.client is None:
+                client.close()
+
+    def _ask(
+        self,
+        openai: Any,
+        client: Any,
+        name: str,
+        attribute: str,
+        question: str,
+        use_schema: bool,
+        secrets: list[str],
+    ) -> tuple[list[str], bool]:
+        """One class's values, and whether to keep sending the JSON schema."""
+        spec = get_attribute(attribute)
+        messages = [
+            {"role": "system", "content": _instructions(attribute, self.max_values)},
+            {"role": "user", "content": _format_question(question, name)},
+        ]
+        logger.debug(
+            "ChatGPTProposer asks %s about class %r%s: %s",
+            self.model,
+            name,
+            " (JSON schema)" if use_schema else "",
+            messages[1]["content"],
+        )
+        try:
+            try:
+                completion = self._create(client, messages, use_schema)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as err:
+                if not (use_schema and _about_response_format(err)):
+                    raise
+                logger.info(
+                    "the server rejects JSON schemas (%s); ChatGPTProposer asks in plain text",
+                    _redact(_shorten(str(err)), secrets),
+                )
+                use_schema = False
+                completion = self._create(client, messages, use_schema)
+        except openai.APIError as err:
+            retries = getattr(client, "max_retries", None)
+            after = f" after {retries} retries" if isinstance(retries, int) and retries else ""
+            raise _Failure(f"the request failed{after}: {type(err).__name__}: {err}") from err
+        except json.JSONDecodeError as err:  # a 200 answer whose body is not JSON
+            raise _Failure(f"the server's answer is not JSON ({err})") from err
+        content, cut = _content(completion)
+        values = _parse(_redact(content, secrets), strict=use_schema, cut=cut)
+        values = merge_values(
+            v for v in (_tidy(raw, name, attribute, spec.value_before_class) for raw in values) if v
+        )
+        if not values:
+            raise _Failure(f"the answer holds no values: {_shorten(content)!r}")
+        logger.debug("ChatGPTProposer got %d values for class %r", len(values), name)
+        return values, use_schema
+
+    def _create(self, client: Any, messages: list[dict[str, str]], use_schema: bool) -> Any:
+        options: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.seed is not None:
+            options["seed"] = self.seed
+        if use_schema:
+            options["response_format"] = {"type": "json_schema", "json_schema": _SCHEMA}
+        options.update(self.request_options or {})
+        return client.chat.completions.create(**options)
+
+    def _make_client(self, openai: Any) -> Any:
+        api_key = self.api_key
+        if (
+            api_key is None
+            and not os.environ.get("OPENAI_API_KEY")
+            and (self.base_url or os.environ.get("OPENAI_BASE_URL"))
+        ):
+            api_key = "no-key"  # local servers need none, but the client insists on one
+        options: dict[str, Any] = {"max_retries": self.max_retries, "timeout": self.timeout}
+        if api_key is not None:
+            options["api_key"] = api_key
+        if self.base_url is not None:
+            options["base_url"] = self.base_url
+        return openai.OpenAI(**options)
+
+    def _secrets(self, client: Any) -> list[str]:
+        """Every key this proposer may send, to scrub from messages."""
+        keys = (self.api_key, os.environ.get("OPENAI_API_KEY"), getattr(client, "api_key", None))
+        return [k for k in keys if isinstance(k, str) and len(k.strip()) >= 4]
+
+
+class _Failure(Exception):
+    """One class's request or answer failed; ``reason`` says how."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _instructions(attribute: str, max_values: int | None) -> str:
+    """The system message: what to list, how each value must read, and the answer format."""
+    spec = get_attribute(attribute)
+    plural = spec.plural or f"{spec.name}s"
+    how_many = f"at most {max_values} " if max_values is not None else ""
+    examples = ", ".join(f'"{e}"' for e in _EXAMPLES.get(spec.name, ()))
+    if spec.value_before_class:
+        reads = (
+            "Each value is a lowercase adjective or short adjective phrase that reads right "
+            'before the object\'s name, as in "a photo of a <value> <object>"'
+        )
+    elif spec.name == "background":
+        reads = (
+            "Each value is a short lowercase phrase that reads right after the object's name, as "
+            'in "a photo of a <object> <value>", so it starts with a preposition'
+        )
+    else:
+        reads = (
+            "Each value is a short lowercase phrase that reads right after the object's name, as "
+            'in "a photo of a <object> <value>"'
+        )
+    if examples:
+        reads += f" (for example {examples})"
+    return (
+        "You help test an image classifier on rare images. The user asks about one kind of "
+        f"object. List {how_many}uncommon {plural} of it, each different from the others, the "
+        f"most telling first. {reads}. Give no explanations. Answer with a JSON object of the "
+        'form {"values": ["...", "..."]}.'
+    )
+
+
+def _format_question(template: str, class_name: str) -> str:
+    """The question about one class, with "an" before a vowel ("that an owl can ...")."""
+    named = with_article(class_name).replace("{", "{{").replace("}", "}}")
+    return re.sub(r"\ba \{class_name\}", lambda _: named, template).format(class_name=class_name)
+
+
+def _about_response_format(err: Exception) -> bool:
+    """Whether a 400/422 answer says the server does not take our ``response_format``."""
+    text = f"{err} {getattr(err, 'body', '')}".lower()
+    return any(word in text for word in ("response_format", "json_schema", "schema", "structured"))
+
+
+def _content(completion: Any) -> tuple[str, bool]:
+    """The answer's text and whether it was cut off; :class:`_Failure` for no usable answer."""
+    choices = getattr(completion, "choices", None) or []
+    if not choices:
+        raise _Failure("the server answered no choices")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    refusal = getattr(message, "refusal", None)
+    finish_reason = getattr(choice, "finish_reason", None)
+    if refusal:
+        raise _Failure(f"the model refused to answer: {_shorten(str(refusal))!r}")
+    if finish_reason == "content_filter":
+        raise _Failure(
+            "the server's content filter withheld the answer (finish_reason='content_filter')"
+        )
+    content = getattr(message, "content", None)
+    if not isinstance(content, str) or not content.strip():
+        raise _Failure(f"the model gave an empty answer{_cut_note(finish_reason == 'length')}")
+    return content, finish_reason == "length"
+
+
+def _cut_note(cut: bool) -> str:
+    return " (cut off: finish_reason='length'; allow more tokens)" if cut else ""
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.DOTALL)
+_MARKER = re.compile(r"^(?:[-*+\u2022\u2023\u25e6]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+(.*)$")
+_EXPLANATION = re.compile(r"\s+[-\u2013\u2014]\s+|:\s+|\s+\(")
+_SPLIT = re.compile(r"\s*[;,]\s*(?:(?:and|or)\s+)?")
+_MAX_WORDS = 8  # an unmarked line longer than this is prose, not a value
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _parse(text: str, *, strict: bool, cut: bool = False) -> list[str]:
+    """The raw values of an answer: JSON (in a fence or not), or with ``strict=False`` a list.
+
+    Raises :class:`_Failure` when nothing in the answer is a list of values.
+    """
+    try:
+        return _parse_or_raise(text, strict=strict)
+    except _Malformed as err:
+        reason = f"the answer is malformed{_cut_note(cut)}, {err}: {_shorten(text)!r}"
+        raise _Failure(reason) from None
+
+
+def _parse_or_raise(text: str, *, strict: bool) -> list[str]:
+    text = text.strip()
+    blocks = [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]
+    for block in blocks:
+        try:
+            data = json.loads(block)
+        except ValueError:
+            continue
+        return _from_json(data)
+    # JSON inside prose ("Here they are: {...}"): the widest {...} or [...] span
+    for opening, closing in ("{}", "[]"):
+        start, end = text.find(opening), text.rfind(closing)
+        if 0 <= start < end:
+            try:
+                return _from_json(json.loads(text[start : end + 1]))
+            except (ValueError, _Malformed):
+                pass
+    if strict:
+        raise _Malformed('not the JSON object {"values": [...]} that was asked for')
+    return _from_text(text)
+
+
+def _from_json(data: Any) -> list[str]:
+    if isinstance(data, dict):
+        if isinstance(data.get("values"), list):
+            return _from_json(data["values"])
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if lists:
+            return _from_json(lists[0])
+        raise _Malformed("a JSON object without a list of values")
+    if isinstance(data, list):
+        values = []
+        for item in data:
+            if isinstance(item, dict):  # [{"value": "in a desert"}, ...]
+                item = next((v for v in item.values() if isinstance(v, str)), None)
+            if not isinstance(item, str):
+                raise _Malformed(f"a JSON list holding {type(item).__name__}, not strings")
+            values.append(item)
+        return values
+    raise _Malformed(f"a JSON {type(data).__name__}, not a list of values")
+
+
+def _from_text(text: str) -> list[str]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    marked = [m.group(1) for line in lines if (m := _MARKER.match(line))]
+    if marked:
+        return [_drop_explanation(item) for item in marked if not item.rstrip().endswith(":")]
+    if len(lines) == 1:
+        items = [item for item in _SPLIT.split(lines[0]) if item.strip()]
+    else:
+        items = [line for line in lines if not line.endswith(":")]
+    items = [_drop_explanation(item) for item in items]
+    if not items or any(len(item.split()) > _MAX_WORDS for item in items):
+        raise _Malformed("neither JSON nor a list")
+    return items
+
+
+def _drop_explanation(item: str) -> str:
+    """An item without its explanation: ``"**In a desert** - rare"`` -> ``"In a desert"``."""
+    bold = re.match(r"\s*\*\*(.+?)\*\*", item)
+    if bold:
+        return bold.group(1)
+    return _EXPLANATION.split(item, maxsplit=1)[0]
+
+
+# -- phrasing --------------------------------------------------------------------------------------
+
+# First words after which a background reads on its own ("a fox underwater").
+_STANDALONE = frozenset(
+    {
+        "aboard", "abroad", "afloat", "airborne", "aloft", "amidst", "downstairs", "downtown",
+        "indoors", "outdoors", "overhead", "underground", "underwater", "upside", "upstairs",
+        "while", "during",
+    }
+)  # fmt: skip
+_DETERMINERS = frozenset({"a", "an", "the", "some", "this", "that", "its", "their", "his", "her"})
+_QUOTES = "\"'`\u2018\u2019\u201c\u201d*_"
+
+
+def _tidy(raw: str, class_name: str, attribute: str, before_class: bool) -> str:
+    """A raw value as a phrase that reads next to the class name ("" to drop it)."""
+    value = " ".join(raw.split()).strip(_QUOTES + " ").rstrip(".,;:!").strip(_QUOTES + " ")
+    if not value:
+        return ""
+    words = value.split()
+    cls = class_name.strip().lower().split()
+    lowered = [w.lower() for w in words]
+    if before_class:
+        if len(words) > len(cls) and lowered[-len(cls) :] == cls:  # "red fox" -> "red"
+            words = words[: -len(cls)]
+        if len(words) > 1 and words[0].lower() in ("a", "an"):  # "a red" -> "red"
+            words = words[1:]
+        words[0] = _lower_first(words)  # "Dark green" -> "dark green"
+        return " ".join(words)
+    start = 1 if lowered[0] in _DETERMINERS else 0
+    if lowered[start : start + len(cls)] == cls and len(words) > start + len(cls):
+        words = words[start + len(cls) :]  # "a fox in a desert" -> "in a desert"
+    words[0] = _lower_first(words)  # "In a desert" -> "in a desert"
+    if attribute == "background" and not _reads_after_a_name(words):
+        if words[0].lower() not in _DETERMINERS:
+            words = ["the", *words]
+        words = ["in", *words]  # "desert" -> "in the desert"
+    return " ".join(words)
+
+
+def _lower_first(words: list[str]) -> str:
+    """The first word in lower case if it is only capitalised as a list item's first word.
+
+    "In", "Desert" and "Dark" (of "Dark green") are; "RGB" and the "Sahara" of "Sahara Desert"
+    (every word capitalised, a name) are not.
+    """
+    first = words[0]
+    capitalised = first[:1].isupper() and (len(first) == 1 or first[1:].islower())
+    name = len(words) > 1 and all(w[:1].isupper() for w in words)
+    return first.lower() if capitalised and not name else first
+
+
+def _reads_after_a_name(words: list[str]) -> bool:
+    """Whether a background phrase can follow a class name as it is ("on a lake", "floating")."""
+    first = [re.sub(r"[^\w-]", "", w).lower() for w in words[:2]]
+    if first[0] in _PREPOSITIONS or first[0] in _STANDALONE:
+        return True
+    if tuple(first) in _PREPOSITION_PHRASES:  # "next to a road", "out of water"
+        return True
+    if len(first[0]) > 4 and first[0].endswith("ing"):  # "floating in space"
+        return True
+    # "covered in snow", "surrounded by trees"
+    return len(first) == 2 and first[0].endswith("ed") and first[1] in _PREPOSITIONS
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
