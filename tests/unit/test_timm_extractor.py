@@ -80,12 +80,12 @@ def test_bad_models_and_arguments_are_named():
     with pytest.raises(TypeError, match="not an nn.Linear"):
         TimmExtractor(_model("test_vit", num_classes=0)).extract(torch.rand(1, 3, 64, 64))
     with pytest.raises(TypeError, match="use TorchExtractor"):
-        TimmExtractor(nn.Sequential(nn.Flatten(), nn.Linear(3, 2))).head
+        _ = TimmExtractor(nn.Sequential(nn.Flatten(), nn.Linear(3, 2))).head
     with pytest.raises(TypeError, match="timm model name or a timm model"):
-        TimmExtractor(42).head
+        _ = TimmExtractor(42).head
     with pytest.raises(ValueError, match="pretrained= to TimmExtractor"):
-        TimmExtractor("test_vit", model_kwargs={"pretrained": False}).head
+        _ = TimmExtractor("test_vit", model_kwargs={"pretrained": False}).head
     with pytest.raises(ValueError, match="precision must be one of"):
         TimmExtractor(_model(), precision="half").extract(torch.rand(1, 3, 64, 64))
     with pytest.raises(RuntimeError, match="Unknown model"):
-        TimmExtractor("no_such_model_xyz", pretrained=False).head
+        _ = TimmExtractor("no_such_model_xyz", pretrained=False).head
