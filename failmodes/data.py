@@ -89,8 +89,24 @@ def images_at(data: Any, indices: Sequence[int]) -> list[Any]:
     return [wanted[i] for i in idx]
 
 
+def _subset_parts(data: Any) -> tuple[Any, list[int]] | None:
+    """``(dataset, indices)`` of a ``torch.utils.data.Subset``-like view, else ``None``."""
+    inner, indices = getattr(data, "dataset", None), getattr(data, "indices", None)
+    if inner is None or indices is None or not hasattr(data, "__getitem__"):
+        return None
+    return inner, [int(i) for i in indices]
+
+
 def labels_of(data: Any) -> np.ndarray:
-    """The integer labels of a dataset, read from ``targets``/``labels`` when it has them."""
+    """The integer labels of a dataset, read from ``targets``/``labels`` when it has them.
+
+    A ``torch.utils.data.Subset`` of such a dataset (an ``ImageFolder``) is read the same way,
+    without decoding its images.
+    """
+    parts = _subset_parts(data)
+    if parts is not None:
+        inner, indices = parts
+        return labels_of(inner)[indices]
     for name in ("targets", "labels"):
         values = getattr(data, name, None)
         if values is not None and not callable(values):
@@ -103,6 +119,10 @@ def labels_of(data: Any) -> np.ndarray:
 
 def groups_of(data: Any) -> list[str | None] | None:
     """The spurious attribute's value per sample, when the dataset carries ``groups``."""
+    parts = _subset_parts(data)
+    if parts is not None:
+        inner_groups = groups_of(parts[0])
+        return None if inner_groups is None else [inner_groups[i] for i in parts[1]]
     groups = getattr(data, "groups", None)
     return None if groups is None else list(groups)
 

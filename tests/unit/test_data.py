@@ -53,3 +53,23 @@ def test_to_rgb_scales_16_bit_and_composites_alpha():
     assert to_rgb(Image.fromarray(array)).getpixel((0, 0)) == (255, 255, 255)
     clear = Image.new("RGBA", (2, 2), (255, 0, 0, 0))
     assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_labels_and_groups_of_a_subset_are_read_without_its_images():
+    from torch.utils.data import Subset
+
+    class Folder:
+        """An ImageFolder-like dataset whose images must not be read."""
+
+        targets = [0, 1, 2, 1]
+        groups = ["a", "b", "c", "d"]
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            raise AssertionError("an image was decoded")
+
+    view = Subset(Folder(), [3, 0])
+    assert labels_of(view).tolist() == [1, 0]
+    assert groups_of(view) == ["d", "a"]
