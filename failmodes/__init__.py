@@ -36,6 +36,7 @@ _LAZY = {
     "ChatGPTProposer": "failmodes.proposers.chatgpt",
     "merge_values": "failmodes.proposers.merge",
     "CLIPCaptioner": "failmodes.captioners.clip",
+    "StableDiffusionGenerator": "failmodes.generators.diffusion",
     "LinearHeadTrainer": "failmodes.heads.linear",
     "patch_model": "failmodes.heads.linear",
 }

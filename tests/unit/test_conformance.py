@@ -223,3 +223,21 @@ def test_sample_images_are_distinct_and_seeded():
     assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
     assert len({im.tobytes() for im in a}) == 3
     assert replace(GenerationRequest(0, "a", None, "p", 2, 0), count=1).count == 1
+
+
+def test_stable_diffusion_generator_conforms():
+    pytest.importorskip("diffusers")
+    from failmodes import StableDiffusionGenerator
+    from failmodes.testing.tiny import tiny_stable_diffusion
+
+    check_generator(StableDiffusionGenerator(tiny_stable_diffusion(), steps=2, device="cpu"))
+
+
+def test_chatgpt_proposer_conforms():
+    pytest.importorskip("openai")
+    from failmodes import ChatGPTProposer
+    from failmodes.testing.openai_server import OpenAIServer
+
+    answer = '{"values": ["in a desert", "Deserts", "on a frozen lake", "snow"]}'
+    with OpenAIServer(answer) as server:
+        check_proposer(ChatGPTProposer(base_url=server.base_url, api_key="k", max_retries=0))

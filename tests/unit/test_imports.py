@@ -23,8 +23,12 @@ def test_import_without_extras():
     proc = _run(
         "import failmodes, failmodes.toyworld\n"
         "from failmodes import Debugger, TorchExtractor, StaticProposer, "
-        "LinearHeadTrainer, CLIPCaptioner, TimmExtractor, OpenCLIPExtractor\n"
-        "import failmodes.testing, failmodes.testing.tiny\nprint('ok')"
+        "LinearHeadTrainer, CLIPCaptioner, TimmExtractor, OpenCLIPExtractor, ChatGPTProposer, "
+        "StableDiffusionGenerator\n"
+        "import failmodes.testing, failmodes.testing.tiny, failmodes.generators\n"
+        "import failmodes.filters\n"
+        "import failmodes.testing.openai_server, failmodes.proposers, failmodes.extractors\n"
+        "print('ok')"
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
