@@ -21,9 +21,11 @@ class RetrievalGenerator(ImageGenerator):
     def generate(self, requests, *, progress=None):
         out = []
         for req in requests:
-            match = [i for i, (y, g) in enumerate(zip(self.pool.labels, self.pool.groups,
-                                                      strict=True))
-                     if y == req.class_index and (req.value is None or g == req.value)]
+            match = [
+                i
+                for i, (y, g) in enumerate(zip(self.pool.labels, self.pool.groups, strict=True))
+                if y == req.class_index and (req.value is None or g == req.value)
+            ]
             rng = np.random.default_rng(req.seed)  # the request's seed: reruns give the same
             out.append([self.pool[int(i)][0] for i in rng.choice(match, size=req.count)])
         return out

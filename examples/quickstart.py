@@ -1,6 +1,6 @@
 """The demo in a few lines of Python: debug ToyWorld's classifier, then read the result.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from failmodes import Debugger
