@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
         default="background",
         help="the spurious attribute",
     )
+    cache = demo.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="cache folder (default: $FAILMODES_CACHE, else the user cache folder); a rerun "
+        "with the same arguments reads every step back, a killed run resumes",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="compute everything afresh")
     demo.add_argument("--progress", action="store_true", help="show progress bars")
     return parser
 
@@ -76,6 +85,7 @@ def _demo(args: argparse.Namespace) -> int:
         strength=args.strength,
         attribute=args.attribute,
         progress=args.progress,
+        cache=False if args.no_cache else (args.cache if args.cache is not None else True),
     )
     result.seconds = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)

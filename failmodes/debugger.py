@@ -6,8 +6,10 @@ import hashlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,10 +18,20 @@ import torch
 
 from failmodes import __version__
 from failmodes.attributes import get_attribute, prompt
+from failmodes.cache import (
+    Cache,
+    cached,
+    data_fingerprint,
+    digest,
+    fingerprint,
+    resolve_cache,
+    tensor_digest,
+)
 from failmodes.data import ImageDataset, groups_of, images_at, labels_of
 from failmodes.filters import REASONS, ImageFilter
 from failmodes.interfaces import (
     BackgroundProposer,
+    Caption,
     FailureCaptioner,
     FeatureExtractor,
     GenerationRequest,
@@ -30,6 +42,9 @@ from failmodes.results import FailureModes, FailureSet, GeneratedSet, RunResult
 
 __all__ = ["Debugger"]
 
+# images generated between two cache writes, at most (plus one request)
+_GENERATION_GROUP = 64
+
 logger = logging.getLogger("failmodes")
 
 
@@ -37,6 +52,10 @@ def _derive_seed(*parts: Any) -> int:
     """A 31-bit seed from any parts, stable across runs and platforms."""
     blob = "\x1f".join(map(str, parts)).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def _head_digest(head: torch.nn.Linear) -> str:
+    return tensor_digest([p for p in (head.weight, head.bias) if p is not None])
 
 
 def _accuracy(logits: torch.Tensor, labels: np.ndarray, index: np.ndarray | None = None) -> float:
@@ -78,6 +97,15 @@ class Debugger:
             :class:`~failmodes.filters.CaptionFilter`; rejected images are dropped and
             replaced (see :meth:`generate`). ``None``: every image is used.
         filter_rounds: how many times short requests are sent again to replace rejected images.
+        cache: where the results of deterministic steps are kept (features, proposals,
+            captions, generated images, head fits; see :mod:`failmodes.cache`): ``True`` (the
+            default) for ``$FAILMODES_CACHE`` or the user cache folder, a folder, a
+            :class:`~failmodes.cache.Cache`, or ``False`` for none. With a cache, a run that was
+            killed resumes where it stopped, and a rerun with the same arguments reads its
+            results back. Components whose configuration cannot be described (see
+            :func:`failmodes.cache.fingerprint`) are not cached.
+        checkpoint_every: features are computed and cached this many images at a time, so a
+            killed extraction redoes at most this many; generation is cached request by request.
         batch_size: passed to the extractor.
         progress: show progress bars.
 
@@ -107,6 +135,8 @@ class Debugger:
         baselines: bool = True,
         image_filter: ImageFilter | None = None,
         filter_rounds: int = 2,
+        cache: bool | str | Path | Cache = True,
+        checkpoint_every: int = 1024,
         batch_size: int | None = None,
         progress: bool | None = None,
     ):
@@ -125,6 +155,8 @@ class Debugger:
         self.baselines = baselines
         self.image_filter = image_filter
         self.filter_rounds = filter_rounds
+        self.cache = cache
+        self.checkpoint_every = checkpoint_every
         self.batch_size = batch_size
         self.progress = progress
 
@@ -151,6 +183,8 @@ class Debugger:
             "baselines": self.baselines,
             "image_filter": self.image_filter,
             "filter_rounds": self.filter_rounds,
+            "cache": self.cache,
+            "checkpoint_every": self.checkpoint_every,
             "batch_size": self.batch_size,
             "progress": self.progress,
         }
@@ -209,11 +243,18 @@ class Debugger:
         return labels
 
     def features(self, data: Any, *, name: str = "data") -> tuple[torch.Tensor, np.ndarray]:
-        """Backbone features and labels of a dataset of ``(image, label)`` pairs."""
+        """Backbone features and labels of a dataset of ``(image, label)`` pairs.
+
+        With a cache, the features are read back when the extractor and the data are the same
+        as in an earlier call; otherwise they are computed ``checkpoint_every`` images at a
+        time, each part cached as soon as it is done, so a killed run resumes from its last
+        finished part.
+        """
         extractor = self._require("extractor", FeatureExtractor)
         labels = self._labels(data, name)
         started = time.perf_counter()
-        feats = extractor.extract(data, batch_size=self.batch_size, progress=self.progress)
+        spec = self._spec(extractor=fingerprint(extractor), data=data_fingerprint(data))
+        feats = self._cached_features(extractor, data, len(labels), spec)
         if feats.ndim != 2 or feats.shape[0] != len(labels):
             raise ValueError(
                 f"the extractor returned features of shape {tuple(feats.shape)} for {name} "
@@ -224,7 +265,68 @@ class Debugger:
         logger.info(
             "features of %s: %s in %.1fs", name, tuple(feats.shape), time.perf_counter() - started
         )
-        return feats.float(), labels
+        feats = feats.float()
+        if spec is not None:
+            self._remember(feats, digest(spec))
+        return feats, labels
+
+    def _cached_features(
+        self, extractor: FeatureExtractor, data: Any, n: int, spec: dict | None
+    ) -> torch.Tensor:
+        def extract(part: Any) -> torch.Tensor:
+            return extractor.extract(part, batch_size=self.batch_size, progress=self.progress)
+
+        cache = self._cache()
+        if cache is None or spec is None:
+            return extract(data)
+        key = cache.key("features", spec)
+        hit = cache.get_tensors("features", key)
+        if hit is not None:
+            return hit["features"]
+        step = self.checkpoint_every
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ValueError(f"checkpoint_every must be an integer >= 1, got {step!r}")
+        parts = []
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            part_key = cache.key("feature-parts", {"of": spec, "start": start, "stop": stop})
+            part = cache.get_tensors("feature-parts", part_key)
+            if part is None:
+                if start == 0 and stop == n:
+                    view = data
+                elif isinstance(data, torch.Tensor):
+                    view = data[start:stop]
+                else:
+                    view = torch.utils.data.Subset(data, range(start, stop))
+                part = {"features": extract(view).float()}
+                cache.put_tensors("feature-parts", part_key, part)
+            parts.append(part["features"])
+        feats = torch.cat(parts)
+        cache.put_tensors("features", key, {"features": feats})
+        return feats
+
+    def _cache(self) -> Cache | None:
+        return resolve_cache(self.cache)
+
+    @staticmethod
+    def _spec(**parts: Any) -> dict | None:
+        """A cache spec, or ``None`` (not cached) when any part could not be described."""
+        return None if any(v is None for v in parts.values()) else parts
+
+    def _remember(self, feats: torch.Tensor, key: str) -> None:
+        """Note the cache identity of a features tensor, for the keys of head fits on it."""
+        if not hasattr(self, "_identities"):
+            self._identities: dict[int, tuple[weakref.ref, str]] = {}
+        self._identities[id(feats)] = (weakref.ref(feats), key)
+
+    def _identity(self, feats: torch.Tensor | None) -> str | None:
+        """The cache identity of features: remembered, else a hash of their values."""
+        if feats is None:
+            return None
+        ref, key = getattr(self, "_identities", {}).get(id(feats), (None, None))
+        if ref is not None and ref() is feats:
+            return key
+        return tensor_digest([feats])
 
     def _head(self, feats: torch.Tensor) -> torch.nn.Linear:
         head = self._require("extractor", FeatureExtractor).head
@@ -301,16 +403,49 @@ class Debugger:
         return result
 
     def propose(self) -> dict[str, list[str]]:
-        """Ask the proposer for uncommon values of the attribute for every class."""
+        """Ask the proposer for uncommon values of the attribute for every class.
+
+        With a cache, only the classes without a cached answer are asked, and the answers
+        received before a proposer's error (the ``partial`` of a
+        :class:`~failmodes.proposers.ProposalError`) are cached before it is raised, so a rerun
+        asks only for the rest.
+        """
         proposer = self._require("proposer", BackgroundProposer)
         names = self._class_names()
-        proposals = proposer.propose(names, attribute=self.attribute)
-        if not isinstance(proposals, dict):
-            raise TypeError(f"the proposer must return a dict, got {type(proposals).__name__}")
-        missing = [n for n in names if n not in proposals]
+        cache = self._cache()
+        specs = {
+            n: self._spec(proposer=fingerprint(proposer), attribute=self.attribute, class_name=n)
+            for n in names
+        }
+        known: dict[str, list[str]] = {}
+        if cache is not None:
+            for n in names:
+                if specs[n] is not None:
+                    hit = cache.get_json("proposals", cache.key("proposals", specs[n]))
+                    if hit is not None:
+                        known[n] = hit
+        missing = [n for n in names if n not in known]
         if missing:
-            raise ValueError(f"the proposer returned no entry for classes {missing}")
-        return {n: list(proposals[n]) for n in names}
+            try:
+                proposals = proposer.propose(missing, attribute=self.attribute)
+            except Exception as err:
+                # keep what arrived before the error (ProposalError.partial), for the rerun
+                partial = getattr(err, "partial", None)
+                if cache is not None and isinstance(partial, dict):
+                    for n, values in partial.items():
+                        if n in specs and specs[n] is not None and values:
+                            cache.put_json("proposals", cache.key("proposals", specs[n]), values)
+                raise
+            if not isinstance(proposals, dict):
+                raise TypeError(f"the proposer must return a dict, got {type(proposals).__name__}")
+            absent = [n for n in missing if n not in proposals]
+            if absent:
+                raise ValueError(f"the proposer returned no entry for classes {absent}")
+            for n in missing:
+                known[n] = list(proposals[n])
+                if cache is not None and specs[n] is not None:
+                    cache.put_json("proposals", cache.key("proposals", specs[n]), known[n])
+        return {n: list(known[n]) for n in names}
 
     def caption(
         self,
@@ -337,19 +472,35 @@ class Debugger:
                 f"{get_attribute(self.attribute).plural or 'values'}; give the proposer values "
                 "for them"
             )
-        images = images_at(debug, idx)
         started = time.perf_counter()
-        captions = (
-            captioner.caption(
-                images, class_names=classes, candidates=proposals, attribute=self.attribute
+
+        def run_captioner() -> list[list]:
+            if not len(idx):
+                return []
+            captions = captioner.caption(
+                images_at(debug, idx),
+                class_names=classes,
+                candidates=proposals,
+                attribute=self.attribute,
             )
-            if len(idx)
-            else []
+            if len(captions) != len(idx):
+                raise ValueError(
+                    f"the captioner returned {len(captions)} captions for {len(idx)} images"
+                )
+            return [[c.value, float(c.score)] for c in captions]
+
+        spec = self._spec(
+            captioner=fingerprint(captioner),
+            data=data_fingerprint(debug),
+            indices=digest([int(i) for i in idx]),
+            classes=classes,
+            candidates={c: proposals[c] for c in sorted(set(classes))},
+            attribute=self.attribute,
         )
-        if len(captions) != len(idx):
-            raise ValueError(
-                f"the captioner returned {len(captions)} captions for {len(idx)} images"
-            )
+        captions = [
+            Caption(v, s)
+            for v, s in cached(self._cache(), "captions", spec, run_captioner, as_json=True)
+        ]
         logger.info("captioned %d failures in %.1fs", len(idx), time.perf_counter() - started)
         return FailureModes.from_captions(
             class_names=names,
@@ -410,8 +561,7 @@ class Debugger:
             return GeneratedSet.from_outputs([], [])
         requests = list(requests)
         started = time.perf_counter()
-        outputs = generator.generate(requests, progress=self.progress)
-        generated = GeneratedSet.from_outputs(requests, outputs)
+        generated = GeneratedSet.from_outputs(requests, self._run_generator(generator, requests))
         if self.image_filter is not None:
             generated = self._filter(generated, candidates)
         logger.info(
@@ -421,6 +571,57 @@ class Debugger:
             time.perf_counter() - started,
         )
         return generated
+
+    def _run_generator(
+        self, generator: ImageGenerator, requests: list[GenerationRequest]
+    ) -> list[list[Any]]:
+        """The generator's images for ``requests``; with a cache, request by request.
+
+        Cached requests are read back (PNG files with a manifest of each image's provenance);
+        the others are generated a few at a time and each is cached as soon as its group is
+        done, so a killed run loses at most one group.
+        """
+        cache = self._cache()
+        gen_fp = fingerprint(generator)
+        if cache is None or gen_fp is None:
+            return generator.generate(requests, progress=self.progress)
+        keys = [
+            cache.key("generated", {"generator": gen_fp, "request": asdict(r)}) for r in requests
+        ]
+        outputs: list[list[Any] | None] = []
+        for r, key in zip(requests, keys, strict=True):
+            hit = cache.get_images("generated", key)
+            outputs.append(hit[0] if hit is not None and len(hit[0]) == r.count else None)
+        todo = [j for j, out in enumerate(outputs) if out is None]
+        if todo:
+            logger.info("generating %d of %d requests (%d cached)", len(todo), len(requests),
+                        len(requests) - len(todo))  # fmt: skip
+        group: list[int] = []
+        for position, j in enumerate(todo):
+            group.append(j)
+            size = sum(requests[i].count for i in group)
+            if size < _GENERATION_GROUP and position < len(todo) - 1:
+                continue
+            made = generator.generate([requests[i] for i in group], progress=self.progress)
+            checked = GeneratedSet.from_outputs([requests[i] for i in group], made)
+            seeds = getattr(generator, "seeds_", None)
+            for g, i in enumerate(group):
+                images = [im for im, o in zip(checked.images, checked.request_index, strict=True)
+                          if o == g]  # fmt: skip
+                outputs[i] = images
+                image_seeds = (
+                    list(seeds[g]) if isinstance(seeds, list) and len(seeds) == len(group)
+                    else [requests[i].image_seed(n) for n in range(requests[i].count)]
+                )  # fmt: skip
+                manifest = {
+                    "request": asdict(requests[i]),
+                    "job_id": requests[i].job_id,
+                    "generator": gen_fp,
+                    "images": [{"index": n, "seed": int(sd)} for n, sd in enumerate(image_seeds)],
+                }
+                cache.put_images("generated", keys[i], images, manifest)
+            group = []
+        return [list(out) for out in outputs]  # type: ignore[arg-type]
 
     def _filter(
         self, generated: GeneratedSet, candidates: Mapping[str, Sequence[str]] | None
@@ -479,8 +680,7 @@ class Debugger:
                 )
                 for j in short
             ]
-            outputs = generator.generate(retry, progress=self.progress)
-            again = GeneratedSet.from_outputs(retry, outputs)
+            again = GeneratedSet.from_outputs(retry, self._run_generator(generator, retry))
             batch = [
                 (short[int(i)], image)
                 for i, image in zip(again.request_index, again.images, strict=True)
@@ -515,22 +715,56 @@ class Debugger:
         lam: float = 0.5,
         seed: int = 0,
     ) -> torch.nn.Linear:
-        """Refit the head on train features plus ``lam``-weighted generated features."""
+        """Refit the head on train features plus ``lam``-weighted generated features.
+
+        The fit starts from the model's own head. With a cache, a fit with the same trainer,
+        features, labels, ``lam``, start and ``seed`` is read back instead of repeated.
+        """
         if lam < 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
+        trainer = self._trainer()
         init = self._head(train_features)
-        return self._trainer().fit(
-            train_features,
-            torch.as_tensor(train_labels, dtype=torch.long),
-            extra_features=extra_features,
-            extra_labels=None
-            if extra_labels is None
-            else torch.as_tensor(extra_labels, dtype=torch.long),
+        labels = torch.as_tensor(train_labels, dtype=torch.long)
+        extra = None if extra_labels is None else torch.as_tensor(extra_labels, dtype=torch.long)
+        num_classes = len(self._class_names())
+
+        def fit() -> dict[str, torch.Tensor]:
+            head = trainer.fit(
+                train_features,
+                labels,
+                extra_features=extra_features,
+                extra_labels=extra,
+                lam=float(lam),
+                init=init,
+                num_classes=num_classes,
+                seed=seed,
+            )
+            out = {"weight": head.weight.detach().float()}
+            if head.bias is not None:
+                out["bias"] = head.bias.detach().float()
+            return out
+
+        spec = self._spec(
+            trainer=fingerprint(trainer),
+            train=self._identity(train_features),
+            labels=tensor_digest([labels]),
+            extra="none" if extra_features is None else self._identity(extra_features),
+            extra_labels="none" if extra is None else tensor_digest([extra]),
             lam=float(lam),
-            init=init,
-            num_classes=len(self._class_names()),
+            init=_head_digest(init),
+            num_classes=num_classes,
             seed=seed,
         )
+        params = cached(self._cache(), "heads", spec, fit, as_json=False)
+        weight = params["weight"]
+        head = torch.nn.utils.skip_init(
+            torch.nn.Linear, weight.shape[1], weight.shape[0], bias="bias" in params
+        )
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            if "bias" in params:
+                head.bias.copy_(params["bias"])
+        return head
 
     def evaluate(
         self,

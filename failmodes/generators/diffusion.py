@@ -243,6 +243,58 @@ class StableDiffusionGenerator(ImageGenerator):
         self.load_kwargs = load_kwargs
         self.progress = progress
 
+    def cache_key(self) -> dict[str, Any]:
+        """What the images depend on, for :mod:`failmodes.cache`.
+
+        A model by name is named (with its revision and variant); a pipeline object is
+        described by a hash of its modules' weights (computed once per pipeline object) and its
+        scheduler's configuration.
+        """
+        from failmodes.cache import fingerprint, tensor_digest
+
+        model: Any = self.model
+        if not isinstance(model, str):
+            cached = getattr(self, "_model_digest", None)
+            if cached is None or cached[0] is not model:
+                parts: dict[str, Any] = {}
+                for name, part in sorted(getattr(model, "components", {}).items()):
+                    if isinstance(part, torch.nn.Module):
+                        state = {**dict(part.named_parameters()), **dict(part.named_buffers())}
+                        parts[name] = tensor_digest(state)
+                    elif hasattr(part, "config"):
+                        parts[name] = {"class": type(part).__name__, "config": dict(part.config)}
+                    elif part is not None:
+                        parts[name] = type(part).__name__
+                cached = (model, {"pipeline": type(model).__name__, "components": parts})
+                self._model_digest = cached
+            model = cached[1]
+        scheduler = self.scheduler
+        if scheduler is not None and not isinstance(scheduler, str):
+            config = getattr(scheduler, "config", None)
+            scheduler = {
+                "class": getattr(scheduler, "__name__", type(scheduler).__name__),
+                "config": None if config is None else dict(config),
+            }
+        checker = self.safety_checker
+        if isinstance(checker, torch.nn.Module):
+            checker = fingerprint(checker)
+        return {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "model": model,
+            "revision": self.revision,
+            "variant": self.variant,
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "scheduler": scheduler,
+            "negative_prompt": self.negative_prompt,
+            "height": self.height,
+            "width": self.width,
+            "batch_size": self.batch_size,
+            "dtype": None if self.dtype is None else str(self.dtype),
+            "safety_checker": checker,
+            "max_blank_retries": self.max_blank_retries,
+        }
+
     def __repr__(self) -> str:
         def show(value: Any) -> str:
             if value is None or isinstance(value, (str, numbers.Number, torch.dtype, dict)):

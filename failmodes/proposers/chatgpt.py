@@ -178,6 +178,28 @@ class ChatGPTProposer(BackgroundProposer):
         self.schema = schema
         self.request_options = request_options
 
+    def cache_key(self) -> dict[str, Any]:
+        """What the answers depend on, for :mod:`failmodes.cache` (never the API key).
+
+        The server is named by its URL (``base_url``, the client's, ``OPENAI_BASE_URL`` or
+        OpenAI's); the key, timeouts and retries do not change an answer.
+        """
+        if self.client is not None:
+            server = str(getattr(self.client, "base_url", type(self.client).__name__))
+        else:
+            server = self.base_url or os.environ.get("OPENAI_BASE_URL") or "api.openai.com"
+        return {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "model": self.model,
+            "server": server,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_values": self.max_values,
+            "templates": self.templates,
+            "schema": self.schema,
+            "request_options": _without_header_values(self.request_options),
+        }
+
     def __repr__(self) -> str:
         shown = [repr(self.model)]
         parameters = list(inspect.signature(type(self).__init__).parameters.values())[2:]
@@ -626,3 +648,13 @@ def _redact(text: str, secrets: list[str]) -> str:
 def _shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _without_header_values(options: Any) -> Any:
+    """``request_options`` without header values (``extra_headers`` may carry credentials)."""
+    if not isinstance(options, Mapping):
+        return options
+    return {
+        k: (sorted(v) if k == "extra_headers" and isinstance(v, Mapping) else v)
+        for k, v in options.items()
+    }

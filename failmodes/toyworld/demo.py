@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
-from failmodes.toyworld.world import ToyWorld
+import torch
 
-__all__ = ["DEMO_SETTINGS", "demo_components", "run_demo"]
+from failmodes.toyworld.world import ToyDataset, ToyWorld
+
+__all__ = ["DEMO_SETTINGS", "cached_split", "demo_components", "run_demo"]
 
 # the demo's sizes and search grids (chosen on the validation part of the debug set)
 DEMO_SETTINGS: dict[str, Any] = {
@@ -39,9 +43,11 @@ def demo_components(
     from failmodes.proposers.static import StaticProposer
     from failmodes.toyworld.clip import toyclip_captioner
     from failmodes.toyworld.generator import ToyWorldGenerator
-    from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, toy_classifier
+    from failmodes.toyworld.model import HEAD_WEIGHT_DECAY
 
-    model = toy_classifier(world, per_class=DEMO_SETTINGS["train_per_class"], seed=seed)
+    per_class = DEMO_SETTINGS["train_per_class"]
+    train = overrides.pop("train", None)
+    model = _cached_classifier(world, per_class, seed, train, overrides.get("cache", True))
     components = {
         "extractor": TorchExtractor(model, batch_size=500, progress=progress),
         "proposer": StaticProposer(world.uncommon_values()),
@@ -66,15 +72,22 @@ def run_demo(
     strength: float = 0.95,
     attribute: str = "background",
     progress: bool | None = False,
+    cache: Any = True,
 ):
-    """Run the whole method on one world; returns the :class:`failmodes.RunResult`."""
+    """Run the whole method on one world; returns the :class:`failmodes.RunResult`.
+
+    ``cache`` is the :class:`failmodes.Debugger`'s (``True``, ``False``, a folder or a
+    :class:`~failmodes.cache.Cache`).
+    """
+    from failmodes.cache import resolve_cache
     from failmodes.debugger import Debugger
 
     world = ToyWorld(seed=world_seed, attribute=attribute, strength=strength)
-    train = world.train(per_class=DEMO_SETTINGS["train_per_class"])
-    debug = world.debug(DEMO_SETTINGS["debug_size"])
-    test = world.test(DEMO_SETTINGS["test_size"])
-    dbg = Debugger(**demo_components(world, seed=seed, progress=progress))
+    store = resolve_cache(cache)
+    train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
+    debug = cached_split(world, "debug", DEMO_SETTINGS["debug_size"], store)
+    test = cached_split(world, "test", DEMO_SETTINGS["test_size"], store)
+    dbg = Debugger(**demo_components(world, seed=seed, progress=progress, cache=cache, train=train))
     result = dbg.run(train, debug, test, seed=seed)
     result.config.update(
         world_seed=world_seed,
@@ -82,3 +95,75 @@ def run_demo(
         **{k: DEMO_SETTINGS[k] for k in ("train_per_class", "debug_size", "test_size")},
     )
     return result
+
+
+def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> ToyDataset:
+    """``world.train(size)``, ``world.debug(size)`` or ``world.test(size)``, read from ``cache``
+    when it was rendered before by the same renderer (a :class:`~failmodes.cache.Cache`, or
+    ``None`` to render)."""
+    makers = {"train": world.train, "debug": world.debug, "test": world.test}
+    if split not in makers:
+        raise ValueError(f"split must be one of {sorted(makers)}, got {split!r}")
+    if cache is None:
+        return makers[split](size)
+    from failmodes.toyworld import world as world_module
+
+    spec = {
+        "world": repr(world),
+        "split": split,
+        "size": int(size),
+        "renderer": hashlib.sha256(Path(world_module.__file__).read_bytes()).hexdigest(),
+    }
+    key = cache.key("toyworld-splits", spec)
+    pixels = cache.get_tensors("toyworld-splits", key)
+    fields = cache.get_json("toyworld-splits", key)
+    if pixels is not None and fields is not None:
+        return ToyDataset(pixels["pixels"].numpy(), **fields)
+    data = makers[split](size)
+    fields = {
+        "labels": data.labels,
+        "groups": data.groups,
+        "shapes": data.shapes,
+        "backgrounds": data.backgrounds,
+        "colors": data.colors,
+    }
+    cache.put_tensors("toyworld-splits", key, {"pixels": torch.from_numpy(data.pixels)})
+    cache.put_json("toyworld-splits", key, fields)
+    return data
+
+
+def _cached_classifier(world: ToyWorld, per_class: int, seed: int, train: Any, cache: Any):
+    """:func:`~failmodes.toyworld.toy_classifier`; its head read from ``cache`` if fitted before."""
+    from torch import nn
+
+    from failmodes.cache import fingerprint, resolve_cache, tensor_digest
+    from failmodes.heads.linear import LinearHeadTrainer
+    from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, load_backbone, toy_classifier
+
+    store = resolve_cache(cache)
+    backbone = load_backbone()
+    if store is None:
+        return toy_classifier(world, per_class=per_class, seed=seed, backbone=backbone, train=train)
+    spec = {
+        "world": repr(world),
+        "per_class": per_class,
+        "seed": seed,
+        "trainer": fingerprint(LinearHeadTrainer(weight_decay=HEAD_WEIGHT_DECAY)),
+        "backbone": tensor_digest(backbone.state_dict()),
+    }
+    key = store.key("toyworld-heads", spec)
+    params = store.get_tensors("toyworld-heads", key)
+    if params is None:
+        model = toy_classifier(
+            world, per_class=per_class, seed=seed, backbone=backbone, train=train
+        )
+        store.put_tensors(
+            "toyworld-heads", key, {"weight": model[-1].weight, "bias": model[-1].bias}
+        )
+        return model
+    head = nn.utils.skip_init(nn.Linear, params["weight"].shape[1], params["weight"].shape[0])
+    with torch.no_grad():
+        head.weight.copy_(params["weight"])
+        head.bias.copy_(params["bias"])
+    head.requires_grad_(False)
+    return nn.Sequential(backbone, head).eval()

@@ -139,6 +139,7 @@ def toy_classifier(
     seed: int = 0,
     weight_decay: float = HEAD_WEIGHT_DECAY,
     backbone: ToyBackbone | None = None,
+    train=None,
 ) -> nn.Sequential:
     """The world's classifier: the pretrained backbone and a head fitted on the biased train split.
 
@@ -155,6 +156,7 @@ def toy_classifier(
         weight_decay: the L2 penalty of the head's fit; use the same in the repair step, so that
             refitting on the training data alone gives this head back.
         backbone: the backbone to use; ``None`` loads the shipped one.
+        train: ``world.train(per_class)`` when already made (it is rendered otherwise).
 
     Returns:
         ``nn.Sequential(backbone, head)`` in eval mode; ``model[-1]`` is the ``nn.Linear`` head.
@@ -163,7 +165,7 @@ def toy_classifier(
 
     backbone = load_backbone() if backbone is None else backbone
     backbone.eval()
-    train = world.train(per_class)
+    train = world.train(per_class) if train is None else train
     feats = _features(backbone, train.tensors())
     labels = torch.as_tensor(train.labels, dtype=torch.long)
     trainer = LinearHeadTrainer(solver="lbfgs", weight_decay=weight_decay)

@@ -14,6 +14,7 @@ from failmodes import (
     StaticProposer,
     TorchExtractor,
 )
+from failmodes.data import labels_of
 from failmodes.toyworld import ToyWorld
 
 NAMES = list(ToyWorld().class_names)
@@ -228,7 +229,7 @@ def test_no_failures_is_an_error(world_data):
         head = onehot
 
         def extract(self, data, *, batch_size=None, progress=None):
-            return torch.eye(len(NAMES))[torch.as_tensor(data.labels)]
+            return torch.eye(len(NAMES))[torch.as_tensor(labels_of(data))]
 
     dbg = _debugger(world, debug, debug, extractor=Perfect())
     with pytest.raises(ValueError, match="no failures"):

@@ -1,0 +1,411 @@
+"""An on-disk, content-addressed cache for every deterministic step of a run.
+
+An entry's key is the SHA-256 of canonical JSON describing everything its content depends on:
+the component's configuration (:func:`fingerprint`: its name and settings, or a hash of its
+weights), a fingerprint of the input data (:func:`data_fingerprint`: file names, sizes and
+modification times, or the pixels of in-memory images, or a name the user gives), and the
+step's own arguments (seeds, prompts, ...). A fine-tuned model or a changed dataset gives
+another key, so it never meets a stale entry.
+
+Entries are plain files, never pickles: tensors in safetensors, JSON, and PNG images with a
+``manifest.json`` giving each image's provenance (prompt, seed, generator and its settings).
+Every write goes to a temporary file (or folder) first and is renamed into place, so a reader
+sees a whole entry or none, even when the writer is killed; an entry that cannot be read is
+treated as missing and rewritten.
+
+The cache lives in ``$FAILMODES_CACHE`` when set, else in the user cache folder that
+``platformdirs`` gives (``~/.cache/failmodes`` on Linux). A :class:`~failmodes.Debugger` uses it
+by default; ``Debugger(cache=False)`` turns it off and ``Debugger(cache="path")`` points it
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["Cache", "data_fingerprint", "digest", "fingerprint", "resolve_cache"]
+
+logger = logging.getLogger("failmodes")
+
+# Bumped when the layout or the meaning of an entry changes: old entries are then ignored.
+FORMAT = 1
+_SIMPLE = (str, int, float, bool, type(None))
+
+
+def digest(value: Any) -> str:
+    """The SHA-256 hex digest of ``value`` as canonical JSON (sorted keys, no spaces)."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
+    return repr(value)
+
+
+# -- fingerprints --------------------------------------------------------------------------------
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> str:
+    """A hash of tensors' names, dtypes, shapes and bytes (e.g. a model's ``state_dict()``)."""
+    items = tensors.items() if isinstance(tensors, Mapping) else enumerate(tensors)
+    h = hashlib.sha256()
+    for name, tensor in items:
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _module_digest(module: torch.nn.Module) -> str:
+    return tensor_digest({**dict(module.named_parameters()), **dict(module.named_buffers())})
+
+
+# settings that change how a component runs, not what it computes
+_NOT_SETTINGS = frozenset({"progress", "num_workers"})
+
+
+def fingerprint(component: Any) -> Any:
+    """What a component's results depend on, as JSON-ready data; ``None`` when unknown.
+
+    A component may say it itself with a ``cache_key()`` method. Otherwise its class and its
+    public settings are used (``progress`` and ``num_workers`` excepted): simple values as they
+    are, ``nn.Module`` objects by a hash of their weights and buffers, tensors by their bytes,
+    other objects by their ``repr`` unless it shows a memory address, in which case the
+    component cannot be described and ``None`` is returned (its steps are then not cached).
+    """
+    if component is None:
+        return None
+    own = getattr(component, "cache_key", None)
+    if callable(own):
+        return own()
+    described = _describe(component, top=True)
+    return None if described is _UNKNOWN else described
+
+
+def _describe(value: Any, top: bool = False) -> Any:
+    if isinstance(value, str | Path) and len(str(value)) < 4096 and os.path.isfile(value):
+        stat = os.stat(value)  # a weights file: its content may change under the same name
+        return {"file": str(value), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, torch.nn.Module):
+        return {"module": type(value).__qualname__, "weights": _module_digest(value)}
+    if isinstance(value, torch.Tensor):
+        return {"tensor": tensor_digest([value])}
+    if isinstance(value, torch.dtype | torch.device | Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        items = [_describe(v) for v in value]
+        return _UNKNOWN if any(i is _UNKNOWN for i in items) else items
+    if isinstance(value, Mapping):
+        out = {str(k): _describe(v) for k, v in value.items()}
+        return _UNKNOWN if any(v is _UNKNOWN for v in out.values()) else out
+    if top and hasattr(value, "__dict__"):
+        settings: dict[str, Any] = {"class": f"{type(value).__module__}.{type(value).__qualname__}"}
+        for name, v in sorted(vars(value).items()):
+            private = name.startswith("_") and name != "_head"
+            if private or name.endswith("_") or name in _NOT_SETTINGS:
+                continue  # private and learned state (``model_``) are not settings
+            settings[name] = _describe(v)
+            if settings[name] is _UNKNOWN:
+                return _UNKNOWN
+        return settings
+    text = repr(value)
+    return _UNKNOWN if " at 0x" in text else {"repr": text}
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+_UNKNOWN = _Unknown()
+
+
+def data_fingerprint(data: Any) -> Any:
+    """A cheap description of a dataset that changes when its content does; ``None`` if unknown.
+
+    In order of preference: the dataset's own ``cache_key`` (a name you give, e.g.
+    ``dataset.cache_key = "imagenet-val-2012"``); a ``Subset`` as its dataset and indices; a
+    folder dataset (``samples`` of paths, as torchvision's ``ImageFolder``) by its files' paths,
+    sizes and modification times, and its transform; in-memory images (ToyWorld's datasets,
+    :class:`~failmodes.data.ImageDataset`, lists, tensors) by their pixels and labels. An
+    iterable without a length cannot be fingerprinted.
+    """
+    own = getattr(data, "cache_key", None)
+    if own is not None:
+        return {"name": own() if callable(own) else own}
+    inner, indices = getattr(data, "dataset", None), getattr(data, "indices", None)
+    if inner is not None and indices is not None:
+        base = data_fingerprint(inner)
+        if base is None:
+            return None
+        return {"subset_of": base, "indices": digest([int(i) for i in indices])}
+    samples = getattr(data, "samples", None)
+    if isinstance(samples, list) and samples and isinstance(samples[0], tuple | list):
+        h = hashlib.sha256()
+        for path, label in samples:
+            stat = os.stat(path)
+            h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+        transform = getattr(data, "transform", None)
+        return {"files": h.hexdigest(), "transform": None if transform is None else repr(transform)}
+    pixels = getattr(data, "pixels", None)
+    if isinstance(pixels, np.ndarray):
+        labels = getattr(data, "labels", None)
+        return {"pixels": _array_digest(pixels), "labels": digest(list(labels or []))}
+    if isinstance(data, torch.Tensor):
+        return {"tensor": tensor_digest([data])}
+    tensors = getattr(data, "tensors", None)
+    if isinstance(tensors, tuple) and all(isinstance(t, torch.Tensor) for t in tensors):
+        return {"tensors": tensor_digest(list(tensors))}
+    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        return None
+    from failmodes.data import iter_items
+
+    h = hashlib.sha256()
+    for image, label in iter_items(data):
+        h.update(f"{label}|".encode())
+        if isinstance(image, Image.Image):
+            h.update(f"{image.mode}{image.size}".encode())
+            h.update(image.tobytes())
+        elif isinstance(image, torch.Tensor):
+            h.update(tensor_digest([image]).encode())
+        elif isinstance(image, np.ndarray):
+            h.update(_array_digest(image).encode())
+        else:
+            return None
+    return {"items": h.hexdigest()}
+
+
+def _array_digest(array: np.ndarray) -> str:
+    h = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class Cache:
+    """A content-addressed store of JSON, tensors and images under one folder.
+
+    Args:
+        root: the folder; ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder.
+
+    Example:
+        >>> import tempfile, torch
+        >>> cache = Cache(tempfile.mkdtemp())
+        >>> key = cache.key("features", {"extractor": "demo", "data": "toy"})
+        >>> cache.put_tensors("features", key, {"features": torch.ones(2, 3)})
+        >>> cache.get_tensors("features", key)["features"].shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The cache folder in use."""
+        if self.root is not None:
+            return Path(self.root).expanduser()
+        env = os.environ.get("FAILMODES_CACHE")
+        if env:
+            return Path(env).expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("failmodes"))
+
+    @staticmethod
+    def key(kind: str, spec: Any) -> str:
+        """The key of an entry of ``kind`` whose content depends on ``spec`` (JSON-ready)."""
+        return digest({"kind": kind, "format": FORMAT, "spec": spec})
+
+    def entry(self, kind: str, key: str) -> Path:
+        """Where the entry lives (a file stem or a folder, by kind)."""
+        return self.path / kind / key[:2] / key
+
+    # -- JSON ----------------------------------------------------------------------------------
+
+    def get_json(self, kind: str, key: str) -> Any | None:
+        path = self.entry(kind, key).with_suffix(".json")
+        try:
+            return json.loads(path.read_text())["value"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as err:
+            self._discard(path, err)
+            return None
+
+    def put_json(self, kind: str, key: str, value: Any, *, provenance: Any = None) -> None:
+        blob = json.dumps({"value": value, "provenance": provenance}, sort_keys=True, indent=1)
+        atomic_write(self.entry(kind, key).with_suffix(".json"), blob.encode())
+
+    # -- tensors -------------------------------------------------------------------------------
+
+    def get_tensors(self, kind: str, key: str) -> dict[str, torch.Tensor] | None:
+        from safetensors.torch import load_file
+
+        path = self.entry(kind, key).with_suffix(".safetensors")
+        if not path.exists():
+            return None
+        try:
+            return load_file(str(path))
+        except Exception as err:  # a truncated or foreign file: treat as missing
+            self._discard(path, err)
+            return None
+
+    def put_tensors(
+        self,
+        kind: str,
+        key: str,
+        tensors: Mapping[str, torch.Tensor],
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        from safetensors.torch import save
+
+        blob = save(
+            {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+            metadata=dict(metadata or {}),
+        )
+        atomic_write(self.entry(kind, key).with_suffix(".safetensors"), blob)
+
+    # -- images --------------------------------------------------------------------------------
+
+    def get_images(self, kind: str, key: str) -> tuple[list[Image.Image], dict] | None:
+        folder = self.entry(kind, key)
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.exists():
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            images = []
+            for item in manifest["images"]:
+                with Image.open(folder / item["file"]) as image:
+                    images.append(image.convert("RGB"))
+            return images, manifest
+        except Exception as err:
+            self._discard(folder, err)
+            return None
+
+    def put_images(
+        self, kind: str, key: str, images: Sequence[Image.Image], manifest: dict
+    ) -> None:
+        """Write images as PNG files with ``manifest.json`` (``manifest["images"]`` per image)."""
+        folder = self.entry(kind, key)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+        try:
+            entries = list(manifest.get("images") or [{} for _ in images])
+            for i, (image, item) in enumerate(zip(images, entries, strict=True)):
+                item["file"] = f"{i:04d}.png"
+                image.save(staging / item["file"], format="PNG")
+            (staging / "manifest.json").write_text(
+                json.dumps({**manifest, "images": entries}, sort_keys=True, indent=1)
+            )
+            _fsync_dir(staging)
+            try:
+                os.rename(staging, folder)  # atomic; fails if another writer got there first
+            except OSError:
+                if not (folder / "manifest.json").exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.rename(staging, folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def _discard(self, path: Path, err: Exception) -> None:
+        logger.warning("cache entry %s cannot be read (%s); it will be recomputed", path, err)
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def files(self) -> Iterator[Path]:
+        """Every committed file of the cache (temporary files of unfinished writes excluded)."""
+        if not self.path.exists():
+            return
+        for path in sorted(self.path.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.parts[-3:]):
+                yield path
+
+
+def atomic_write(path: Path, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
+    """``Debugger``'s ``cache`` argument as a :class:`Cache` (``None``: caching is off)."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return Cache()
+    if isinstance(cache, Cache):
+        return cache
+    if isinstance(cache, str | os.PathLike):
+        return Cache(cache)
+    raise TypeError(f"cache must be True, False, a folder or a Cache, got {type(cache).__name__}")
+
+
+def cached(
+    cache: Cache | None, kind: str, spec: Any, compute: Callable[[], Any], *, as_json: bool
+) -> Any:
+    """``compute()``, or its cached result for ``spec``; not cached when ``spec`` is ``None``."""
+    if cache is None or spec is None:
+        return compute()
+    key = cache.key(kind, spec)
+    get, put = (
+        (cache.get_json, cache.put_json) if as_json else (cache.get_tensors, cache.put_tensors)
+    )
+    hit = get(kind, key)
+    if hit is not None:
+        logger.debug("cache hit: %s %s", kind, key[:12])
+        return hit
+    value = compute()
+    put(kind, key, value)
+    return value

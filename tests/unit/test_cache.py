@@ -1,0 +1,313 @@
+"""The on-disk cache: keys, atomic entries, and the Debugger's reuse and resume of its steps."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from failmodes import Debugger, GenerationRequest, StaticProposer, TorchExtractor
+from failmodes.cache import Cache, data_fingerprint, fingerprint
+from failmodes.data import ImageDataset
+from failmodes.heads import LinearHeadTrainer
+from failmodes.interfaces import BackgroundProposer, ImageGenerator
+from failmodes.proposers import ProposalError
+from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+
+WORLD = ToyWorld(seed=2)
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(192, 16), nn.Tanh(),
+                         nn.Linear(16, len(WORLD.class_names)))  # fmt: skip
+
+
+class CountingExtractor(TorchExtractor):
+    """A TorchExtractor that counts the images it was asked for, and can fail on a call.
+
+    Its bookkeeping is private or ends in ``_`` (learned state), so that it is not taken for a
+    setting in the cache key.
+    """
+
+    def __init__(self, model, fail_on_call: int | None = None, **kwargs):
+        super().__init__(model, **kwargs)
+        self.calls_: list[int] = []
+        self._fail_on_call = fail_on_call
+
+    @property
+    def calls(self) -> list[int]:
+        return self.calls_
+
+    def extract(self, data, *, batch_size=None, progress=None):
+        self.calls_.append(len(data))
+        if self._fail_on_call is not None and len(self.calls_) == self._fail_on_call:
+            raise RuntimeError("the machine went away")
+        return super().extract(data, batch_size=batch_size, progress=progress)
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+def test_entries_round_trip_and_leave_no_temporary_files(tmp_path):
+    cache = Cache(tmp_path)
+    key = cache.key("kind", {"a": 1})
+    assert cache.get_json("kind", key) is None
+    cache.put_json("kind", key, {"values": ["in a desert"]})
+    assert cache.get_json("kind", key) == {"values": ["in a desert"]}
+    cache.put_tensors("t", key, {"x": torch.arange(6).reshape(2, 3)})
+    assert torch.equal(cache.get_tensors("t", key)["x"], torch.arange(6).reshape(2, 3))
+    images = [Image.new("RGB", (4, 4), (i * 40, 0, 0)) for i in range(3)]
+    cache.put_images("img", key, images, {"prompt": "p", "images": [{"seed": i} for i in range(3)]})
+    back, manifest = cache.get_images("img", key)
+    assert [im.tobytes() for im in back] == [im.tobytes() for im in images]
+    assert [item["seed"] for item in manifest["images"]] == [0, 1, 2]
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+    assert len(list(cache.files())) == 2 + 4  # json, safetensors, 3 PNGs + manifest
+
+
+def test_a_corrupt_entry_is_a_miss_and_is_removed(tmp_path, caplog):
+    cache = Cache(tmp_path)
+    key = cache.key("t", {})
+    cache.put_tensors("t", key, {"x": torch.ones(100)})
+    path = cache.entry("t", key).with_suffix(".safetensors")
+    path.write_bytes(path.read_bytes()[:50])  # a file cut short
+    assert cache.get_tensors("t", key) is None
+    assert not path.exists()
+    assert "cannot be read" in caplog.text
+
+
+def test_keys_follow_the_content():
+    model = _model()
+    before = fingerprint(TorchExtractor(model))
+    assert fingerprint(TorchExtractor(model)) == before
+    with torch.no_grad():
+        model[2].weight[0, 0] += 1e-3  # a fine-tuned model
+    assert fingerprint(TorchExtractor(model)) != before
+    assert fingerprint(TorchExtractor(model, progress=True)) == fingerprint(TorchExtractor(model))
+    # a transform that cannot be described: the component is not cached
+    assert fingerprint(TorchExtractor(model, transform=lambda im: im)) is None
+    images = [Image.new("RGB", (4, 4), (i, 0, 0)) for i in range(3)]
+    data = ImageDataset(images, [0, 1, 2])
+    changed = ImageDataset([*images[:2], Image.new("RGB", (4, 4), (9, 9, 9))], [0, 1, 2])
+    assert data_fingerprint(data) == data_fingerprint(ImageDataset(images, [0, 1, 2]))
+    assert data_fingerprint(changed) != data_fingerprint(data)
+    assert data_fingerprint(ImageDataset(images, [0, 1, 1])) != data_fingerprint(data)
+    assert data_fingerprint(iter(images)) is None
+
+
+def test_folder_datasets_are_keyed_by_their_files(tmp_path):
+    folder = tmp_path / "a"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (4, 4)).save(folder / f"{i}.png")
+
+    class Folder:  # what torchvision's ImageFolder exposes
+        def __init__(self):
+            self.samples = [(str(p), 0) for p in sorted(folder.iterdir())]
+            self.transform = None
+
+        def __len__(self):
+            return len(self.samples)
+
+        def __getitem__(self, i):
+            return Image.open(self.samples[i][0]), 0
+
+    before = data_fingerprint(Folder())
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(folder / "1.png")
+    os.utime(folder / "1.png", ns=(1, 1))  # a rewritten file: other size or time
+    assert data_fingerprint(Folder()) != before
+    named = Folder()
+    named.cache_key = "my-dataset-v2"
+    assert data_fingerprint(named) == {"name": "my-dataset-v2"}
+
+
+def test_the_api_key_is_not_part_of_a_proposers_key():
+    pytest.importorskip("openai")
+    from failmodes import ChatGPTProposer
+
+    key = fingerprint(ChatGPTProposer("m", base_url="http://x/v1", api_key="sk-secret-123"))
+    assert "sk-secret-123" not in json.dumps(key)
+    other = fingerprint(ChatGPTProposer("m", base_url="http://x/v1", api_key="sk-other"))
+    assert key == other
+
+
+# -- the Debugger --------------------------------------------------------------------------------
+
+
+def _debugger(tmp_path, extractor, **kwargs) -> Debugger:
+    settings = {
+        "proposer": StaticProposer(WORLD.uncommon_values()),
+        "generator": ToyWorldGenerator(WORLD),
+        "head_trainer": LinearHeadTrainer(weight_decay=1e-2),
+        "class_names": WORLD.class_names,
+        "cache": tmp_path / "cache",
+    }
+    return Debugger(extractor=extractor, **{**settings, **kwargs})
+
+
+def test_features_are_read_back_and_resume_after_a_crash(tmp_path):
+    data = WORLD.debug(1000)
+    model = _model()
+    reference = TorchExtractor(model).extract(data)
+    crashing = CountingExtractor(model, fail_on_call=3)
+    dbg = _debugger(tmp_path, crashing, checkpoint_every=300)
+    with pytest.raises(RuntimeError, match="went away"):
+        dbg.features(data)
+    assert crashing.calls == [300, 300, 300]  # two parts done and cached, the third crashed
+    resumed = CountingExtractor(model)
+    feats, _ = _debugger(tmp_path, resumed, checkpoint_every=300).features(data)
+    assert resumed.calls == [300, 100]  # only the parts not done before
+    assert torch.equal(feats, reference)
+    again = CountingExtractor(model)
+    feats_again, _ = _debugger(tmp_path, again, checkpoint_every=300).features(data)
+    assert again.calls == [] and torch.equal(feats_again, reference)
+    changed = CountingExtractor(_model(seed=1))
+    _debugger(tmp_path, changed, checkpoint_every=300).features(data)
+    assert sum(changed.calls) == 1000  # another model never meets these entries
+
+
+def test_without_a_cache_nothing_is_written(tmp_path):
+    extractor = CountingExtractor(_model())
+    dbg = _debugger(tmp_path, extractor, cache=False)
+    data = WORLD.debug(50)
+    dbg.features(data)
+    dbg.features(data)
+    assert extractor.calls == [50, 50]
+    assert not (tmp_path / "cache").exists()
+
+
+class FlakyGenerator(ImageGenerator):
+    """ToyWorld's renderer that fails once, at a given call."""
+
+    def __init__(self, world, fail_on_call=None):
+        self.inner = ToyWorldGenerator(world)
+        self.world = world
+        self.fail_on_call = fail_on_call
+        self.asked: list[str] = []
+
+    def cache_key(self):
+        return {"renderer": fingerprint(self.inner)}
+
+    def generate(self, requests, *, progress=None):
+        if self.fail_on_call is not None and len(self.asked) + 1 >= self.fail_on_call:
+            self.fail_on_call = None
+            raise RuntimeError("out of GPU memory")
+        self.asked.extend(r.job_id for r in requests)
+        return self.inner.generate(requests)
+
+
+def test_generation_resumes_request_by_request_with_provenance(tmp_path):
+    name = WORLD.class_names[0]
+    values = WORLD.uncommon_values()[name][:4]
+    requests = [
+        GenerationRequest(0, name, v, f"a photo of a {name} {v}", 40, seed=i)
+        for i, v in enumerate(values)
+    ]  # 40 images each: groups of two requests per cache write
+    first = FlakyGenerator(WORLD, fail_on_call=2)
+    with pytest.raises(RuntimeError, match="GPU"):
+        _debugger(tmp_path, TorchExtractor(_model()), generator=first).generate(requests)
+    assert len(first.asked) == 2  # one group of two requests done before the failure
+    second = FlakyGenerator(WORLD)
+    generated = _debugger(tmp_path, TorchExtractor(_model()), generator=second).generate(requests)
+    assert second.asked == [r.job_id for r in requests[2:]]
+    expected = ToyWorldGenerator(WORLD).generate(requests)
+    assert [im.tobytes() for im in generated.images] == [
+        im.tobytes() for ims in expected for im in ims
+    ]
+    manifests = sorted((tmp_path / "cache" / "generated").rglob("manifest.json"))
+    assert len(manifests) == 4
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["request"]["prompt"].startswith(f"a photo of a {name}")
+    assert len(manifest["images"]) == 40 and "seed" in manifest["images"][0]
+    assert manifest["generator"] == {"renderer": fingerprint(ToyWorldGenerator(WORLD))}
+
+
+class OnceFailingProposer(BackgroundProposer):
+    """Answers class by class from a table, failing once at one class as ChatGPTProposer does."""
+
+    def __init__(self, values, fails_on):
+        self.values = values
+        self.fails_on = fails_on
+        self.asked: list[str] = []
+
+    def cache_key(self):
+        return {"table": self.values}
+
+    def propose(self, class_names, *, attribute="background"):
+        answers = {}
+        for name in class_names:
+            self.asked.append(name)
+            if name == self.fails_on:
+                self.fails_on = None
+                raise ProposalError("rate limited", name, attribute, partial=answers)
+            answers[name] = list(self.values[name])
+        return answers
+
+
+def test_proposals_received_before_an_error_are_kept(tmp_path):
+    values = WORLD.uncommon_values()
+    failing = WORLD.class_names[3]
+    proposer = OnceFailingProposer(values, fails_on=failing)
+    dbg = _debugger(tmp_path, TorchExtractor(_model()), proposer=proposer)
+    with pytest.raises(ProposalError, match="rate limited"):
+        dbg.propose()
+    assert proposer.asked == WORLD.class_names[:4]
+    proposer.asked.clear()
+    proposals = dbg.propose()
+    assert proposer.asked == WORLD.class_names[3:]  # the three answers before are not asked again
+    assert proposals == {n: list(values[n]) for n in WORLD.class_names}
+    proposer.asked.clear()
+    dbg.propose()
+    assert proposer.asked == []
+
+
+def test_a_whole_run_is_read_back_identically(tmp_path):
+    world = ToyWorld(seed=3)
+    train, debug, test = world.train(20), world.debug(600), world.test(300)
+    results = []
+    for _ in range(2):
+        extractor = CountingExtractor(_model())
+        generator = FlakyGenerator(world)
+        dbg = Debugger(
+            extractor=extractor,
+            proposer=StaticProposer(world.uncommon_values()),
+            captioner=_toyclip(),
+            generator=generator,
+            head_trainer=LinearHeadTrainer(weight_decay=1e-2),
+            class_names=world.class_names,
+            k=[1, 2],
+            lam=[0.5, 1.0],
+            images_per_mode=5,
+            cache=tmp_path / "cache",
+        )
+        results.append((dbg.run(train, debug, test, seed=0), extractor.calls, generator.asked))
+    (first, calls1, asked1), (second, calls2, asked2) = results
+    assert sum(calls1) > 0 and len(asked1) > 0
+    assert calls2 == [] and asked2 == []  # nothing recomputed
+    a, b = first.summary(), second.summary()
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+    for method, head in first.heads.items():
+        assert torch.equal(head.weight, second.heads[method].weight), method
+
+
+def _toyclip():
+    pytest.importorskip("open_clip")
+    from failmodes.toyworld import toyclip_captioner
+
+    return toyclip_captioner()
+
+
+def test_bad_cache_arguments_are_named(tmp_path):
+    with pytest.raises(TypeError, match="cache must be"):
+        _debugger(tmp_path, TorchExtractor(_model()), cache=3.5).features(WORLD.debug(10))
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        _debugger(tmp_path, TorchExtractor(_model()), checkpoint_every=0).features(WORLD.debug(10))
+    assert np.isfinite(1.0)
