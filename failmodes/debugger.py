@@ -54,6 +54,22 @@ def _derive_seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
 
 
+def _check_not_blank(generated: GeneratedSet) -> None:
+    """Raise when a generated image is one flat colour (a blanked or failed image)."""
+    for i, image in enumerate(generated.images):
+        extrema = image.getextrema() if hasattr(image, "getextrema") else None
+        if extrema is None:
+            continue
+        bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+        if all(low == high for low, high in bands):
+            request = generated.requests[int(generated.request_index[i])]
+            raise ValueError(
+                f"the generator returned a blank image (one flat colour) for {request.prompt!r} "
+                f"(class {request.class_name!r}, value {request.value!r}); blank images are not "
+                "used as training data: fix the generator or have it replace them"
+            )
+
+
 def _head_digest(head: torch.nn.Linear) -> str:
     return tensor_digest([p for p in (head.weight, head.bias) if p is not None])
 
@@ -232,6 +248,12 @@ class Debugger:
     def _labels(self, data: Any, name: str) -> np.ndarray:
         labels = labels_of(data)
         n_classes = len(self._class_names())
+        classes = getattr(data, "classes", None)  # torchvision's folder datasets name theirs
+        if isinstance(classes, list | tuple) and len(classes) != n_classes:
+            raise ValueError(
+                f"{name} has {len(classes)} classes ({list(classes)[:5]}...) but there are "
+                f"{n_classes} class_names; pass one name per label index of the data"
+            )
         if len(labels) == 0:
             raise ValueError(f"{name} is empty")
         bad = labels[(labels < 0) | (labels >= n_classes)]
@@ -584,7 +606,9 @@ class Debugger:
         cache = self._cache()
         gen_fp = fingerprint(generator)
         if cache is None or gen_fp is None:
-            return generator.generate(requests, progress=self.progress)
+            outputs = generator.generate(requests, progress=self.progress)
+            _check_not_blank(GeneratedSet.from_outputs(requests, outputs))
+            return outputs
         keys = [
             cache.key("generated", {"generator": gen_fp, "request": asdict(r)}) for r in requests
         ]
@@ -604,6 +628,7 @@ class Debugger:
                 continue
             made = generator.generate([requests[i] for i in group], progress=self.progress)
             checked = GeneratedSet.from_outputs([requests[i] for i in group], made)
+            _check_not_blank(checked)
             seeds = getattr(generator, "seeds_", None)
             for g, i in enumerate(group):
                 images = [im for im, o in zip(checked.images, checked.request_index, strict=True)
@@ -807,6 +832,13 @@ class Debugger:
 
         # proposals first: cheap, and an error here costs nothing
         proposals = self.propose()
+        short = {c: len(v) for c, v in proposals.items() if len(v) < max(k_grid)}
+        if short:
+            raise ValueError(
+                f"k={max(k_grid)} failure modes per class, but the proposer gave fewer "
+                f"{get_attribute(self.attribute).plural or 'values'} for {len(short)} classes "
+                f"(e.g. {dict(list(short.items())[:3])}); lower k or propose more values"
+            )
 
         train_f, train_y = self.features(train, name="train")
         debug_f, debug_y = self.features(debug, name="debug")
