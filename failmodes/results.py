@@ -238,6 +238,66 @@ class GeneratedSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def export(self, folder: str | Path) -> Path:
+        """Write the images as an image folder, ``<class>/<value>/NNNN.png``, with a manifest.
+
+        ``manifest.json`` lists every request (class, value, prompt, count, seed) and every
+        image (its file, request, index in the request and seed), so that a debugging set can
+        be shared, inspected and read back with :meth:`load`. Bare-class images go in a
+        ``_none`` folder. The folder must not exist yet or be empty.
+        """
+        from dataclasses import asdict
+
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise FileExistsError(f"{folder} is not empty; export into a new folder")
+        offsets = _offsets(self.request_index)
+        entries = []
+        for i, image in enumerate(self.images):
+            request = self.requests[int(self.request_index[i])]
+            value = "_none" if self.values[i] is None else _safe_name(self.values[i])
+            sub = Path(_safe_name(request.class_name)) / value
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            name = sub / f"{i:04d}.png"
+            image.save(folder / name, format="PNG")
+            entries.append(
+                {
+                    "file": name.as_posix(),
+                    "request": int(self.request_index[i]),
+                    "index": int(offsets[i]),
+                    "seed": request.image_seed(int(offsets[i])),
+                }
+            )
+        manifest = {
+            "format": "failmodes.GeneratedSet/1",
+            "requests": [asdict(r) for r in self.requests],
+            "images": entries,
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> GeneratedSet:
+        """Read a set written by :meth:`export`."""
+        from PIL import Image
+
+        folder = Path(folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        requests = [GenerationRequest(**r) for r in manifest["requests"]]
+        images, owner = [], []
+        for entry in manifest["images"]:
+            with Image.open(folder / entry["file"]) as image:
+                images.append(image.convert("RGB"))
+            owner.append(int(entry["request"]))
+        owner_array = np.asarray(owner, dtype=np.int64)
+        return cls(
+            requests,
+            images,
+            np.asarray([requests[j].class_index for j in owner], dtype=np.int64),
+            [requests[j].value for j in owner],
+            owner_array,
+        )
+
     @property
     def n_filtered_out(self) -> int | None:
         """How many images the filter dropped in all (``None`` without a filter)."""
@@ -249,10 +309,7 @@ class GeneratedSet:
     def to_frame(self) -> pd.DataFrame:
         """One row per image: label, class, value, prompt, request job id and seed."""
         reqs = [self.requests[int(j)] for j in self.request_index]
-        offsets = np.zeros(len(self.images), dtype=np.int64)
-        for j in np.unique(self.request_index):
-            where = np.flatnonzero(self.request_index == j)
-            offsets[where] = np.arange(len(where))
+        offsets = _offsets(self.request_index)
         return pd.DataFrame(
             {
                 "label": self.labels,
@@ -382,3 +439,18 @@ class RunResult:
             f"<h2>Configuration</h2><pre>{cfg}</pre></body></html>\n"
         )
         return path
+
+
+def _offsets(request_index: np.ndarray) -> np.ndarray:
+    """For each image, its index within its request."""
+    offsets = np.zeros(len(request_index), dtype=np.int64)
+    for j in np.unique(request_index):
+        where = np.flatnonzero(request_index == j)
+        offsets[where] = np.arange(len(where))
+    return offsets
+
+
+def _safe_name(text: str) -> str:
+    """A folder name from a class or value: spaces to underscores, no path separators."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip())
+    return cleaned.strip("._") or "_"

@@ -69,3 +69,27 @@ def test_image_seeds_do_not_depend_on_count_and_differ_per_image():
     assert a.image_seed(0) != _request(5, "at sea").image_seed(0)
     with pytest.raises(IndexError):
         b.image_seed(2)
+
+
+def test_generated_set_exports_as_an_image_folder_and_reads_back(tmp_path):
+    from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+
+    requests = [
+        GenerationRequest(0, "circle", "on ice", "a photo of a circle on ice", 2, 0),
+        GenerationRequest(1, "square", None, "a photo of a square", 1, 1),
+    ]
+    generated = GeneratedSet.from_outputs(
+        requests, ToyWorldGenerator(ToyWorld()).generate(requests)
+    )
+    generated.export(tmp_path / "set")
+    files = sorted(
+        p.relative_to(tmp_path / "set").as_posix() for p in (tmp_path / "set").rglob("*.png")
+    )
+    assert files == ["circle/on_ice/0000.png", "circle/on_ice/0001.png", "square/_none/0002.png"]
+    back = GeneratedSet.load(tmp_path / "set")
+    assert back.requests == requests
+    assert back.values == generated.values and np.array_equal(back.labels, generated.labels)
+    assert [im.tobytes() for im in back.images] == [im.tobytes() for im in generated.images]
+    assert back.to_frame()["seed"].tolist() == generated.to_frame()["seed"].tolist()
+    with pytest.raises(FileExistsError, match="not empty"):
+        generated.export(tmp_path / "set")
