@@ -9,15 +9,29 @@ models evaluated on the same debug set.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from failmodes._imports import require
 
-__all__ = ["failure_iou", "failure_masks", "mean_iou", "plot_failure_iou"]
+if TYPE_CHECKING:
+    from failmodes.debugger import Debugger
+    from failmodes.results import GeneratedSet, RunResult
+
+__all__ = [
+    "CollectiveResult",
+    "collective_repair",
+    "failure_iou",
+    "failure_masks",
+    "mean_iou",
+    "plot_failure_iou",
+    "pooled_modes",
+]
 
 
 def failure_masks(
@@ -132,3 +146,151 @@ def plot_failure_iou(frame: pd.DataFrame, *, ax: Any = None, annotate: bool = Tr
     ax.figure.colorbar(image, ax=ax, label="IoU of failure sets")
     ax.set_title("Failure overlap (intersection over union)")
     return ax
+
+
+# -- collective repair ---------------------------------------------------------------------------
+
+
+def pooled_modes(results: Mapping[str, RunResult], k: int) -> dict[str, list[str]]:
+    """Per class, the ``k`` values most frequent among the captions of all models' failures.
+
+    The captions of every model's ``debug_seed`` failures are pooled: an image that several
+    models fail on counts once per model, so modes shared across the category weigh more.
+    Ties are broken by the order of the class's candidates (as in one model's top-k).
+    """
+    first = next(iter(results.values()))
+    counts: dict[str, Counter] = {}
+    for result in results.values():
+        modes = result.modes
+        for label, caption in zip(modes.labels, modes.captions, strict=True):
+            if caption.value is not None:
+                counts.setdefault(modes.class_names[int(label)], Counter())[caption.value] += 1
+    out = {}
+    for name, counter in counts.items():
+        order = {v: i for i, v in enumerate(first.modes.candidates.get(name, []))}
+        ranked = sorted(counter, key=lambda v: (-counter[v], order.get(v, len(order)), v))
+        out[name] = ranked[:k]
+    return out
+
+
+@dataclass
+class CollectiveResult:
+    """One generated set, made once for a category of models, reused by every one of them.
+
+    Attributes:
+        kind: ``"pooled"`` (type 1: the modes of all the models' failures pooled) or
+            ``"source"`` (type 2: one model's own failure modes serve the whole category).
+        source: the source model of a ``"source"`` repair.
+        modes: the failure modes the set was generated for, per class.
+        generated: the generated set.
+        table: one row per model: its individual and collective gains on its own
+            ``debug_heldout`` failures, their ratio (the paper's "relative accuracy"), the test
+            accuracy before and after the collective repair, and the chosen ``lam``.
+        ratio: the category's sum of collective gains over the sum of individual gains, the
+            source model left out (``None`` when the individual gains sum to zero).
+        heads: the collectively repaired head of each model.
+    """
+
+    kind: str
+    source: str | None
+    modes: dict[str, list[str]]
+    generated: GeneratedSet
+    table: pd.DataFrame
+    ratio: float | None
+    heads: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table
+
+
+def collective_repair(
+    debuggers: Mapping[str, Debugger],
+    individual: Mapping[str, RunResult],
+    train: Any,
+    debug: Any,
+    test: Any,
+    *,
+    kind: str = "pooled",
+    source: str | None = None,
+    k: int | None = None,
+    images_per_mode: int | None = None,
+    seed: int = 0,
+) -> CollectiveResult:
+    """Repair every model of a category with one generated set (Chegini & Feizi, section 5.4).
+
+    Args:
+        debuggers: ``{model: Debugger}``, one per model of the category, sharing the
+            proposer's answers, the captioner, the generator, the class names and attribute.
+            The generated set is made with the first one's generator.
+        individual: ``{model: RunResult}`` of each model's own :meth:`~failmodes.Debugger.run`
+            on the same data and seed (their failures, captions and individual gains are used).
+        train: the training data used to refit heads.
+        debug: the debug set.
+        test: the test set.
+        kind: ``"pooled"`` (type 1) or ``"source"`` (type 2).
+        source: the source model for ``kind="source"``; ``None``: the first model.
+        k: failure modes per class; ``None``: the source's (or first model's) chosen ``k``.
+        images_per_mode: images per mode; ``None``: that model's chosen number.
+        seed: the seed of generation and of the head fits.
+
+    Returns:
+        A :class:`CollectiveResult`.
+    """
+    names = list(debuggers)
+    if not names:
+        raise ValueError("debuggers is empty: pass at least one model's Debugger")
+    missing = [n for n in names if n not in individual]
+    if missing:
+        raise ValueError(f"individual has no RunResult for models {missing}")
+    if kind not in ("pooled", "source"):
+        raise ValueError(f'kind must be "pooled" or "source", got {kind!r}')
+    if kind == "source":
+        source = names[0] if source is None else source
+        if source not in debuggers:
+            raise ValueError(f"source {source!r} is not one of the models {names}")
+    elif source is not None:
+        raise ValueError('source= is for kind="source"')
+    reference = individual[source if source is not None else names[0]]
+    k = int(reference.config["k"]) if k is None else int(k)
+    n = int(reference.config["images_per_mode"]) if images_per_mode is None else images_per_mode
+    if kind == "pooled":
+        modes = pooled_modes({m: individual[m] for m in names}, k)
+    else:
+        modes = individual[source].modes.top_k(k)
+
+    maker = debuggers[names[0]]
+    requests = maker.requests(
+        {(c, v): n for c in maker._class_names() for v in modes.get(c, [])}, seed=seed
+    )
+    generated = maker.generate(requests)
+
+    rows, heads = [], {}
+    for name in names:
+        dbg, result = debuggers[name], individual[name]
+        head, lam, _ = dbg.refit_on(generated, train, debug, failures=result.failures, seed=seed)
+        heads[name] = head
+        debug_f, debug_y = dbg.features(debug, name="debug")
+        test_f, test_y = dbg.features(test, name="test")
+        held = result.failures.heldout
+        after = dbg.evaluate(head, {"heldout": (debug_f[held], debug_y[held]),
+                                    "test": (test_f, test_y)})  # fmt: skip
+        before_held = result.accuracy["before"]["debug_heldout"]
+        own_gain = result.accuracy["failmodes"]["debug_heldout"] - before_held
+        gain = after["heldout"] - before_held
+        rows.append(
+            {
+                "model": name,
+                "source": name == source,
+                "individual_gain": own_gain,
+                "collective_gain": gain,
+                "relative_gain": gain / own_gain if own_gain > 0 else None,
+                "test_before": result.accuracy["before"]["test"],
+                "test_after": after["test"],
+                "lam": lam,
+            }
+        )
+    table = pd.DataFrame(rows).set_index("model")
+    others = table[~table["source"]]
+    total = float(others["individual_gain"].sum())
+    ratio = float(others["collective_gain"].sum()) / total if total > 0 else None
+    return CollectiveResult(kind, source, modes, generated, table, ratio, heads)

@@ -866,26 +866,9 @@ class Debugger:
         before_val = self.evaluate(original, val_splits)
 
         def choose(candidates, feats, labels):
-            """Fit each (settings, image mask, lam) candidate; pick one on validation."""
-            rows, best, best_key = [], None, None
-            for settings, mask, lam in candidates:
-                head = self.repair(
-                    train_f, train_y, feats[torch.as_tensor(mask)], labels[mask], lam=lam, seed=seed
-                )
-                acc = self.evaluate(head, val_splits)
-                eligible = acc["validation"] >= before_val["validation"] - self.tolerance
-                row = {
-                    **settings,
-                    "lam": lam,
-                    "val_acc": acc["validation"],
-                    "val_failure_acc": acc["validation_failures"],
-                    "eligible": eligible,
-                }
-                rows.append(row)
-                key = (eligible, acc["validation_failures"] if eligible else acc["validation"])
-                if best_key is None or key > best_key:
-                    best, best_key = (row, head), key
-            return best, pd.DataFrame(rows)
+            return self._choose(
+                candidates, feats, labels, (train_f, train_y), val_splits, before_val, seed
+            )
 
         req_k = np.zeros(len(targeted), dtype=np.int64)  # rank of each image's mode
         img_i = np.zeros(len(targeted), dtype=np.int64)  # index of each image in its request
@@ -990,6 +973,83 @@ class Debugger:
         )
         logger.info("run finished in %.1fs", result.seconds)
         return result
+
+    def _choose(
+        self,
+        candidates: Sequence[tuple[dict, np.ndarray, float]],
+        feats: torch.Tensor,
+        labels: np.ndarray,
+        train: tuple[torch.Tensor, np.ndarray],
+        val_splits: dict[str, tuple[torch.Tensor, np.ndarray]],
+        before_val: dict[str, float],
+        seed: int,
+    ) -> tuple[tuple[dict, torch.nn.Linear], pd.DataFrame]:
+        """Fit each ``(settings, image mask, lam)`` candidate; pick one on the validation part.
+
+        The pick maximises accuracy on the validation part's failures among the candidates that
+        keep its overall accuracy within ``tolerance`` of the original head's (the most accurate
+        overall when none does).
+        """
+        rows, best, best_key = [], None, None
+        for settings, mask, lam in candidates:
+            head = self.repair(
+                *train, feats[torch.as_tensor(mask)], labels[mask], lam=lam, seed=seed
+            )
+            acc = self.evaluate(head, val_splits)
+            eligible = acc["validation"] >= before_val["validation"] - self.tolerance
+            row = {
+                **settings,
+                "lam": lam,
+                "val_acc": acc["validation"],
+                "val_failure_acc": acc["validation_failures"],
+                "eligible": eligible,
+            }
+            rows.append(row)
+            key = (eligible, acc["validation_failures"] if eligible else acc["validation"])
+            if best_key is None or key > best_key:
+                best, best_key = (row, head), key
+        return best, pd.DataFrame(rows)
+
+    def refit_on(
+        self,
+        generated: GeneratedSet,
+        train: Any,
+        debug: Any,
+        *,
+        failures: FailureSet,
+        seed: int = 0,
+    ) -> tuple[torch.nn.Linear, float, pd.DataFrame]:
+        """Repair this model's head with a given generated set (made for another model, say).
+
+        ``lam`` is chosen among the Debugger's ``lam`` values on the validation part of
+        ``failures`` (this model's split of ``debug``), as :meth:`run` chooses it.
+
+        Returns:
+            ``(head, lam, selection table)``.
+        """
+        lam_grid = self._grid(self.lam, "lam", float, 0.0)
+        train_f, train_y = self.features(train, name="train")
+        debug_f, debug_y = self.features(debug, name="debug")
+        original = self._head(train_f)
+        val = failures.validation
+        val_fail = val[failures.predictions[val] != debug_y[val]]
+        val_splits = {
+            "validation": (debug_f[val], debug_y[val]),
+            "validation_failures": (debug_f[val_fail], debug_y[val_fail]),
+        }
+        before_val = self.evaluate(original, val_splits)
+        gen_f = self._features_of_generated(generated)
+        everything = np.ones(len(generated), dtype=bool)
+        (row, head), table = self._choose(
+            [({}, everything, lam) for lam in lam_grid],
+            gen_f,
+            generated.labels,
+            (train_f, train_y),
+            val_splits,
+            before_val,
+            seed,
+        )
+        return head, float(row["lam"]), table
 
     def _features_of_generated(self, generated: GeneratedSet) -> torch.Tensor:
         if len(generated) == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -68,3 +70,72 @@ def test_heatmap_draws_one_cell_per_pair(tmp_path):
     assert len(ax.texts) == 9
     ax.figure.savefig(tmp_path / "iou.png")
     assert (tmp_path / "iou.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def two_models():
+    pytest.importorskip("open_clip")
+    from failmodes import Debugger
+    from failmodes.toyworld import ToyWorld, demo_components, toy_classifier
+    from failmodes.toyworld.model import load_backbone
+
+    world = ToyWorld(seed=7)
+    train, debug, test = world.train(30), world.debug(1500), world.test(500)
+    backbone = load_backbone()
+    debuggers, results = {}, {}
+    for name, per_class in (("head30", 30), ("head15", 15)):
+        model = toy_classifier(world, per_class=per_class, backbone=backbone)
+        settings = demo_components(world, k=[2, 3], lam=[0.5, 2.0], images_per_mode=[10])
+        from failmodes import TorchExtractor
+
+        settings["extractor"] = TorchExtractor(model, batch_size=500)
+        debuggers[name] = Debugger(**settings)
+        results[name] = debuggers[name].run(train, debug, test, seed=0)
+    return debuggers, results, (train, debug, test)
+
+
+def test_pooled_modes_count_each_models_failures(two_models):
+    from failmodes.collective import pooled_modes
+
+    _, results, _ = two_models
+    pooled = pooled_modes(results, k=2)
+    for name, values in pooled.items():
+        counts = Counter()
+        for result in results.values():
+            modes = result.modes
+            for label, caption in zip(modes.labels, modes.captions, strict=True):
+                if modes.class_names[int(label)] == name and caption.value is not None:
+                    counts[caption.value] += 1
+        assert [counts[v] for v in values] == sorted(counts.values(), reverse=True)[: len(values)]
+
+
+def test_source_repair_gives_the_source_its_own_gain(two_models):
+    from failmodes.collective import collective_repair
+
+    debuggers, results, data = two_models
+    out = collective_repair(debuggers, results, *data, kind="source", source="head30")
+    table = out.table
+    assert table.loc["head30", "collective_gain"] == pytest.approx(
+        table.loc["head30", "individual_gain"]
+    )
+    assert out.modes == results["head30"].modes.top_k(results["head30"].config["k"])
+    other = table.loc["head15"]
+    assert out.ratio == pytest.approx(other["collective_gain"] / other["individual_gain"])
+    assert other["collective_gain"] > 0  # the other model's heldout failures improve too
+    pooled = collective_repair(debuggers, results, *data, kind="pooled")
+    assert pooled.source is None and len(pooled.table) == 2
+    assert pooled.ratio == pytest.approx(
+        pooled.table["collective_gain"].sum() / pooled.table["individual_gain"].sum()
+    )
+
+
+def test_collective_repair_arguments_are_checked(two_models):
+    from failmodes.collective import collective_repair
+
+    debuggers, results, data = two_models
+    with pytest.raises(ValueError, match="kind must be"):
+        collective_repair(debuggers, results, *data, kind="both")
+    with pytest.raises(ValueError, match="not one of the models"):
+        collective_repair(debuggers, results, *data, kind="source", source="nope")
+    with pytest.raises(ValueError, match="no RunResult"):
+        collective_repair(debuggers, {"head30": results["head30"]}, *data)
