@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -16,7 +16,14 @@ import pandas as pd
 from failmodes.attributes import phrase
 from failmodes.interfaces import Caption, GenerationRequest
 
-__all__ = ["FailureModes", "FailureSet", "GeneratedSet", "RunResult"]
+__all__ = [
+    "FailureExample",
+    "FailureModes",
+    "FailureSet",
+    "GeneratedSet",
+    "RunResult",
+    "failure_examples",
+]
 
 
 @dataclass
@@ -146,18 +153,22 @@ class FailureModes:
             return None
         return self.class_names[Counter(preds).most_common(1)[0][0]]
 
+    def describe_mode(self, class_name: str, value: str) -> str:
+        """One mode in words: ``"wallet in a jungle -> predicted mushroom (12 failures)"``."""
+        count = self.counts().get(class_name, Counter())[value]
+        pred = self.top_prediction(class_name, value)
+        return (
+            f"{phrase(class_name, value, self.attribute)} \u2192 predicted {pred} "
+            f"({count} failures)"
+        )
+
     def describe(self) -> list[str]:
         """Readable failure modes: ``"wallet in a jungle -> predicted mushroom (12 failures)"``."""
-        counts = self.counts()
-        lines = []
-        for name in self.class_names:
-            for value in self.modes.get(name, []):
-                pred = self.top_prediction(name, value)
-                lines.append(
-                    f"{phrase(name, value, self.attribute)} \u2192 predicted {pred} "
-                    f"({counts[name][value]} failures)"
-                )
-        return lines
+        return [
+            self.describe_mode(name, value)
+            for name in self.class_names
+            for value in self.modes.get(name, [])
+        ]
 
     def to_frame(self) -> pd.DataFrame:
         """One row per captioned failure: index, class, prediction, value, score, is_mode."""
@@ -175,6 +186,136 @@ class FailureModes:
                 ],
             }
         )
+
+
+@dataclass
+class FailureExample:
+    """A small picture of one failure, kept so that a report can show what failed.
+
+    Attributes:
+        index: the failure's index in the debug set.
+        label: its true label.
+        prediction: the model's prediction for it.
+        value: the value it was captioned with (``None`` when no candidate was likely enough).
+        score: the captioner's score for ``value``.
+        png: the thumbnail, PNG-encoded, at most ``size`` pixels a side (see
+            :func:`failure_examples`).
+    """
+
+    index: int
+    label: int
+    prediction: int
+    value: str | None
+    score: float
+    png: bytes = field(repr=False)
+
+
+def failure_examples(
+    debug: Any, modes: FailureModes, *, per_mode: int = 4, size: int = 96
+) -> list[FailureExample]:
+    """Thumbnails of a few ``debug_seed`` failures of every failure mode, for reports.
+
+    For each (class, value) of ``modes.modes``, ``per_mode`` of the failures captioned with
+    that value are kept, spread evenly over them in debug-set order (so the same run always
+    keeps the same ones). Only those images are read from ``debug``. Images larger than
+    ``size`` pixels are shrunk, smaller ones kept as they are; images that are neither PIL
+    images nor ``(C, H, W)`` / ``(H, W, C)`` arrays or tensors are skipped.
+
+    Args:
+        debug: the debug set the failures index into.
+        modes: the captioned failures and their modes.
+        per_mode: failures kept per mode (0 keeps none).
+        size: the thumbnails' largest side in pixels.
+
+    Example:
+        >>> result.examples = failure_examples(debug, result.modes)  # doctest: +SKIP
+    """
+    from failmodes.data import images_at
+
+    if isinstance(per_mode, bool) or not isinstance(per_mode, int) or per_mode < 0:
+        raise ValueError(f"per_mode must be an integer >= 0, got {per_mode!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
+    if per_mode == 0:
+        return []
+    picks: list[int] = []  # positions in modes.indices
+    for name in modes.class_names:
+        label = modes.class_names.index(name)
+        for value in modes.modes.get(name, []):
+            rows = sorted(
+                (
+                    i
+                    for i, (y, cap) in enumerate(zip(modes.labels, modes.captions, strict=True))
+                    if int(y) == label and cap.value == value
+                ),
+                key=lambda i: int(modes.indices[i]),
+            )
+            if len(rows) > per_mode:
+                spread = np.unique(np.linspace(0, len(rows) - 1, per_mode).round().astype(int))
+                rows = [rows[j] for j in spread]
+            picks.extend(rows)
+    images = images_at(debug, [int(modes.indices[i]) for i in picks])
+    examples = []
+    for i, image in zip(picks, images, strict=True):
+        thumb = _thumbnail(image, size)
+        if thumb is None:
+            continue
+        caption = modes.captions[i]
+        examples.append(
+            FailureExample(
+                index=int(modes.indices[i]),
+                label=int(modes.labels[i]),
+                prediction=int(modes.predictions[i]),
+                value=caption.value,
+                score=float(caption.score),
+                png=_png(thumb),
+            )
+        )
+    return examples
+
+
+def _thumbnail(image: Any, size: int) -> Any:
+    """An RGB PIL image at most ``size`` pixels a side, or ``None`` for what is not an image.
+
+    Arrays and tensors may be ``(C, H, W)`` or ``(H, W, C)``; floats in [0, 1] or [0, 255] are
+    scaled as such, other floats (normalised tensors) stretched to their range.
+    """
+    from PIL import Image
+
+    from failmodes.data import to_rgb
+
+    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+            array = array.transpose(1, 2, 0)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+            return None
+        if array.dtype != np.uint8:
+            array = np.nan_to_num(array.astype(np.float64))
+            low, high = float(array.min()), float(array.max())
+            if low >= 0 and high <= 1:
+                array = array * 255
+            elif not (low >= 0 and high <= 255):
+                array = (array - low) / ((high - low) or 1.0) * 255
+            array = np.clip(array.round(), 0, 255).astype(np.uint8)
+        image = Image.fromarray(np.ascontiguousarray(array))
+    if not isinstance(image, Image.Image):
+        return None
+    image = to_rgb(image)
+    if max(image.size) > size:
+        image = image.copy()
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return image
+
+
+def _png(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -346,6 +487,8 @@ class RunResult:
             captioned with it (when true values are known).
         heads: the fitted heads, per method.
         seconds: wall-clock time of the run.
+        examples: thumbnails of a few failures of each failure mode, shown by :meth:`report`
+            (see :func:`failure_examples`); empty when none were kept.
     """
 
     class_names: list[str]
@@ -361,6 +504,7 @@ class RunResult:
     baseline_generated: dict[str, GeneratedSet] = field(default_factory=dict, repr=False)
     heads: dict[str, Any] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
+    examples: list[FailureExample] = field(default_factory=list, repr=False)
 
     def worst_group(self, method: str) -> float | None:
         """The lowest per-value test accuracy of ``method``, when groups are known."""
@@ -417,27 +561,27 @@ class RunResult:
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
         return path
 
-    def report(self, path: str | Path) -> Path:
-        """Write a self-contained HTML page with the accuracy table and the failure modes."""
+    def report(self, path: str | Path, *, generated_per_mode: int = 4) -> Path:
+        """Write one self-contained HTML page about the run, readable in any browser.
+
+        The page has the run's settings and counts, the accuracy of every method on every
+        split (as a table and a bar chart), each class's failure modes with thumbnails of a
+        few of its failures (from :attr:`examples`) and of the images generated for it, and
+        the hyper-parameter search. Images are embedded as PNG data; nothing is loaded from
+        elsewhere and no script runs. The bar chart is drawn with matplotlib when it is
+        installed (``pip install "failmodes[plot]"``), else with plain HTML.
+
+        Args:
+            path: the file to write.
+            generated_per_mode: generated images shown per failure mode.
+
+        Returns:
+            ``path``.
+        """
+        from failmodes._report import render
+
         path = Path(path)
-        table = self.to_frame().to_html(float_format=lambda x: f"{x:.3f}", border=0)
-        modes = "".join(f"<li>{html.escape(line)}</li>" for line in self.modes.describe())
-        selection = (
-            self.selection.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
-            if len(self.selection)
-            else ""
-        )
-        cfg = html.escape(json.dumps(self.config, indent=2, sort_keys=True))
-        path.write_text(
-            "<!doctype html><html><head><meta charset='utf-8'><title>failmodes report</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:right}"
-            "</style></head><body>"
-            f"<h1>failmodes report</h1><h2>Accuracy</h2>{table}"
-            f"<h2>Failure modes ({html.escape(self.attribute)})</h2><ul>{modes}</ul>"
-            f"<h2>Hyper-parameter selection (validation part of the debug set)</h2>{selection}"
-            f"<h2>Configuration</h2><pre>{cfg}</pre></body></html>\n"
-        )
+        path.write_text(render(self, generated_per_mode=generated_per_mode), encoding="utf-8")
         return path
 
 
