@@ -20,7 +20,13 @@ from failmodes.interfaces import (
     HeadTrainer,
     ImageGenerator,
 )
-from failmodes.results import FailureModes, FailureSet, GeneratedSet, RunResult
+from failmodes.results import (
+    FailureExample,
+    FailureModes,
+    FailureSet,
+    GeneratedSet,
+    RunResult,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -45,6 +51,7 @@ __all__ = [
     "BackgroundProposer",
     "Caption",
     "FailureCaptioner",
+    "FailureExample",
     "FailureModes",
     "FailureSet",
     "FeatureExtractor",

@@ -38,7 +38,13 @@ from failmodes.interfaces import (
     HeadTrainer,
     ImageGenerator,
 )
-from failmodes.results import FailureModes, FailureSet, GeneratedSet, RunResult
+from failmodes.results import (
+    FailureModes,
+    FailureSet,
+    GeneratedSet,
+    RunResult,
+    failure_examples,
+)
 
 __all__ = ["Debugger"]
 
@@ -122,6 +128,8 @@ class Debugger:
             :func:`failmodes.cache.fingerprint`) are not cached.
         checkpoint_every: features are computed and cached this many images at a time, so a
             killed extraction redoes at most this many; generation is cached request by request.
+        examples_per_mode: thumbnails of this many failures per failure mode are kept in the
+            result (``RunResult.examples``, shown by its report); 0 keeps none.
         batch_size: passed to the extractor.
         progress: show progress bars.
 
@@ -153,6 +161,7 @@ class Debugger:
         filter_rounds: int = 2,
         cache: bool | str | Path | Cache = True,
         checkpoint_every: int = 1024,
+        examples_per_mode: int = 4,
         batch_size: int | None = None,
         progress: bool | None = None,
     ):
@@ -173,6 +182,7 @@ class Debugger:
         self.filter_rounds = filter_rounds
         self.cache = cache
         self.checkpoint_every = checkpoint_every
+        self.examples_per_mode = examples_per_mode
         self.batch_size = batch_size
         self.progress = progress
 
@@ -201,6 +211,7 @@ class Debugger:
             "filter_rounds": self.filter_rounds,
             "cache": self.cache,
             "checkpoint_every": self.checkpoint_every,
+            "examples_per_mode": self.examples_per_mode,
             "batch_size": self.batch_size,
             "progress": self.progress,
         }
@@ -884,6 +895,7 @@ class Debugger:
         k_star, n_star, lam_star = chosen["k"], chosen["images_per_mode"], chosen["lam"]
         selection.insert(0, "method", "failmodes")
         modes.modes = modes.top_k(k_star)
+        examples = failure_examples(debug, modes, per_mode=self.examples_per_mode)
         keep = (req_k < k_star) & (img_i < n_star)
         chosen_set = GeneratedSet(
             targeted.requests,
@@ -969,6 +981,7 @@ class Debugger:
             caption_accuracy=self._caption_accuracy(debug, modes),
             baseline_generated=baseline_sets,
             heads=heads,
+            examples=examples,
             seconds=time.perf_counter() - started,
         )
         logger.info("run finished in %.1fs", result.seconds)

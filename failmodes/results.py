@@ -561,7 +561,9 @@ class RunResult:
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
         return path
 
-    def report(self, path: str | Path, *, generated_per_mode: int = 4) -> Path:
+    def report(
+        self, path: str | Path, *, generated_per_mode: int = 4, max_classes: int | None = 50
+    ) -> Path:
         """Write one self-contained HTML page about the run, readable in any browser.
 
         The page has the run's settings and counts, the accuracy of every method on every
@@ -574,6 +576,8 @@ class RunResult:
         Args:
             path: the file to write.
             generated_per_mode: generated images shown per failure mode.
+            max_classes: classes shown with images, those with the most ``debug_seed``
+                failures; the failure modes of the others are listed in words (``None``: all).
 
         Returns:
             ``path``.
@@ -581,7 +585,8 @@ class RunResult:
         from failmodes._report import render
 
         path = Path(path)
-        path.write_text(render(self, generated_per_mode=generated_per_mode), encoding="utf-8")
+        page = render(self, generated_per_mode=generated_per_mode, max_classes=max_classes)
+        path.write_text(page, encoding="utf-8")
         return path
 
 

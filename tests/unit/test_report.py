@@ -1,0 +1,246 @@
+"""``RunResult.report``: one self-contained, escaped HTML page, from a real small run."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from dataclasses import asdict, replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from failmodes import (
+    Caption,
+    Debugger,
+    FailureModes,
+    FailureSet,
+    GeneratedSet,
+    GenerationRequest,
+    RunResult,
+)
+from failmodes.results import FailureExample, failure_examples
+from failmodes.toyworld import ToyWorld, demo_components
+
+PAPER = "https://arxiv.org/abs/2312.05464"
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    """A real run of the demo's components on a small world (about 10 s on one core)."""
+    pytest.importorskip("open_clip")
+    world = ToyWorld(seed=11)
+    debug = world.debug(1000)
+    dbg = Debugger(**demo_components(world, k=2, lam=[0.5, 1.0], images_per_mode=5, cache=False))
+    result = dbg.run(world.train(20), debug, world.test(400), seed=0)
+    if not result.examples:
+        result.examples = failure_examples(debug, result.modes)
+    return debug, result
+
+
+def _external_references(page: str) -> list[str]:
+    """Every ``src``/``href``/``url()`` that is neither inline data, an anchor nor the paper."""
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page)
+    refs += re.findall(r"url\(\s*['\"]?([^'\")]+)", page)
+    return [r for r in refs if not r.startswith(("data:image/png;base64,", "#")) and r != PAPER]
+
+
+def test_report_is_one_self_contained_page(small_run, tmp_path):
+    _, result = small_run
+    path = result.report(tmp_path / "report.html")
+    assert path == tmp_path / "report.html"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    assert _external_references(page) == []
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert "<iframe" not in page.lower() and "@import" not in page
+
+
+def test_report_shows_settings_counts_accuracy_and_modes(small_run, tmp_path):
+    _, result = small_run
+    page = result.report(tmp_path / "report.html").read_text(encoding="utf-8")
+    cfg = result.config
+    for text in (f"k <b>{cfg['k']}</b>", f"seed <b>{cfg['seed']}</b>", cfg["version"]):
+        assert str(text) in page
+    assert f"<b>{len(result.failures.seed)}</b><span>debug_seed</span>" in page
+    assert f"<b>{len(result.generated)}</b><span>generated images</span>" in page
+    assert f"{result.caption_accuracy:.1%}" in page
+    frame = result.to_frame()
+    for method in ("before", "failmodes", "random", "uniform", "refit"):
+        for split in ("test", "debug_seed", "debug_heldout", "worst_group_test"):
+            assert f"<b>{frame.loc[method, split]:.3f}</b>" in page, (method, split)
+    for split in ("test", "debug_seed", "debug_heldout", "worst_group_test"):
+        assert f"<dt>{split}</dt>" in page
+    for line in result.modes.describe():
+        assert f"<h4>{line}</h4>" in page  # toy names and values need no escaping
+    for request in result.generated.requests:
+        if any(result.generated.request_index == result.generated.requests.index(request)):
+            assert f"\u201c{request.prompt}\u201d" in page
+    assert '<tr class="chosen">' in page  # the chosen candidate of the search
+
+
+def test_report_embeds_failure_thumbnails(small_run, tmp_path):
+    _, result = small_run
+    page = result.report(tmp_path / "report.html", generated_per_mode=2).read_text("utf-8")
+    figures = re.findall(r"<figure>(.*?)</figure>", page)
+    failures = [f for f in figures if "true: " in f]
+    assert len(failures) == len(result.examples) > 0
+    assert all('src="data:image/png;base64,' in f for f in failures)
+    n_modes = sum(len(v) for v in result.modes.modes.values())
+    assert len(figures) - len(failures) <= 2 * n_modes
+    names = result.class_names
+    example = result.examples[0]
+    assert f"true: <b>{names[example.label]}</b><br>pred: <b>{names[example.prediction]}" in page
+
+
+def test_failure_examples_are_few_small_and_deterministic(small_run):
+    debug, result = small_run
+    examples = failure_examples(debug, result.modes, per_mode=3, size=16)
+    per_mode: dict = {}
+    for e in examples:
+        per_mode[(e.label, e.value)] = per_mode.get((e.label, e.value), 0) + 1
+        name = result.class_names[e.label]
+        assert e.value in result.modes.modes[name]
+        assert e.index in set(result.modes.indices.tolist())
+        assert e.prediction != e.label
+        with Image.open(io.BytesIO(e.png)) as image:
+            assert image.format == "PNG" and max(image.size) <= 16
+    assert set(per_mode.values()) <= {1, 2, 3}
+    assert len(per_mode) == sum(len(v) for v in result.modes.modes.values())
+    again = failure_examples(debug, result.modes, per_mode=3, size=16)
+    assert [asdict(e) for e in again] == [asdict(e) for e in examples]
+    assert failure_examples(debug, result.modes, per_mode=0) == []
+    with pytest.raises(ValueError, match="per_mode"):
+        failure_examples(debug, result.modes, per_mode=-1)
+
+
+def test_report_shows_images_for_the_classes_with_most_failures(small_run, tmp_path):
+    _, result = small_run
+    page = result.report(tmp_path / "report.html", max_classes=2).read_text(encoding="utf-8")
+    assert page.count('<section class="cls">') == 2
+    per_class = np.bincount(result.modes.labels, minlength=len(result.class_names))
+    shown = re.findall(r'<section class="cls"><header><h3>(.*?)</h3>', page)
+    counts = [per_class[result.class_names.index(n)] for n in shown]
+    assert min(counts) == sorted(per_class, reverse=True)[1]
+    for line in result.modes.describe():  # the other classes' modes, in words
+        assert line in page
+
+
+def test_report_without_examples_says_so(small_run, tmp_path):
+    _, result = small_run
+    bare = replace(result, examples=[])
+    page = bare.report(tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "holds no failure images" in page
+    assert "true: " not in page
+    for line in result.modes.describe():
+        assert line in page
+
+
+def test_chart_without_matplotlib_is_drawn_in_html(small_run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    _, result = small_run
+    page = result.report(tmp_path / "with.html").read_text(encoding="utf-8")
+    assert 'alt="bar chart of accuracy' in page and 'class="bars"' not in page
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    page = result.report(tmp_path / "without.html").read_text(encoding="utf-8")
+    assert 'class="bars"' in page and 'alt="bar chart of accuracy' not in page
+    heldout = result.accuracy["failmodes"]["debug_heldout"]
+    assert f"width:{heldout * 100:.1f}%" in page
+
+
+def _user_result(name: str, value: str) -> RunResult:
+    """A small hand-made result whose class name and value need escaping."""
+    names = [name, "fox"]
+    modes = FailureModes.from_captions(
+        class_names=names,
+        attribute="background",
+        indices=np.array([0, 1, 2]),
+        labels=np.array([0, 0, 1]),
+        predictions=np.array([1, 1, 0]),
+        captions=[Caption(value, 0.9), Caption(value, 0.8), Caption(None, 0.1)],
+        candidates={name: [value, "on ice"], "fox": ["at sea"]},
+        k=1,
+    )
+    failures = FailureSet(
+        labels=np.array([0, 0, 1, 0, 1, 1]),
+        predictions=np.array([1, 1, 0, 1, 1, 1]),
+        validation=np.array([4, 5]),
+        seed=np.array([0, 1, 2]),
+        heldout=np.array([3]),
+    )
+    request = GenerationRequest(0, name, value, f"a photo of a {name} {value}", 2, seed=1)
+    tile = Image.new("RGB", (8, 8), (200, 40, 40))
+    generated = GeneratedSet.from_outputs([request], [[tile, tile]])
+    png = io.BytesIO()
+    tile.save(png, format="PNG")
+    accuracy = {
+        "before": {"test": 0.5, "debug_seed": 0.0, "debug_heldout": 0.0, "validation": 0.5},
+        "failmodes": {"test": 0.75, "debug_seed": 1.0, "debug_heldout": float("nan")},
+    }
+    return RunResult(
+        class_names=names,
+        attribute="background",
+        accuracy=accuracy,
+        group_accuracy={},
+        failures=failures,
+        modes=modes,
+        generated=generated,
+        selection=pd.DataFrame(
+            [{"method": "failmodes", "k": 1, "images_per_mode": 2, "lam": 0.5, "val_acc": 0.5}]
+        ),
+        config={"k": 1, "lam": 0.5, "images_per_mode": 2, "seed": 0, "version": "test"},
+        examples=[FailureExample(0, 0, 1, value, 0.9, png.getvalue())],
+    )
+
+
+def test_user_strings_are_escaped(tmp_path):
+    name, value = "<b>&wallet", 'in a "jungle" <i>'
+    page = _user_result(name, value).report(tmp_path / "report.html").read_text("utf-8")
+    assert name not in page and "<i>" not in page.replace("<i>no caption</i>", "")
+    assert "&lt;b&gt;&amp;wallet" in page
+    assert "&lt;b&gt;&amp;wallet in a &quot;jungle&quot; &lt;i&gt; \u2192 predicted fox" in page
+    assert "a photo of a &lt;b&gt;&amp;wallet" in page  # the prompt
+    assert '<tr class="chosen">' in page
+    assert "<b>\u2013</b>" in page  # a missing accuracy
+    assert _external_references(page) == []
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"generated_per_mode": -1}, "generated_per_mode"), ({"max_classes": 1.5}, "max_classes")],
+)
+def test_report_options_are_counts(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _user_result("wallet", "on ice").report(tmp_path / "r.html", **kw)
+
+
+def test_failure_examples_read_tensors_and_arrays():
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(0)
+    debug = [
+        (torch.rand(3, 40, 40, generator=generator), 0),  # floats in [0, 1]
+        (torch.randn(3, 40, 40, generator=generator), 0),  # normalised floats
+        (np.full((40, 40, 3), 7, dtype=np.uint8), 0),  # an (H, W, C) array
+        ("not an image", 0),
+    ]
+    modes = FailureModes.from_captions(
+        class_names=["wallet", "fox"],
+        attribute="background",
+        indices=np.arange(4),
+        labels=np.zeros(4, dtype=np.int64),
+        predictions=np.ones(4, dtype=np.int64),
+        captions=[Caption("on ice", 0.5)] * 4,
+        candidates={"wallet": ["on ice"], "fox": []},
+        k=1,
+    )
+    examples = failure_examples(debug, modes, per_mode=4, size=20)
+    assert [e.index for e in examples] == [0, 1, 2]  # the string is skipped
+    for e in examples:
+        with Image.open(io.BytesIO(e.png)) as image:
+            assert image.size == (20, 20) and image.mode == "RGB"
+    with Image.open(io.BytesIO(examples[2].png)) as image:
+        assert image.getpixel((3, 3)) == (7, 7, 7)
