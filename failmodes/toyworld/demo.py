@@ -47,9 +47,13 @@ def demo_components(
 
     per_class = DEMO_SETTINGS["train_per_class"]
     train = overrides.pop("train", None)
-    model = _cached_classifier(world, per_class, seed, train, overrides.get("cache", True))
+    if "extractor" in overrides:  # another classifier: the demo's is not needed
+        extractor = overrides.pop("extractor")
+    else:
+        model = _cached_classifier(world, per_class, seed, train, overrides.get("cache", True))
+        extractor = TorchExtractor(model, batch_size=500, progress=progress)
     components = {
-        "extractor": TorchExtractor(model, batch_size=500, progress=progress),
+        "extractor": extractor,
         "proposer": StaticProposer(world.uncommon_values()),
         "captioner": toyclip_captioner(batch_size=500, progress=progress),
         "generator": ToyWorldGenerator(world, progress=progress),
@@ -132,8 +136,11 @@ def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> T
     return data
 
 
-def _cached_classifier(world: ToyWorld, per_class: int, seed: int, train: Any, cache: Any):
-    """:func:`~failmodes.toyworld.toy_classifier`; its head read from ``cache`` if fitted before."""
+def _cached_classifier(
+    world: ToyWorld, per_class: int, seed: int, train: Any, cache: Any, backbone: Any = None
+):
+    """:func:`~failmodes.toyworld.toy_classifier` on ``backbone`` (``None``: the shipped one);
+    its head read from ``cache`` if fitted before."""
     from torch import nn
 
     from failmodes.cache import fingerprint, resolve_cache, tensor_digest
@@ -141,7 +148,7 @@ def _cached_classifier(world: ToyWorld, per_class: int, seed: int, train: Any, c
     from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, load_backbone, toy_classifier
 
     store = resolve_cache(cache)
-    backbone = load_backbone()
+    backbone = load_backbone() if backbone is None else backbone
     if store is None:
         return toy_classifier(world, per_class=per_class, seed=seed, backbone=backbone, train=train)
     spec = {
