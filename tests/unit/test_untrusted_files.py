@@ -43,7 +43,9 @@ def test_a_pickle_planted_in_the_cache_is_never_unpickled(tmp_path):
     path.write_bytes(payload)
     assert cache.get_tensors("heads", key) is None  # unreadable as safetensors: a miss
     assert not marker.exists()
-    # and torch refuses it too, as the library loads files
+    assert not path.exists()  # the unreadable entry was discarded
+    # and torch refuses it too, as the library loads checkpoints
+    path.write_bytes(payload)
     with pytest.raises((pickle.UnpicklingError, RuntimeError)):
         torch.load(path, weights_only=True)
     assert not marker.exists()
