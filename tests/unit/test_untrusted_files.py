@@ -45,7 +45,8 @@ def test_a_pickle_planted_in_the_cache_is_never_unpickled(tmp_path):
     assert not marker.exists()
     assert not path.exists()  # the unreadable entry was discarded
     # and torch refuses it too, as the library loads checkpoints
-    path.write_bytes(payload)
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(payload)
     with pytest.raises((pickle.UnpicklingError, RuntimeError)):
-        torch.load(path, weights_only=True)
+        torch.load(checkpoint, weights_only=True)
     assert not marker.exists()
