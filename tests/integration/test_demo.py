@@ -46,6 +46,27 @@ def test_small_world_end_to_end(attribute):
     assert set(result.modes.modes) <= set(world.class_names)
 
 
+def test_same_seed_same_result_bit_for_bit_without_a_cache():
+    import torch
+
+    world = ToyWorld(seed=12, attribute="color")
+    data = world.train(), world.debug(1500), world.test(500)
+    runs = []
+    for _ in range(2):
+        dbg = Debugger(**demo_components(world, k=[2, 3], lam=[0.5, 1.0], images_per_mode=10,
+                                         cache=False))  # fmt: skip
+        runs.append(dbg.run(*data, seed=3))
+    first, second = (r.summary() for r in runs)
+    first.pop("seconds"), second.pop("seconds")
+    assert first == second
+    for method, head in runs[0].heads.items():
+        assert torch.equal(head.weight, runs[1].heads[method].weight), method
+        assert torch.equal(head.bias, runs[1].heads[method].bias), method
+    assert [im.tobytes() for im in runs[0].generated.images] == [
+        im.tobytes() for im in runs[1].generated.images
+    ]
+
+
 @pytest.mark.slow
 def test_cli_demo_writes_summary(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--world-seed", "5"]) == 0
