@@ -176,9 +176,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000, help="SGD epochs (paper: 1000)")
     parser.add_argument("--tol", type=float, default=1e-4, help="fast solver tolerance")
     parser.add_argument("--precision", default="mixed", choices=["mixed", "float32", "float64"])
-    parser.add_argument("--init", default="random", choices=["original", "random", "zeros"],
-                        help="start of both solvers: the original head (as in a repair), a "
-                        "random head or the zero head")
+    parser.add_argument(
+        "--init",
+        default="random",
+        choices=["original", "random", "zeros"],
+        help="start of both solvers: the original head (as in a repair), a "
+        "random head or the zero head",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="fast solver runs (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args()

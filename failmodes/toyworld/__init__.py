@@ -5,6 +5,15 @@ from failmodes.toyworld.demo import DEMO_SETTINGS, demo_components, run_demo
 from failmodes.toyworld.generator import ToyWorldGenerator
 from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, ToyBackbone, load_backbone, toy_classifier
 from failmodes.toyworld.world import BACKGROUNDS, COLORS, SHAPES, ToyDataset, ToyWorld, render
+from failmodes.toyworld.zoo import (
+    ZOO,
+    ToyMixer,
+    ZooModel,
+    ZooSpec,
+    pretrain_backbone,
+    zoo_backbone,
+    zoo_models,
+)
 
 __all__ = [
     "BACKGROUNDS",
@@ -12,16 +21,23 @@ __all__ = [
     "DEMO_SETTINGS",
     "HEAD_WEIGHT_DECAY",
     "SHAPES",
+    "ZOO",
     "ToyBackbone",
     "ToyDataset",
+    "ToyMixer",
     "ToyWorld",
     "ToyWorldGenerator",
+    "ZooModel",
+    "ZooSpec",
     "demo_components",
     "load_backbone",
+    "pretrain_backbone",
     "register_toyclip",
     "render",
     "run_demo",
     "toy_classifier",
     "toyclip_captioner",
     "toyclip_weights",
+    "zoo_backbone",
+    "zoo_models",
 ]
