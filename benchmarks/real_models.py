@@ -16,9 +16,15 @@ is timed; both measurements then run on that tensor, in batches of ``--batch-siz
 
 ``overhead = extract_s / bare_s`` (goal: at most 1.10). The two alternate (bare first in even
 repeats, extract first in odd ones) after one untimed warm-up batch of each, ``--repeats`` times;
-the seconds are medians over repeats. ``overhead_min`` is the ratio of the fastest runs (the
-least disturbed by other jobs); ``*_cpu_s`` and ``overhead_cpu`` are the medians in CPU seconds
-of this process, which other jobs on a shared machine disturb less than wall-clock seconds;
+the seconds are medians over repeats.
+
+On a shared machine the model's own forward passes vary by 10-30 % from one run to the next
+(other jobs compete for the cores and caches), which swamps what extract adds. So hooks on the
+model time its forward passes in both loops, and ``*_outside_forward_s`` is the rest of a run:
+the loop's own work (for extract: slicing, the hook on the head, the checks, keeping the
+features). ``overhead_own = 1 + (extract_outside_forward_s - bare_outside_forward_s) / bare_s``
+is the overhead with that noise taken out. ``overhead_min`` is the ratio of the fastest runs;
+``*_cpu_s`` and ``overhead_cpu`` are the medians in CPU seconds of this process;
 ``ratios`` are the per-repeat wall-clock ratios and ``page_faults`` the median minor page
 faults of a run (extract, bare). ``accuracy`` is the top-1 accuracy of
 ``extractor.logits(features)``.
@@ -124,25 +130,40 @@ def measure(
     # warm-up: the first forward pass of a model pays one-off costs (kernel selection, caches)
     extractor.extract(x[:batch])
     _bare(model, x[:batch], batch)
-    runs: dict[str, list[tuple[float, float, int]]] = {"extract": [], "bare": []}
+    # Seconds inside the model's forward passes, by hooks on the model itself (the same in both
+    # loops); the rest of a run is the loop's own work.
+    forward = {"start": 0.0, "seconds": 0.0}
+
+    def started(*_) -> None:
+        forward["start"] = time.perf_counter()
+
+    def finished(*_) -> None:
+        forward["seconds"] += time.perf_counter() - forward["start"]
+
+    hooks = [model.register_forward_pre_hook(started), model.register_forward_hook(finished)]
+    runs: dict[str, list[tuple[float, float, int, float]]] = {"extract": [], "bare": []}
     features = None
     for repeat in range(args.repeats):
         order = ("bare", "extract") if repeat % 2 == 0 else ("extract", "bare")
         for what in order:
+            forward["seconds"] = 0.0
             if what == "extract":
                 wall, cpu, faults, features = _timed(lambda: extractor.extract(x))
             else:
                 wall, cpu, faults, _ = _timed(lambda: _bare(model, x, batch))
-            runs[what].append((wall, cpu, faults))
+            runs[what].append((wall, cpu, faults, wall - forward["seconds"]))
             logging.info(
-                "%s repeat %d: %s %.2f s (cpu %.2f s, %d page faults)",
+                "%s repeat %d: %s %.2f s (cpu %.2f s, outside forward %.4f s, %d page faults)",
                 name,
                 repeat,
                 what,
                 wall,
                 cpu,
+                wall - forward["seconds"],
                 faults,
             )
+    for hook in hooks:
+        hook.remove()
     accuracy = float((extractor.logits(features).argmax(dim=1).numpy() == labels).mean())
     extract_s = statistics.median(run[0] for run in runs["extract"])
     bare_s = statistics.median(run[0] for run in runs["bare"])
@@ -150,6 +171,8 @@ def measure(
     bare_cpu = statistics.median(run[1] for run in runs["bare"])
     extract_min = min(run[0] for run in runs["extract"])
     bare_min = min(run[0] for run in runs["bare"])
+    extract_own = statistics.median(run[3] for run in runs["extract"])
+    bare_own = statistics.median(run[3] for run in runs["bare"])
     return {
         "model": name,
         "dataset": dataset,
@@ -158,6 +181,9 @@ def measure(
         "overhead": round(extract_s / bare_s, 4),
         "extract_s": round(extract_s, 3),
         "bare_s": round(bare_s, 3),
+        "overhead_own": round(1 + (extract_own - bare_own) / bare_s, 4),
+        "extract_outside_forward_s": round(extract_own, 4),
+        "bare_outside_forward_s": round(bare_own, 4),
         "overhead_min": round(extract_min / bare_min, 4),
         "overhead_cpu": round(extract_cpu / bare_cpu, 4),
         "extract_cpu_s": round(extract_cpu, 3),
