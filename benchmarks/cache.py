@@ -8,7 +8,8 @@ and prints one JSON line::
 
 ``first_s`` and ``second_s`` are the wall-clock seconds of the two ``failmodes demo`` processes;
 ``import_s`` the seconds of a process that only imports what the demo imports (failmodes, its
-ToyWorld, open_clip, torch), measured right before the second run. ``ratio = second_s /
+ToyWorld, open_clip, torch, and matplotlib when installed, which the report's chart uses),
+measured right before the second run. ``ratio = second_s /
 first_s``. Goal: ``second_s <= max(0.10 * first_s, import_s + 2)``.
 
 Run by hand (not in CI)::
@@ -29,7 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-IMPORTS = "import failmodes.cli, failmodes.debugger, failmodes.toyworld.demo, open_clip, torch"
+IMPORTS = (
+    "import failmodes.cli, failmodes.debugger, failmodes.toyworld.demo, open_clip, torch\n"
+    "try:\n"
+    "    import matplotlib.figure, matplotlib.backends.backend_agg  # the report's chart\n"
+    "except ImportError:\n"
+    "    pass\n"
+)
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
