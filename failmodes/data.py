@@ -15,7 +15,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ImageDataset", "groups_of", "images_at", "iter_items", "labels_of", "subset", "to_rgb"]
+__all__ = [
+    "ImageDataset",
+    "groups_of",
+    "images_at",
+    "is_blank",
+    "iter_items",
+    "labels_of",
+    "subset",
+    "to_rgb",
+]
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -158,3 +167,12 @@ def to_rgb(image: Any) -> Any:
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def is_blank(image: Any) -> bool:
+    """Whether a PIL image is one flat colour (a blanked or failed generation); else ``False``."""
+    if not isinstance(image, Image.Image):
+        return False
+    extrema = image.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)

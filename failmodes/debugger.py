@@ -27,7 +27,7 @@ from failmodes.cache import (
     resolve_cache,
     tensor_digest,
 )
-from failmodes.data import ImageDataset, groups_of, images_at, labels_of
+from failmodes.data import ImageDataset, groups_of, images_at, is_blank, labels_of
 from failmodes.filters import REASONS, ImageFilter
 from failmodes.interfaces import (
     BackgroundProposer,
@@ -63,17 +63,25 @@ def _derive_seed(*parts: Any) -> int:
 def _check_not_blank(generated: GeneratedSet) -> None:
     """Raise when a generated image is one flat colour (a blanked or failed image)."""
     for i, image in enumerate(generated.images):
-        extrema = image.getextrema() if hasattr(image, "getextrema") else None
-        if extrema is None:
-            continue
-        bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
-        if all(low == high for low, high in bands):
+        if is_blank(image):
             request = generated.requests[int(generated.request_index[i])]
             raise ValueError(
                 f"the generator returned a blank image (one flat colour) for {request.prompt!r} "
                 f"(class {request.class_name!r}, value {request.value!r}); blank images are not "
                 "used as training data: fix the generator or have it replace them"
             )
+
+
+def _validation_splits(
+    failures: FailureSet, debug_f: torch.Tensor, debug_y: np.ndarray
+) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """The validation part of the debug set, whole and its failures, as evaluation splits."""
+    val = failures.validation
+    val_fail = val[failures.predictions[val] != debug_y[val]]
+    return {
+        "validation": (debug_f[val], debug_y[val]),
+        "validation_failures": (debug_f[val_fail], debug_y[val_fail]),
+    }
 
 
 def _head_digest(head: torch.nn.Linear) -> str:
@@ -446,8 +454,9 @@ class Debugger:
         proposer = self._require("proposer", BackgroundProposer)
         names = self._class_names()
         cache = self._cache()
+        proposer_fp = fingerprint(proposer)
         specs = {
-            n: self._spec(proposer=fingerprint(proposer), attribute=self.attribute, class_name=n)
+            n: self._spec(proposer=proposer_fp, attribute=self.attribute, class_name=n)
             for n in names
         }
         known: dict[str, list[str]] = {}
@@ -868,12 +877,7 @@ class Debugger:
         )
         gen_f = self._features_of_generated(targeted)
 
-        val = failures.validation
-        val_fail = val[failures.predictions[val] != debug_y[val]]
-        val_splits = {
-            "validation": (debug_f[val], debug_y[val]),
-            "validation_failures": (debug_f[val_fail], debug_y[val_fail]),
-        }
+        val_splits = _validation_splits(failures, debug_f, debug_y)
         before_val = self.evaluate(original, val_splits)
 
         def choose(candidates, feats, labels):
@@ -942,7 +946,7 @@ class Debugger:
             "test": (test_f, test_y),
             "debug_seed": (debug_f[failures.seed], debug_y[failures.seed]),
             "debug_heldout": (debug_f[failures.heldout], debug_y[failures.heldout]),
-            "validation": (debug_f[val], debug_y[val]),
+            "validation": val_splits["validation"],
         }
         accuracy = {m: self.evaluate(h, splits) for m, h in heads.items()}
         test_groups = groups_of(test)
@@ -1044,12 +1048,7 @@ class Debugger:
         train_f, train_y = self.features(train, name="train")
         debug_f, debug_y = self.features(debug, name="debug")
         original = self._head(train_f)
-        val = failures.validation
-        val_fail = val[failures.predictions[val] != debug_y[val]]
-        val_splits = {
-            "validation": (debug_f[val], debug_y[val]),
-            "validation_failures": (debug_f[val_fail], debug_y[val_fail]),
-        }
+        val_splits = _validation_splits(failures, debug_f, debug_y)
         before_val = self.evaluate(original, val_splits)
         gen_f = self._features_of_generated(generated)
         everything = np.ones(len(generated), dtype=bool)

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from failmodes._imports import require
+from failmodes.debugger import _validation_splits
 
 if TYPE_CHECKING:
     from failmodes.debugger import Debugger
@@ -127,12 +128,8 @@ def _sweep(
          for j in generated.request_index],
         dtype=np.int64,
     )  # fmt: skip
-    val = failures.validation
-    val_fail = val[failures.predictions[val] != debug_y[val]]
-    splits = {
-        "val_acc": (debug_f[val], debug_y[val]),
-        "val_failure_acc": (debug_f[val_fail], debug_y[val_fail]),
-    }
+    parts = _validation_splits(failures, debug_f, debug_y)
+    splits = {"val_acc": parts["validation"], "val_failure_acc": parts["validation_failures"]}
     before = dbg.evaluate(dbg._head(train_f), splits)
     rows = []
     for k, lam in settings:

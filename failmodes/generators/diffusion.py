@@ -12,12 +12,12 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from failmodes._imports import require
+from failmodes.data import is_blank
 from failmodes.interfaces import GenerationRequest, ImageGenerator
 
 __all__ = ["SCHEDULERS", "BlankImageError", "StableDiffusionGenerator", "replacement_seed"]
@@ -575,7 +575,7 @@ class StableDiffusionGenerator(ImageGenerator):
         result = []
         for image, flag in zip(out.images, flags, strict=True):
             image = image.convert("RGB")
-            result.append((image, bool(flag) or _is_flat(image)))
+            result.append((image, bool(flag) or is_blank(image)))
         return result
 
 
@@ -588,9 +588,3 @@ def _scheduler_key(name: str) -> str:
             "(or pass a diffusers scheduler class or object)"
         )
     return key
-
-
-def _is_flat(image: Image.Image) -> bool:
-    """Whether every pixel of an image has the same colour (a blanked image)."""
-    pixels = np.asarray(image)
-    return bool((pixels == pixels[:1, :1]).all())

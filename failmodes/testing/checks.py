@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from failmodes.data import is_blank
 from failmodes.interfaces import (
     BackgroundProposer,
     Caption,
@@ -310,7 +311,7 @@ def _check_outputs(
         for i, image in enumerate(images):
             if not isinstance(image, Image.Image) or image.mode != "RGB":
                 raise _fail(generator, f"request {r}, image {i} is not an RGB PIL image")
-            if all(lo == hi for lo, hi in image.getextrema()):
+            if is_blank(image):
                 raise _fail(generator, f"request {r}, image {i} is blank (one colour)")
 
 
