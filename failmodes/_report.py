@@ -312,6 +312,7 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
     names = result.class_names
     attribute = get_attribute(result.attribute)
     counts = modes.counts()
+    described = modes.descriptions()
     per_class = Counter(names[int(y)] for y in modes.labels)
     examples: dict[tuple[int, str | None], list[FailureExample]] = {}
     for example in result.examples:
@@ -400,7 +401,7 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
                     f"\u201c{escape(prompt)}\u201d"
                 )
             blocks.append(
-                f'<div class="mode"><h4>{escape(modes.describe_mode(name, value))}</h4>'
+                f'<div class="mode"><h4>{escape(described[(name, value)])}</h4>'
                 f'<div class="label">Predicted as: {predicted[value]}</div>'
                 f'<div class="pair">{failures}'
                 f'<div><div class="label">{made_label}</div>'
@@ -411,7 +412,7 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
         parts.append("".join(blocks))
     if rest:
         lines = "".join(
-            f"<li>{escape(modes.describe_mode(n, v))}</li>" for n in rest for v in modes.modes[n]
+            f"<li>{escape(described[(n, v)])}</li>" for n in rest for v in modes.modes[n]
         )
         parts.append(
             f"<details><summary>The failure modes of {len(rest)} more classes, without images "
@@ -457,12 +458,12 @@ def _generated_samples(
 
     generated = result.generated
     out: dict[tuple[int, str | None], tuple[list[bytes], str | None, int]] = {}
-    for i, image in enumerate(generated.images):
+    for i in range(len(generated)):  # images are read only when shown
         request = generated.requests[int(generated.request_index[i])]
         key = (int(generated.labels[i]), generated.values[i])
         pngs, _, total = out.get(key, ([], request.prompt, 0))
         if len(pngs) < per_mode and key[0] in labels:
-            thumb = _thumbnail(image, THUMB)
+            thumb = _thumbnail(generated.images[i], THUMB)
             if thumb is not None:
                 pngs.append(_png(thumb))
         out[key] = (pngs, request.prompt, total + 1)

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from failmodes.data import ImageList
+
 __all__ = ["Cache", "data_fingerprint", "digest", "fingerprint", "resolve_cache"]
 
 logger = logging.getLogger("failmodes")
@@ -297,16 +299,29 @@ class Cache:
 
     # -- images --------------------------------------------------------------------------------
 
-    def get_images(self, kind: str, key: str) -> tuple[list[Image.Image], dict] | None:
+    def get_images(
+        self, kind: str, key: str, *, lazy: bool = False
+    ) -> tuple[list[Image.Image] | ImageList, dict] | None:
+        """The images of an entry and its manifest, or ``None``.
+
+        With ``lazy``, the images come as an :class:`~failmodes.data.ImageList` of their files,
+        read when indexed; the files are only checked to exist and be non-empty.
+        """
         folder = self.entry(kind, key)
         manifest_path = folder / "manifest.json"
         if not manifest_path.exists():
             return None
         try:
             manifest = json.loads(manifest_path.read_text())
+            paths = [folder / item["file"] for item in manifest["images"]]
+            if lazy:
+                for path in paths:
+                    if path.stat().st_size == 0:
+                        raise ValueError(f"{path} is empty")
+                return ImageList(paths), manifest
             images = []
-            for item in manifest["images"]:
-                with Image.open(folder / item["file"]) as image:
+            for path in paths:
+                with Image.open(path) as image:
                     images.append(image.convert("RGB"))
             return images, manifest
         except Exception as err:

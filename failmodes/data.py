@@ -8,8 +8,9 @@ reports worst-group and per-value accuracy.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from PIL import Image
 
 __all__ = [
     "ImageDataset",
+    "ImageList",
     "groups_of",
     "images_at",
     "is_blank",
@@ -27,11 +29,63 @@ __all__ = [
 ]
 
 
+class ImageList(Sequence[Image.Image]):
+    """A list of images that may live on disk: a file is read (as RGB) each time it is indexed.
+
+    Generated sets read back from the cache hold their images this way, so that a rerun whose
+    features are cached never decodes them, and a large set need not sit in memory. Indexing
+    gives PIL images; slicing or :meth:`select` gives another ``ImageList``. Use ``list(...)``
+    for a plain list of decoded images.
+
+    Args:
+        items: PIL images or paths of image files, in order.
+
+    Example:
+        >>> from PIL import Image
+        >>> images = ImageList([Image.new("RGB", (4, 4), "red")])
+        >>> len(images), images[0].size
+        (1, (4, 4))
+    """
+
+    def __init__(self, items: Iterable[Image.Image | str | os.PathLike]):
+        self.items: list[Image.Image | str | os.PathLike] = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Image.Image: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ImageList: ...
+
+    def __getitem__(self, index: int | slice) -> Image.Image | ImageList:
+        if isinstance(index, slice):
+            return ImageList(self.items[index])
+        item = self.items[index]
+        if isinstance(item, Image.Image):
+            return item
+        with Image.open(item) as image:
+            return image.convert("RGB")
+
+    def select(self, keep: Sequence[bool] | np.ndarray) -> ImageList:
+        """The images where ``keep`` (one boolean per image) is true, still unread."""
+        if len(keep) != len(self.items):
+            raise ValueError(
+                f"keep must have one entry per image ({len(self.items)}), got {len(keep)}"
+            )
+        return ImageList(item for item, k in zip(self.items, keep, strict=True) if k)
+
+    def __repr__(self) -> str:
+        on_disk = sum(not isinstance(item, Image.Image) for item in self.items)
+        return f"ImageList({len(self.items)} images, {on_disk} on disk)"
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """A map-style dataset over in-memory images, with labels and optional group values.
 
     Args:
-        images: PIL images or ``(C, H, W)`` tensors.
+        images: PIL images or ``(C, H, W)`` tensors, or an :class:`ImageList` (kept unread).
         labels: one integer label per image.
         groups: optionally, the spurious attribute's value per image.
     """
@@ -48,7 +102,7 @@ class ImageDataset(torch.utils.data.Dataset):
             )
         if groups is not None and len(groups) != len(images):
             raise ValueError(f"groups must have one value per image, got {len(groups)}")
-        self.images = list(images)
+        self.images = images if isinstance(images, ImageList) else list(images)
         self.labels = [int(y) for y in labels]
         self.groups = None if groups is None else list(groups)
 

@@ -603,7 +603,8 @@ class Debugger:
             return GeneratedSet.from_outputs([], [])
         requests = list(requests)
         started = time.perf_counter()
-        generated = GeneratedSet.from_outputs(requests, self._run_generator(generator, requests))
+        outputs, ids = self._run_generator(generator, requests)
+        generated = GeneratedSet.from_outputs(requests, outputs, image_ids=ids)
         if self.image_filter is not None:
             generated = self._filter(generated, candidates)
         logger.info(
@@ -616,25 +617,27 @@ class Debugger:
 
     def _run_generator(
         self, generator: ImageGenerator, requests: list[GenerationRequest]
-    ) -> list[list[Any]]:
-        """The generator's images for ``requests``; with a cache, request by request.
+    ) -> tuple[list[Sequence[Any]], list[str] | None]:
+        """The generator's images for ``requests`` and, with a cache, an id per image.
 
-        Cached requests are read back (PNG files with a manifest of each image's provenance);
-        the others are generated a few at a time and each is cached as soon as its group is
-        done, so a killed run loses at most one group.
+        With a cache, request by request: cached requests are read back lazily (PNG files
+        with a manifest of each image's provenance, decoded only when used); the others are
+        generated a few at a time and each is cached as soon as its group is done, so a killed
+        run loses at most one group. An image's id is its request's cache key and its place.
         """
         cache = self._cache()
         gen_fp = fingerprint(generator)
         if cache is None or gen_fp is None:
             outputs = generator.generate(requests, progress=self.progress)
             _check_not_blank(GeneratedSet.from_outputs(requests, outputs))
-            return outputs
+            return outputs, None
         keys = [
             cache.key("generated", {"generator": gen_fp, "request": asdict(r)}) for r in requests
         ]
-        outputs: list[list[Any] | None] = []
+        ids = [f"{key}/{n}" for r, key in zip(requests, keys, strict=True) for n in range(r.count)]
+        outputs: list[Sequence[Any] | None] = []
         for r, key in zip(requests, keys, strict=True):
-            hit = cache.get_images("generated", key)
+            hit = cache.get_images("generated", key, lazy=True)
             outputs.append(hit[0] if hit is not None and len(hit[0]) == r.count else None)
         todo = [j for j, out in enumerate(outputs) if out is None]
         if todo:
@@ -666,7 +669,7 @@ class Debugger:
                 }
                 cache.put_images("generated", keys[i], images, manifest)
             group = []
-        return [list(out) for out in outputs]  # type: ignore[arg-type]
+        return outputs, ids  # type: ignore[return-value]
 
     def _filter(
         self, generated: GeneratedSet, candidates: Mapping[str, Sequence[str]] | None
@@ -688,15 +691,20 @@ class Debugger:
                     if r.value not in candidates[r.class_name]:
                         candidates[r.class_name].append(r.value)
         kept: list[list[Any]] = [[] for _ in requests]
+        kept_ids: list[list[str | None]] = [[] for _ in requests]
         dropped = {reason: np.zeros(len(requests), dtype=np.int64) for reason in REASONS}
-        batch = [
-            (int(j), image)
-            for j, image in zip(generated.request_index, generated.images, strict=True)
-        ]
+        batch = list(
+            zip(
+                generated.request_index.tolist(),
+                list(generated.images),
+                generated.image_ids or [None] * len(generated),
+                strict=True,
+            )
+        )
         for round_ in range(rounds + 1):
             verdicts = image_filter.check(
-                [image for _, image in batch],
-                [requests[j] for j, _ in batch],
+                [image for _, image, _ in batch],
+                [requests[j] for j, _, _ in batch],
                 class_names=names,
                 candidates=candidates,
             )
@@ -704,9 +712,10 @@ class Debugger:
                 raise ValueError(
                     f"image_filter.check returned {len(verdicts)} verdicts for {len(batch)} images"
                 )
-            for (j, image), verdict in zip(batch, verdicts, strict=True):
+            for (j, image, image_id), verdict in zip(batch, verdicts, strict=True):
                 if verdict is None:
                     kept[j].append(image)
+                    kept_ids[j].append(image_id)
                 elif verdict in dropped:
                     dropped[verdict][j] += 1
                 else:
@@ -725,11 +734,16 @@ class Debugger:
                 )
                 for j in short
             ]
-            again = GeneratedSet.from_outputs(retry, self._run_generator(generator, retry))
-            batch = [
-                (short[int(i)], image)
-                for i, image in zip(again.request_index, again.images, strict=True)
-            ]
+            outputs, ids = self._run_generator(generator, retry)
+            again = GeneratedSet.from_outputs(retry, outputs, image_ids=ids)
+            batch = list(
+                zip(
+                    [short[i] for i in again.request_index.tolist()],
+                    list(again.images),
+                    again.image_ids or [None] * len(again),
+                    strict=True,
+                )
+            )
         report = pd.DataFrame(
             {
                 "class": [r.class_name for r in requests],
@@ -748,7 +762,13 @@ class Debugger:
             missing,
             rounds,
         )
-        return GeneratedSet.from_outputs(requests, kept, filter_report=report)
+        flat_ids = [i for ids in kept_ids for i in ids]
+        return GeneratedSet.from_outputs(
+            requests,
+            kept,
+            filter_report=report,
+            image_ids=None if None in flat_ids else flat_ids,
+        )
 
     def repair(
         self,
@@ -900,15 +920,7 @@ class Debugger:
         selection.insert(0, "method", "failmodes")
         modes.modes = modes.top_k(k_star)
         examples = failure_examples(debug, modes, per_mode=self.examples_per_mode)
-        keep = (req_k < k_star) & (img_i < n_star)
-        chosen_set = GeneratedSet(
-            targeted.requests,
-            [im for im, m in zip(targeted.images, keep, strict=True) if m],
-            targeted.labels[keep],
-            [v for v, m in zip(targeted.values, keep, strict=True) if m],
-            targeted.request_index[keep],
-            filter_report=targeted.filter_report,
-        )
+        chosen_set = targeted.select((req_k < k_star) & (img_i < n_star))
         heads = {"before": original, "failmodes": head}
         baseline_sets: dict[str, GeneratedSet] = {}
 
@@ -1067,9 +1079,10 @@ class Debugger:
         if len(generated) == 0:
             d = self._require("extractor", FeatureExtractor).head.in_features
             return torch.zeros(0, d)
-        feats, _ = self.features(
-            ImageDataset(generated.images, generated.labels), name="generated images"
-        )
+        data = ImageDataset(generated.images, generated.labels)
+        if generated.image_ids is not None:  # known by provenance: no need to read the pixels
+            data.cache_key = {"generated": digest([generated.image_ids, data.labels])}
+        feats, _ = self.features(data, name="generated images")
         return feats
 
     @staticmethod

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from failmodes.attributes import phrase
+from failmodes.data import ImageList
 from failmodes.interfaces import Caption, GenerationRequest
 
 __all__ = [
@@ -143,32 +144,44 @@ class FailureModes:
 
     def top_prediction(self, class_name: str, value: str) -> str | None:
         """The class most often predicted for failures of ``class_name`` captioned ``value``."""
-        label = self.class_names.index(class_name)
-        preds = [
-            int(p)
-            for y, p, c in zip(self.labels, self.predictions, self.captions, strict=True)
-            if int(y) == label and c.value == value
-        ]
-        if not preds:
-            return None
-        return self.class_names[Counter(preds).most_common(1)[0][0]]
+        predictions = self._predictions().get((class_name, value))
+        return None if not predictions else self.class_names[predictions.most_common(1)[0][0]]
+
+    def _predictions(self) -> dict[tuple[str, str], Counter]:
+        """``{(class_name, value): Counter(predicted label -> failures)}``, in one pass."""
+        out: dict[tuple[str, str], Counter] = {}
+        for y, p, cap in zip(self.labels, self.predictions, self.captions, strict=True):
+            if cap.value is not None:
+                out.setdefault((self.class_names[int(y)], cap.value), Counter())[int(p)] += 1
+        return out
 
     def describe_mode(self, class_name: str, value: str) -> str:
         """One mode in words: ``"wallet in a jungle -> predicted mushroom (12 failures)"``."""
-        count = self.counts().get(class_name, Counter())[value]
-        pred = self.top_prediction(class_name, value)
-        return (
-            f"{phrase(class_name, value, self.attribute)} \u2192 predicted {pred} "
-            f"({count} failures)"
-        )
+        return self.descriptions([(class_name, value)])[(class_name, value)]
+
+    def descriptions(
+        self, modes: Sequence[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """``{(class_name, value): description}`` for ``modes`` (default: the chosen modes)."""
+        if modes is None:
+            modes = [
+                (name, value) for name in self.class_names for value in self.modes.get(name, [])
+            ]
+        stats = self._predictions()
+        out = {}
+        for name, value in modes:
+            predictions = stats.get((name, value), Counter())
+            top = predictions.most_common(1)
+            pred = self.class_names[top[0][0]] if top else None
+            out[(name, value)] = (
+                f"{phrase(name, value, self.attribute)} \u2192 predicted {pred} "
+                f"({sum(predictions.values())} failures)"
+            )
+        return out
 
     def describe(self) -> list[str]:
         """Readable failure modes: ``"wallet in a jungle -> predicted mushroom (12 failures)"``."""
-        return [
-            self.describe_mode(name, value)
-            for name in self.class_names
-            for value in self.modes.get(name, [])
-        ]
+        return list(self.descriptions().values())
 
     def to_frame(self) -> pd.DataFrame:
         """One row per captioned failure: index, class, prediction, value, score, is_mode."""
@@ -330,14 +343,19 @@ class GeneratedSet:
         request_index: for each image, the index of its request.
         filter_report: with an image filter, one row per request: ``requested``, ``kept`` and
             ``dropped_<reason>`` counts (``None`` without a filter).
+        image_ids: a stable id per image (its cache entry and place in it) when every image
+            went through the cache, else ``None``. The Debugger caches the set's features under
+            these ids, so a rerun does not read the images at all; images read back from the
+            cache come as an :class:`~failmodes.data.ImageList` of their files.
     """
 
     requests: list[GenerationRequest]
-    images: list[Any]
+    images: Sequence[Any]
     labels: np.ndarray
     values: list[str | None]
     request_index: np.ndarray
     filter_report: pd.DataFrame | None = field(default=None, repr=False)
+    image_ids: list[str] | None = field(default=None, repr=False)
 
     @classmethod
     def from_outputs(
@@ -346,34 +364,67 @@ class GeneratedSet:
         outputs: Sequence[Sequence[Any]],
         *,
         filter_report: pd.DataFrame | None = None,
+        image_ids: Sequence[str] | None = None,
     ) -> GeneratedSet:
         """Flatten a generator's per-request outputs, checking their number and count.
 
         Each request must have exactly ``count`` images, or at most ``count`` when a
-        ``filter_report`` says that a filter dropped some.
+        ``filter_report`` says that a filter dropped some. Outputs that are
+        :class:`~failmodes.data.ImageList` stay unread.
         """
         if len(outputs) != len(requests):
             raise ValueError(
                 f"the generator returned {len(outputs)} image lists for {len(requests)} requests"
             )
-        images, labels, values, owner = [], [], [], []
+        items: list[Any] = []
+        labels, values, owner = [], [], []
         for j, (req, imgs) in enumerate(zip(requests, outputs, strict=True)):
             if len(imgs) != req.count and not (filter_report is not None and len(imgs) < req.count):
                 raise ValueError(
                     f"the generator returned {len(imgs)} images for request {j} "
                     f"({req.prompt!r}) that asked for count={req.count}"
                 )
-            images.extend(imgs)
+            items.extend(imgs.items if isinstance(imgs, ImageList) else imgs)
             labels.extend([req.class_index] * len(imgs))
             values.extend([req.value] * len(imgs))
             owner.extend([j] * len(imgs))
+        lazy = any(isinstance(imgs, ImageList) for imgs in outputs)
+        if image_ids is not None and len(image_ids) != len(items):
+            raise ValueError(
+                f"image_ids must have one id per image ({len(items)}), got {len(image_ids)}"
+            )
         return cls(
             list(requests),
-            images,
+            ImageList(items) if lazy else items,
             np.asarray(labels, dtype=np.int64),
             values,
             np.asarray(owner, dtype=np.int64),
             filter_report,
+            None if image_ids is None else list(image_ids),
+        )
+
+    def select(self, keep: Sequence[bool] | np.ndarray) -> GeneratedSet:
+        """The images where ``keep`` (one boolean per image) is true; requests stay whole."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self),):
+            raise ValueError(
+                f"keep must have one boolean per image ({len(self)}), got {keep.shape}"
+            )
+        images = (
+            self.images.select(keep)
+            if isinstance(self.images, ImageList)
+            else [im for im, k in zip(self.images, keep, strict=True) if k]
+        )
+        return GeneratedSet(
+            self.requests,
+            images,
+            self.labels[keep],
+            [v for v, k in zip(self.values, keep, strict=True) if k],
+            self.request_index[keep],
+            self.filter_report,
+            None
+            if self.image_ids is None
+            else [i for i, k in zip(self.image_ids, keep, strict=True) if k],
         )
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ from torch import nn
 
 from failmodes import Debugger, GenerationRequest, StaticProposer, TorchExtractor
 from failmodes.cache import Cache, data_fingerprint, fingerprint
-from failmodes.data import ImageDataset
+from failmodes.data import ImageDataset, ImageList
 from failmodes.heads import LinearHeadTrainer
 from failmodes.interfaces import BackgroundProposer, ImageGenerator
 from failmodes.proposers import ProposalError
@@ -272,7 +272,12 @@ def test_a_whole_run_is_read_back_identically(tmp_path):
     world = ToyWorld(seed=3)
     train, debug, test = world.train(20), world.debug(600), world.test(300)
     results = []
-    for _ in range(2):
+    for run in range(2):
+        if run == 1:  # the rerun must not even read the generated images: make them unreadable
+            pngs = list((tmp_path / "cache" / "generated").rglob("*.png"))
+            assert pngs
+            for png in pngs:
+                png.write_bytes(b"not a PNG")
         extractor = CountingExtractor(_model())
         generator = FlakyGenerator(world)
         dbg = Debugger(
@@ -296,6 +301,23 @@ def test_a_whole_run_is_read_back_identically(tmp_path):
     assert a == b
     for method, head in first.heads.items():
         assert torch.equal(head.weight, second.heads[method].weight), method
+    assert isinstance(second.generated.images, ImageList)  # files, read only when indexed
+    with pytest.raises(OSError):
+        second.generated.images[0]
+
+
+def test_lazy_images_are_checked_to_exist_and_read_on_demand(tmp_path):
+    cache = Cache(tmp_path)
+    key = cache.key("img", {})
+    images = [Image.new("RGB", (4, 4), (i * 40, 0, 0)) for i in range(3)]
+    cache.put_images("img", key, images, {"images": [{} for _ in images]})
+    lazy, _ = cache.get_images("img", key, lazy=True)
+    assert isinstance(lazy, ImageList) and len(lazy) == 3
+    assert [im.tobytes() for im in lazy] == [im.tobytes() for im in images]
+    assert [im.tobytes() for im in lazy[1:]] == [im.tobytes() for im in images[1:]]
+    (cache.entry("img", key) / "0001.png").unlink()
+    assert cache.get_images("img", key, lazy=True) is None  # a missing file: a miss
+    assert not cache.entry("img", key).exists()
 
 
 def _toyclip():

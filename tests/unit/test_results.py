@@ -34,6 +34,13 @@ def test_describe_names_the_prediction():
     lines = _modes(1).describe()
     assert lines[0] == "wallet in a jungle \u2192 predicted fox (2 failures)"
     assert lines[1] == "fox in snow \u2192 predicted wallet (1 failures)"
+    modes = _modes(2)
+    assert modes.describe_mode("wallet", "on ice") == (
+        "wallet on ice \u2192 predicted wallet (1 failures)"
+    )
+    assert modes.top_prediction("wallet", "in a jungle") == "fox"
+    assert modes.top_prediction("fox", "in a jungle") is None
+    assert list(modes.descriptions()) == [(n, v) for n in NAMES for v in modes.modes[n]]
 
 
 def test_k_must_be_positive():
@@ -93,3 +100,26 @@ def test_generated_set_exports_as_an_image_folder_and_reads_back(tmp_path):
     assert back.to_frame()["seed"].tolist() == generated.to_frame()["seed"].tolist()
     with pytest.raises(FileExistsError, match="not empty"):
         generated.export(tmp_path / "set")
+
+
+def test_a_selection_keeps_unread_files_unread_and_ids_aligned(tmp_path):
+    from failmodes.data import ImageList
+
+    red, blue = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "blue")
+    blue.save(tmp_path / "blue.png")
+    requests = [_request(2), _request(1, "at sea")]
+    generated = GeneratedSet.from_outputs(
+        requests,
+        [[red, red], ImageList([tmp_path / "blue.png"])],
+        image_ids=["a/0", "a/1", "b/0"],
+    )
+    assert isinstance(generated.images, ImageList) and "1 on disk" in repr(generated.images)
+    chosen = generated.select([False, True, True])
+    assert isinstance(chosen.images, ImageList)
+    assert [im.tobytes() for im in chosen.images] == [red.tobytes(), blue.tobytes()]
+    assert chosen.image_ids == ["a/1", "b/0"] and chosen.values == ["on ice", "at sea"]
+    assert chosen.request_index.tolist() == [0, 1] and chosen.requests == requests
+    with pytest.raises(ValueError, match="keep must have one boolean per image"):
+        generated.select([True])
+    with pytest.raises(ValueError, match="image_ids must have one id per image"):
+        GeneratedSet.from_outputs([_request(1)], [[red]], image_ids=["a", "b"])
