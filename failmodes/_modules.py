@@ -10,7 +10,7 @@ __all__ = ["find_head", "replace_head"]
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The last :class:`torch.nn.Linear` registered in ``model`` (its classifier head).
+    """The last ``torch.nn.Linear`` registered in ``model`` (its classifier head).
 
     Raises:
         TypeError: if ``model`` is not an ``nn.Module`` or holds no ``nn.Linear``.

@@ -1,4 +1,6 @@
-"""The HTML page of :meth:`failmodes.RunResult.report`: one file, images inline, no script."""
+"""The page that [`RunResult.report`][failmodes.results.RunResult.report] writes.
+
+One HTML file: images inline, no script."""
 
 from __future__ import annotations
 

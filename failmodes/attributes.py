@@ -2,7 +2,7 @@
 
 A value of an attribute is a phrase that reads naturally next to the class name: after it for
 ``background`` ("a fox *in a desert*") and ``size``, before it for ``color`` ("a *red* fox").
-Every text the library makes from a (class, value) pair goes through :func:`prompt`, so prompts,
+Every text the library makes from a (class, value) pair goes through [`prompt`][prompt], so prompts,
 captioner templates and descriptions always agree.
 """
 
@@ -49,10 +49,11 @@ ATTRIBUTES: dict[str, Attribute] = {
         plural="sizes",
     ),
 }
+"""The built-in attributes by name: ``background``, ``color`` and the others listed here."""
 
 
 def get_attribute(attribute: str | Attribute) -> Attribute:
-    """Look up an attribute by name; an :class:`Attribute` passes through.
+    """Look up an attribute by name; an [`Attribute`][Attribute] passes through.
 
     Unknown names get a generic attribute whose values read after the class name.
     """

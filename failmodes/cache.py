@@ -1,9 +1,9 @@
 """An on-disk, content-addressed cache for every deterministic step of a run.
 
 An entry's key is the SHA-256 of canonical JSON describing everything its content depends on:
-the component's configuration (:func:`fingerprint`: its name and settings, or a hash of its
-weights), a fingerprint of the input data (:func:`data_fingerprint`: file names, sizes and
-modification times, or the pixels of in-memory images, or a name the user gives), and the
+the component's configuration ([`fingerprint`][fingerprint]: its name and settings, or a hash of its
+weights), a fingerprint of the input data ([`data_fingerprint`][data_fingerprint]: file names, sizes
+and modification times, or the pixels of in-memory images, or a name the user gives), and the
 step's own arguments (seeds, prompts, ...). A fine-tuned model or a changed dataset gives
 another key, so it never meets a stale entry.
 
@@ -14,9 +14,9 @@ sees a whole entry or none, even when the writer is killed; an entry that cannot
 treated as missing and rewritten.
 
 The cache lives in ``$FAILMODES_CACHE`` when set, else in the user cache folder that
-``platformdirs`` gives (``~/.cache/failmodes`` on Linux). A :class:`~failmodes.Debugger` uses it
-by default; ``Debugger(cache=False)`` turns it off and ``Debugger(cache="path")`` points it
-elsewhere.
+``platformdirs`` gives (``~/.cache/failmodes`` on Linux). A
+[`Debugger`][failmodes.debugger.Debugger] uses it by default; ``Debugger(cache=False)`` turns it off
+and ``Debugger(cache="path")`` points it elsewhere.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def data_fingerprint(data: Any) -> Any:
     ``dataset.cache_key = "imagenet-val-2012"``); a ``Subset`` as its dataset and indices; a
     folder dataset (``samples`` of paths, as torchvision's ``ImageFolder``) by its files' paths,
     sizes and modification times, and its transform; in-memory images (ToyWorld's datasets,
-    :class:`~failmodes.data.ImageDataset`, lists, tensors) by their pixels and labels. An
+    [`ImageDataset`][failmodes.data.ImageDataset], lists, tensors) by their pixels and labels. An
     iterable without a length cannot be fingerprinted.
     """
     own = getattr(data, "cache_key", None)
@@ -215,7 +215,7 @@ class Cache:
     Args:
         root: the folder; ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder.
 
-    Example:
+    Examples:
         >>> import tempfile, torch
         >>> cache = Cache(tempfile.mkdtemp())
         >>> key = cache.key("features", {"extractor": "demo", "data": "toy"})
@@ -304,7 +304,7 @@ class Cache:
     ) -> tuple[list[Image.Image] | ImageList, dict] | None:
         """The images of an entry and its manifest, or ``None``.
 
-        With ``lazy``, the images come as an :class:`~failmodes.data.ImageList` of their files,
+        With ``lazy``, the images come as an [`ImageList`][failmodes.data.ImageList] of their files,
         read when indexed; the files are only checked to exist and be non-empty.
         """
         folder = self.entry(kind, key)
@@ -395,7 +395,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
-    """``Debugger``'s ``cache`` argument as a :class:`Cache` (``None``: caching is off)."""
+    """``Debugger``'s ``cache`` argument as a [`Cache`][Cache] (``None``: caching is off)."""
     if cache is None or cache is False:
         return None
     if cache is True:

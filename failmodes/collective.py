@@ -2,8 +2,8 @@
 
 Chegini & Feizi (section 5.3, figure 4) find that models of one family (ResNets, ViTs, CLIPs, ...)
 fail on much the same images: the intersection over union of their failure sets is high within
-a category and lower across categories. :func:`failure_iou` computes that matrix for any set of
-models evaluated on the same debug set.
+a category and lower across categories. [`failure_iou`][failure_iou] computes that matrix for any
+set of models evaluated on the same debug set.
 """
 
 from __future__ import annotations
@@ -63,15 +63,16 @@ def failure_iou(
 
     Args:
         failures: ``{model: boolean mask over the debug set}`` (``True`` where the model fails),
-            e.g. from :func:`failure_masks`; every mask has the same length.
+            e.g. from [`failure_masks`][failure_masks]; every mask has the same length.
         categories: ``{model: category}`` (``"ResNet"``, ``"ViT"``, ...); kept in the frame's
-            ``attrs["categories"]`` and used by :func:`mean_iou` and :func:`plot_failure_iou`.
+            ``attrs["categories"]`` and used by [`mean_iou`][mean_iou] and
+            [`plot_failure_iou`][plot_failure_iou].
 
     Returns:
         A square DataFrame indexed by model names in input order; the diagonal is 1 (0 for a
         model without failures), and the IoU of two models without failures is 0.
 
-    Example:
+    Examples:
         >>> frame = failure_iou({"a": [1, 1, 0, 0], "b": [1, 0, 1, 0], "c": [1, 1, 0, 0]})
         >>> frame.round(2).values.tolist()
         [[1.0, 0.33, 1.0], [0.33, 1.0, 0.33], [1.0, 0.33, 1.0]]
@@ -120,7 +121,8 @@ def mean_iou(frame: pd.DataFrame, categories: Mapping[str, str] | None = None) -
 
 
 def plot_failure_iou(frame: pd.DataFrame, *, ax: Any = None, annotate: bool = True) -> Any:
-    """A heatmap of :func:`failure_iou`'s matrix, models grouped by category (needs ``plot``).
+    """A heatmap of [`failure_iou`][failure_iou]'s matrix, models grouped by category (needs
+    ``plot``).
 
     Returns:
         The matplotlib ``Axes``.
@@ -222,7 +224,8 @@ def collective_repair(
         debuggers: ``{model: Debugger}``, one per model of the category, sharing the
             proposer's answers, the captioner, the generator, the class names and attribute.
             The generated set is made with the first one's generator.
-        individual: ``{model: RunResult}`` of each model's own :meth:`~failmodes.Debugger.run`
+        individual: ``{model: RunResult}`` of each model's own
+            [`run`][failmodes.debugger.Debugger.run]
             on the same data and seed (their failures, captions and individual gains are used).
         train: the training data used to refit heads.
         debug: the debug set.
@@ -234,7 +237,7 @@ def collective_repair(
         seed: the seed of generation and of the head fits.
 
     Returns:
-        A :class:`CollectiveResult`.
+        A [`CollectiveResult`][CollectiveResult].
     """
     names = list(debuggers)
     if not names:

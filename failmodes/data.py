@@ -34,13 +34,13 @@ class ImageList(Sequence[Image.Image]):
 
     Generated sets read back from the cache hold their images this way, so that a rerun whose
     features are cached never decodes them, and a large set need not sit in memory. Indexing
-    gives PIL images; slicing or :meth:`select` gives another ``ImageList``. Use ``list(...)``
+    gives PIL images; slicing or [`select`][select] gives another ``ImageList``. Use ``list(...)``
     for a plain list of decoded images.
 
     Args:
         items: PIL images or paths of image files, in order.
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> images = ImageList([Image.new("RGB", (4, 4), "red")])
         >>> len(images), images[0].size
@@ -85,7 +85,7 @@ class ImageDataset(torch.utils.data.Dataset):
     """A map-style dataset over in-memory images, with labels and optional group values.
 
     Args:
-        images: PIL images or ``(C, H, W)`` tensors, or an :class:`ImageList` (kept unread).
+        images: PIL images or ``(C, H, W)`` tensors, or an [`ImageList`][ImageList] (kept unread).
         labels: one integer label per image.
         groups: optionally, the spurious attribute's value per image.
     """
@@ -191,7 +191,8 @@ def groups_of(data: Any) -> list[str | None] | None:
 
 
 def subset(data: Any, indices: Sequence[int]) -> ImageDataset:
-    """The samples at ``indices`` as an :class:`ImageDataset` (groups kept when present)."""
+    """The samples at ``indices`` as an [`ImageDataset`][ImageDataset] (groups kept when
+    present)."""
     idx = [int(i) for i in indices]
     groups = groups_of(data)
     images, labels = [], []

@@ -105,14 +105,15 @@ class Debugger:
     """Find, describe, cover and repair a classifier's failure modes.
 
     The constructor only stores its arguments; every step is a method that can be called on
-    its own, and :meth:`run` calls them all.
+    its own, and [`run`][run] calls them all.
 
     Args:
         extractor: splits the model into frozen backbone features and its linear head.
         proposer: lists uncommon attribute values per class.
         captioner: picks the most likely value for each failure.
         generator: makes images for (class, value) requests.
-        head_trainer: retrains the head; ``None`` uses :class:`failmodes.LinearHeadTrainer`.
+        head_trainer: retrains the head; ``None`` uses
+            [`failmodes.LinearHeadTrainer`][failmodes.heads.linear.LinearHeadTrainer].
         class_names: class names by label index.
         attribute: the spurious attribute (``"background"``, ``"color"``, ...).
         k: failure modes per class, or a list of candidates chosen on the validation part.
@@ -122,18 +123,18 @@ class Debugger:
             ``k``, ``lam`` and ``images_per_mode``; never used for failures or reporting.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
-        baselines: also fit the ``random``, ``uniform`` and ``refit`` baselines in :meth:`run`.
+        baselines: also fit the ``random``, ``uniform`` and ``refit`` baselines in [`run`][run].
         image_filter: checks generated images before they are used, e.g.
-            :class:`~failmodes.filters.CaptionFilter`; rejected images are dropped and
-            replaced (see :meth:`generate`). ``None``: every image is used.
+            [`CaptionFilter`][failmodes.filters.CaptionFilter]; rejected images are dropped and
+            replaced (see [`generate`][generate]). ``None``: every image is used.
         filter_rounds: how many times short requests are sent again to replace rejected images.
         cache: where the results of deterministic steps are kept (features, proposals,
-            captions, generated images, head fits; see :mod:`failmodes.cache`): ``True`` (the
-            default) for ``$FAILMODES_CACHE`` or the user cache folder, a folder, a
-            :class:`~failmodes.cache.Cache`, or ``False`` for none. With a cache, a run that was
+            captions, generated images, head fits; see [`failmodes.cache`][failmodes.cache]):
+            ``True`` (the default) for ``$FAILMODES_CACHE`` or the user cache folder, a folder, a
+            [`Cache`][failmodes.cache.Cache], or ``False`` for none. With a cache, a run that was
             killed resumes where it stopped, and a rerun with the same arguments reads its
             results back. Components whose configuration cannot be described (see
-            :func:`failmodes.cache.fingerprint`) are not cached.
+            [`failmodes.cache.fingerprint`][failmodes.cache.fingerprint]) are not cached.
         checkpoint_every: features are computed and cached this many images at a time, so a
             killed extraction redoes at most this many; generation is cached request by request.
         examples_per_mode: thumbnails of this many failures per failure mode are kept in the
@@ -141,7 +142,7 @@ class Debugger:
         batch_size: passed to the extractor.
         progress: show progress bars.
 
-    Example:
+    Examples:
         >>> from failmodes.toyworld import demo_components, ToyWorld  # doctest: +SKIP
         >>> world = ToyWorld(seed=0)  # doctest: +SKIP
         >>> dbg = Debugger(**demo_components(world))  # doctest: +SKIP
@@ -404,7 +405,7 @@ class Debugger:
             features: precomputed ``(features, labels)`` of ``debug``.
 
         Returns:
-            A :class:`FailureSet`; the model scores 0 on its ``seed`` and ``heldout`` parts.
+            A [`FailureSet`][FailureSet]; the model scores 0 on its ``seed`` and ``heldout`` parts.
         """
         feats, labels = features if features is not None else self.features(debug, name="debug")
         frac = self.validation_fraction
@@ -448,8 +449,8 @@ class Debugger:
 
         With a cache, only the classes without a cached answer are asked, and the answers
         received before a proposer's error (the ``partial`` of a
-        :class:`~failmodes.proposers.ProposalError`) are cached before it is raised, so a rerun
-        asks only for the rest.
+        [`ProposalError`][failmodes.proposers.ProposalError]) are cached before it is raised, so a
+        rerun asks only for the rest.
         """
         proposer = self._require("proposer", BackgroundProposer)
         names = self._class_names()
@@ -591,7 +592,7 @@ class Debugger:
         With an ``image_filter``, images it rejects are dropped and replaced: the short requests
         are sent again with a new seed derived from the request and the round, up to
         ``filter_rounds`` times. A request that is still short keeps fewer images (never a
-        rejected one); :attr:`GeneratedSet.filter_report` counts what was dropped and why.
+        rejected one); ``GeneratedSet.filter_report`` counts what was dropped and why.
 
         Args:
             requests: the generation jobs.
@@ -851,7 +852,7 @@ class Debugger:
             seed: seed of the splits, generation and solver.
 
         Returns:
-            A :class:`RunResult`.
+            A [`RunResult`][RunResult].
         """
         started = time.perf_counter()
         names = self._class_names()
@@ -1051,7 +1052,7 @@ class Debugger:
         """Repair this model's head with a given generated set (made for another model, say).
 
         ``lam`` is chosen among the Debugger's ``lam`` values on the validation part of
-        ``failures`` (this model's split of ``debug``), as :meth:`run` chooses it.
+        ``failures`` (this model's split of ``debug``), as [`run`][run] chooses it.
 
         Returns:
             ``(head, lam, selection table)``.

@@ -2,9 +2,10 @@
 
 A text-to-image model does not always draw what it was asked: the object may be missing, or the
 background may be another one. As ALIA (Dunlap et al., 2023) filters its generated images, a
-:class:`CaptionFilter` asks the captioner whether each image shows its class and its value; the
-:class:`~failmodes.Debugger` drops the images that fail, counts them, and asks the generator for
-replacements (with new seeds derived from the request) up to a number of rounds.
+[`CaptionFilter`][CaptionFilter] asks the captioner whether each image shows its class and its
+value; the [`Debugger`][failmodes.debugger.Debugger] drops the images that fail, counts them, and
+asks the generator for replacements (with new seeds derived from the request) up to a number of
+rounds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = ["REASONS", "CaptionFilter", "ImageFilter"]
 
 # why an image was dropped
 REASONS = ("class", "value")
+"""Why a filter may drop an image: it does not show its ``class``, or not its ``value``."""
 
 
 class ImageFilter(abc.ABC):
@@ -45,7 +47,7 @@ class ImageFilter(abc.ABC):
                 apart from (the requested value is always one of them).
 
         Returns:
-            Per image, ``None`` to keep it or the reason to drop it (one of :data:`REASONS`).
+            Per image, ``None`` to keep it or the reason to drop it (one of [`REASONS`][REASONS]).
         """
 
 
@@ -53,7 +55,7 @@ class CaptionFilter(ImageFilter):
     """Keeps an image when the captioner finds its class and its value in it.
 
     - **Class**: the captioner's zero-shot class probabilities over all classes
-      (:meth:`~failmodes.captioners.CLIPCaptioner.classify`) must rank the requested class
+      ([`classify`][failmodes.captioners.clip.CLIPCaptioner.classify]) must rank the requested class
       among the top ``class_top_k``.
     - **Value**: for a request with a value, captioning the image among its class's candidate
       values must give the requested value. Bare-class images, and classes with a single
@@ -62,13 +64,13 @@ class CaptionFilter(ImageFilter):
     Args:
         captioner: the captioner to ask; the class check needs one with a
             ``classify(images, class_names, template=...)`` method (such as
-            :class:`~failmodes.captioners.CLIPCaptioner`).
+            [`CLIPCaptioner`][failmodes.captioners.CLIPCaptioner]).
         check_class: run the class check.
         check_value: run the value check.
         class_top_k: how high the requested class must rank (1: it must be the most likely).
         class_template: the text for the class check, with one ``{}`` for the class name.
 
-    Example:
+    Examples:
         >>> from failmodes.filters import CaptionFilter
         >>> from failmodes.toyworld import toyclip_captioner
         >>> image_filter = CaptionFilter(toyclip_captioner(), class_top_k=2)

@@ -1,16 +1,16 @@
 """The five component interfaces of failmodes, one verb each.
 
 A user swaps any step of the pipeline by passing another object that implements the matching
-abstract base class to :class:`failmodes.Debugger`:
+abstract base class to [`failmodes.Debugger`][failmodes.debugger.Debugger]:
 
 =========================  ===============  ==================================================
 interface                  verb             what it does
 =========================  ===============  ==================================================
-:class:`FeatureExtractor`  ``extract``      images -> frozen backbone features (+ the head)
-:class:`BackgroundProposer` ``propose``     class names -> uncommon attribute values
-:class:`FailureCaptioner`  ``caption``      failure images -> the most likely value each
-:class:`ImageGenerator`    ``generate``     structured requests -> images
-:class:`HeadTrainer`       ``fit``          features -> a new linear head
+[`FeatureExtractor`][FeatureExtractor]  ``extract``      images -> frozen backbone features (+ the
+head) [`BackgroundProposer`][BackgroundProposer] ``propose``     class names -> uncommon attribute
+values [`FailureCaptioner`][FailureCaptioner]  ``caption``      failure images -> the most likely
+value each [`ImageGenerator`][ImageGenerator]    ``generate``     structured requests -> images
+[`HeadTrainer`][HeadTrainer]       ``fit``          features -> a new linear head
 =========================  ===============  ==================================================
 """
 
@@ -41,8 +41,8 @@ __all__ = [
 class FeatureExtractor(abc.ABC):
     """Splits a classifier into a frozen backbone (images -> features) and its linear head.
 
-    Subclasses implement :meth:`extract` and the :attr:`head` property. ``head(features)`` must
-    give the model's logits, so that the head can be retrained on cached features alone.
+    Subclasses implement [`extract`][extract] and the [`head`][head] property. ``head(features)``
+    must give the model's logits, so that the head can be retrained on cached features alone.
     """
 
     @abc.abstractmethod
@@ -83,7 +83,8 @@ class BackgroundProposer(abc.ABC):
         Returns:
             ``{class_name: [value, ...]}`` with one entry per class, values as phrases that read
             after the class name ("in a desert", "on a frozen lake"; for ``color`` an adjective),
-            redundant values merged (see :func:`failmodes.proposers.merge_values`).
+            redundant values merged (see
+            [`failmodes.proposers.merge_values`][failmodes.proposers.merge_values]).
         """
 
 
@@ -122,7 +123,7 @@ class FailureCaptioner(abc.ABC):
             attribute: the spurious attribute the values belong to.
 
         Returns:
-            One :class:`Caption` per image, in input order.
+            One [`Caption`][Caption] per image, in input order.
         """
 
 
@@ -219,5 +220,5 @@ class HeadTrainer(abc.ABC):
             seed: seed of any randomness in the solver.
 
         Returns:
-            A new :class:`torch.nn.Linear`; ``init`` is not modified.
+            A new ``torch.nn.Linear``; ``init`` is not modified.
         """

@@ -80,7 +80,7 @@ class FailureModes:
         indices: debug-set indices of the captioned failures.
         labels: their true labels.
         predictions: the model's predictions for them.
-        captions: one :class:`~failmodes.Caption` per failure.
+        captions: one [`Caption`][failmodes.interfaces.Caption] per failure.
         candidates: the values each class's failures were captioned among.
         modes: ``{class_name: [value, ...]}``, the top-k values by frequency per class.
     """
@@ -212,7 +212,7 @@ class FailureExample:
         value: the value it was captioned with (``None`` when no candidate was likely enough).
         score: the captioner's score for ``value``.
         png: the thumbnail, PNG-encoded, at most ``size`` pixels a side (see
-            :func:`failure_examples`).
+            [`failure_examples`][failure_examples]).
     """
 
     index: int
@@ -240,7 +240,7 @@ def failure_examples(
         per_mode: failures kept per mode (0 keeps none).
         size: the thumbnails' largest side in pixels.
 
-    Example:
+    Examples:
         >>> result.examples = failure_examples(debug, result.modes)  # doctest: +SKIP
     """
     from failmodes.data import images_at
@@ -346,7 +346,7 @@ class GeneratedSet:
         image_ids: a stable id per image (its cache entry and place in it) when every image
             went through the cache, else ``None``. The Debugger caches the set's features under
             these ids, so a rerun does not read the images at all; images read back from the
-            cache come as an :class:`~failmodes.data.ImageList` of their files.
+            cache come as an [`ImageList`][failmodes.data.ImageList] of their files.
     """
 
     requests: list[GenerationRequest]
@@ -370,7 +370,7 @@ class GeneratedSet:
 
         Each request must have exactly ``count`` images, or at most ``count`` when a
         ``filter_report`` says that a filter dropped some. Outputs that are
-        :class:`~failmodes.data.ImageList` stay unread.
+        [`ImageList`][failmodes.data.ImageList] stay unread.
         """
         if len(outputs) != len(requests):
             raise ValueError(
@@ -435,7 +435,7 @@ class GeneratedSet:
 
         ``manifest.json`` lists every request (class, value, prompt, count, seed) and every
         image (its file, request, index in the request and seed), so that a debugging set can
-        be shared, inspected and read back with :meth:`load`. Bare-class images go in a
+        be shared, inspected and read back with [`load`][load]. Bare-class images go in a
         ``_none`` folder. The folder must not exist yet or be empty.
         """
         from dataclasses import asdict
@@ -470,7 +470,7 @@ class GeneratedSet:
 
     @classmethod
     def load(cls, folder: str | Path) -> GeneratedSet:
-        """Read a set written by :meth:`export`."""
+        """Read a set written by [`export`][export]."""
         from PIL import Image
 
         folder = Path(folder)
@@ -520,7 +520,7 @@ SPLITS = ("test", "debug_seed", "debug_heldout", "validation")
 
 @dataclass
 class RunResult:
-    """Everything one :meth:`failmodes.Debugger.run` measured.
+    """Everything one [`failmodes.Debugger.run`][failmodes.debugger.Debugger.run] measured.
 
     Attributes:
         accuracy: ``{method: {split: accuracy}}`` for methods ``before`` (the original head),
@@ -538,8 +538,8 @@ class RunResult:
             captioned with it (when true values are known).
         heads: the fitted heads, per method.
         seconds: wall-clock time of the run.
-        examples: thumbnails of a few failures of each failure mode, shown by :meth:`report`
-            (see :func:`failure_examples`); empty when none were kept.
+        examples: thumbnails of a few failures of each failure mode, shown by [`report`][report]
+            (see [`failure_examples`][failure_examples]); empty when none were kept.
     """
 
     class_names: list[str]
@@ -607,7 +607,7 @@ class RunResult:
         return out
 
     def save_summary(self, path: str | Path) -> Path:
-        """Write :meth:`summary` as JSON."""
+        """Write [`summary`][summary] as JSON."""
         path = Path(path)
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
         return path
@@ -619,7 +619,7 @@ class RunResult:
 
         The page has the run's settings and counts, the accuracy of every method on every
         split (as a table and a bar chart), each class's failure modes with thumbnails of a
-        few of its failures (from :attr:`examples`) and of the images generated for it, and
+        few of its failures (from ``examples``) and of the images generated for it, and
         the hyper-parameter search. Images are embedded as PNG data; nothing is loaded from
         elsewhere and no script runs. The bar chart is drawn with matplotlib when it is
         installed (``pip install "failmodes[plot]"``), else with plain HTML.

@@ -27,12 +27,13 @@ class CLIPCaptioner(FailureCaptioner):
 
     For an image of class ``c`` with candidates ``v1 .. vk``, the captioner embeds the image and
     the prompts "a photo of a c v1" .. "a photo of a c vk" (made by
-    :func:`failmodes.attributes.prompt`), takes the softmax of their cosine similarities scaled
-    by the model's ``logit_scale`` over those k prompts only, and returns the best value with its
-    probability. Text embeddings are computed once per prompt and kept in ``text_cache_``.
+    [`failmodes.attributes.prompt`][failmodes.attributes.prompt]), takes the softmax of their cosine
+    similarities scaled by the model's ``logit_scale`` over those k prompts only, and returns the
+    best value with its probability. Text embeddings are computed once per prompt and kept in
+    ``text_cache_``.
 
     Nothing is loaded when the captioner is made: a model given by name is built, and its weights
-    read or downloaded by open_clip, on the first call to :meth:`caption`.
+    read or downloaded by open_clip, on the first call to [`caption`][caption].
 
     Args:
         model: an open_clip model name (``"ViT-B-32"``, ``"local-dir:/path"``,
@@ -47,16 +48,17 @@ class CLIPCaptioner(FailureCaptioner):
         preprocess: PIL image -> ``(C, H, W)`` tensor. Required with a model object; by default
             for a name, open_clip's inference transform for that model.
         template: how a (class, value) pair becomes text. ``None``:
-            :func:`failmodes.attributes.prompt` ("a photo of a fox in a desert"); a format string
-            with one ``{}`` that receives the class with its value and article ("a blurry photo
-            of {}."); or a callable ``template(class_name, value, attribute) -> str``.
+            [`failmodes.attributes.prompt`][failmodes.attributes.prompt] ("a photo of a fox in a
+            desert"); a format string with one ``{}`` that receives the class with its value and
+            article ("a blurry photo of {}."); or a callable ``template(class_name, value,
+            attribute) -> str``.
         min_prob: below this probability the caption's value is ``None`` (in ``[0, 1]``).
         batch_size: images (and prompts) per forward pass.
         device: where the model runs (``"cpu"``, ``"cuda"``, a ``torch.device``).
         progress: show a progress bar over image batches; ``None`` shows it on a terminal only.
 
     Attributes:
-        model_: the loaded model (after the first :meth:`caption`).
+        model_: the loaded model (after the first [`caption`][caption]).
         tokenizer_: the tokenizer in use.
         preprocess_: the image transform in use.
         text_cache_: ``{prompt text: normalised text embedding}``.
@@ -66,14 +68,16 @@ class CLIPCaptioner(FailureCaptioner):
         >>> hasattr(captioner, "model_")
         False
 
-        With a model in hand (here any open_clip model and its transforms)::
+        With a model in hand (here any open_clip model and its transforms):
 
-            model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", "openai")
-            captioner = CLIPCaptioner(model, tokenizer=open_clip.get_tokenizer("ViT-B-32"),
-                                      preprocess=preprocess)
-            captioner.caption([image], class_names=["fox"],
-                              candidates={"fox": ["in a desert", "on a frozen lake"]})
-            # [Caption(value='in a desert', score=0.93)]
+        ```python
+        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", "openai")
+        captioner = CLIPCaptioner(model, tokenizer=open_clip.get_tokenizer("ViT-B-32"),
+                                  preprocess=preprocess)
+        captioner.caption([image], class_names=["fox"],
+                          candidates={"fox": ["in a desert", "on a frozen lake"]})
+        # [Caption(value='in a desert', score=0.93)]
+        ```
     """
 
     def __init__(
@@ -119,7 +123,7 @@ class CLIPCaptioner(FailureCaptioner):
             attribute: the attribute the values belong to (it decides how a prompt reads).
 
         Returns:
-            One :class:`~failmodes.interfaces.Caption` per image, in input order: the best value
+            One [`Caption`][failmodes.interfaces.Caption] per image, in input order: the best value
             and its probability, or ``Caption(None, p)`` when ``p < min_prob``.
 
         Raises:
@@ -183,7 +187,7 @@ class CLIPCaptioner(FailureCaptioner):
         """Zero-shot class probabilities: for each image, a softmax over ``class_names``.
 
         Used to check that a generated image shows its class (see
-        :class:`failmodes.filters.CaptionFilter`).
+        [`failmodes.filters.CaptionFilter`][failmodes.filters.CaptionFilter]).
 
         Args:
             images: PIL images or preprocessed ``(C, H, W)`` tensors.

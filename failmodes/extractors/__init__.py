@@ -1,8 +1,8 @@
 """Feature extractors: split a classifier into a frozen backbone and its linear head.
 
-:class:`TorchExtractor` takes any PyTorch classifier; :class:`TimmExtractor` any timm model
-(``timm`` extra); :class:`OpenCLIPExtractor` a CLIP image tower with a trained or zero-shot head
-(``clip`` extra). The backends are imported only when a model is built.
+[`TorchExtractor`][TorchExtractor] takes any PyTorch classifier; [`TimmExtractor`][TimmExtractor]
+any timm model (``timm`` extra); [`OpenCLIPExtractor`][OpenCLIPExtractor] a CLIP image tower with a
+trained or zero-shot head (``clip`` extra). The backends are imported only when a model is built.
 """
 
 from failmodes.extractors.clip import OpenCLIPExtractor

@@ -23,7 +23,7 @@ class OpenCLIPExtractor(TorchExtractor):
     The features are ``model.encode_image(x, normalize=normalize)``. The head is, in this order
     of preference:
 
-    1. one fitted on the features of labelled images with :meth:`fit_head`, as Chegini & Feizi
+    1. one fitted on the features of labelled images with [`fit_head`][fit_head], as Chegini & Feizi
        do for their CLIP models (a linear probe);
     2. the ``head`` given;
     3. a zero-shot head built from ``class_names``: row ``c`` is the normalised mean text
@@ -52,14 +52,14 @@ class OpenCLIPExtractor(TorchExtractor):
         device: where the model runs.
         num_workers: ``DataLoader`` worker processes that read and transform images.
         precision: ``"auto"`` (float16 autocast on CUDA), ``"float32"``, ``"float16"`` or
-            ``"bfloat16"``; see :class:`~failmodes.extractors.TorchExtractor`.
+            ``"bfloat16"``; see [`TorchExtractor`][failmodes.extractors.TorchExtractor].
         progress: show a progress bar; ``None`` shows one only on a terminal.
 
     Attributes:
         model_: the CLIP model in use (after first use).
-        head_: the head fitted by :meth:`fit_head` or built zero-shot (after first use).
+        head_: the head fitted by [`fit_head`][fit_head] or built zero-shot (after first use).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from failmodes.extractors import OpenCLIPExtractor
         >>> from failmodes.testing.tiny import tiny_clip
@@ -121,7 +121,7 @@ class OpenCLIPExtractor(TorchExtractor):
             data: ``(image, label)`` pairs, or images with ``labels``.
             labels: the labels, when ``data`` holds images only.
             head_trainer: the solver; ``None`` uses
-                :class:`~failmodes.heads.LinearHeadTrainer` with its defaults.
+                [`LinearHeadTrainer`][failmodes.heads.LinearHeadTrainer] with its defaults.
             num_classes: the number of classes; ``None``: ``len(class_names)`` when given, else
                 the largest label + 1.
             seed: passed to the trainer.

@@ -38,14 +38,14 @@ class TimmExtractor(TorchExtractor):
         device: where the model runs.
         num_workers: ``DataLoader`` worker processes that read and transform images.
         precision: ``"auto"`` (float16 autocast on CUDA), ``"float32"``, ``"float16"`` or
-            ``"bfloat16"``; see :class:`~failmodes.extractors.TorchExtractor`.
+            ``"bfloat16"``; see [`TorchExtractor`][failmodes.extractors.TorchExtractor].
         progress: show a progress bar; ``None`` shows one only on a terminal.
 
     Attributes:
         model_: the timm model in use (after first use).
         transform_: the image transform in use (after first use).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from failmodes.extractors import TimmExtractor
         >>> extractor = TimmExtractor("test_vit", pretrained=False, batch_size=4)

@@ -38,9 +38,9 @@ class TorchExtractor(FeatureExtractor):
     ``backbone`` and ``head``, where the features are ``backbone(x)`` flattened to ``(n, d)``.
     Either way ``head(features)`` gives the model's logits.
 
-    During :meth:`extract` the model is put in eval mode and run under ``torch.inference_mode``;
-    the training flag of every submodule is restored afterwards. The model is moved to ``device``
-    in place, as ``nn.Module.to`` does.
+    During [`extract`][extract] the model is put in eval mode and run under
+    ``torch.inference_mode``; the training flag of every submodule is restored afterwards. The model
+    is moved to ``device`` in place, as ``nn.Module.to`` does.
 
     Args:
         model: a classifier whose last ``nn.Linear`` is its head; or ``None`` with ``backbone``
@@ -61,7 +61,7 @@ class TorchExtractor(FeatureExtractor):
             as float32 whatever the precision.
         progress: show a progress bar; ``None`` shows one only on a terminal.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from failmodes.extractors import TorchExtractor
@@ -149,7 +149,7 @@ class TorchExtractor(FeatureExtractor):
         progress: bool | None,
         parts: tuple[nn.Module, nn.Linear | None, str | None],
     ) -> torch.Tensor:
-        """:meth:`extract` with the parts given (a ``None`` head skips the dimension check)."""
+        """[`extract`][extract] with the parts given (a ``None`` head skips the dimension check)."""
         runner, head, name = parts
         batch_size = self.batch_size if batch_size is None else batch_size
         progress = self.progress if progress is None else progress

@@ -1,9 +1,9 @@
 """Image generators: structured requests -> images.
 
-:class:`StableDiffusionGenerator` (diffusers) is the paper's generator; it needs the
-``diffusion`` extra, and diffusers is imported only when a pipeline is loaded, so importing this
-package needs only the base dependencies. ToyWorld's renderer is
-:class:`failmodes.toyworld.ToyWorldGenerator`.
+[`StableDiffusionGenerator`][StableDiffusionGenerator] (diffusers) is the paper's generator; it
+needs the ``diffusion`` extra, and diffusers is imported only when a pipeline is loaded, so
+importing this package needs only the base dependencies. ToyWorld's renderer is
+[`failmodes.toyworld.ToyWorldGenerator`][failmodes.toyworld.ToyWorldGenerator].
 """
 
 from __future__ import annotations

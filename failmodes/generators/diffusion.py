@@ -1,7 +1,8 @@
 """Stable Diffusion text-to-image generation on diffusers, the paper's image generator.
 
 diffusers is imported, and the pipeline built or downloaded, only when the first images are
-made: constructing a :class:`StableDiffusionGenerator` is free and needs no extra.
+made: constructing a [`StableDiffusionGenerator`][StableDiffusionGenerator] is free and needs no
+    extra.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
     "unipc": ("UniPCMultistepScheduler", {}),
 }
+"""Scheduler names accepted by ``scheduler=``: name -> (diffusers class, its settings)."""
 _ALIASES = {
     "dpm++_2m": "dpm++",
     "dpm++2m": "dpm++",
@@ -98,7 +100,7 @@ def replacement_seed(request: GenerationRequest, index: int, attempt: int) -> in
     It is derived from ``request.image_seed(index)`` and ``attempt`` alone, so, like the image
     seed, it does not depend on ``request.count`` nor on the other requests of a run.
 
-    Example:
+    Examples:
         >>> from failmodes import GenerationRequest
         >>> req = GenerationRequest(0, "fox", "in a desert", "a photo of a fox in a desert", 4, 0)
         >>> replacement_seed(req, 2, 1) == replacement_seed(req, 2, 1) != req.image_seed(2)
@@ -129,13 +131,13 @@ class StableDiffusionGenerator(ImageGenerator):
 
     **Blank images.** An image that the safety checker flagged (the pipeline's
     ``nsfw_content_detected``), or that is one flat colour (a checker that blanks without saying
-    so), is never returned: it is regenerated from :func:`replacement_seed` ``(request, i, 1)``,
-    then ``2``, and so on, up to ``max_blank_retries`` times, after which
-    :class:`BlankImageError` is raised. ``blank_replaced_`` counts the replaced images of each
-    request and ``seeds_`` gives the seed each returned image came from.
+    so), is never returned: it is regenerated from [`replacement_seed`][replacement_seed]
+    ``(request, i, 1)``, then ``2``, and so on, up to ``max_blank_retries`` times, after which
+    [`BlankImageError`][BlankImageError] is raised. ``blank_replaced_`` counts the replaced images
+    of each request and ``seeds_`` gives the seed each returned image came from.
 
     Nothing is loaded when the generator is made: a model given by name is read (or downloaded)
-    by ``StableDiffusionPipeline.from_pretrained`` on the first call to :meth:`generate`. The
+    by ``StableDiffusionPipeline.from_pretrained`` on the first call to [`generate`][generate]. The
     settings that shape the pipeline (``model``, ``scheduler``, ``device``, ``dtype``, the
     attention settings, ``safety_checker`` and the loading options) are read then, once; the
     others at every call.
@@ -149,7 +151,7 @@ class StableDiffusionGenerator(ImageGenerator):
             though ``device``, ``dtype`` and the attention settings apply to those components.
         steps: denoising steps per image (``num_inference_steps``).
         guidance_scale: classifier-free guidance scale; ``<= 1`` turns guidance off.
-        scheduler: ``None`` keeps the pipeline's scheduler; a name from :data:`SCHEDULERS`
+        scheduler: ``None`` keeps the pipeline's scheduler; a name from [`SCHEDULERS`][SCHEDULERS]
             (``"pndm"``, ``"ddim"``, ``"euler"``, ``"euler_a"``, ``"dpm++"``, ...) makes that
             diffusers scheduler from the pipeline's scheduler configuration; a scheduler class
             likewise; a scheduler object is used as it is.
@@ -167,7 +169,8 @@ class StableDiffusionGenerator(ImageGenerator):
         safety_checker: ``True`` keeps the model's safety checker; ``False`` runs without one
             (and does not load it); a module with the checker's call protocol replaces it.
         max_blank_retries: regenerations with a new seed of an image that came out blank
-            before :class:`BlankImageError` is raised; 0 raises at the first blank image.
+            before [`BlankImageError`][BlankImageError] is raised; 0 raises at the first blank
+            image.
         revision: the model's revision (branch, tag or commit) on the hub, for a model name.
         variant: the weights' variant (``"fp16"`` downloads half-precision files), for a name.
         load_kwargs: more keyword arguments for ``from_pretrained`` (``cache_dir``,
@@ -175,14 +178,14 @@ class StableDiffusionGenerator(ImageGenerator):
         progress: show a progress bar over images; ``None`` shows it on a terminal only.
 
     Attributes:
-        pipeline_: the pipeline in use (after :meth:`load` or the first :meth:`generate`).
+        pipeline_: the pipeline in use (after [`load`][load] or the first [`generate`][generate]).
         device_: the device it runs on.
-        blank_replaced_: for each request of the last :meth:`generate` call, in order, the
+        blank_replaced_: for each request of the last [`generate`][generate] call, in order, the
             number of its images that came out blank and were regenerated with a new seed.
         seeds_: for each request of the last call, the seed of each returned image:
             ``request.image_seed(i)``, or the replacement seed that gave the image.
 
-    Example:
+    Examples:
         On the tiny test pipeline (random weights, 64x64 noise-like images, offline):
 
         >>> from failmodes import GenerationRequest
@@ -196,10 +199,12 @@ class StableDiffusionGenerator(ImageGenerator):
         >>> gen.blank_replaced_
         [0]
 
-        The paper's setting, on a GPU::
+        The paper's setting, on a GPU:
 
-            gen = StableDiffusionGenerator("stable-diffusion-v1-5/stable-diffusion-v1-5")
-            gen.generate(requests)  # downloads the model on first use
+        ```python
+        gen = StableDiffusionGenerator("stable-diffusion-v1-5/stable-diffusion-v1-5")
+        gen.generate(requests)  # downloads the model on first use
+        ```
     """
 
     def __init__(
@@ -244,7 +249,7 @@ class StableDiffusionGenerator(ImageGenerator):
         self.progress = progress
 
     def cache_key(self) -> dict[str, Any]:
-        """What the images depend on, for :mod:`failmodes.cache`.
+        """What the images depend on, for [`failmodes.cache`][failmodes.cache].
 
         A model by name is named (with its revision and variant); a pipeline object is
         described by a hash of its modules' weights (computed once per pipeline object) and its

@@ -44,10 +44,12 @@ _PRECISIONS = {
 class LinearHeadTrainer(HeadTrainer):
     """Fits a linear head on frozen features by minimising one convex objective.
 
-    ``fit`` minimises exactly::
+    ``fit`` minimises exactly:
 
-        mean_i CE(W x_i + b, y_i) + lam * mean_j CE(W e_j + b, t_j)
-            + (weight_decay / 2) * (||W||^2 + ||b||^2)
+    ```text
+    mean_i CE(W x_i + b, y_i) + lam * mean_j CE(W e_j + b, t_j)
+        + (weight_decay / 2) * (||W||^2 + ||b||^2)
+    ```
 
     over the original features ``x`` and the extra (generated) features ``e``. The penalty is
     the one PyTorch's SGD applies with ``weight_decay`` (``wd * param`` added to every gradient,
@@ -68,7 +70,7 @@ class LinearHeadTrainer(HeadTrainer):
       paper gives no batch size); with mini-batches the rows are shuffled every epoch with
       ``seed`` and each step follows an unbiased estimate of the full objective.
 
-    The constructor only stores its arguments; they are checked in :meth:`fit`.
+    The constructor only stores its arguments; they are checked in [`fit`][fit].
 
     Args:
         solver: ``"lbfgs"`` (fast, default) or ``"sgd"`` (the paper's).
@@ -86,7 +88,7 @@ class LinearHeadTrainer(HeadTrainer):
         progress: show a progress bar (function evaluations for L-BFGS, epochs for SGD).
 
     Attributes:
-        head_: the fitted head (the same values :meth:`fit` returned).
+        head_: the fitted head (the same values [`fit`][fit] returned).
         loss_: the objective at the solution, evaluated in the solver's precision.
         grad_max_: the largest absolute gradient entry at the returned head.
         n_iter_: L-BFGS iterations or SGD epochs run.
@@ -94,7 +96,7 @@ class LinearHeadTrainer(HeadTrainer):
         converged_: for L-BFGS, whether the tolerance was reached; ``None`` for SGD, which
             has no stopping test (compare ``grad_max_`` across runs instead).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from failmodes.heads import LinearHeadTrainer
         >>> x, y = torch.randn(60, 8), torch.arange(60) % 3
@@ -161,7 +163,7 @@ class LinearHeadTrainer(HeadTrainer):
                 randomness). The same inputs and seed give a bit-identical head on CPU.
 
         Returns:
-            A new float32 :class:`torch.nn.Linear` on the CPU.
+            A new float32 ``torch.nn.Linear`` on the CPU.
 
         Raises:
             ValueError: on an unknown ``solver``, a bad hyper-parameter, mismatched lengths or
@@ -490,7 +492,7 @@ def patch_model(model: nn.Module, head: nn.Linear, *, name: str | None = None) -
 
     Args:
         model: the classifier; it is not modified.
-        head: the new head, e.g. from :meth:`LinearHeadTrainer.fit`.
+        head: the new head, e.g. from ``LinearHeadTrainer.fit``.
         name: the qualified name of the head module; ``None`` picks the last ``nn.Linear``.
 
     Returns:
@@ -500,7 +502,7 @@ def patch_model(model: nn.Module, head: nn.Linear, *, name: str | None = None) -
         TypeError: if ``model`` has no ``nn.Linear`` (and ``name`` is not given).
         ValueError: if ``head``'s shape differs from the head it replaces.
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
         >>> patched = patch_model(model, nn.Linear(8, 3))

@@ -1,7 +1,8 @@
 """Reference classifiers whose pretrained weights are in common use, to debug with failmodes.
 
-So far: the CIFAR-10 ResNets of He et al. (2016), see :mod:`failmodes.models.cifar_resnet`.
-The weights themselves are not shipped; :func:`load_cifar_resnet` reads a checkpoint file.
+So far: the CIFAR-10 ResNets of He et al. (2016), see
+[`failmodes.models.cifar_resnet`][failmodes.models.cifar_resnet]. The weights themselves are not
+shipped; [`load_cifar_resnet`][load_cifar_resnet] reads a checkpoint file.
 """
 
 from failmodes.models.cifar_resnet import (

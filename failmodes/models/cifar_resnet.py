@@ -9,16 +9,20 @@ stride-2 subsampling and zero channels appended where a stage changes shape.
 Module and parameter names follow the PyTorch implementation whose checkpoints are in common
 use (Yerlan Idelbayev's ``pytorch_resnet_cifar10``: ``resnet20.th`` ... ``resnet110.th``):
 ``conv1``, ``bn1``, ``layer{1,2,3}.{i}.conv1/bn1/conv2/bn2`` and ``linear``, so
-:func:`load_cifar_resnet` reads those files as they are. The head is ``linear``, the model's
-only ``nn.Linear``, which is what :class:`failmodes.TorchExtractor` hooks::
+[`load_cifar_resnet`][load_cifar_resnet] reads those files as they are. The head is ``linear``, the
+model's
+only ``nn.Linear``, which is what
+[`failmodes.TorchExtractor`][failmodes.extractors.torch.TorchExtractor] hooks:
 
-    from failmodes import TorchExtractor
-    from failmodes.models import cifar_transform, load_cifar_resnet
+```python
+from failmodes import TorchExtractor
+from failmodes.models import cifar_transform, load_cifar_resnet
 
-    model = load_cifar_resnet("resnet56.th")
-    extractor = TorchExtractor(model, transform=cifar_transform())
-    features = extractor.extract(images)  # PIL images, 32x32 -> (n, 64)
-    predictions = extractor.logits(features).argmax(dim=1)
+model = load_cifar_resnet("resnet56.th")
+extractor = TorchExtractor(model, transform=cifar_transform())
+features = extractor.extract(images)  # PIL images, 32x32 -> (n, 64)
+predictions = extractor.logits(features).argmax(dim=1)
+```
 """
 
 from __future__ import annotations
@@ -122,9 +126,10 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """A CIFAR-10 ResNet of depth ``6n + 2`` with option-A shortcuts (He et al., 2016).
 
-    Build one with :func:`cifar_resnet` or load a checkpoint with :func:`load_cifar_resnet`.
-    Inputs are normalised RGB images ``(N, 3, H, W)`` (32x32 for CIFAR; global pooling accepts
-    other sizes); the output is ``(N, num_classes)`` logits.
+    Build one with [`cifar_resnet`][cifar_resnet] or load a checkpoint with
+    [`load_cifar_resnet`][load_cifar_resnet]. Inputs are normalised RGB images ``(N, 3, H, W)``
+    (32x32 for CIFAR; global pooling accepts other sizes); the output is ``(N, num_classes)``
+    logits.
 
     Args:
         blocks: basic blocks per stage (``n``).
@@ -182,7 +187,7 @@ def cifar_resnet(depth: int, *, num_classes: int = 10, seed: int = 0) -> CifarRe
     Raises:
         ValueError: if ``depth`` is not of the form ``6n + 2`` or ``num_classes`` < 1.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from failmodes.models import cifar_resnet
         >>> model = cifar_resnet(20).eval()
@@ -225,7 +230,7 @@ def load_cifar_resnet(
     Raises:
         ValueError: if the file does not hold the weights of a CIFAR ResNet.
 
-    Example:
+    Examples:
         >>> import io
         >>> import torch
         >>> from failmodes.models import cifar_resnet, load_cifar_resnet
@@ -322,7 +327,7 @@ def cifar_transform(*, mean: Sequence[float] = CIFAR_MEAN, std: Sequence[float] 
         uint8 array or a ``(3, H, W)`` float tensor in ``[0, 1]``, and returning a ``(3, H, W)``
         float32 tensor. Pass it as ``TorchExtractor(model, transform=cifar_transform())``.
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> from failmodes.models import cifar_transform
         >>> x = cifar_transform()(Image.new("RGB", (32, 32), (255, 0, 0)))

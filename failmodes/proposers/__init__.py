@@ -1,8 +1,9 @@
 """Proposers: per class, the uncommon values of the spurious attribute.
 
-:class:`StaticProposer` returns values the user gives, :class:`ChatGPTProposer` asks a chat
-model (OpenAI or any server that speaks its protocol; ``openai`` extra); every proposer merges
-redundant values with :func:`merge_values`.
+[`StaticProposer`][StaticProposer] returns values the user gives,
+[`ChatGPTProposer`][ChatGPTProposer] asks a chat model (OpenAI or any server that speaks its
+protocol; ``openai`` extra); every proposer merges redundant values with
+[`merge_values`][merge_values].
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A proposer that asks a chat model: OpenAI's, or any server that speaks its protocol.
 
-:class:`ChatGPTProposer` puts one question per class to ``chat.completions`` ("What are the
-uncommon backgrounds that a fox can appear in?") through the official ``openai`` client, so any
+[`ChatGPTProposer`][ChatGPTProposer] puts one question per class to ``chat.completions`` ("What are
+the uncommon backgrounds that a fox can appear in?") through the official ``openai`` client, so any
 OpenAI-compatible server works: OpenAI, vLLM, Ollama, llama.cpp's server, ... (and Azure OpenAI
 through ``client=openai.AzureOpenAI(...)``).
 Needs the ``openai`` extra: ``pip install "failmodes[openai]"``.
@@ -27,7 +27,8 @@ __all__ = ["DEFAULT_MODEL", "ChatGPTProposer", "ProposalError"]
 logger = logging.getLogger("failmodes")
 
 DEFAULT_MODEL = "gpt-4.1-mini"
-"""The model :class:`ChatGPTProposer` asks by default: cheap, and it follows JSON schemas."""
+"""The model [`ChatGPTProposer`][ChatGPTProposer] asks by default: cheap, and it follows JSON
+schemas."""
 
 # Examples shown to the model, per attribute, of values phrased the way prompts need them.
 _EXAMPLES = {
@@ -52,7 +53,7 @@ class ProposalError(RuntimeError):
     """A proposer could not get the values of one class (no answer, a refusal, a bad answer).
 
     The answers received for other classes before the failure are not lost: they are in
-    :attr:`partial`, and a proposer that caches answers (as :class:`ChatGPTProposer` does)
+    ``partial``, and a proposer that caches answers (as [`ChatGPTProposer`][ChatGPTProposer] does)
     asks only for the missing classes when called again.
 
     Attributes:
@@ -79,10 +80,12 @@ class ChatGPTProposer(BackgroundProposer):
 
     For each class, the attribute's question (``"What are the uncommon backgrounds that a
     {class_name} can appear in?"``; the ``color`` and ``size`` questions of
-    :data:`failmodes.attributes.ATTRIBUTES`, or your own through ``templates``) is sent to
+    [`failmodes.attributes.ATTRIBUTES`][failmodes.attributes.ATTRIBUTES], or your own through
+    ``templates``) is sent to
     ``chat.completions`` with instructions to answer phrases that read next to the class name:
     after it for backgrounds ("in a desert"), before it for colors and sizes ("red", "tiny"), so
-    that :func:`failmodes.attributes.prompt` makes natural prompts from them.
+    that [`failmodes.attributes.prompt`][failmodes.attributes.prompt] makes natural prompts from
+    them.
 
     The answer is requested as JSON following a strict JSON schema (``{"values": [...]}``). A
     server that rejects ``response_format`` (an HTTP 400 or 422 about it) is asked again
@@ -93,11 +96,12 @@ class ChatGPTProposer(BackgroundProposer):
     "desert" becomes "in the desert" ("the" rather than "a", because it also reads right for
     "snow", "water" or "grass"); values that start with a preposition ("on a lake", "next to a
     road"), a verb in -ing ("floating in space") or words such as "underwater" are kept as they
-    are. Redundant values are merged with :func:`failmodes.proposers.merge_values`.
+    are. Redundant values are merged with
+    [`failmodes.proposers.merge_values`][failmodes.proposers.merge_values].
 
-    Answers are cached in :attr:`answers_`, so calling :meth:`propose` again asks only for
-    classes not answered yet, in particular after a :class:`ProposalError`. Clear the cache
-    (``proposer.answers_.clear()``) to ask again.
+    Answers are cached in ``answers_``, so calling [`propose`][propose] again asks only for
+    classes not answered yet, in particular after a [`ProposalError`][ProposalError]. Clear the
+    cache (``proposer.answers_.clear()``) to ask again.
 
     The API key is never logged, shown in ``repr``, nor put in error messages or results.
 
@@ -118,13 +122,13 @@ class ChatGPTProposer(BackgroundProposer):
         temperature: the sampling temperature; ``0.0`` asks for the most likely answer. ``None``
             sends none (for models that only accept their own default).
         seed: a seed sent to the server for repeatable sampling; ``None`` sends none. Servers may
-            ignore it; cache or save the answers (:attr:`answers_`) when they must not change.
+            ignore it; cache or save the answers (``answers_``) when they must not change.
         max_values: ask for at most this many values per class, and keep at most this many;
             ``None``: as many as the model gives.
         templates: ``{attribute: question}`` adding or replacing questions, each with a
             ``{class_name}`` field. Values of an attribute that
-            :func:`failmodes.attributes.get_attribute` does not know are asked to read after
-            the class name.
+            [`failmodes.attributes.get_attribute`][failmodes.attributes.get_attribute] does not know
+            are asked to read after the class name.
         schema: request JSON that follows a JSON schema (``response_format``); ``False`` asks in
             plain text, for servers that neither support nor reject it.
         request_options: further keyword arguments of ``chat.completions.create``
@@ -132,7 +136,7 @@ class ChatGPTProposer(BackgroundProposer):
 
     Attributes:
         answers_: ``{(attribute, class_name): [value, ...]}``, every answer received, merged and
-            tidied (before the ``max_values`` cut). Set by :meth:`propose`.
+            tidied (before the ``max_values`` cut). Set by [`propose`][propose].
 
     Examples:
         >>> from failmodes.testing.openai_server import OpenAIServer
@@ -179,7 +183,7 @@ class ChatGPTProposer(BackgroundProposer):
         self.request_options = request_options
 
     def cache_key(self) -> dict[str, Any]:
-        """What the answers depend on, for :mod:`failmodes.cache` (never the API key).
+        """What the answers depend on, for [`failmodes.cache`][failmodes.cache] (never the API key).
 
         The server is named by its URL (``base_url``, the client's, ``OPENAI_BASE_URL`` or
         OpenAI's); the key, timeouts and retries do not change an answer.
@@ -237,7 +241,7 @@ class ChatGPTProposer(BackgroundProposer):
             ProposalError: for the first class whose request failed after the client's retries,
                 whose answer was empty, malformed or held no value, or that the model refused;
                 it names the class and keeps the answers already received in ``partial``
-                (they are also cached in :attr:`answers_`).
+                (they are also cached in ``answers_``).
             ValueError: if ``attribute`` has no question, a template lacks ``{class_name}``, a
                 class name is blank, or ``max_values`` is not positive.
             TypeError: if ``class_names`` is a single string.
@@ -460,7 +464,7 @@ def _about_response_format(err: Exception) -> bool:
 
 
 def _content(completion: Any) -> tuple[str, bool]:
-    """The answer's text and whether it was cut off; :class:`_Failure` for no usable answer."""
+    """The answer's text and whether it was cut off; ``_Failure`` for no usable answer."""
     choices = getattr(completion, "choices", None) or []
     if not choices:
         raise _Failure("the server answered no choices")
@@ -500,7 +504,7 @@ class _Malformed(Exception):
 def _parse(text: str, *, strict: bool, cut: bool = False) -> list[str]:
     """The raw values of an answer: JSON (in a fence or not), or with ``strict=False`` a list.
 
-    Raises :class:`_Failure` when nothing in the answer is a list of values.
+    Raises ``_Failure`` when nothing in the answer is a list of values.
     """
     try:
         return _parse_or_raise(text, strict=strict)

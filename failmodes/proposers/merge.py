@@ -104,10 +104,10 @@ def normalize_value(value: str) -> str:
 def merge_values(values: Iterable[str]) -> list[str]:
     """Merge redundant attribute values, keeping the first phrase of each group.
 
-    Values whose :func:`normalize_value` keys are equal are merged into the first of them, in
-    input order. Kept values are the original phrases with their whitespace tidied (stripped,
-    inner runs collapsed to one space): no word is added, removed or changed, so a prompt made
-    from a kept value is the prompt of one of the inputs. Blank values are dropped.
+    Values whose [`normalize_value`][normalize_value] keys are equal are merged into the first of
+    them, in input order. Kept values are the original phrases with their whitespace tidied
+    (stripped, inner runs collapsed to one space): no word is added, removed or changed, so a prompt
+    made from a kept value is the prompt of one of the inputs. Blank values are dropped.
 
     Args:
         values: attribute values, for one class and one attribute.

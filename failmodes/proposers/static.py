@@ -21,7 +21,8 @@ class StaticProposer(BackgroundProposer):
 
     Use it when the uncommon values are known (a benchmark's group labels, a domain expert's
     list), to replay a language model's answers saved earlier, or in tests. Redundant values are
-    merged with :func:`failmodes.proposers.merge_values`, as for every proposer.
+    merged with [`failmodes.proposers.merge_values`][failmodes.proposers.merge_values], as for every
+    proposer.
 
     Args:
         values: either a mapping ``{class_name: [value, ...]}``, used whatever the attribute, or

@@ -3,7 +3,7 @@
 ``check_*`` functions run a component through its interface's contract (as scikit-learn's
 ``check_estimator`` does for estimators) and raise an ``AssertionError`` that says what is wrong.
 Use them in your own tests when you write a generator, captioner, proposer, extractor or head
-trainer. :mod:`failmodes.testing.tiny` builds tiny models of the real backends.
+trainer. [`failmodes.testing.tiny`][failmodes.testing.tiny] builds tiny models of the real backends.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Conformance checks: does a component keep its interface's contract?
 
 Each ``check_*`` runs a component on small inputs and raises ``AssertionError`` with a message
-that says which part of the contract is broken. They are what :class:`failmodes.Debugger`
-relies on, so a component that passes them works in a run. They are deliberately small: a
-check builds a handful of inputs and calls the component a few times.
+that says which part of the contract is broken. They are what
+[`failmodes.Debugger`][failmodes.debugger.Debugger] relies on, so a component that passes them works
+in a run. They are deliberately small: a check builds a handful of inputs and calls the component a
+few times.
 """
 
 from __future__ import annotations
@@ -65,14 +66,15 @@ def check_extractor(
     *,
     atol: float = 1e-4,
 ) -> None:
-    """Check a :class:`~failmodes.interfaces.FeatureExtractor`.
+    """Check a [`FeatureExtractor`][failmodes.interfaces.FeatureExtractor].
 
     It must return one float32 CPU row per image, in input order, the same whatever the batch
     size and from run to run, and its ``head`` must be an ``nn.Linear`` that takes those rows.
 
     Args:
         extractor: the extractor.
-        images: images it accepts (at least 3); ``None``: :func:`sample_images` (64x64 RGB).
+        images: images it accepts (at least 3); ``None``: [`sample_images`][sample_images] (64x64
+            RGB).
         atol: tolerance when comparing features of different batchings.
 
     Raises:
@@ -126,10 +128,10 @@ def check_proposer(
     *,
     attribute: str = "background",
 ) -> None:
-    """Check a :class:`~failmodes.interfaces.BackgroundProposer`.
+    """Check a [`BackgroundProposer`][failmodes.interfaces.BackgroundProposer].
 
     It must return exactly one entry per class, each a non-empty list of distinct non-blank
-    strings with redundant values already merged (:func:`~failmodes.proposers.merge_values`
+    strings with redundant values already merged ([`merge_values`][failmodes.proposers.merge_values]
     leaves the list unchanged).
 
     Raises:
@@ -172,15 +174,15 @@ def check_captioner(
     candidates: Mapping[str, Sequence[str]] | None = None,
     attribute: str = "background",
 ) -> None:
-    """Check a :class:`~failmodes.interfaces.FailureCaptioner`.
+    """Check a [`FailureCaptioner`][failmodes.interfaces.FailureCaptioner].
 
-    It must return one :class:`~failmodes.interfaces.Caption` per image, in input order, whose
+    It must return one [`Caption`][failmodes.interfaces.Caption] per image, in input order, whose
     value is one of the image's class's candidates (or ``None``) with a finite score; the same
     images give the same captions alone and in a batch; no images give an empty list.
 
     Args:
         captioner: the captioner.
-        images: images it accepts (at least 2); ``None``: :func:`sample_images`.
+        images: images it accepts (at least 2); ``None``: [`sample_images`][sample_images].
         class_names: the class of each image; ``None`` alternates ``"fox"`` and ``"wallet"``.
         candidates: ``{class: [value, ...]}``; ``None``: three backgrounds per class.
         attribute: the attribute of the values.
@@ -243,7 +245,7 @@ def check_generator(
     deterministic: bool = True,
     pixel_tolerance: int = 2,
 ) -> None:
-    """Check an :class:`~failmodes.interfaces.ImageGenerator`.
+    """Check an [`ImageGenerator`][failmodes.interfaces.ImageGenerator].
 
     It must return one list per request, in order, of exactly ``request.count`` RGB PIL images,
     none of them blank (a single colour); ``count=0`` gives an empty list. With
@@ -326,7 +328,7 @@ def _same_pixels(a: Image.Image, b: Image.Image, tolerance: int = 0) -> bool:
 
 
 def check_head_trainer(trainer: HeadTrainer, *, seed: int = 0) -> None:
-    """Check a :class:`~failmodes.interfaces.HeadTrainer`.
+    """Check a [`HeadTrainer`][failmodes.interfaces.HeadTrainer].
 
     On three well separated classes it must return a new ``nn.Linear`` of the right shape that
     classifies them, leave ``init`` unchanged, honour ``num_classes`` (a class with no rows),

@@ -1,23 +1,26 @@
 """A local server that speaks the OpenAI chat-completions protocol, for offline tests.
 
-:class:`OpenAIServer` listens on ``127.0.0.1`` (a free port) in a background thread and answers
-``POST /v1/chat/completions`` with whatever a handler returns, so code that uses the real
-``openai`` client (:class:`failmodes.proposers.ChatGPTProposer`, or your own) can be tested
-without a network, a key or a model::
+[`OpenAIServer`][OpenAIServer] listens on ``127.0.0.1`` (a free port) in a background thread and
+answers ``POST /v1/chat/completions`` with whatever a handler returns, so code that uses the real
+``openai`` client ([`failmodes.proposers.ChatGPTProposer`][failmodes.proposers.ChatGPTProposer], or
+your own) can be tested
+without a network, a key or a model:
 
-    with OpenAIServer(lambda body: '{"values": ["in a desert"]}') as server:
-        proposer = ChatGPTProposer(base_url=server.base_url, api_key="test-key")
-        assert proposer.propose(["fox"]) == {"fox": ["in a desert"]}
-    assert server.requests[0].headers["authorization"] == "Bearer test-key"
+```python
+with OpenAIServer(lambda body: '{"values": ["in a desert"]}') as server:
+    proposer = ChatGPTProposer(base_url=server.base_url, api_key="test-key")
+    assert proposer.propose(["fox"]) == {"fox": ["in a desert"]}
+assert server.requests[0].headers["authorization"] == "Bearer test-key"
+```
 
 The handler receives the parsed JSON body of each request and returns either a string (the
-assistant's answer) or a :class:`Reply` that sets the status code, headers, refusal, finish
+assistant's answer) or a [`Reply`][Reply] that sets the status code, headers, refusal, finish
 reason or the whole body: enough to play rate limits (``Reply(status=429,
 headers={"retry-after-ms": "1"})``), server errors, refusals and servers that reject a
-``response_format``. Instead of a callable, a :class:`Reply`, a string, or a list of them played
+``response_format``. Instead of a callable, a [`Reply`][Reply], a string, or a list of them played
 in order (the last one repeats) may be given.
 
-Every request received is kept in :attr:`OpenAIServer.requests`, with its headers, so a test can
+Every request received is kept in ``OpenAIServer.requests``, with its headers, so a test can
 check what was sent. ``GET /v1/models`` lists one model; other paths answer 404. Streaming is not
 supported.
 """
@@ -37,7 +40,7 @@ __all__ = ["OpenAIServer", "ReceivedRequest", "Reply"]
 
 @dataclass(frozen=True)
 class Reply:
-    """One answer of :class:`OpenAIServer` to a chat-completions request.
+    """One answer of [`OpenAIServer`][OpenAIServer] to a chat-completions request.
 
     Attributes:
         content: the assistant message's content (``None`` for no content).
@@ -68,7 +71,7 @@ class Reply:
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """A request as :class:`OpenAIServer` received it.
+    """A request as [`OpenAIServer`][OpenAIServer] received it.
 
     Attributes:
         method: ``"GET"`` or ``"POST"``.
@@ -89,19 +92,19 @@ Handler = Callable[[dict[str, Any]], "str | Reply"]
 class OpenAIServer:
     """A local OpenAI-protocol server on ``127.0.0.1`` that answers what a handler says.
 
-    Use it as a context manager (or call :meth:`start` and :meth:`close`); :attr:`base_url` is
-    what to give an ``openai.OpenAI`` client. Requests are answered one at a time, so a handler
-    need not be thread-safe.
+    Use it as a context manager (or call [`start`][start] and [`close`][close]);
+    [`base_url`][base_url] is what to give an ``openai.OpenAI`` client. Requests are answered one at
+    a time, so a handler need not be thread-safe.
 
     Args:
         handler: what to answer to ``POST /v1/chat/completions``: a callable
-            ``handler(body) -> str | Reply`` given the parsed JSON request body; a :class:`Reply`
+            ``handler(body) -> str | Reply`` given the parsed JSON request body; a [`Reply`][Reply]
             or string given every time; or a list of them, answered in order, the last one
             repeating. An exception in the handler answers 500 with its message.
         model: the model id listed by ``GET /v1/models``.
 
     Attributes:
-        requests: every request received, in order (:class:`ReceivedRequest`).
+        requests: every request received, in order ([`ReceivedRequest`][ReceivedRequest]).
 
     Examples:
         >>> import openai
@@ -151,7 +154,7 @@ class OpenAIServer:
         return self
 
     def close(self) -> None:
-        """Stop serving and free the port; :attr:`requests` is kept."""
+        """Stop serving and free the port; ``requests`` is kept."""
         if self._httpd is None:
             return
         self._httpd.shutdown()

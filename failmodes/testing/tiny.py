@@ -37,7 +37,7 @@ def tiny_clip(seed: int = 0) -> tuple[torch.nn.Module, Any, Any]:
     normalised ``(3, 32, 32)`` tensor) and ``tokenizer`` is ViT-B-32's (it ships its BPE, so it
     works offline). The same seed gives the same weights; the global torch RNG is untouched.
 
-    Example:
+    Examples:
         >>> from failmodes.testing.tiny import tiny_clip
         >>> model, preprocess, tokenizer = tiny_clip(seed=0)
         >>> model.encode_text(tokenizer(["a photo of a fox"])).shape
@@ -81,7 +81,7 @@ def clip_tokenizer() -> Any:
     and a context of 77 tokens. It gives the token ids of ``openai/clip-vit-large-patch14``'s
     tokenizer, and pads with ``<|endoftext|>`` as Stable Diffusion's does.
 
-    Example:
+    Examples:
         >>> from failmodes.testing.tiny import clip_tokenizer
         >>> tokenizer = clip_tokenizer()
         >>> tokenizer("a photo of a fox").input_ids
@@ -112,7 +112,7 @@ class TinySafetyChecker(torch.nn.Module):
         seen_: number of images checked so far.
         blanked_: number of images blanked so far.
 
-    Example:
+    Examples:
         >>> from failmodes.testing.tiny import TinySafetyChecker, tiny_stable_diffusion
         >>> pipe = tiny_stable_diffusion(safety_checker=TinySafetyChecker())
         >>> out = pipe("a photo of a fox", num_inference_steps=2)
@@ -164,10 +164,10 @@ def tiny_stable_diffusion(seed: int = 0, safety_checker: torch.nn.Module | None 
     The components have Stable Diffusion 1.x's kinds and wiring, shrunk: a two-level
     ``UNet2DConditionModel`` (4 and 8 channels, cross-attention width 32), a two-level
     ``AutoencoderKL`` (a 2x latent, so the default image is 64x64), a two-layer
-    ``CLIPTextModel`` of width 32 over CLIP's full vocabulary with :func:`clip_tokenizer`, and
-    SD 1.5's own scheduler (``PNDMScheduler`` with its configuration). Two steps make a 64x64
-    image in well under a tenth of a second on one CPU thread; the images are noise-like and
-    mean nothing.
+    ``CLIPTextModel`` of width 32 over CLIP's full vocabulary with
+    [`clip_tokenizer`][clip_tokenizer], and SD 1.5's own scheduler (``PNDMScheduler`` with its
+    configuration). Two steps make a 64x64 image in well under a tenth of a second on one CPU
+    thread; the images are noise-like and mean nothing.
 
     The same seed gives the same weights; the global torch RNG is untouched. Needs the
     ``diffusion`` extra, and open_clip (the ``clip`` extra) for the tokenizer's vocabulary.
@@ -175,14 +175,14 @@ def tiny_stable_diffusion(seed: int = 0, safety_checker: torch.nn.Module | None 
     Args:
         seed: seed of the weights.
         safety_checker: a module with the safety checker's call protocol (see
-            :class:`TinySafetyChecker`), or ``None`` for none. With one, a small
+            [`TinySafetyChecker`][TinySafetyChecker]), or ``None`` for none. With one, a small
             ``CLIPImageProcessor`` is added as the pipeline's feature extractor, which the
             pipeline needs to call a checker.
 
     Returns:
         The pipeline, on the CPU in float32, its modules in eval mode.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from failmodes.testing.tiny import tiny_stable_diffusion
         >>> pipe = tiny_stable_diffusion(seed=0)

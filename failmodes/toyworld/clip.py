@@ -1,6 +1,6 @@
 """ToyCLIP: a tiny open_clip CLIP trained on ToyWorld, the embedded world's captioner.
 
-ToyCLIP is a plain open_clip :class:`open_clip.CLIP` of 1.8M parameters: a ViT of 3 layers of
+ToyCLIP is a plain open_clip ``open_clip.CLIP`` of 1.8M parameters: a ViT of 3 layers of
 width 64 on 32x32 images in 4x4 patches, average-pooled (small patches and average pooling make
 the object's colour quick to learn), and a text transformer of 2 layers of width 32 on
 open_clip's own BPE tokenizer (49408 tokens, which hold most of the parameters; context 20, room
@@ -9,12 +9,14 @@ trained contrastively on ToyWorld images and captions ("a photo of a red circle 
 ``scripts/train_toyclip.py``) and shipped in float16 (3.5 MB).
 
 It is loaded exactly as a real CLIP is, so the demo's captioner runs the same code as with
-ViT-B/32::
+ViT-B/32:
 
-    open_clip.add_model_config("failmodes/toyworld/weights/toyclip.json")  # register_toyclip()
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        "toyclip", pretrained="failmodes/toyworld/weights/toyclip.safetensors")
-    tokenizer = open_clip.get_tokenizer("toyclip")
+```python
+open_clip.add_model_config("failmodes/toyworld/weights/toyclip.json")  # register_toyclip()
+model, _, preprocess = open_clip.create_model_and_transforms(
+    "toyclip", pretrained="failmodes/toyworld/weights/toyclip.safetensors")
+tokenizer = open_clip.get_tokenizer("toyclip")
+```
 
 It was trained on images normalised with open_clip's default (OpenAI) mean and std, because
 open_clip 3.x keeps its default preprocessing for a model name with a checkpoint *file* (it reads
@@ -25,7 +27,7 @@ to tensor, normalise with those mean and std.
 Importing this module loads nothing: open_clip is imported and the weights are read only when
 a model is built.
 
-Example:
+Examples:
     >>> from failmodes.toyworld import ToyWorld, toyclip_captioner
     >>> world = ToyWorld(seed=0)
     >>> debug = world.debug(20)
@@ -101,7 +103,7 @@ def register_toyclip() -> str:
 
 
 def toyclip_captioner(**kwargs: Any) -> CLIPCaptioner:
-    """A :class:`~failmodes.captioners.CLIPCaptioner` on ToyCLIP; nothing is loaded yet.
+    """A [`CLIPCaptioner`][failmodes.captioners.CLIPCaptioner] on ToyCLIP; nothing is loaded yet.
 
     Args:
         **kwargs: passed to ``CLIPCaptioner`` (``batch_size``, ``device``, ``progress``,

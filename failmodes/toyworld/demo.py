@@ -26,11 +26,12 @@ DEMO_SETTINGS: dict[str, Any] = {
 def demo_components(
     world: ToyWorld, *, seed: int = 0, progress: bool | None = False, **overrides: Any
 ) -> dict[str, Any]:
-    """The keyword arguments of a :class:`failmodes.Debugger` for ``world``.
+    """The keyword arguments of a [`failmodes.Debugger`][failmodes.debugger.Debugger] for ``world``.
 
     The classifier is ToyWorld's pretrained backbone with a head fitted on the world's biased
     training split; proposals are the values uncommon for each class; captions come from
-    ToyCLIP through :class:`failmodes.CLIPCaptioner`; images from the world's renderer.
+    ToyCLIP through [`failmodes.CLIPCaptioner`][failmodes.captioners.clip.CLIPCaptioner]; images
+    from the world's renderer.
 
     Args:
         world: the world to debug.
@@ -78,10 +79,11 @@ def run_demo(
     progress: bool | None = False,
     cache: Any = True,
 ):
-    """Run the whole method on one world; returns the :class:`failmodes.RunResult`.
+    """Run the whole method on one world; returns the
+    [`failmodes.RunResult`][failmodes.results.RunResult].
 
-    ``cache`` is the :class:`failmodes.Debugger`'s (``True``, ``False``, a folder or a
-    :class:`~failmodes.cache.Cache`).
+    ``cache`` is the [`failmodes.Debugger`][failmodes.debugger.Debugger]'s (``True``, ``False``, a
+    folder or a [`Cache`][failmodes.cache.Cache]).
     """
     from failmodes.cache import resolve_cache
     from failmodes.debugger import Debugger
@@ -103,7 +105,7 @@ def run_demo(
 
 def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> ToyDataset:
     """``world.train(size)``, ``world.debug(size)`` or ``world.test(size)``, read from ``cache``
-    when it was rendered before by the same renderer (a :class:`~failmodes.cache.Cache`, or
+    when it was rendered before by the same renderer (a [`Cache`][failmodes.cache.Cache], or
     ``None`` to render)."""
     makers = {"train": world.train, "debug": world.debug, "test": world.test}
     if split not in makers:
@@ -139,8 +141,8 @@ def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> T
 def _cached_classifier(
     world: ToyWorld, per_class: int, seed: int, train: Any, cache: Any, backbone: Any = None
 ):
-    """:func:`~failmodes.toyworld.toy_classifier` on ``backbone`` (``None``: the shipped one);
-    its head read from ``cache`` if fitted before."""
+    """[`toy_classifier`][failmodes.toyworld.toy_classifier] on ``backbone`` (``None``: the shipped
+    one); its head read from ``cache`` if fitted before."""
     from torch import nn
 
     from failmodes.cache import fingerprint, resolve_cache, tensor_digest

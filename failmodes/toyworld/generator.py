@@ -1,4 +1,5 @@
-"""ToyWorld's image generator: the world's renderer behind the :class:`ImageGenerator` interface.
+"""ToyWorld's image generator: the world's renderer behind the [`ImageGenerator`][ImageGenerator]
+interface.
 
 It plays the part of a text-to-image model in the embedded world. A request names a class (a
 shape) and a value of the world's attribute (a background phrase such as ``"on grass"`` in
@@ -28,13 +29,13 @@ class ToyWorldGenerator(ImageGenerator):
     be regenerated on its own, bit-identical, in any order and on any worker.
 
     Args:
-        world: the :class:`~failmodes.toyworld.ToyWorld` whose vocabulary, attribute and common
+        world: the [`ToyWorld`][failmodes.toyworld.ToyWorld] whose vocabulary, attribute and common
             values (for bare-class requests) are used.
         style: ``"generated"`` (default: the renderer's own style, with a gap from the world's
             images) or ``"world"`` (the world's own style, for ablations).
         progress: show a progress bar over requests; ``None`` shows none.
 
-    Example:
+    Examples:
         >>> from failmodes import GenerationRequest
         >>> from failmodes.toyworld import ToyWorld, ToyWorldGenerator
         >>> gen = ToyWorldGenerator(ToyWorld(seed=0))

@@ -10,7 +10,7 @@ The task head is then fitted from zero on a world's small, biased training split
 (the class's common background or colour) lives in the head, and retraining the head alone can
 repair it.
 
-Example:
+Examples:
     >>> from failmodes.toyworld import ToyWorld, toy_classifier
     >>> model = toy_classifier(ToyWorld(seed=0), per_class=5)
     >>> model[-1].out_features
@@ -22,11 +22,14 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from failmodes.toyworld.world import ToyDataset, ToyWorld
 
 __all__ = ["HEAD_WEIGHT_DECAY", "ToyBackbone", "load_backbone", "toy_classifier"]
 
@@ -103,9 +106,9 @@ def load_backbone(path: str | Path | None = None) -> ToyBackbone:
             the weights shipped with failmodes.
 
     Returns:
-        A :class:`ToyBackbone` in eval mode whose parameters do not require gradients.
+        A [`ToyBackbone`][ToyBackbone] in eval mode whose parameters do not require gradients.
 
-    Example:
+    Examples:
         >>> backbone = load_backbone()
         >>> backbone(torch.rand(2, 3, 32, 32)).shape[0]
         2
@@ -133,23 +136,23 @@ def _features(backbone: nn.Module, images: np.ndarray, batch_size: int = 512) ->
 
 
 def toy_classifier(
-    world,
+    world: ToyWorld,
     *,
     per_class: int = 50,
     seed: int = 0,
     weight_decay: float = HEAD_WEIGHT_DECAY,
     backbone: ToyBackbone | None = None,
-    train=None,
+    train: ToyDataset | None = None,
 ) -> nn.Sequential:
     """The world's classifier: the pretrained backbone and a head fitted on the biased train split.
 
-    The head is fitted from zero by :class:`~failmodes.heads.LinearHeadTrainer` (L-BFGS on
-    ``mean CE + weight_decay / 2 * ||params||^2``, the objective the repair step refits) over
+    The head is fitted from zero by [`LinearHeadTrainer`][failmodes.heads.LinearHeadTrainer] (L-BFGS
+    on ``mean CE + weight_decay / 2 * ||params||^2``, the objective the repair step refits) over
     ``world.train(per_class)``; with only a few rare-value images per class it leans on the
     class's common value, which is the shortcut the library finds and repairs.
 
     Args:
-        world: a :class:`~failmodes.toyworld.ToyWorld`.
+        world: a [`ToyWorld`][failmodes.toyworld.ToyWorld].
         per_class: training images per class (the paper uses 30 per class on ImageNet).
         seed: passed to the head's solver (the objective is convex and the start is zero, so
             the result does not depend on it).

@@ -12,6 +12,7 @@ class mostly has its own colour and backgrounds are uniform. Debug and test spli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ SHAPES: tuple[str, ...] = (
     "crescent",
     "bar",
 )
+"""The shapes (ToyWorld's classes), in label order."""
 
 # name -> phrase that reads after the class name ("a circle on grass")
 BACKGROUNDS: dict[str, str] = {
@@ -69,6 +71,7 @@ BACKGROUNDS: dict[str, str] = {
     "deep sea": "in the deep sea",
     "wallpaper": "on striped wallpaper",
 }
+"""The backgrounds: name -> the phrase that reads after a class name ("on grass")."""
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 30, 30),
@@ -88,6 +91,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "gray": (128, 128, 128),
     "beige": (225, 205, 160),
 }
+"""The named colours and their RGB values."""
 
 VALUES = {"background": tuple(BACKGROUNDS.values()), "color": tuple(COLORS)}
 
@@ -295,9 +299,9 @@ def render(
     """Render one image.
 
     Args:
-        shape: one of :data:`SHAPES`.
-        background: a key of :data:`BACKGROUNDS`.
-        color: a key of :data:`COLORS`.
+        shape: one of [`SHAPES`][SHAPES].
+        background: a key of [`BACKGROUNDS`][BACKGROUNDS].
+        color: a key of [`COLORS`][COLORS].
         rng: the source of every random choice (position, scale, rotation, texture, jitter).
         size: image side in pixels.
         style: ``"world"`` for the world's own images, ``"generated"`` for the renderer's images,
@@ -393,7 +397,7 @@ class ToyWorld:
         strength: the share of training images that show their class's common value (rho).
         size: image side in pixels.
 
-    Example:
+    Examples:
         >>> world = ToyWorld(seed=0)
         >>> train = world.train(per_class=5)
         >>> len(train), train.groups[0] == world.common_values[train.labels[0]] or True
@@ -439,7 +443,7 @@ class ToyWorld:
 
     def sample(
         self,
-        labels,
+        labels: Sequence[int] | np.ndarray,
         *,
         biased: bool,
         seed: int,
@@ -454,7 +458,7 @@ class ToyWorld:
                 value with probability ``strength``, else a uniformly drawn other value); if
                 False, uniformly over all values.
             seed: seed of the values, the other attribute and the rendering.
-            style: ``"world"`` or ``"generated"`` (see :func:`render`).
+            style: ``"world"`` or ``"generated"`` (see [`render`][render]).
             values: fixed attribute values per image (``None`` entries are drawn as above).
         """
         labels = np.asarray(labels, dtype=np.int64)

@@ -7,18 +7,18 @@ whole family (section 5.3.2). The zoo is that setting in miniature: small convol
 made the way the demo's classifier is made:
 
 1. a backbone pretrained on broad, *balanced* ToyWorld renders with the multi-task recipe of
-   the shipped backbone (:func:`pretrain_backbone`: name the shape, and with smaller weights
-   the background and the colour), never on a world's biased split;
+   the shipped backbone ([`pretrain_backbone`][pretrain_backbone]: name the shape, and with smaller
+   weights the background and the colour), never on a world's biased split;
 2. a linear head fitted from zero on the world's biased training split by
-   :class:`~failmodes.heads.LinearHeadTrainer` with ``weight_decay=HEAD_WEIGHT_DECAY``, as
-   :func:`~failmodes.toyworld.toy_classifier` does.
+   [`LinearHeadTrainer`][failmodes.heads.LinearHeadTrainer] with ``weight_decay=HEAD_WEIGHT_DECAY``,
+   as [`toy_classifier`][failmodes.toyworld.toy_classifier] does.
 
 Pretraining does not depend on the world, so each backbone is pretrained once (a minute or two
-on one CPU thread) and kept in failmodes' cache (:mod:`failmodes.cache`) under a key made of its
-architecture, its training settings, its seed and a hash of the renderer's source; the heads are
-cached per world.
+on one CPU thread) and kept in failmodes' cache ([`failmodes.cache`][failmodes.cache]) under a key
+made of its architecture, its training settings, its seed and a hash of the renderer's source; the
+heads are cached per world.
 
-Example:
+Examples:
     >>> from failmodes.toyworld import ToyWorld
     >>> from failmodes.toyworld.zoo import ZOO, zoo_models
     >>> sorted({spec.category for spec in ZOO.values()})
@@ -128,7 +128,8 @@ def pretrain_backbone(
     """Pretrain a backbone on balanced world-style renders, with the multi-task recipe.
 
     Three linear heads on the backbone's features name the shape, the background and the colour
-    of ``n_train`` balanced images (:func:`balanced_data`), and the backbone and heads minimise
+    of ``n_train`` balanced images ([`balanced_data`][balanced_data]), and the backbone and heads
+    minimise
 
         CE(shape) + w_background * CE(background) + w_color * CE(color)
 
@@ -165,7 +166,7 @@ def pretrain_backbone(
         accuracy on the validation images), ``loss`` (the mean training loss of each epoch)
         and ``seconds`` (``{"render", "train"}``).
 
-    Example:
+    Examples:
         >>> from failmodes.toyworld import ToyBackbone
         >>> backbone, info = pretrain_backbone(
         ...     lambda: ToyBackbone((8, 16)), n_train=64, n_val=32, epochs=1, batch_size=32
@@ -283,7 +284,7 @@ class ToyMixer(nn.Module):
     linearly; ``depth`` Mixer blocks follow (Tolstikhin et al., 2021: an MLP across the tokens,
     then one across the channels, each pre-normed and residual), and the features are the
     layer-normed mean of the tokens, so ``d`` is ``dim``. Inputs are normalised inside the
-    module, as :class:`~failmodes.toyworld.ToyBackbone`'s are. It has no convolution but the
+    module, as [`ToyBackbone`][failmodes.toyworld.ToyBackbone]'s are. It has no convolution but the
     patch embedding: what it learns of space, it learns in the token MLPs.
 
     Args:
@@ -294,7 +295,7 @@ class ToyMixer(nn.Module):
         patch: patch side in pixels.
         image_size: image side in pixels (a multiple of ``patch``).
 
-    Example:
+    Examples:
         >>> ToyMixer(dim=32, depth=1)(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 32])
     """
@@ -354,6 +355,7 @@ PRETRAINING: dict[str, Any] = {
     "w_background": 0.3,
     "w_color": 0.3,
 }
+"""How every zoo backbone is pretrained (sizes, epochs, optimiser settings)."""
 
 # The Mixers learn the shape more slowly per image than the CNNs and cost more per image: more,
 # smaller steps at a lower peak rate on fewer images, to stay within about two minutes.
@@ -369,7 +371,8 @@ class ZooSpec:
         architecture: the class, ``"ToyBackbone"`` or ``"ToyMixer"``.
         config: the class's keyword arguments.
         seed: the pretraining seed (data, initial weights, batch order).
-        pretraining: settings of :func:`pretrain_backbone` that differ from :data:`PRETRAINING`.
+        pretraining: settings of [`pretrain_backbone`][pretrain_backbone] that differ from
+            [`PRETRAINING`][PRETRAINING].
     """
 
     category: str
@@ -379,7 +382,7 @@ class ZooSpec:
     pretraining: Mapping[str, Any] = field(default_factory=dict)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        """The full :func:`pretrain_backbone` settings: the zoo's, this spec's, then
+        """The full [`pretrain_backbone`][pretrain_backbone] settings: the zoo's, this spec's, then
         ``overrides``, and the seed."""
         return {**PRETRAINING, **self.pretraining, **overrides, "seed": self.seed}
 
@@ -407,6 +410,7 @@ ZOO: dict[str, ZooSpec] = {
         pretraining=_MIXER_PRETRAINING,
     ),
 }
+"""The zoo: name -> [`ZooSpec`][failmodes.toyworld.zoo.ZooSpec], three CNNs and three MLP-Mixers."""
 
 
 @dataclass
@@ -417,9 +421,11 @@ class ZooModel:
         name: its name in the zoo.
         category: its architecture family.
         model: ``nn.Sequential(backbone, head)`` in eval mode, frozen; ``model[-1]`` is the
-            ``nn.Linear`` head, so :class:`~failmodes.TorchExtractor` takes it as it is.
+            ``nn.Linear`` head, so [`TorchExtractor`][failmodes.extractors.torch.TorchExtractor]
+            takes it as it is.
         spec: how its backbone was built and pretrained.
-        pretraining: what :func:`pretrain_backbone` reported (validation accuracies, losses,
+        pretraining: what [`pretrain_backbone`][pretrain_backbone] reported (validation accuracies,
+            losses,
             seconds) and the settings it ran with.
     """
 
@@ -464,14 +470,16 @@ def zoo_backbone(
     Args:
         spec: the backbone's spec (e.g. ``ZOO["mixer-base"]``).
         cache: ``True`` (the default cache folder), ``False``, a folder or a
-            :class:`~failmodes.cache.Cache`.
+            [`Cache`][failmodes.cache.Cache].
         progress: show a progress bar while pretraining.
-        **pretraining: settings of :func:`pretrain_backbone` to override (``n_train=500``);
+        **pretraining: settings of [`pretrain_backbone`][pretrain_backbone] to override
+            (``n_train=500``);
             they are part of the cache key.
 
     Returns:
         ``(backbone, info)``: the module in eval mode with frozen parameters, and the
-        pretraining report (see :func:`pretrain_backbone`) with the ``settings`` used.
+        pretraining report (see [`pretrain_backbone`][pretrain_backbone]) with the ``settings``
+        used.
     """
     from failmodes.cache import resolve_cache
 
@@ -515,22 +523,23 @@ def zoo_models(
 ) -> dict[str, ZooModel]:
     """The zoo's classifiers for ``world``: pretrained backbones, heads fitted on its biased split.
 
-    Each backbone is read from the cache or pretrained (:func:`zoo_backbone`); each head is
-    fitted from zero on ``world.train(per_class)`` as :func:`~failmodes.toyworld.toy_classifier`
-    does (:class:`~failmodes.heads.LinearHeadTrainer`, L-BFGS, ``weight_decay=
+    Each backbone is read from the cache or pretrained ([`zoo_backbone`][zoo_backbone]); each head
+    is fitted from zero on ``world.train(per_class)`` as
+    [`toy_classifier`][failmodes.toyworld.toy_classifier] does
+    ([`LinearHeadTrainer`][failmodes.heads.LinearHeadTrainer], L-BFGS, ``weight_decay=
     HEAD_WEIGHT_DECAY``) and cached per world and backbone, as the demo's head is.
 
     Args:
         world: the world whose biased training split the heads are fitted on.
         names: the models to make, in this order; ``None``: all of ``specs``.
-        specs: ``{name: ZooSpec}``; ``None``: :data:`ZOO`.
+        specs: ``{name: ZooSpec}``; ``None``: [`ZOO`][ZOO].
         per_class: training images per class for the heads (the demo's 50).
         seed: seed of the heads' fits.
         cache: ``True`` (the default cache folder), ``False``, a folder or a
-            :class:`~failmodes.cache.Cache`.
+            [`Cache`][failmodes.cache.Cache].
         train: ``world.train(per_class)`` when already rendered.
         progress: show progress bars while pretraining.
-        **pretraining: :func:`pretrain_backbone` settings that override every spec's
+        **pretraining: [`pretrain_backbone`][pretrain_backbone] settings that override every spec's
             (``n_train=500, epochs=1`` for a quick look).
 
     Returns:
