@@ -39,11 +39,11 @@ def replace_head(model: nn.Module, head: nn.Linear, *, name: str | None = None) 
             f"head has shape {head.in_features}->{head.out_features} but the model's head "
             f"{name!r} is {old.in_features}->{old.out_features}"
         )
+    new = copy.deepcopy(head).to(next(old.parameters()).device)
+    if not name:  # the model is the head itself
+        return new
     patched = copy.deepcopy(model)
-    if not name:
-        return copy.deepcopy(head)
     parent_name, _, child = name.rpartition(".")
     parent = patched.get_submodule(parent_name) if parent_name else patched
-    new = copy.deepcopy(head).to(next(old.parameters()).device)
     setattr(parent, child, new)
     return patched

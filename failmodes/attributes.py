@@ -22,6 +22,15 @@ class Attribute:
         question: the question put to a language model, with ``{class_name}``.
         value_before_class: whether values read before the class name (adjectives).
         plural: the plural used in messages ("backgrounds").
+
+    Examples:
+        An attribute of your own, whose values read before the class name:
+
+        >>> from failmodes.attributes import Attribute, prompt
+        >>> material = Attribute("material", "What are the uncommon materials of a {class_name}?",
+        ...                      value_before_class=True, plural="materials")
+        >>> prompt("chair", "glass", material)
+        'a photo of a glass chair'
     """
 
     name: str
@@ -56,6 +65,22 @@ def get_attribute(attribute: str | Attribute) -> Attribute:
     """Look up an attribute by name; an [`Attribute`][Attribute] passes through.
 
     Unknown names get a generic attribute whose values read after the class name.
+
+    Args:
+        attribute: a name (case and surrounding spaces ignored; ``"colour"`` is ``"color"``) or
+            an [`Attribute`][Attribute].
+
+    Returns:
+        The built-in attribute of [`ATTRIBUTES`][ATTRIBUTES] of that name, ``attribute`` itself,
+        or a generic one.
+
+    Raises:
+        ValueError: if ``attribute`` is not an ``Attribute`` nor a non-empty string.
+
+    Examples:
+        >>> from failmodes.attributes import get_attribute
+        >>> get_attribute("Colour").value_before_class, get_attribute("weather").plural
+        (True, 'weathers')
     """
     if isinstance(attribute, Attribute):
         return attribute
@@ -80,8 +105,19 @@ _ARTICLES = ("a ", "an ", "the ")
 def with_article(phrase: str) -> str:
     """Prefix an indefinite article unless the phrase already has a determiner.
 
-    >>> with_article("arrow"), with_article("red circle"), with_article("the sea")
-    ('an arrow', 'a red circle', 'the sea')
+    The article follows the first letter ("an" before a vowel), not the sound.
+
+    Args:
+        phrase: a noun phrase ("red circle").
+
+    Returns:
+        The phrase, stripped, with "a " or "an " before it unless it starts with "a", "an" or
+        "the".
+
+    Examples:
+        >>> from failmodes.attributes import with_article
+        >>> with_article("arrow"), with_article("red circle"), with_article("the sea")
+        ('an arrow', 'a red circle', 'the sea')
     """
     text = phrase.strip()
     if text.lower().startswith(_ARTICLES):
@@ -106,7 +142,28 @@ def prompt(
 ) -> str:
     """The prompt for a (class, value) pair; ``value=None`` gives the bare class.
 
-    >>> prompt("fox", "in a desert"), prompt("arrow", "red", "color"), prompt("fox", None)
-    ('a photo of a fox in a desert', 'a photo of a red arrow', 'a photo of a fox')
+    Prompts, captioner texts and descriptions are all made here, so they always agree.
+
+    Args:
+        class_name: the class ("fox").
+        value: the attribute's value ("in a desert", "red"), or ``None`` (or blank) for the bare
+            class.
+        attribute: the attribute ``value`` belongs to, by name or as an
+            [`Attribute`][Attribute]; it decides whether the value goes before the class name.
+        template: a format string with one ``{}``, which receives the class with its value and
+            an article.
+
+    Returns:
+        The filled template.
+
+    Raises:
+        ValueError: if ``attribute`` is blank.
+
+    Examples:
+        >>> from failmodes.attributes import prompt
+        >>> prompt("fox", "in a desert"), prompt("arrow", "red", "color"), prompt("fox", None)
+        ('a photo of a fox in a desert', 'a photo of a red arrow', 'a photo of a fox')
+        >>> prompt("fox", "in a desert", template="a blurry photo of {}.")
+        'a blurry photo of a fox in a desert.'
     """
     return template.format(with_article(phrase(class_name, value, attribute)))

@@ -49,7 +49,20 @@ _SIMPLE = (str, int, float, bool, type(None))
 
 
 def digest(value: Any) -> str:
-    """The SHA-256 hex digest of ``value`` as canonical JSON (sorted keys, no spaces)."""
+    """The SHA-256 hex digest of ``value`` as canonical JSON (sorted keys, no spaces).
+
+    Args:
+        value: JSON-ready data; numpy scalars, paths, dtypes and devices are written as their
+            values or names, other objects as their ``repr``.
+
+    Returns:
+        64 hexadecimal characters; equal data (whatever its key order) gives equal digests.
+
+    Examples:
+        >>> from failmodes.cache import digest
+        >>> digest({"a": 1, "b": [2, 3]}) == digest({"b": [2, 3], "a": 1})
+        True
+    """
     blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -95,6 +108,20 @@ def fingerprint(component: Any) -> Any:
     are, ``nn.Module`` objects by a hash of their weights and buffers, tensors by their bytes,
     other objects by their ``repr`` unless it shows a memory address, in which case the
     component cannot be described and ``None`` is returned (its steps are then not cached).
+
+    Args:
+        component: an extractor, proposer, captioner, generator, head trainer or filter.
+
+    Returns:
+        JSON-ready data, or ``None`` for ``None`` and for a component that cannot be described.
+
+    Examples:
+        >>> from failmodes import StaticProposer
+        >>> from failmodes.cache import fingerprint
+        >>> fingerprint(StaticProposer({"fox": ["in a desert"]}))
+        {'class': 'failmodes.proposers.static.StaticProposer', 'values': {'fox': ['in a desert']}}
+        >>> fingerprint(StaticProposer(lambda name, attribute: ["red"])) is None
+        True
     """
     if component is None:
         return None
@@ -154,6 +181,22 @@ def data_fingerprint(data: Any) -> Any:
     sizes and modification times, and its transform; in-memory images (ToyWorld's datasets,
     [`ImageDataset`][failmodes.data.ImageDataset], lists, tensors) by their pixels and labels. An
     iterable without a length cannot be fingerprinted.
+
+    Args:
+        data: a dataset of images or ``(image, label)`` pairs.
+
+    Returns:
+        JSON-ready data, or ``None`` when ``data`` cannot be described (its steps are then not
+        cached).
+
+    Examples:
+        >>> from PIL import Image
+        >>> from failmodes.cache import data_fingerprint
+        >>> data = [(Image.new("RGB", (4, 4), "red"), 0)]
+        >>> data_fingerprint(data) == data_fingerprint([(Image.new("RGB", (4, 4), "red"), 0)])
+        True
+        >>> data_fingerprint(data) == data_fingerprint([(Image.new("RGB", (4, 4), "red"), 1)])
+        False
     """
     own = getattr(data, "cache_key", None)
     if own is not None:
@@ -212,6 +255,10 @@ def _array_digest(array: np.ndarray) -> str:
 class Cache:
     """A content-addressed store of JSON, tensors and images under one folder.
 
+    Entries are grouped by ``kind`` (``"features"``, ``"captions"``, ...) and found by a key
+    from [`key`][key]; a ``get_*`` of an entry that is missing, or cannot be read, returns
+    ``None``.
+
     Args:
         root: the folder; ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder.
 
@@ -222,6 +269,9 @@ class Cache:
         >>> cache.put_tensors("features", key, {"features": torch.ones(2, 3)})
         >>> cache.get_tensors("features", key)["features"].shape
         torch.Size([2, 3])
+        >>> cache.put_json("proposals", key, ["in a desert"])
+        >>> cache.get_json("proposals", key), cache.get_json("proposals", "0" * 64)
+        (['in a desert'], None)
     """
 
     def __init__(self, root: str | Path | None = None):
@@ -244,16 +294,43 @@ class Cache:
 
     @staticmethod
     def key(kind: str, spec: Any) -> str:
-        """The key of an entry of ``kind`` whose content depends on ``spec`` (JSON-ready)."""
+        """The key of an entry of ``kind`` whose content depends on ``spec``.
+
+        Args:
+            kind: the entry's kind (``"features"``, ``"captions"``, ...).
+            spec: JSON-ready data describing everything the content depends on.
+
+        Returns:
+            A 64-character hex digest of ``kind``, ``spec`` and the cache format.
+        """
         return digest({"kind": kind, "format": FORMAT, "spec": spec})
 
     def entry(self, kind: str, key: str) -> Path:
-        """Where the entry lives (a file stem or a folder, by kind)."""
+        """Where an entry lives (a file stem or a folder, by kind).
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key, from [`key`][key].
+
+        Returns:
+            ``<path>/<kind>/<first two characters of key>/<key>``; JSON and tensor entries add a
+            suffix, image entries are this folder.
+        """
         return self.path / kind / key[:2] / key
 
     # -- JSON ----------------------------------------------------------------------------------
 
     def get_json(self, kind: str, key: str) -> Any | None:
+        """Read a JSON entry.
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+
+        Returns:
+            The value stored, or ``None`` when the entry is missing or cannot be read (an
+            unreadable one is deleted, with a warning).
+        """
         path = self.entry(kind, key).with_suffix(".json")
         try:
             return json.loads(path.read_text())["value"]
@@ -264,12 +341,30 @@ class Cache:
             return None
 
     def put_json(self, kind: str, key: str, value: Any, *, provenance: Any = None) -> None:
+        """Write a JSON entry, atomically (a reader sees the old entry or the new one).
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            value: JSON-serialisable data; ``None`` reads back as a missing entry.
+            provenance: JSON-serialisable notes kept beside the value (not read back).
+        """
         blob = json.dumps({"value": value, "provenance": provenance}, sort_keys=True, indent=1)
         atomic_write(self.entry(kind, key).with_suffix(".json"), blob.encode())
 
     # -- tensors -------------------------------------------------------------------------------
 
     def get_tensors(self, kind: str, key: str) -> dict[str, torch.Tensor] | None:
+        """Read a tensors entry (a safetensors file).
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+
+        Returns:
+            ``{name: tensor}`` on the CPU, or ``None`` when the entry is missing or cannot be
+            read (an unreadable one is deleted, with a warning).
+        """
         from safetensors.torch import load_file
 
         path = self.entry(kind, key).with_suffix(".safetensors")
@@ -289,6 +384,14 @@ class Cache:
         *,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
+        """Write a tensors entry as a safetensors file, atomically.
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            tensors: ``{name: tensor}``; they are copied to the CPU and made contiguous.
+            metadata: string metadata stored in the file's header.
+        """
         from safetensors.torch import save
 
         blob = save(
@@ -306,6 +409,15 @@ class Cache:
 
         With ``lazy``, the images come as an [`ImageList`][failmodes.data.ImageList] of their files,
         read when indexed; the files are only checked to exist and be non-empty.
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            lazy: return the files unread instead of decoded RGB images.
+
+        Returns:
+            ``(images, manifest)``, or ``None`` when the entry is missing or cannot be read (an
+            unreadable one is deleted, with a warning).
         """
         folder = self.entry(kind, key)
         manifest_path = folder / "manifest.json"
@@ -331,12 +443,26 @@ class Cache:
     def put_images(
         self, kind: str, key: str, images: Sequence[Image.Image], manifest: dict
     ) -> None:
-        """Write images as PNG files with ``manifest.json`` (``manifest["images"]`` per image)."""
+        """Write images as PNG files with a ``manifest.json``, atomically (a folder rename).
+
+        When another writer stored the same entry first, its entry is kept.
+
+        Args:
+            kind: the entry's kind.
+            key: the entry's key.
+            images: PIL images, written as ``0000.png``, ``0001.png``, ...
+            manifest: JSON-serialisable data stored as ``manifest.json``; its ``"images"`` list,
+                when given, has one dict per image (e.g. its seed), to which each file's name is
+                added under ``"file"``.
+
+        Raises:
+            ValueError: if ``manifest["images"]`` does not have one entry per image.
+        """
         folder = self.entry(kind, key)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
         try:
-            entries = list(manifest.get("images") or [{} for _ in images])
+            entries = [dict(item) for item in manifest.get("images") or [{} for _ in images]]
             for i, (image, item) in enumerate(zip(images, entries, strict=True)):
                 item["file"] = f"{i:04d}.png"
                 image.save(staging / item["file"], format="PNG")
@@ -365,7 +491,11 @@ class Cache:
                 path.unlink()
 
     def files(self) -> Iterator[Path]:
-        """Every committed file of the cache (temporary files of unfinished writes excluded)."""
+        """Every committed file of the cache (temporary files of unfinished writes excluded).
+
+        Yields:
+            Paths of the files under [`path`][path], sorted.
+        """
         if not self.path.exists():
             return
         for path in sorted(self.path.rglob("*")):
@@ -395,7 +525,24 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
-    """``Debugger``'s ``cache`` argument as a [`Cache`][Cache] (``None``: caching is off)."""
+    """``Debugger``'s ``cache`` argument as a [`Cache`][Cache] (``None``: caching is off).
+
+    Args:
+        cache: ``True`` for the default folder (``$FAILMODES_CACHE`` or the user cache folder),
+            ``False`` or ``None`` for no cache, a folder, or a [`Cache`][Cache] (returned as it
+            is).
+
+    Returns:
+        The cache, or ``None`` for no cache.
+
+    Raises:
+        TypeError: if ``cache`` is none of the above.
+
+    Examples:
+        >>> from failmodes.cache import resolve_cache
+        >>> resolve_cache(False) is None, resolve_cache("/tmp/failmodes-cache")
+        (True, Cache('/tmp/failmodes-cache'))
+    """
     if cache is None or cache is False:
         return None
     if cache is True:

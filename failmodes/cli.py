@@ -113,7 +113,25 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``failmodes`` command."""
+    """Entry point of the ``failmodes`` command.
+
+    Args:
+        argv: the command's arguments, without the program name (``["demo", "--out",
+            "folder"]``); ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 on success.
+
+    Raises:
+        SystemExit: on ``--help`` and on invalid arguments (status 2), as ``argparse`` does.
+
+    Examples:
+        ```python
+        from failmodes.cli import main
+
+        main(["demo", "--out", "failmodes-demo"])  # as `failmodes demo` on the command line
+        ```
+    """
     args = _parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -39,8 +39,22 @@ def failure_masks(
 ) -> dict[str, np.ndarray]:
     """``{model: boolean mask of its failures}`` from each model's predictions on one debug set.
 
+    Args:
+        predictions: ``{model: predicted label per debug sample}``.
+        labels: the debug set's true labels.
+
+    Returns:
+        ``{model: mask}``, ``True`` where the model's prediction differs from the label, in the
+        order of ``predictions``.
+
     Raises:
         ValueError: if a model's predictions do not have one entry per label.
+
+    Examples:
+        >>> from failmodes.collective import failure_masks
+        >>> masks = failure_masks({"a": [0, 1, 1], "b": [0, 0, 1]}, labels=[0, 1, 0])
+        >>> {name: mask.tolist() for name, mask in masks.items()}
+        {'a': [False, False, True], 'b': [False, True, True]}
     """
     labels = np.asarray(labels)
     masks = {}
@@ -72,7 +86,12 @@ def failure_iou(
         A square DataFrame indexed by model names in input order; the diagonal is 1 (0 for a
         model without failures), and the IoU of two models without failures is 0.
 
+    Raises:
+        ValueError: if ``failures`` is empty, the masks differ in length, or ``categories``
+            lacks a model.
+
     Examples:
+        >>> from failmodes.collective import failure_iou
         >>> frame = failure_iou({"a": [1, 1, 0, 0], "b": [1, 0, 1, 0], "c": [1, 1, 0, 0]})
         >>> frame.round(2).values.tolist()
         [[1.0, 0.33, 1.0], [0.33, 1.0, 0.33], [1.0, 0.33, 1.0]]
@@ -102,13 +121,34 @@ def failure_iou(
 def mean_iou(frame: pd.DataFrame, categories: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Mean IoU over pairs of distinct models within a category and across categories.
 
+    Args:
+        frame: a matrix from [`failure_iou`][failure_iou].
+        categories: ``{model: category}`` for every model of ``frame``; ``None`` uses the
+            categories given to [`failure_iou`][failure_iou] (``frame.attrs["categories"]``).
+
     Returns:
         ``{"same_category": float | None, "cross_category": float | None, "pairs_same": int,
         "pairs_cross": int}`` (``None`` when there is no such pair).
+
+    Raises:
+        ValueError: if no categories are given nor kept in ``frame``.
+
+    Examples:
+        >>> from failmodes.collective import failure_iou, mean_iou
+        >>> frame = failure_iou({"a": [1, 1, 0, 0], "b": [1, 0, 1, 0], "c": [1, 1, 0, 0]},
+        ...                     categories={"a": "cnn", "b": "vit", "c": "cnn"})
+        >>> summary = mean_iou(frame)
+        >>> round(summary["same_category"], 2), round(summary["cross_category"], 2)
+        (1.0, 0.33)
+        >>> summary["pairs_same"], summary["pairs_cross"]
+        (1, 2)
     """
     categories = categories or frame.attrs.get("categories")
     if not categories:
         raise ValueError("mean_iou needs categories (an argument, or failure_iou(categories=))")
+    missing = [name for name in frame.index if name not in categories]
+    if missing:
+        raise ValueError(f"categories has no category for the models {missing}")
     same, cross = [], []
     for a, b in itertools.combinations(frame.index, 2):
         (same if categories[a] == categories[b] else cross).append(float(frame.loc[a, b]))
@@ -121,11 +161,29 @@ def mean_iou(frame: pd.DataFrame, categories: Mapping[str, str] | None = None) -
 
 
 def plot_failure_iou(frame: pd.DataFrame, *, ax: Any = None, annotate: bool = True) -> Any:
-    """A heatmap of [`failure_iou`][failure_iou]'s matrix, models grouped by category (needs
-    ``plot``).
+    """A heatmap of [`failure_iou`][failure_iou]'s matrix, models grouped by category.
+
+    Needs matplotlib (``pip install "failmodes[plot]"``).
+
+    Args:
+        frame: a matrix from [`failure_iou`][failure_iou]; its categories, when it has them,
+            group the models and label them.
+        ax: the matplotlib ``Axes`` to draw on; ``None`` makes a new figure sized to the
+            number of models.
+        annotate: write each IoU in its cell (for up to 20 models).
 
     Returns:
         The matplotlib ``Axes``.
+
+    Raises:
+        ImportError: if matplotlib is not installed (it names the extra).
+
+    Examples:
+        ```python
+        frame = failure_iou(failure_masks(predictions, labels), categories=categories)
+        ax = plot_failure_iou(frame)
+        ax.figure.savefig("failure_iou.png", bbox_inches="tight")
+        ```
     """
     plt = require("matplotlib.pyplot", feature="plot_failure_iou")
     categories = frame.attrs.get("categories") or {}
@@ -159,7 +217,24 @@ def pooled_modes(results: Mapping[str, RunResult], k: int) -> dict[str, list[str
     The captions of every model's ``debug_seed`` failures are pooled: an image that several
     models fail on counts once per model, so modes shared across the category weigh more.
     Ties are broken by the order of the class's candidates (as in one model's top-k).
+
+    Args:
+        results: ``{model: RunResult}`` of the models' own runs; the first one's candidates
+            break ties.
+        k: values kept per class.
+
+    Returns:
+        ``{class_name: [value, ...]}``, most frequent first; classes without captions are left
+        out.
+
+    Examples:
+        ```python
+        results = {name: dbg.run(train, debug, test, seed=0) for name, dbg in debuggers.items()}
+        pooled_modes(results, k=3)  # {"circle": ["on sand", ...], ...}
+        ```
     """
+    if not results:
+        raise ValueError("results must hold at least one model's RunResult, got none")
     first = next(iter(results.values()))
     counts: dict[str, Counter] = {}
     for result in results.values():
@@ -191,6 +266,20 @@ class CollectiveResult:
         ratio: the category's sum of collective gains over the sum of individual gains, the
             source model left out (``None`` when the individual gains sum to zero).
         heads: the collectively repaired head of each model.
+
+    Examples:
+        [`collective_repair`][collective_repair] makes one; by hand, for two models:
+
+        >>> import pandas as pd
+        >>> from failmodes.collective import CollectiveResult
+        >>> from failmodes.results import GeneratedSet
+        >>> table = pd.DataFrame({"model": ["a", "b"], "source": [True, False],
+        ...                       "individual_gain": [0.4, 0.3], "collective_gain": [0.4, 0.24]})
+        >>> result = CollectiveResult("source", "a", {"fox": ["in a desert"]},
+        ...                           GeneratedSet.from_outputs([], []),
+        ...                           table.set_index("model"), ratio=0.8)
+        >>> result.to_frame()["collective_gain"].to_dict()
+        {'a': 0.4, 'b': 0.24}
     """
 
     kind: str
@@ -202,6 +291,11 @@ class CollectiveResult:
     heads: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
+        """The per-model table.
+
+        Returns:
+            ``table``: one row per model (index ``model``), as described above.
+        """
         return self.table
 
 
@@ -238,6 +332,21 @@ def collective_repair(
 
     Returns:
         A [`CollectiveResult`][CollectiveResult].
+
+    Raises:
+        ValueError: if ``debuggers`` is empty, ``individual`` lacks a model, ``kind`` is
+            neither ``"pooled"`` nor ``"source"``, ``source`` is not one of the models, or
+            ``source`` is given with ``kind="pooled"``; and as the Debugger's steps do.
+
+    Examples:
+        ```python
+        debuggers = {name: Debugger(**components, extractor=TorchExtractor(model))
+                     for name, model in models.items()}
+        individual = {name: dbg.run(train, debug, test, seed=0) for name, dbg in debuggers.items()}
+        pooled = collective_repair(debuggers, individual, train, debug, test, kind="pooled")
+        pooled.table  # each model's individual and collective gains on its debug_heldout
+        pooled.ratio  # collective over individual gains
+        ```
     """
     names = list(debuggers)
     if not names:
@@ -255,6 +364,12 @@ def collective_repair(
         raise ValueError('source= is for kind="source"')
     reference = individual[source if source is not None else names[0]]
     k = int(reference.config["k"]) if k is None else int(k)
+    if images_per_mode is not None and (
+        isinstance(images_per_mode, bool)
+        or not isinstance(images_per_mode, int | np.integer)
+        or images_per_mode < 1
+    ):
+        raise ValueError(f"images_per_mode must be a positive integer, got {images_per_mode!r}")
     n = int(reference.config["images_per_mode"]) if images_per_mode is None else images_per_mode
     if kind == "pooled":
         modes = pooled_modes({m: individual[m] for m in names}, k)

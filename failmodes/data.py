@@ -40,11 +40,19 @@ class ImageList(Sequence[Image.Image]):
     Args:
         items: PIL images or paths of image files, in order.
 
+    Attributes:
+        items: the images and paths, as given.
+
     Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
         >>> from PIL import Image
-        >>> images = ImageList([Image.new("RGB", (4, 4), "red")])
-        >>> len(images), images[0].size
-        (1, (4, 4))
+        >>> from failmodes.data import ImageList
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     Image.new("RGB", (4, 4), "blue").save(Path(tmp) / "blue.png")
+        ...     images = ImageList([Image.new("RGB", (4, 4), "red"), Path(tmp) / "blue.png"])
+        ...     print(images, images[1].getpixel((0, 0)), len(images.select([False, True])))
+        ImageList(2 images, 1 on disk) (0, 0, 255) 1
     """
 
     def __init__(self, items: Iterable[Image.Image | str | os.PathLike]):
@@ -69,7 +77,17 @@ class ImageList(Sequence[Image.Image]):
             return image.convert("RGB")
 
     def select(self, keep: Sequence[bool] | np.ndarray) -> ImageList:
-        """The images where ``keep`` (one boolean per image) is true, still unread."""
+        """The images where ``keep`` is true, still unread.
+
+        Args:
+            keep: one boolean per image.
+
+        Returns:
+            A new ``ImageList`` of the kept items.
+
+        Raises:
+            ValueError: if ``keep`` does not have one entry per image.
+        """
         if len(keep) != len(self.items):
             raise ValueError(
                 f"keep must have one entry per image ({len(self.items)}), got {len(keep)}"
@@ -87,7 +105,24 @@ class ImageDataset(torch.utils.data.Dataset):
     Args:
         images: PIL images or ``(C, H, W)`` tensors, or an [`ImageList`][ImageList] (kept unread).
         labels: one integer label per image.
-        groups: optionally, the spurious attribute's value per image.
+        groups: optionally, the spurious attribute's value per image (``None`` entries for
+            unknown values); with groups, evaluation reports per-value accuracy.
+
+    Attributes:
+        images: the images (a list, or the [`ImageList`][ImageList] given).
+        labels: the labels, as a list of ints.
+        groups: the group values, or ``None``.
+
+    Raises:
+        ValueError: if ``labels`` or ``groups`` do not have one entry per image.
+
+    Examples:
+        >>> from PIL import Image
+        >>> from failmodes.data import ImageDataset
+        >>> data = ImageDataset([Image.new("RGB", (8, 8))] * 3, [0, 1, 1],
+        ...                     groups=["on grass", "on sand", None])
+        >>> len(data), data[1][1], data.targets
+        (3, 1, [0, 1, 1])
     """
 
     def __init__(
@@ -114,6 +149,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     @property
     def targets(self) -> list[int]:
+        """The labels, under the name torchvision's datasets give them."""
         return self.labels
 
 
@@ -128,7 +164,21 @@ def _is_pair(item: Any) -> bool:
 
 
 def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
-    """Yield ``(image, label)`` from a dataset of pairs, or ``(image, None)`` from bare images."""
+    """Yield ``(image, label)`` from a dataset of pairs, or ``(image, None)`` from bare images.
+
+    Args:
+        data: a map-style dataset (read by index, in order) or any iterable; an item is a pair
+            when it is a 2-tuple or list whose second element is an integer (or a 0-d tensor or
+            array).
+
+    Yields:
+        ``(image, label)`` per item, ``label`` an ``int``, or ``None`` for a bare image.
+
+    Examples:
+        >>> from failmodes.data import iter_items
+        >>> list(iter_items([("a", 0), ("b", 1)])), list(iter_items(["c"]))
+        ([('a', 0), ('b', 1)], [('c', None)])
+    """
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict):
         items: Iterable[Any] = (data[i] for i in range(len(data)))
     else:
@@ -141,7 +191,21 @@ def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
 
 
 def images_at(data: Any, indices: Sequence[int]) -> list[Any]:
-    """The images at ``indices`` (in that order), read by index when the data allows it."""
+    """The images at ``indices`` (in that order), read by index when the data allows it.
+
+    Args:
+        data: a dataset of images or ``(image, label)`` pairs; an iterable without indexing is
+            read through once.
+        indices: positions in ``data``, in any order, repeats allowed.
+
+    Returns:
+        The images (labels dropped), one per index.
+
+    Examples:
+        >>> from failmodes.data import images_at
+        >>> images_at([("a", 0), ("b", 1), ("c", 0)], [2, 0])
+        ['c', 'a']
+    """
     idx = [int(i) for i in indices]
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict):
         return [next(iter_items([data[i]]))[0] for i in idx]
@@ -165,6 +229,20 @@ def labels_of(data: Any) -> np.ndarray:
 
     A ``torch.utils.data.Subset`` of such a dataset (an ``ImageFolder``) is read the same way,
     without decoding its images.
+
+    Args:
+        data: a dataset of ``(image, label)`` pairs.
+
+    Returns:
+        An int64 array, one label per sample.
+
+    Raises:
+        ValueError: if ``data`` has no ``targets`` or ``labels`` and yields bare images.
+
+    Examples:
+        >>> from failmodes.data import labels_of
+        >>> labels_of([("a", 0), ("b", 2)])
+        array([0, 2])
     """
     parts = _subset_parts(data)
     if parts is not None:
@@ -181,7 +259,22 @@ def labels_of(data: Any) -> np.ndarray:
 
 
 def groups_of(data: Any) -> list[str | None] | None:
-    """The spurious attribute's value per sample, when the dataset carries ``groups``."""
+    """The spurious attribute's value per sample, when the dataset carries ``groups``.
+
+    Args:
+        data: a dataset, or a ``torch.utils.data.Subset`` of one.
+
+    Returns:
+        One value per sample (``None`` for unknown ones), or ``None`` when ``data`` has no
+        ``groups``.
+
+    Examples:
+        >>> from failmodes.data import ImageDataset, groups_of
+        >>> groups_of(ImageDataset(["a", "b"], [0, 1], groups=["on grass", None]))
+        ['on grass', None]
+        >>> groups_of([("a", 0)]) is None
+        True
+    """
     parts = _subset_parts(data)
     if parts is not None:
         inner_groups = groups_of(parts[0])
@@ -192,7 +285,21 @@ def groups_of(data: Any) -> list[str | None] | None:
 
 def subset(data: Any, indices: Sequence[int]) -> ImageDataset:
     """The samples at ``indices`` as an [`ImageDataset`][ImageDataset] (groups kept when
-    present)."""
+    present).
+
+    Args:
+        data: a map-style dataset of ``(image, label)`` pairs.
+        indices: positions in ``data``, in the order wanted.
+
+    Returns:
+        A new in-memory dataset of those samples (their images are read).
+
+    Examples:
+        >>> from failmodes.data import subset
+        >>> part = subset([("a", 0), ("b", 1), ("c", 0)], [2, 1])
+        >>> part.images, part.labels
+        (['c', 'b'], [0, 1])
+    """
     idx = [int(i) for i in indices]
     groups = groups_of(data)
     images, labels = [], []
@@ -207,6 +314,18 @@ def to_rgb(image: Any) -> Any:
     """Convert a PIL image of any mode to 8-bit RGB; tensors and arrays pass through.
 
     Handles L, LA, P, RGBA (composited on white), CMYK, I;16 and I/F (scaled to 0-255).
+
+    Args:
+        image: a PIL image, or anything else (returned as it is).
+
+    Returns:
+        An RGB PIL image (``image`` itself when it already is one), or ``image`` unchanged.
+
+    Examples:
+        >>> from PIL import Image
+        >>> from failmodes.data import to_rgb
+        >>> to_rgb(Image.new("RGBA", (1, 1), (0, 0, 0, 0))).getpixel((0, 0))
+        (255, 255, 255)
     """
     if not isinstance(image, Image.Image):
         return image
@@ -225,7 +344,20 @@ def to_rgb(image: Any) -> Any:
 
 
 def is_blank(image: Any) -> bool:
-    """Whether a PIL image is one flat colour (a blanked or failed generation); else ``False``."""
+    """Whether a PIL image is one flat colour (a blanked or failed generation).
+
+    Args:
+        image: a PIL image; anything else is not blank.
+
+    Returns:
+        ``True`` when every band of ``image`` holds a single value.
+
+    Examples:
+        >>> from PIL import Image
+        >>> from failmodes.data import is_blank
+        >>> is_blank(Image.new("RGB", (8, 8), "black")), is_blank("not an image")
+        (True, False)
+    """
     if not isinstance(image, Image.Image):
         return False
     extrema = image.getextrema()

@@ -139,15 +139,38 @@ class Debugger:
             killed extraction redoes at most this many; generation is cached request by request.
         examples_per_mode: thumbnails of this many failures per failure mode are kept in the
             result (``RunResult.examples``, shown by its report); 0 keeps none.
-        batch_size: passed to the extractor.
-        progress: show progress bars.
+        batch_size: passed to the extractor; ``None`` keeps the extractor's own.
+        progress: show progress bars; ``None`` keeps each component's own setting.
 
     Examples:
-        >>> from failmodes.toyworld import demo_components, ToyWorld  # doctest: +SKIP
-        >>> world = ToyWorld(seed=0)  # doctest: +SKIP
-        >>> dbg = Debugger(**demo_components(world))  # doctest: +SKIP
-        >>> result = dbg.run(world.train(), world.debug(), world.test(), seed=0)  # doctest: +SKIP
-        >>> result.to_frame()  # doctest: +SKIP
+        The steps one at a time, with only the components they need: here a model that
+        predicts ``fox`` for every image, so every ``owl`` of the debug set is a failure.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from failmodes import Debugger, TorchExtractor
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+        >>> with torch.no_grad():
+        ...     _ = model[1].weight.zero_(), model[1].bias.copy_(torch.tensor([1.0, 0.0]))
+        >>> debug = [(torch.zeros(3, 2, 2), i % 2) for i in range(20)]  # (image, label) pairs
+        >>> dbg = Debugger(extractor=TorchExtractor(model), class_names=["fox", "owl"],
+        ...                cache=False)
+        >>> failures = dbg.find_failures(debug, seed=0)
+        >>> len(failures.validation), len(failures.seed), len(failures.heldout)
+        (4, 4, 4)
+        >>> dbg.requests({("owl", "in a desert"): 3}, seed=0)[0].prompt
+        'a photo of an owl in a desert'
+
+        The whole method on ToyWorld (about a minute on a laptop CPU, offline):
+
+        ```python
+        from failmodes.toyworld import ToyWorld, demo_components
+
+        world = ToyWorld(seed=0)
+        dbg = Debugger(**demo_components(world))
+        result = dbg.run(world.train(), world.debug(), world.test(), seed=0)
+        result.to_frame()  # accuracy per method and split
+        ```
     """
 
     def __init__(
@@ -198,9 +221,10 @@ class Debugger:
     # ------------------------------------------------------------------ helpers
     @property
     def components(self) -> dict[str, Any]:
-        """The injected components, so that ``Debugger(**dbg.components, generator=g)`` swaps one.
+        """Every constructor argument by name, the five components and the settings.
 
-        Includes every constructor argument, not only the five components.
+        ``Debugger(**{**dbg.components, "generator": g})`` builds the same Debugger with another
+        generator; [`replace`][replace] does the same in one call.
         """
         return {
             "extractor": self.extractor,
@@ -224,6 +248,37 @@ class Debugger:
             "batch_size": self.batch_size,
             "progress": self.progress,
         }
+
+    def replace(self, **changes: Any) -> Debugger:
+        """A new Debugger with the same components and settings, except those given.
+
+        Args:
+            **changes: constructor arguments to change, e.g. ``generator=MyGenerator()``.
+
+        Returns:
+            A new [`Debugger`][failmodes.debugger.Debugger]; this one is left as it is.
+
+        Raises:
+            TypeError: a name that is not a constructor argument.
+
+        Examples:
+            >>> from torch import nn
+            >>> from failmodes import Debugger, StaticProposer, TorchExtractor
+            >>> dbg = Debugger(extractor=TorchExtractor(nn.Linear(4, 2)),
+            ...                class_names=["fox", "owl"],
+            ...                proposer=StaticProposer({"fox": ["in a desert"]}), k=3)
+            >>> other = dbg.replace(k=5)
+            >>> other.k, other.proposer is dbg.proposer, dbg.k
+            (5, True, 3)
+        """
+        settings = self.components
+        unknown = sorted(set(changes) - set(settings))
+        if unknown:
+            raise TypeError(
+                f"replace() got unknown argument(s) {unknown}; expected Debugger's arguments: "
+                f"{sorted(settings)}"
+            )
+        return type(self)(**{**settings, **changes})
 
     def _require(self, name: str, kind: type) -> Any:
         component = getattr(self, name)
@@ -291,6 +346,22 @@ class Debugger:
         as in an earlier call; otherwise they are computed ``checkpoint_every`` images at a
         time, each part cached as soon as it is done, so a killed run resumes from its last
         finished part.
+
+        Args:
+            data: a dataset of ``(image, label)`` pairs (see [`failmodes.data`][failmodes.data]).
+            name: what to call the data in log lines and error messages.
+
+        Returns:
+            ``(features, labels)``: an ``(n, d)`` float32 tensor and an ``(n,)`` int64 array.
+
+        Raises:
+            ValueError: if no extractor was given, ``class_names`` is empty or repeats a name,
+                ``data`` is empty, holds labels outside ``[0, len(class_names))`` or names
+                another number of classes (``data.classes``), ``checkpoint_every`` is not a
+                positive integer, or the extractor returns features of the wrong shape or with
+                NaN or infinite values.
+            TypeError: if the extractor is not a
+                [`FeatureExtractor`][failmodes.interfaces.FeatureExtractor].
         """
         extractor = self._require("extractor", FeatureExtractor)
         labels = self._labels(data, name)
@@ -399,13 +470,24 @@ class Debugger:
     ) -> FailureSet:
         """Set aside the validation part, then split the failures per class half and half.
 
+        Per class, a ``validation_fraction`` share of the debug samples is set aside first;
+        the model's mistakes among the rest are shuffled and split in two halves,
+        ``debug_seed`` (used by the next steps) and ``debug_heldout`` (never used).
+
         Args:
             debug: the debug set, ``(image, label)`` pairs.
-            seed: seed of both splits.
-            features: precomputed ``(features, labels)`` of ``debug``.
+            seed: seed of both splits; the same seed gives the same split.
+            features: precomputed ``(features, labels)`` of ``debug`` (from
+                [`features`][features]); ``None`` computes them.
 
         Returns:
-            A [`FailureSet`][FailureSet]; the model scores 0 on its ``seed`` and ``heldout`` parts.
+            A [`FailureSet`][failmodes.results.FailureSet]; the model scores 0 on its ``seed``
+            and ``heldout`` parts.
+
+        Raises:
+            ValueError: if ``validation_fraction`` is not in ``[0, 1)``, the extractor's head
+                does not fit the features or the class names, or the model makes no mistake
+                outside the validation part; and as [`features`][features] does.
         """
         feats, labels = features if features is not None else self.features(debug, name="debug")
         frac = self.validation_fraction
@@ -451,6 +533,19 @@ class Debugger:
         received before a proposer's error (the ``partial`` of a
         [`ProposalError`][failmodes.proposers.ProposalError]) are cached before it is raised, so a
         rerun asks only for the rest.
+
+        Returns:
+            ``{class_name: [value, ...]}`` for every class, in ``class_names`` order.
+
+        Raises:
+            ValueError: if no proposer was given, ``class_names`` is invalid, or the proposer
+                left a class out.
+            TypeError: if the proposer is not a
+                [`BackgroundProposer`][failmodes.interfaces.BackgroundProposer] or returns
+                something other than a dict.
+            Exception: whatever the proposer raises (e.g. a
+                [`ProposalError`][failmodes.proposers.ProposalError]), after its partial
+                answers are cached.
         """
         proposer = self._require("proposer", BackgroundProposer)
         names = self._class_names()
@@ -501,7 +596,26 @@ class Debugger:
         """Caption the ``debug_seed`` failures and keep the top-``k`` values per class.
 
         Classes with failures but no proposals raise an error; classes without failures have
-        no failure modes (they are left out of generation).
+        no failure modes (they are left out of generation). With a cache, the captions of the
+        same failures by the same captioner among the same candidates are read back.
+
+        Args:
+            debug: the debug set that ``failures`` indexes into.
+            failures: the split from [`find_failures`][find_failures].
+            proposals: ``{class_name: [value, ...]}`` from [`propose`][propose]; each class's
+                failures are captioned among its values.
+            k: failure modes kept per class; ``None``: the largest of the Debugger's ``k``.
+
+        Returns:
+            A [`FailureModes`][failmodes.results.FailureModes] with the captions and the top-``k``
+            values of each class.
+
+        Raises:
+            ValueError: if no captioner was given, a class with failures has no proposals, the
+                captioner does not return one caption per image, or ``k`` is not a positive
+                integer.
+            TypeError: if the captioner is not a
+                [`FailureCaptioner`][failmodes.interfaces.FailureCaptioner].
         """
         captioner = self._require("captioner", FailureCaptioner)
         names = self._class_names()
@@ -562,8 +676,31 @@ class Debugger:
         *,
         seed: int = 0,
     ) -> list[GenerationRequest]:
-        """Generation jobs for ``{(class_name, value or None): count}``, one seed per job."""
+        """Generation jobs for ``{(class_name, value or None): count}``, one seed per job.
+
+        Each job's prompt comes from [`failmodes.attributes.prompt`][failmodes.attributes.prompt]
+        and its seed from ``seed``, the class and the value, so a job does not depend on the
+        others.
+
+        Args:
+            counts: images wanted per ``(class_name, value)``; ``value=None`` asks for the bare
+                class ("a photo of a fox"). Counts of 0 or less are skipped.
+            seed: the run's seed.
+
+        Returns:
+            One [`GenerationRequest`][failmodes.interfaces.GenerationRequest] per positive
+            count, in the order of ``counts``.
+
+        Raises:
+            ValueError: if a class name is not one of ``class_names``.
+        """
         names = self._class_names()
+        unknown = sorted({name for name, _ in counts} - set(names))
+        if unknown:
+            raise ValueError(
+                f"counts names classes that are not in class_names: {unknown[:5]}"
+                f"{' ...' if len(unknown) > 5 else ''}"
+            )
         out = []
         for (name, value), count in counts.items():
             if count <= 0:
@@ -594,10 +731,26 @@ class Debugger:
         ``filter_rounds`` times. A request that is still short keeps fewer images (never a
         rejected one); ``GeneratedSet.filter_report`` counts what was dropped and why.
 
+        With a cache, each request's images are read back (lazily, as files) when the same
+        generator made them before, and new ones are cached a few requests at a time.
+
         Args:
             requests: the generation jobs.
             candidates: ``{class_name: [value, ...]}`` that the filter's value check tells an
                 image's value apart from; ``None`` uses the values requested per class.
+
+        Returns:
+            A [`GeneratedSet`][failmodes.results.GeneratedSet] of every kept image, with a
+            ``filter_report`` when an ``image_filter`` ran.
+
+        Raises:
+            ValueError: if no generator was given, it returns the wrong number of images or a
+                blank (one-colour) image, ``filter_rounds`` is not an integer >= 0, or the
+                filter gives a verdict that is neither ``None`` nor one of
+                [`REASONS`][failmodes.filters.REASONS].
+            TypeError: if the generator is not an
+                [`ImageGenerator`][failmodes.interfaces.ImageGenerator] or ``image_filter`` not
+                an [`ImageFilter`][failmodes.filters.ImageFilter].
         """
         generator = self._require("generator", ImageGenerator)
         if not requests:
@@ -785,6 +938,25 @@ class Debugger:
 
         The fit starts from the model's own head. With a cache, a fit with the same trainer,
         features, labels, ``lam``, start and ``seed`` is read back instead of repeated.
+
+        Args:
+            train_features: ``(n, d)`` features of the training data (from
+                [`features`][features]).
+            train_labels: their ``n`` labels.
+            extra_features: ``(m, d)`` features of generated images, or ``None`` for a plain
+                refit on the training data.
+            extra_labels: their ``m`` labels; given with ``extra_features``.
+            lam: the weight (``>= 0``) of the generated images' mean loss.
+            seed: passed to the head trainer.
+
+        Returns:
+            The new head, a float32 ``nn.Linear`` on the CPU.
+
+        Raises:
+            ValueError: if ``lam`` is negative or the extractor's head does not fit the features
+                or the class names; and whatever the trainer raises on its inputs.
+            TypeError: if ``head_trainer`` is not a
+                [`HeadTrainer`][failmodes.interfaces.HeadTrainer].
         """
         if lam < 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
@@ -837,7 +1009,15 @@ class Debugger:
         head: torch.nn.Linear,
         splits: dict[str, tuple[torch.Tensor, np.ndarray]],
     ) -> dict[str, float]:
-        """Accuracy of ``head`` on named ``(features, labels)`` splits."""
+        """Accuracy of ``head`` on named ``(features, labels)`` splits.
+
+        Args:
+            head: the head to evaluate (any ``nn.Linear`` taking the features).
+            splits: ``{name: (features, labels)}``, features ``(n, d)`` and ``n`` labels.
+
+        Returns:
+            ``{name: accuracy}``; ``nan`` for an empty split.
+        """
         return {name: _accuracy(self._logits(head, f), y) for name, (f, y) in splits.items()}
 
     # ------------------------------------------------------------------ run
@@ -851,8 +1031,19 @@ class Debugger:
             test: the test set, used only for reporting.
             seed: seed of the splits, generation and solver.
 
+        The steps, in order: [`propose`][propose], [`features`][features] of the three sets,
+        [`find_failures`][find_failures], [`caption`][caption], one [`generate`][generate] at
+        the largest ``k`` and images per mode, a [`repair`][repair] for every candidate setting
+        (the setting is chosen on the validation part), and the baselines.
+
         Returns:
-            A [`RunResult`][RunResult].
+            A [`RunResult`][failmodes.results.RunResult].
+
+        Raises:
+            ValueError: if a component is missing, ``k``, ``lam`` or ``images_per_mode`` holds
+                an invalid value, the proposer gives fewer values than ``k`` for a class; and as
+                the steps do.
+            TypeError: if a component does not implement its interface.
         """
         started = time.perf_counter()
         names = self._class_names()
@@ -1054,8 +1245,22 @@ class Debugger:
         ``lam`` is chosen among the Debugger's ``lam`` values on the validation part of
         ``failures`` (this model's split of ``debug``), as [`run`][run] chooses it.
 
+        Args:
+            generated: the images to repair with, e.g. made by another model's Debugger.
+            train: the training data, refit on.
+            debug: the debug set ``failures`` indexes into.
+            failures: this model's split of ``debug`` (from [`find_failures`][find_failures] or
+                its [`RunResult`][failmodes.results.RunResult]); its validation part chooses
+                ``lam``.
+            seed: passed to the head trainer.
+
         Returns:
-            ``(head, lam, selection table)``.
+            ``(head, lam, selection table)``: the repaired head, the chosen ``lam``, and one row
+            per candidate ``lam`` with its validation accuracies.
+
+        Raises:
+            ValueError: if ``lam`` holds an invalid value; and as [`features`][features] and
+                [`repair`][repair] do.
         """
         lam_grid = self._grid(self.lam, "lam", float, 0.0)
         train_f, train_y = self.features(train, name="train")

@@ -26,7 +26,28 @@ REASONS = ("class", "value")
 
 
 class ImageFilter(abc.ABC):
-    """Decides, for each generated image, whether it may be used as training data."""
+    """Decides, for each generated image, whether it may be used as training data.
+
+    Subclasses implement [`check`][check]; give one to
+    [`Debugger(image_filter=...)`][failmodes.debugger.Debugger], which drops the images it
+    rejects and asks the generator for replacements.
+
+    Examples:
+        A filter that rejects images too dark to show anything:
+
+        >>> from PIL import Image
+        >>> from failmodes import GenerationRequest
+        >>> from failmodes.filters import ImageFilter
+        >>> class DropDark(ImageFilter):
+        ...     def check(self, images, requests, *, class_names, candidates):
+        ...         bright = [image.convert("L").getextrema()[1] >= 20 for image in images]
+        ...         return [None if ok else "value" for ok in bright]
+        >>> request = GenerationRequest(0, "fox", "at night", "a photo of a fox at night", 2, 0)
+        >>> images = [Image.new("RGB", (8, 8), (5, 5, 5)), Image.new("RGB", (8, 8), "white")]
+        >>> DropDark().check(images, [request, request], class_names=["fox"],
+        ...                  candidates={"fox": ["at night"]})
+        ['value', None]
+    """
 
     @abc.abstractmethod
     def check(
@@ -74,6 +95,14 @@ class CaptionFilter(ImageFilter):
         >>> from failmodes.filters import CaptionFilter
         >>> from failmodes.toyworld import toyclip_captioner
         >>> image_filter = CaptionFilter(toyclip_captioner(), class_top_k=2)
+
+        In a run, the Debugger applies it to every generated image:
+
+        ```python
+        dbg = Debugger(**dbg.components | {"image_filter": image_filter, "filter_rounds": 2})
+        generated = dbg.generate(requests)
+        generated.filter_report  # per request: requested, kept, dropped_class, dropped_value
+        ```
     """
 
     def __init__(
@@ -99,6 +128,26 @@ class CaptionFilter(ImageFilter):
         class_names: Sequence[str],
         candidates: Mapping[str, Sequence[str]],
     ) -> list[str | None]:
+        """Check that each image shows its class and, for a request with a value, its value.
+
+        Args:
+            images: the generated images.
+            requests: the request each image was made for (same length as ``images``).
+            class_names: all class names, by label index (the class check ranks among them).
+            candidates: ``{class_name: [value, ...]}``, the values an image's value is told
+                apart from (the requested value is added when missing).
+
+        Returns:
+            Per image, ``None`` to keep it, ``"class"`` when its class ranks below
+            ``class_top_k``, or ``"value"`` when it is captioned with another value.
+
+        Raises:
+            ValueError: if ``images`` and ``requests`` differ in length or ``class_top_k`` is
+                not an integer >= 1.
+            TypeError: if ``captioner`` is not a
+                [`FailureCaptioner`][failmodes.interfaces.FailureCaptioner], or the class check
+                is on and it has no ``classify`` method.
+        """
         images, requests = list(images), list(requests)
         if len(images) != len(requests):
             raise ValueError(

@@ -3,15 +3,17 @@
 A user swaps any step of the pipeline by passing another object that implements the matching
 abstract base class to [`failmodes.Debugger`][failmodes.debugger.Debugger]:
 
-=========================  ===============  ==================================================
-interface                  verb             what it does
-=========================  ===============  ==================================================
-[`FeatureExtractor`][FeatureExtractor]  ``extract``      images -> frozen backbone features (+ the
-head) [`BackgroundProposer`][BackgroundProposer] ``propose``     class names -> uncommon attribute
-values [`FailureCaptioner`][FailureCaptioner]  ``caption``      failure images -> the most likely
-value each [`ImageGenerator`][ImageGenerator]    ``generate``     structured requests -> images
-[`HeadTrainer`][HeadTrainer]       ``fit``          features -> a new linear head
-=========================  ===============  ==================================================
+| interface | verb | what it does |
+|---|---|---|
+| [`FeatureExtractor`][FeatureExtractor] | `extract` | images -> frozen backbone features (+ head) |
+| [`BackgroundProposer`][BackgroundProposer] | `propose` | class names -> uncommon values |
+| [`FailureCaptioner`][FailureCaptioner] | `caption` | failure images -> the likeliest value |
+| [`ImageGenerator`][ImageGenerator] | `generate` | structured requests -> images |
+| [`HeadTrainer`][HeadTrainer] | `fit` | features -> a new linear head |
+
+[`failmodes.testing`][failmodes.testing.checks] has one conformance check per interface
+(``check_generator(my_generator)``, ...), and each interface's examples below implement it in a
+few lines and pass that check.
 """
 
 from __future__ import annotations
@@ -43,6 +45,30 @@ class FeatureExtractor(abc.ABC):
 
     Subclasses implement [`extract`][extract] and the [`head`][head] property. ``head(features)``
     must give the model's logits, so that the head can be retrained on cached features alone.
+    [`TorchExtractor`][failmodes.extractors.torch.TorchExtractor] does this for any PyTorch
+    classifier.
+
+    Examples:
+        An extractor whose "backbone" flattens the pixels, checked with
+        [`check_extractor`][failmodes.testing.checks.check_extractor]:
+
+        >>> import torch
+        >>> from failmodes import FeatureExtractor
+        >>> from failmodes.data import iter_items
+        >>> from failmodes.testing import check_extractor
+        >>> class Pixels(FeatureExtractor):
+        ...     def __init__(self, head):
+        ...         self._head = head
+        ...     def extract(self, data, *, batch_size=None, progress=None):
+        ...         rows = [torch.as_tensor(image).flatten() for image, _ in iter_items(data)]
+        ...         return torch.stack(rows).float()
+        ...     @property
+        ...     def head(self):
+        ...         return self._head
+        >>> extractor = Pixels(torch.nn.Linear(12, 2))
+        >>> extractor.extract(torch.rand(5, 3, 2, 2)).shape
+        torch.Size([5, 12])
+        >>> check_extractor(extractor, list(torch.rand(3, 3, 2, 2)))
     """
 
     @abc.abstractmethod
@@ -68,7 +94,26 @@ class FeatureExtractor(abc.ABC):
 
 
 class BackgroundProposer(abc.ABC):
-    """Lists, per class, values of the spurious attribute that are uncommon for that class."""
+    """Lists, per class, values of the spurious attribute that are uncommon for that class.
+
+    Subclasses implement [`propose`][propose].
+    [`StaticProposer`][failmodes.proposers.static.StaticProposer] returns values you give;
+    [`ChatGPTProposer`][failmodes.proposers.chatgpt.ChatGPTProposer] asks a chat model.
+
+    Examples:
+        A proposer with one answer for every class, checked with
+        [`check_proposer`][failmodes.testing.checks.check_proposer]:
+
+        >>> from failmodes import BackgroundProposer
+        >>> from failmodes.proposers import merge_values
+        >>> from failmodes.testing import check_proposer
+        >>> class AtNight(BackgroundProposer):
+        ...     def propose(self, class_names, *, attribute="background"):
+        ...         return {name: merge_values(["at night", "in the dark"]) for name in class_names}
+        >>> AtNight().propose(["fox"])
+        {'fox': ['at night', 'in the dark']}
+        >>> check_proposer(AtNight())
+    """
 
     @abc.abstractmethod
     def propose(
@@ -96,6 +141,11 @@ class Caption:
         value: the chosen value, or ``None`` when no candidate was likely enough.
         score: the captioner's probability (or score) for ``value``; for ``None``, for the best
             candidate that was rejected.
+
+    Examples:
+        >>> from failmodes import Caption
+        >>> Caption("in a desert", 0.91)
+        Caption(value='in a desert', score=0.91)
     """
 
     value: str | None
@@ -103,7 +153,24 @@ class Caption:
 
 
 class FailureCaptioner(abc.ABC):
-    """Picks, for each failure image, the most likely value among its class's candidates."""
+    """Picks, for each failure image, the most likely value among its class's candidates.
+
+    Subclasses implement [`caption`][caption].
+    [`CLIPCaptioner`][failmodes.captioners.clip.CLIPCaptioner] is the paper's (CLIP zero-shot).
+
+    Examples:
+        A captioner that always picks the class's first candidate (a stand-in for a model),
+        checked with [`check_captioner`][failmodes.testing.checks.check_captioner]:
+
+        >>> from failmodes import Caption, FailureCaptioner
+        >>> from failmodes.testing import check_captioner
+        >>> class FirstValue(FailureCaptioner):
+        ...     def caption(self, images, *, class_names, candidates, attribute="background"):
+        ...         return [Caption(candidates[name][0], 1.0) for name in class_names]
+        >>> FirstValue().caption([None], class_names=["fox"], candidates={"fox": ["in a desert"]})
+        [Caption(value='in a desert', score=1.0)]
+        >>> check_captioner(FirstValue())
+    """
 
     @abc.abstractmethod
     def caption(
@@ -142,6 +209,18 @@ class GenerationRequest:
         count: number of images to make.
         seed: the job's seed; image ``i`` uses a seed derived from ``seed`` and ``i``.
         attribute: the spurious attribute ``value`` belongs to.
+
+    Examples:
+        >>> from dataclasses import replace
+        >>> from failmodes import GenerationRequest
+        >>> request = GenerationRequest(
+        ...     class_index=0, class_name="fox", value="in a desert",
+        ...     prompt="a photo of a fox in a desert", count=2, seed=0,
+        ... )
+        >>> len(request.job_id)
+        16
+        >>> request.image_seed(1) == replace(request, count=5).image_seed(1)
+        True
     """
 
     class_index: int
@@ -163,6 +242,15 @@ class GenerationRequest:
 
         It does not depend on ``count``: the first ``n`` images of a request are the images of
         the same request with ``count=n``.
+
+        Args:
+            i: the image's index in the request, in ``range(count)``.
+
+        Returns:
+            A seed in ``[0, 2**31)``, a hash of the request's other fields and ``i``.
+
+        Raises:
+            IndexError: if ``i`` is not in ``range(count)``.
         """
         if not 0 <= i < self.count:
             raise IndexError(f"image index {i} out of range for count={self.count}")
@@ -174,7 +262,31 @@ class GenerationRequest:
 
 
 class ImageGenerator(abc.ABC):
-    """Makes images for structured requests (text-to-image, renderers, retrieval, editing)."""
+    """Makes images for structured requests (text-to-image, renderers, retrieval, editing).
+
+    Subclasses implement [`generate`][generate]. A generator should be deterministic: image
+    ``i`` of a request made from ``request.image_seed(i)`` alone, so that a larger budget's
+    images hold a smaller one's and any image can be regenerated on its own.
+    [`StableDiffusionGenerator`][failmodes.generators.diffusion.StableDiffusionGenerator] is the
+    paper's; [`ToyWorldGenerator`][failmodes.toyworld.generator.ToyWorldGenerator] renders
+    ToyWorld images.
+
+    Examples:
+        A generator of noise images, checked with
+        [`check_generator`][failmodes.testing.checks.check_generator]:
+
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from failmodes import ImageGenerator
+        >>> from failmodes.testing import check_generator
+        >>> def noise(seed):
+        ...     rng = np.random.default_rng(seed)
+        ...     return Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+        >>> class Noise(ImageGenerator):
+        ...     def generate(self, requests, *, progress=None):
+        ...         return [[noise(r.image_seed(i)) for i in range(r.count)] for r in requests]
+        >>> check_generator(Noise())
+    """
 
     @abc.abstractmethod
     def generate(
@@ -192,7 +304,40 @@ class ImageGenerator(abc.ABC):
 
 
 class HeadTrainer(abc.ABC):
-    """Retrains a linear head on frozen features."""
+    """Retrains a linear head on frozen features.
+
+    Subclasses implement [`fit`][fit].
+    [`LinearHeadTrainer`][failmodes.heads.linear.LinearHeadTrainer] is the default.
+
+    Examples:
+        A trainer that solves weighted least squares on one-hot targets, each row weighted as
+        the objective weighs it (``1/n`` for a training row, ``lam/m`` for an extra one), checked
+        with [`check_head_trainer`][failmodes.testing.checks.check_head_trainer]:
+
+        >>> import torch
+        >>> from failmodes import HeadTrainer
+        >>> from failmodes.testing import check_head_trainer
+        >>> class RidgeHead(HeadTrainer):
+        ...     def fit(self, features, labels, *, extra_features=None, extra_labels=None,
+        ...             lam=0.5, init=None, num_classes=None, seed=0):
+        ...         n = init.out_features if init is not None else num_classes
+        ...         n = n or int(labels.max()) + 1
+        ...         x, y, w = features, labels, torch.full((len(labels),), 1 / len(labels))
+        ...         if extra_features is not None and len(extra_features):
+        ...             m = len(extra_features)
+        ...             x, y = torch.cat([x, extra_features]), torch.cat([y, extra_labels])
+        ...             w = torch.cat([w, torch.full((m,), lam / m)])
+        ...         x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+        ...         gram = x1.T @ (w[:, None] * x1) + 1e-3 * torch.eye(x1.shape[1])
+        ...         targets = torch.nn.functional.one_hot(y, n).float()
+        ...         solution = torch.linalg.solve(gram, x1.T @ (w[:, None] * targets))
+        ...         head = torch.nn.Linear(x.shape[1], n)
+        ...         with torch.no_grad():
+        ...             head.weight.copy_(solution[:-1].T)
+        ...             head.bias.copy_(solution[-1])
+        ...         return head
+        >>> check_head_trainer(RidgeHead())
+    """
 
     @abc.abstractmethod
     def fit(

@@ -40,6 +40,24 @@ class FailureSet:
         validation: indices of the validation part of the debug set.
         seed: indices of the failures used for debugging.
         heldout: indices of the failures never used (an unbiased measure).
+
+    Examples:
+        [`Debugger.find_failures`][failmodes.debugger.Debugger.find_failures] makes one; by
+        hand, for a debug set of five samples:
+
+        >>> import numpy as np
+        >>> from failmodes import FailureSet
+        >>> failures = FailureSet(
+        ...     labels=np.array([0, 0, 1, 1, 1]),
+        ...     predictions=np.array([1, 0, 0, 1, 0]),
+        ...     validation=np.array([1, 3]),
+        ...     seed=np.array([0]),
+        ...     heldout=np.array([2, 4]),
+        ... )
+        >>> failures.failures
+        array([0, 2, 4])
+        >>> failures.to_frame()["part"].tolist()
+        ['debug_seed', 'debug_heldout', 'debug_heldout']
     """
 
     labels: np.ndarray
@@ -54,7 +72,12 @@ class FailureSet:
         return np.sort(np.concatenate([self.seed, self.heldout]))
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per failure: ``index``, ``label``, ``prediction``, ``part``."""
+        """The failures as a table, one row per failure, by debug-set index.
+
+        Returns:
+            Columns ``index`` (in the debug set), ``label``, ``prediction`` and ``part``
+            (``"debug_seed"`` or ``"debug_heldout"``).
+        """
         rows = [(int(i), "debug_seed") for i in self.seed] + [
             (int(i), "debug_heldout") for i in self.heldout
         ]
@@ -83,6 +106,28 @@ class FailureModes:
         captions: one [`Caption`][failmodes.interfaces.Caption] per failure.
         candidates: the values each class's failures were captioned among.
         modes: ``{class_name: [value, ...]}``, the top-k values by frequency per class.
+
+    Examples:
+        [`Debugger.caption`][failmodes.debugger.Debugger.caption] makes one; by hand, from three
+        captioned failures:
+
+        >>> import numpy as np
+        >>> from failmodes import Caption, FailureModes
+        >>> modes = FailureModes.from_captions(
+        ...     class_names=["fox", "wallet"],
+        ...     attribute="background",
+        ...     indices=np.array([3, 5, 8]),
+        ...     labels=np.array([0, 0, 1]),
+        ...     predictions=np.array([1, 1, 0]),
+        ...     captions=[Caption("in a desert", 0.9), Caption("in a desert", 0.7),
+        ...               Caption("in a jungle", 0.8)],
+        ...     candidates={"fox": ["in a desert", "on a frozen lake"], "wallet": ["in a jungle"]},
+        ...     k=1,
+        ... )
+        >>> modes.modes
+        {'fox': ['in a desert'], 'wallet': ['in a jungle']}
+        >>> modes.describe_mode("fox", "in a desert")
+        'fox in a desert \u2192 predicted wallet (2 failures)'
     """
 
     class_names: list[str]
@@ -110,6 +155,25 @@ class FailureModes:
         """Count the captions per class and keep the ``k`` most frequent values.
 
         Ties are broken by the order of the class's candidates, so the result is deterministic.
+
+        Args:
+            class_names: all class names, by label index.
+            attribute: the spurious attribute the values belong to.
+            indices: debug-set indices of the captioned failures.
+            labels: their true labels.
+            predictions: the model's predictions for them.
+            captions: one [`Caption`][failmodes.interfaces.Caption] per failure, in the same
+                order.
+            candidates: ``{class_name: [value, ...]}``, the values each class's failures were
+                captioned among (their order breaks ties).
+            k: failure modes kept per class (at least 1); a class keeps fewer when fewer of its
+                values were captioned.
+
+        Returns:
+            The captions with ``modes`` set to the top ``k`` values of each class.
+
+        Raises:
+            ValueError: if ``k`` is less than 1.
         """
         if k < 1:
             raise ValueError(f"k must be a positive number of modes per class, got {k}")
@@ -126,7 +190,12 @@ class FailureModes:
         return result
 
     def counts(self) -> dict[str, Counter]:
-        """``{class_name: Counter(value -> number of failures)}``; uncaptioned ones excluded."""
+        """How many failures of each class were captioned with each value.
+
+        Returns:
+            ``{class_name: Counter(value -> number of failures)}``; failures captioned ``None``
+            are not counted, and classes without a captioned failure are left out.
+        """
         out: dict[str, Counter] = {}
         for label, cap in zip(self.labels, self.captions, strict=True):
             if cap.value is not None:
@@ -134,7 +203,15 @@ class FailureModes:
         return out
 
     def top_k(self, k: int) -> dict[str, list[str]]:
-        """The ``k`` most frequent values per class (classes without captions are left out)."""
+        """The ``k`` most frequent values per class, ties broken by the candidates' order.
+
+        Args:
+            k: values kept per class.
+
+        Returns:
+            ``{class_name: [value, ...]}``, most frequent first; classes without captions are
+            left out.
+        """
         modes = {}
         for name, counter in self.counts().items():
             order = {v: i for i, v in enumerate(self.candidates.get(name, []))}
@@ -143,7 +220,16 @@ class FailureModes:
         return modes
 
     def top_prediction(self, class_name: str, value: str) -> str | None:
-        """The class most often predicted for failures of ``class_name`` captioned ``value``."""
+        """The class most often predicted for failures of ``class_name`` captioned ``value``.
+
+        Args:
+            class_name: the failures' true class.
+            value: the value they were captioned with.
+
+        Returns:
+            The predicted class's name, or ``None`` when no failure of ``class_name`` was
+            captioned ``value``.
+        """
         predictions = self._predictions().get((class_name, value))
         return None if not predictions else self.class_names[predictions.most_common(1)[0][0]]
 
@@ -156,13 +242,30 @@ class FailureModes:
         return out
 
     def describe_mode(self, class_name: str, value: str) -> str:
-        """One mode in words: ``"wallet in a jungle -> predicted mushroom (12 failures)"``."""
+        """One mode in words: ``"wallet in a jungle -> predicted mushroom (12 failures)"``.
+
+        Args:
+            class_name: the mode's class.
+            value: the mode's value.
+
+        Returns:
+            The class with its value, the class most often predicted for those failures
+            (``None`` when there are none) and their number.
+        """
         return self.descriptions([(class_name, value)])[(class_name, value)]
 
     def descriptions(
         self, modes: Sequence[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], str]:
-        """``{(class_name, value): description}`` for ``modes`` (default: the chosen modes)."""
+        """Descriptions of several modes, as [`describe_mode`][describe_mode] words them.
+
+        Args:
+            modes: ``(class_name, value)`` pairs; ``None``: the chosen modes (``self.modes``),
+                class by class in label order.
+
+        Returns:
+            ``{(class_name, value): description}``, in the order of ``modes``.
+        """
         if modes is None:
             modes = [
                 (name, value) for name in self.class_names for value in self.modes.get(name, [])
@@ -175,16 +278,26 @@ class FailureModes:
             pred = self.class_names[top[0][0]] if top else None
             out[(name, value)] = (
                 f"{phrase(name, value, self.attribute)} \u2192 predicted {pred} "
-                f"({sum(predictions.values())} failures)"
+                f"({_count(sum(predictions.values()), 'failure')})"
             )
         return out
 
     def describe(self) -> list[str]:
-        """Readable failure modes: ``"wallet in a jungle -> predicted mushroom (12 failures)"``."""
+        """Readable failure modes: ``"wallet in a jungle -> predicted mushroom (12 failures)"``.
+
+        Returns:
+            One description per chosen mode, class by class in label order.
+        """
         return list(self.descriptions().values())
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per captioned failure: index, class, prediction, value, score, is_mode."""
+        """The captions as a table, one row per captioned failure.
+
+        Returns:
+            Columns ``index`` (in the debug set), ``class``, ``predicted`` (class names),
+            ``value`` (``None`` when uncaptioned), ``score`` and ``is_mode`` (whether ``value``
+            is one of the class's chosen modes).
+        """
         names = [self.class_names[int(y)] for y in self.labels]
         return pd.DataFrame(
             {
@@ -213,6 +326,12 @@ class FailureExample:
         score: the captioner's score for ``value``.
         png: the thumbnail, PNG-encoded, at most ``size`` pixels a side (see
             [`failure_examples`][failure_examples]).
+
+    Examples:
+        >>> from failmodes import FailureExample
+        >>> FailureExample(index=3, label=0, prediction=1, value="in a desert", score=0.9,
+        ...                png=b"")
+        FailureExample(index=3, label=0, prediction=1, value='in a desert', score=0.9)
     """
 
     index: int
@@ -221,6 +340,10 @@ class FailureExample:
     value: str | None
     score: float
     png: bytes = field(repr=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def failure_examples(
@@ -238,10 +361,35 @@ def failure_examples(
         debug: the debug set the failures index into.
         modes: the captioned failures and their modes.
         per_mode: failures kept per mode (0 keeps none).
-        size: the thumbnails' largest side in pixels.
+        size: the thumbnails' largest side in pixels (at least 8).
+
+    Returns:
+        One [`FailureExample`][FailureExample] per kept failure, mode by mode (classes in
+        label order, each class's modes in rank order).
+
+    Raises:
+        ValueError: if ``per_mode`` is not an integer >= 0 or ``size`` not an integer >= 8.
 
     Examples:
-        >>> result.examples = failure_examples(debug, result.modes)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from failmodes import Caption, FailureModes
+        >>> from failmodes.results import failure_examples
+        >>> debug = [(Image.new("RGB", (128, 128), "red"), i % 2) for i in range(10)]
+        >>> modes = FailureModes.from_captions(
+        ...     class_names=["fox", "wallet"],
+        ...     attribute="background",
+        ...     indices=np.array([3, 5, 8]),
+        ...     labels=np.array([1, 1, 0]),
+        ...     predictions=np.array([0, 0, 1]),
+        ...     captions=[Caption("in a desert", 0.9), Caption("in a desert", 0.7),
+        ...               Caption("in a jungle", 0.8)],
+        ...     candidates={"wallet": ["in a desert"], "fox": ["in a jungle"]},
+        ...     k=1,
+        ... )
+        >>> examples = failure_examples(debug, modes, per_mode=1, size=32)
+        >>> [(example.index, example.value) for example in examples]
+        [(8, 'in a jungle'), (3, 'in a desert')]
     """
     from failmodes.data import images_at
 
@@ -347,6 +495,30 @@ class GeneratedSet:
             went through the cache, else ``None``. The Debugger caches the set's features under
             these ids, so a rerun does not read the images at all; images read back from the
             cache come as an [`ImageList`][failmodes.data.ImageList] of their files.
+
+    Examples:
+        [`Debugger.generate`][failmodes.debugger.Debugger.generate] makes one; by hand, from a
+        generator's outputs for two requests:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> from failmodes import GeneratedSet, GenerationRequest
+        >>> requests = [
+        ...     GenerationRequest(0, "fox", "in a desert", "a photo of a fox in a desert", 2, 0),
+        ...     GenerationRequest(1, "owl", None, "a photo of an owl", 1, 0),
+        ... ]
+        >>> outputs = [[Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")],
+        ...            [Image.new("RGB", (8, 8), "green")]]
+        >>> generated = GeneratedSet.from_outputs(requests, outputs)
+        >>> len(generated), generated.labels.tolist(), generated.values
+        (3, [0, 0, 1], ['in a desert', 'in a desert', None])
+        >>> len(generated.select([True, False, True]))
+        2
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     folder = generated.export(Path(tmp) / "generated")
+        ...     GeneratedSet.load(folder).values
+        ['in a desert', 'in a desert', None]
     """
 
     requests: list[GenerationRequest]
@@ -371,6 +543,24 @@ class GeneratedSet:
         Each request must have exactly ``count`` images, or at most ``count`` when a
         ``filter_report`` says that a filter dropped some. Outputs that are
         [`ImageList`][failmodes.data.ImageList] stay unread.
+
+        Args:
+            requests: the generation jobs.
+            outputs: one sequence of images per request, in request order (what
+                [`ImageGenerator.generate`][failmodes.interfaces.ImageGenerator.generate]
+                returns).
+            filter_report: the image filter's per-request counts, when one ran (see the class's
+                ``filter_report``).
+            image_ids: one stable id per image, in flattened order; ``None`` when not every
+                image has one.
+
+        Returns:
+            The flattened set; its images are an [`ImageList`][failmodes.data.ImageList] when
+            any output is one, else a list.
+
+        Raises:
+            ValueError: if there is not one output per request, a request has the wrong number
+                of images, or ``image_ids`` does not have one id per image.
         """
         if len(outputs) != len(requests):
             raise ValueError(
@@ -404,7 +594,17 @@ class GeneratedSet:
         )
 
     def select(self, keep: Sequence[bool] | np.ndarray) -> GeneratedSet:
-        """The images where ``keep`` (one boolean per image) is true; requests stay whole."""
+        """The images where ``keep`` is true; requests and the filter report stay whole.
+
+        Args:
+            keep: one boolean per image.
+
+        Returns:
+            A new set with the kept images, their labels, values, request indices and ids.
+
+        Raises:
+            ValueError: if ``keep`` does not have one entry per image.
+        """
         keep = np.asarray(keep, dtype=bool)
         if keep.shape != (len(self),):
             raise ValueError(
@@ -436,7 +636,16 @@ class GeneratedSet:
         ``manifest.json`` lists every request (class, value, prompt, count, seed) and every
         image (its file, request, index in the request and seed), so that a debugging set can
         be shared, inspected and read back with [`load`][load]. Bare-class images go in a
-        ``_none`` folder. The folder must not exist yet or be empty.
+        ``_none`` folder. The filter report and the image ids are not written.
+
+        Args:
+            folder: where to write; it must not exist yet or be empty (it is created).
+
+        Returns:
+            ``folder``, as a ``Path``.
+
+        Raises:
+            FileExistsError: if ``folder`` exists and is not empty.
         """
         from dataclasses import asdict
 
@@ -470,7 +679,18 @@ class GeneratedSet:
 
     @classmethod
     def load(cls, folder: str | Path) -> GeneratedSet:
-        """Read a set written by [`export`][export]."""
+        """Read a set written by [`export`][export].
+
+        Args:
+            folder: the folder [`export`][export] wrote, with its ``manifest.json``.
+
+        Returns:
+            The set, its images decoded as RGB PIL images (without the filter report or image
+            ids, which are not exported).
+
+        Raises:
+            FileNotFoundError: if the folder has no ``manifest.json`` or an image is missing.
+        """
         from PIL import Image
 
         folder = Path(folder)
@@ -499,7 +719,12 @@ class GeneratedSet:
         return int(self.filter_report[dropped].to_numpy().sum())
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per image: label, class, value, prompt, request job id and seed."""
+        """The images as a table, one row per image.
+
+        Returns:
+            Columns ``label``, ``class``, ``value``, ``prompt``, ``job_id`` (of the image's
+            request) and ``seed`` (the image's own, ``request.image_seed(i)``).
+        """
         reqs = [self.requests[int(j)] for j in self.request_index]
         offsets = _offsets(self.request_index)
         return pd.DataFrame(
@@ -523,6 +748,8 @@ class RunResult:
     """Everything one [`failmodes.Debugger.run`][failmodes.debugger.Debugger.run] measured.
 
     Attributes:
+        class_names: all class names, by label index.
+        attribute: the spurious attribute the run was about.
         accuracy: ``{method: {split: accuracy}}`` for methods ``before`` (the original head),
             ``failmodes`` (targeted repair), ``random`` (bare-class images), ``uniform`` (values
             drawn uniformly) and ``refit`` (the head refit on train alone), on splits ``test``,
@@ -540,6 +767,41 @@ class RunResult:
         seconds: wall-clock time of the run.
         examples: thumbnails of a few failures of each failure mode, shown by [`report`][report]
             (see [`failure_examples`][failure_examples]); empty when none were kept.
+
+    Examples:
+        [`Debugger.run`][failmodes.debugger.Debugger.run] makes one; by hand, with two methods
+        and the smallest parts:
+
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from failmodes import Caption, FailureModes, FailureSet, GeneratedSet, RunResult
+        >>> failures = FailureSet(np.array([0, 1]), np.array([1, 0]), np.array([], dtype=int),
+        ...                       np.array([0]), np.array([1]))
+        >>> modes = FailureModes.from_captions(
+        ...     class_names=["fox", "owl"], attribute="background", indices=np.array([0]),
+        ...     labels=np.array([0]), predictions=np.array([1]),
+        ...     captions=[Caption("in a desert", 0.9)], candidates={"fox": ["in a desert"]}, k=1,
+        ... )
+        >>> splits = ("test", "debug_seed", "debug_heldout", "validation")
+        >>> result = RunResult(
+        ...     class_names=["fox", "owl"],
+        ...     attribute="background",
+        ...     accuracy={"before": dict(zip(splits, (0.80, 0.0, 0.0, 0.85))),
+        ...               "failmodes": dict(zip(splits, (0.84, 0.9, 0.5, 0.86)))},
+        ...     group_accuracy={},
+        ...     failures=failures,
+        ...     modes=modes,
+        ...     generated=GeneratedSet.from_outputs([], []),
+        ...     selection=pd.DataFrame(),
+        ...     config={"k": 1, "lam": 0.5, "images_per_mode": 20},
+        ... )
+        >>> result.to_frame()  # doctest: +NORMALIZE_WHITESPACE
+                   test  debug_seed  debug_heldout  validation
+        method
+        before     0.80         0.0            0.0        0.85
+        failmodes  0.84         0.9            0.5        0.86
+        >>> result.summary()["heldout_acc_after"]
+        0.5
     """
 
     class_names: list[str]
@@ -558,12 +820,26 @@ class RunResult:
     examples: list[FailureExample] = field(default_factory=list, repr=False)
 
     def worst_group(self, method: str) -> float | None:
-        """The lowest per-value test accuracy of ``method``, when groups are known."""
+        """The lowest per-value test accuracy of ``method``, when groups are known.
+
+        Args:
+            method: one of the keys of ``accuracy`` (``"before"``, ``"failmodes"``, ...).
+
+        Returns:
+            The worst group's test accuracy, or ``None`` when the test set carried no groups
+            (or ``method`` was not run).
+        """
         groups = self.group_accuracy.get(method)
         return min(groups.values()) if groups else None
 
     def to_frame(self) -> pd.DataFrame:
-        """Accuracy per method (rows) and split (columns), with worst-group test accuracy."""
+        """The accuracy table: one row per method, one column per split.
+
+        Returns:
+            Rows ``before``, ``failmodes`` and the baselines run (index ``method``); columns
+            ``test``, ``debug_seed``, ``debug_heldout``, ``validation`` and, when the test set
+            carries groups, ``worst_group_test``.
+        """
         frame = pd.DataFrame(self.accuracy).T.reindex(columns=list(SPLITS))
         frame.index.name = "method"
         if self.group_accuracy:
@@ -571,7 +847,18 @@ class RunResult:
         return frame
 
     def summary(self) -> dict[str, Any]:
-        """A flat JSON-ready summary (the keys of ``failmodes demo``'s ``summary.json``)."""
+        """A flat JSON-ready summary (the keys of ``failmodes demo``'s ``summary.json``).
+
+        Returns:
+            Accuracies before and after (``test_acc_before``, ``test_acc_after``,
+            ``seed_acc_after``, ``heldout_acc_after``, the baselines' ``<method>_<split>_acc_after``
+            and worst-group accuracies), counts (``n_failures``, ``n_seed``, ``n_heldout``,
+            ``n_generated``, ``n_filtered_out``), ``caption_accuracy``, ``failure_modes``,
+            ``descriptions``, ``config`` and ``seconds``.
+
+        Raises:
+            KeyError: if ``accuracy`` lacks the ``before`` or ``failmodes`` method.
+        """
         acc = self.accuracy
         out: dict[str, Any] = {
             "test_acc_before": acc["before"]["test"],
@@ -607,7 +894,14 @@ class RunResult:
         return out
 
     def save_summary(self, path: str | Path) -> Path:
-        """Write [`summary`][summary] as JSON."""
+        """Write [`summary`][summary] as JSON.
+
+        Args:
+            path: the file to write (its folder must exist).
+
+        Returns:
+            ``path``, as a ``Path``.
+        """
         path = Path(path)
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
         return path
@@ -631,7 +925,7 @@ class RunResult:
                 failures; the failure modes of the others are listed in words (``None``: all).
 
         Returns:
-            ``path``.
+            ``path``, as a ``Path``.
         """
         from failmodes._report import render
 

@@ -196,6 +196,11 @@ class CLIPCaptioner(FailureCaptioner):
 
         Returns:
             A ``(len(images), len(class_names))`` float32 CPU tensor whose rows sum to 1.
+
+        Raises:
+            ValueError: if ``class_names`` is empty or a single string, ``template`` has no
+                ``{}`` field, or ``min_prob`` or ``batch_size`` is invalid.
+            TypeError: on images that are neither PIL images nor tensors.
         """
         if isinstance(class_names, str) or not class_names:
             raise ValueError(f"class_names must be a non-empty list of names, got {class_names!r}")

@@ -32,7 +32,11 @@ class OpenCLIPExtractor(TorchExtractor):
        ``head(features)`` are CLIP's zero-shot logits.
 
     Nothing is loaded when the extractor is made: a model given by name is built, and its
-    weights read or downloaded by open_clip, on first use.
+    weights read or downloaded by open_clip, on first use. Then, too, the settings are checked:
+    without a fitted head, a ``head`` or ``class_names``, a model object without ``preprocess``
+    (or, for a zero-shot head, without ``tokenizer``), or a zero-shot head with
+    ``normalize=False``, the first use raises a ``ValueError``; a missing open_clip an
+    ``ImportError`` that names the extra.
 
     Args:
         model: an open_clip model name (``"ViT-B-32"``, ``"local-dir:/path"``,
@@ -128,6 +132,10 @@ class OpenCLIPExtractor(TorchExtractor):
 
         Returns:
             The extractor itself, with ``head_`` set.
+
+        Raises:
+            ValueError: if ``data`` is empty; and as the trainer's ``fit`` does (labels out of
+                range, mismatched lengths).
         """
         tower = _ImageTower(self._model(), bool(self.normalize))
         features = self._extract(data, None, None, (tower, None, None))

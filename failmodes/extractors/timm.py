@@ -24,7 +24,10 @@ class TimmExtractor(TorchExtractor):
     given; tensors are taken as already preprocessed.
 
     Nothing is built when the extractor is made: a model given by name is created (and its
-    weights read or downloaded by timm) on first use.
+    weights read or downloaded by timm) on first use. Then, too, the settings are checked: an
+    object without timm's ``forward_features``, ``forward_head`` and ``get_classifier``, or whose
+    classifier is not an ``nn.Linear``, raises a ``TypeError``; ``pretrained`` inside
+    ``model_kwargs`` a ``ValueError``; a missing timm an ``ImportError`` that names the extra.
 
     Args:
         model: a timm model name (``"resnet50"``, ``"vit_base_patch16_224.augreg_in21k_ft_in1k"``,

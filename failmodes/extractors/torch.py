@@ -102,7 +102,10 @@ class TorchExtractor(FeatureExtractor):
 
     @property
     def head(self) -> nn.Linear:
-        """A copy of the classifier's head as a plain ``nn.Linear``, float32 on the CPU."""
+        """A copy of the classifier's head as a plain ``nn.Linear``, float32 on the CPU.
+
+        Changing the copy leaves the model alone; reading it leaves the global RNG alone.
+        """
         _, head, _ = self._parts()
         # skip_init: no random initialisation, so reading the head leaves the global RNG alone
         copy = nn.utils.skip_init(
@@ -115,7 +118,19 @@ class TorchExtractor(FeatureExtractor):
         return copy
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """The head applied to ``features`` (without gradients), on the CPU."""
+        """The head applied to ``features`` (without gradients), on the CPU.
+
+        Args:
+            features: ``(n, d)`` features, e.g. from [`extract`][extract]; any device or
+                floating dtype (they are copied to float32 on the CPU).
+
+        Returns:
+            ``(n, num_classes)`` float32 logits, the model's own output for those images.
+
+        Raises:
+            ValueError: if ``model``, ``backbone`` and ``head`` are not a valid combination.
+            TypeError: if the model has no ``nn.Linear`` head.
+        """
         with torch.no_grad():
             return self.head(features.to("cpu", torch.float32))
 

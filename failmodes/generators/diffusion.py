@@ -2,7 +2,7 @@
 
 diffusers is imported, and the pipeline built or downloaded, only when the first images are
 made: constructing a [`StableDiffusionGenerator`][StableDiffusionGenerator] is free and needs no
-    extra.
+extra.
 """
 
 from __future__ import annotations
@@ -73,10 +73,24 @@ _PARAMS = (
 class BlankImageError(RuntimeError):
     """An image stayed blank (flagged by the safety checker, or one flat colour) after retries.
 
+    Args:
+        request: the request the image belongs to.
+        index: the image's index in the request.
+        seeds: the seeds tried, the request's own first.
+
     Attributes:
         request: the request the image belongs to.
         index: the image's index in the request.
         seeds: the seeds tried, the request's own first.
+
+    Examples:
+        >>> from failmodes import GenerationRequest
+        >>> from failmodes.generators import BlankImageError, replacement_seed
+        >>> request = GenerationRequest(0, "fox", None, "a photo of a fox", 1, 0)
+        >>> seeds = [request.image_seed(0), replacement_seed(request, 0, 1)]
+        >>> error = BlankImageError(request, 0, seeds)
+        >>> error.index, error.seeds == seeds
+        (0, True)
     """
 
     def __init__(self, request: GenerationRequest, index: int, seeds: Sequence[int]):
@@ -99,6 +113,18 @@ def replacement_seed(request: GenerationRequest, index: int, attempt: int) -> in
 
     It is derived from ``request.image_seed(index)`` and ``attempt`` alone, so, like the image
     seed, it does not depend on ``request.count`` nor on the other requests of a run.
+
+    Args:
+        request: the request the image belongs to.
+        index: the image's index in the request, in ``range(request.count)``.
+        attempt: which regeneration, from 1.
+
+    Returns:
+        A seed in ``[0, 2**31)``.
+
+    Raises:
+        ValueError: if ``attempt`` is less than 1.
+        IndexError: if ``index`` is not in ``range(request.count)``.
 
     Examples:
         >>> from failmodes import GenerationRequest
@@ -254,6 +280,13 @@ class StableDiffusionGenerator(ImageGenerator):
         A model by name is named (with its revision and variant); a pipeline object is
         described by a hash of its modules' weights (computed once per pipeline object) and its
         scheduler's configuration.
+
+        Returns:
+            JSON-ready settings: the class, the model, ``revision``, ``variant``, ``steps``,
+            ``guidance_scale``, the scheduler, ``negative_prompt``, ``height``, ``width``,
+            ``batch_size``, ``dtype``, the safety checker and ``max_blank_retries``. The device,
+            the attention settings, ``load_kwargs`` and ``progress`` are left out: they change
+            the images by rounding at most.
         """
         from failmodes.cache import fingerprint, tensor_digest
 

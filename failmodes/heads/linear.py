@@ -503,11 +503,15 @@ def patch_model(model: nn.Module, head: nn.Linear, *, name: str | None = None) -
         ValueError: if ``head``'s shape differs from the head it replaces.
 
     Examples:
+        >>> import torch
         >>> from torch import nn
+        >>> from failmodes.heads import patch_model
         >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-        >>> patched = patch_model(model, nn.Linear(8, 3))
-        >>> patched[2] is model[2]
-        False
+        >>> head = nn.Linear(8, 3)
+        >>> patched = patch_model(model, head)
+        >>> x = torch.rand(2, 4)
+        >>> torch.equal(patched(x), head(model[:2](x))), patched[2] is head, model[2] is head
+        (True, False, False)
     """
     return replace_head(model, head, name=name)
 

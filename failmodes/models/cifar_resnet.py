@@ -101,7 +101,17 @@ class BasicBlock(nn.Module):
     Args:
         in_planes: input channels.
         planes: output channels.
-        stride: stride of the first convolution (and of the shortcut's subsampling).
+        stride: stride of the first convolution (and of the shortcut's subsampling): 1, or 2
+            where the block changes shape.
+
+    Raises:
+        ValueError: if the block changes shape with a stride other than 2.
+
+    Examples:
+        >>> import torch
+        >>> from failmodes.models import BasicBlock
+        >>> BasicBlock(16, 32, stride=2)(torch.zeros(1, 16, 8, 8)).shape
+        torch.Size([1, 32, 4, 4])
     """
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
@@ -118,6 +128,14 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output, ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+        Args:
+            x: ``(N, in_planes, H, W)`` feature maps.
+
+        Returns:
+            ``(N, planes, H / stride, W / stride)`` feature maps.
+        """
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -138,6 +156,13 @@ class CifarResNet(nn.Module):
     Attributes:
         depth: the number of weighted layers, ``6 * blocks + 2``.
         num_features: the width of the features the head sees (64).
+
+    Examples:
+        >>> import torch
+        >>> from failmodes.models import CifarResNet
+        >>> model = CifarResNet(blocks=1, num_classes=3).eval()
+        >>> model.depth, model.forward_features(torch.zeros(2, 3, 32, 32)).shape
+        (8, torch.Size([2, 64]))
     """
 
     def __init__(self, blocks: int, num_classes: int = 10):
@@ -158,13 +183,27 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``(N, 64)`` globally pooled features: the input of the head ``linear``."""
+        """The globally pooled features: the input of the head ``linear``.
+
+        Args:
+            x: normalised RGB images ``(N, 3, H, W)``.
+
+        Returns:
+            ``(N, 64)`` features.
+        """
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``linear(forward_features(x))``."""
+        """Logits ``linear(forward_features(x))``.
+
+        Args:
+            x: normalised RGB images ``(N, 3, H, W)``.
+
+        Returns:
+            ``(N, num_classes)`` logits.
+        """
         return self.linear(self.forward_features(x))
 
 
@@ -326,6 +365,9 @@ def cifar_transform(*, mean: Sequence[float] = CIFAR_MEAN, std: Sequence[float] 
         A picklable callable taking a PIL image (any mode; converted to RGB), an ``(H, W, 3)``
         uint8 array or a ``(3, H, W)`` float tensor in ``[0, 1]``, and returning a ``(3, H, W)``
         float32 tensor. Pass it as ``TorchExtractor(model, transform=cifar_transform())``.
+
+    Raises:
+        ValueError: if ``mean`` or ``std`` does not have 3 values, or a ``std`` is not positive.
 
     Examples:
         >>> from PIL import Image

@@ -56,10 +56,25 @@ class ProposalError(RuntimeError):
     ``partial``, and a proposer that caches answers (as [`ChatGPTProposer`][ChatGPTProposer] does)
     asks only for the missing classes when called again.
 
+    Args:
+        message: what went wrong, for the user.
+        class_name: the class whose values could not be had.
+        attribute: the attribute asked about.
+        partial: ``{class_name: [value, ...]}`` for the classes of the call already answered;
+            ``None`` for none.
+
     Attributes:
         class_name: the class whose values could not be had.
         attribute: the attribute asked about.
         partial: ``{class_name: [value, ...]}`` for the classes of the call already answered.
+
+    Examples:
+        >>> from failmodes.proposers import ProposalError
+        >>> try:
+        ...     raise ProposalError("the model refused", "owl", partial={"fox": ["in a desert"]})
+        ... except ProposalError as err:
+        ...     print(err, err.class_name, err.partial)
+        the model refused owl {'fox': ['in a desert']}
     """
 
     def __init__(
@@ -146,11 +161,20 @@ class ChatGPTProposer(BackgroundProposer):
         ...     proposer.propose(["fox"])
         {'fox': ['in a desert', 'on a frozen lake', 'in the snow']}
 
-        With OpenAI's servers (``OPENAI_API_KEY`` set) or a local vLLM server:
+        Nothing connects until [`propose`][propose] is called:
 
-        >>> ChatGPTProposer().propose(["fox", "owl"])  # doctest: +SKIP
         >>> ChatGPTProposer("Qwen/Qwen2.5-7B-Instruct", base_url="http://localhost:8000/v1")
         ChatGPTProposer('Qwen/Qwen2.5-7B-Instruct', base_url='http://localhost:8000/v1')
+
+        With OpenAI's servers (``OPENAI_API_KEY`` set), or a local vLLM server:
+
+        ```python
+        ChatGPTProposer().propose(["fox", "owl"])
+        # {'fox': ['in a desert', 'on a frozen lake', ...], 'owl': [...]}
+        ChatGPTProposer("Qwen/Qwen2.5-7B-Instruct", base_url="http://localhost:8000/v1").propose(
+            ["fox", "owl"], attribute="color"
+        )
+        ```
     """
 
     def __init__(
@@ -187,6 +211,11 @@ class ChatGPTProposer(BackgroundProposer):
 
         The server is named by its URL (``base_url``, the client's, ``OPENAI_BASE_URL`` or
         OpenAI's); the key, timeouts and retries do not change an answer.
+
+        Returns:
+            JSON-ready settings: the class, ``model``, the server, ``temperature``, ``seed``,
+            ``max_values``, ``templates``, ``schema`` and ``request_options`` (header values
+            left out).
         """
         if self.client is not None:
             server = str(getattr(self.client, "base_url", type(self.client).__name__))

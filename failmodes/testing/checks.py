@@ -42,7 +42,22 @@ __all__ = [
 
 
 def sample_images(count: int = 4, size: int = 64, *, seed: int = 0) -> list[Image.Image]:
-    """Distinct RGB test images (smooth colour gradients with noise), the same for a seed."""
+    """Distinct RGB test images (smooth colour gradients with noise), the same for a seed.
+
+    Args:
+        count: how many images.
+        size: their side in pixels.
+        seed: seed of the colours and the noise.
+
+    Returns:
+        ``count`` RGB PIL images of ``size x size`` pixels, none of them blank.
+
+    Examples:
+        >>> from failmodes.testing import sample_images
+        >>> images = sample_images(2, size=16)
+        >>> [(image.mode, image.size) for image in images]
+        [('RGB', (16, 16)), ('RGB', (16, 16))]
+    """
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
     images = []
@@ -79,6 +94,14 @@ def check_extractor(
 
     Raises:
         AssertionError: naming the broken part of the contract.
+        ValueError: if fewer than 3 images are given.
+
+    Examples:
+        >>> from torch import nn
+        >>> from failmodes import TorchExtractor
+        >>> from failmodes.testing import check_extractor
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 4))
+        >>> check_extractor(TorchExtractor(model))
     """
     if not isinstance(extractor, FeatureExtractor):
         raise _fail(extractor, "is not a failmodes.interfaces.FeatureExtractor")
@@ -134,8 +157,18 @@ def check_proposer(
     strings with redundant values already merged ([`merge_values`][failmodes.proposers.merge_values]
     leaves the list unchanged).
 
+    Args:
+        proposer: the proposer.
+        class_names: the classes to ask about.
+        attribute: the attribute to ask about.
+
     Raises:
         AssertionError: naming the broken part of the contract.
+
+    Examples:
+        >>> from failmodes import StaticProposer
+        >>> from failmodes.testing import check_proposer
+        >>> check_proposer(StaticProposer({"fox": ["in a desert"], "wallet": ["in a jungle"]}))
     """
     if not isinstance(proposer, BackgroundProposer):
         raise _fail(proposer, "is not a failmodes.interfaces.BackgroundProposer")
@@ -189,6 +222,25 @@ def check_captioner(
 
     Raises:
         AssertionError: naming the broken part of the contract.
+
+    Examples:
+        A captioner that gives every image its class's last candidate passes; one that
+        answers in the wrong order does not:
+
+        >>> from failmodes import Caption, FailureCaptioner
+        >>> from failmodes.testing import check_captioner
+        >>> class LastValue(FailureCaptioner):
+        ...     def caption(self, images, *, class_names, candidates, attribute="background"):
+        ...         return [Caption(candidates[name][-1], 1.0) for name in class_names]
+        >>> check_captioner(LastValue())
+        >>> class Reversed(LastValue):
+        ...     def caption(self, images, *, class_names, candidates, attribute="background"):
+        ...         return super().caption(images, class_names=class_names[::-1],
+        ...                                candidates=candidates, attribute=attribute)
+        >>> check_captioner(Reversed())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: Reversed: caption 0 has value 'on a kitchen table', not one of ...
     """
     if not isinstance(captioner, FailureCaptioner):
         raise _fail(captioner, "is not a failmodes.interfaces.FailureCaptioner")
@@ -215,8 +267,8 @@ def check_captioner(
         if caption.value is not None and caption.value not in candidates[name]:
             raise _fail(
                 captioner,
-                f"caption {i} has value {caption.value!r}, not one of class {name!r}'s "
-                f"candidates {list(candidates[name])}",
+                f"caption {i} has value {caption.value!r}, not one of the candidates of class "
+                f"{name!r}: {list(candidates[name])}",
             )
         if not isinstance(caption.score, float | int) or not math.isfinite(caption.score):
             raise _fail(captioner, f"caption {i} has a non-finite score {caption.score!r}")
@@ -264,6 +316,16 @@ def check_generator(
 
     Raises:
         AssertionError: naming the broken part of the contract.
+
+    Examples:
+        >>> from failmodes.testing import check_generator
+        >>> from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+        >>> from failmodes import GenerationRequest
+        >>> generator = ToyWorldGenerator(ToyWorld(seed=0))
+        >>> check_generator(generator, [
+        ...     GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 3, 0),
+        ...     GenerationRequest(1, "square", None, "a photo of a square", 1, 0),
+        ... ])
     """
     if not isinstance(generator, ImageGenerator):
         raise _fail(generator, "is not a failmodes.interfaces.ImageGenerator")
@@ -335,8 +397,17 @@ def check_head_trainer(trainer: HeadTrainer, *, seed: int = 0) -> None:
     give the same head for the same seed, ignore the extra rows when ``lam=0``, and let a large
     ``lam`` on extra rows with other labels move the head towards them.
 
+    Args:
+        trainer: the head trainer.
+        seed: seed of the test data and of the fits.
+
     Raises:
         AssertionError: naming the broken part of the contract.
+
+    Examples:
+        >>> from failmodes import LinearHeadTrainer
+        >>> from failmodes.testing import check_head_trainer
+        >>> check_head_trainer(LinearHeadTrainer())
     """
     if not isinstance(trainer, HeadTrainer):
         raise _fail(trainer, "is not a failmodes.interfaces.HeadTrainer")

@@ -78,6 +78,15 @@ class ReceivedRequest:
         path: the request path, e.g. ``"/v1/chat/completions"``.
         headers: the request headers, names in lower case.
         body: the parsed JSON body (``None`` without a body or when it is not JSON).
+
+    Examples:
+        [`OpenAIServer`][OpenAIServer] keeps one per request in ``requests``; by hand:
+
+        >>> from failmodes.testing.openai_server import ReceivedRequest
+        >>> received = ReceivedRequest("POST", "/v1/chat/completions",
+        ...                            {"authorization": "Bearer test-key"}, {"model": "any"})
+        >>> received.body["model"], received.headers["authorization"]
+        ('any', 'Bearer test-key')
     """
 
     method: str
@@ -133,13 +142,21 @@ class OpenAIServer:
 
     @property
     def base_url(self) -> str:
-        """The server's OpenAI base URL, ``http://127.0.0.1:<port>/v1``."""
+        """The server's OpenAI base URL, ``http://127.0.0.1:<port>/v1``.
+
+        Raises:
+            RuntimeError: if the server is not running.
+        """
         if self._httpd is None:
             raise RuntimeError("the OpenAIServer is not running; use it in a with block")
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def start(self) -> OpenAIServer:
-        """Start serving in a daemon thread; returns the server."""
+        """Start serving in a daemon thread, on a free port; a running server stays as it is.
+
+        Returns:
+            The server itself, so that ``server = OpenAIServer(...).start()`` works.
+        """
         if self._httpd is not None:
             return self
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_request_handler(self))

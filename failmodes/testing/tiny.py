@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 TINY_CLIP_IMAGE_SIZE = 32
+"""The side in pixels of the images [`tiny_clip`][tiny_clip]'s model takes."""
 
 
 def tiny_clip(seed: int = 0) -> tuple[torch.nn.Module, Any, Any]:
@@ -36,6 +37,17 @@ def tiny_clip(seed: int = 0) -> tuple[torch.nn.Module, Any, Any]:
     model takes 32x32 images; ``preprocess`` is open_clip's inference transform (PIL image ->
     normalised ``(3, 32, 32)`` tensor) and ``tokenizer`` is ViT-B-32's (it ships its BPE, so it
     works offline). The same seed gives the same weights; the global torch RNG is untouched.
+    Needs the ``clip`` extra.
+
+    Args:
+        seed: seed of the weights.
+
+    Returns:
+        ``(model, preprocess, tokenizer)``: an ``open_clip.CLIP`` in eval mode with 32-dimensional
+        embeddings, its image transform and its tokenizer.
+
+    Raises:
+        ImportError: if open_clip is not installed (it names the extra).
 
     Examples:
         >>> from failmodes.testing.tiny import tiny_clip
@@ -80,6 +92,12 @@ def clip_tokenizer() -> Any:
     the copy that open_clip ships (so it needs the ``clip`` extra as well as ``transformers``),
     and a context of 77 tokens. It gives the token ids of ``openai/clip-vit-large-patch14``'s
     tokenizer, and pads with ``<|endoftext|>`` as Stable Diffusion's does.
+
+    Returns:
+        A ``transformers.CLIPTokenizer``.
+
+    Raises:
+        ImportError: if transformers or open_clip is not installed (it names the extra).
 
     Examples:
         >>> from failmodes.testing.tiny import clip_tokenizer
@@ -133,13 +151,26 @@ class TinySafetyChecker(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device the checker is on (the pipeline reads it off its components)."""
         return self._anchor.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The checker's dtype (the pipeline casts ``clip_input`` to it)."""
         return self._anchor.dtype
 
     def forward(self, clip_input: torch.Tensor, images: Any) -> tuple[Any, list[bool] | None]:
+        """Check a batch as the pipeline calls its safety checker; flagged images are zeroed.
+
+        Args:
+            clip_input: the feature extractor's pixels (unused: ``blank`` looks at the images).
+            images: the decoded batch, a ``(B, 3, H, W)`` tensor in ``[-1, 1]`` or a
+                ``(B, H, W, 3)`` array in ``[0, 1]``; flagged images are set to zero in place.
+
+        Returns:
+            ``(images, flags)``: the batch, and one boolean per image (``None`` when
+            ``return_flags`` is ``False``).
+        """
         flags = []
         for k in range(len(images)):
             if self.blank is None:

@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TOYCLIP", "register_toyclip", "toyclip_captioner", "toyclip_config", "toyclip_weights"]
 
-#: the open_clip model name ToyCLIP is registered under
 TOYCLIP = "toyclip"
+"""The open_clip model name ToyCLIP is registered under."""
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 _CONFIG = _WEIGHTS_DIR / f"{TOYCLIP}.json"
@@ -59,15 +59,32 @@ _WEIGHTS = _WEIGHTS_DIR / f"{TOYCLIP}.safetensors"
 
 
 def toyclip_config() -> Path:
-    """The path of ToyCLIP's open_clip model config (a JSON file shipped with the package)."""
+    """The path of ToyCLIP's open_clip model config (a JSON file shipped with the package).
+
+    Returns:
+        The ``toyclip.json`` file in the package's ``weights`` folder.
+
+    Examples:
+        >>> from failmodes.toyworld.clip import toyclip_config
+        >>> toyclip_config().name
+        'toyclip.json'
+    """
     return _CONFIG
 
 
 def toyclip_weights() -> Path:
     """The path of ToyCLIP's shipped weights (a float16 safetensors file of 3.5 MB).
 
+    Returns:
+        The ``toyclip.safetensors`` file in the package's ``weights`` folder.
+
     Raises:
         FileNotFoundError: if the weights are missing (run ``scripts/train_toyclip.py``).
+
+    Examples:
+        >>> from failmodes.toyworld import toyclip_weights
+        >>> toyclip_weights().name
+        'toyclip.safetensors'
     """
     if not _WEIGHTS.is_file():
         raise FileNotFoundError(
@@ -89,6 +106,15 @@ def register_toyclip() -> str:
     Raises:
         ImportError: if open_clip is not installed (it names the extra to install).
         ValueError: if another config is already registered under ``"toyclip"``.
+
+    Examples:
+        >>> import open_clip
+        >>> from failmodes.toyworld import register_toyclip, toyclip_weights
+        >>> name = register_toyclip()
+        >>> model, _, preprocess = open_clip.create_model_and_transforms(
+        ...     name, pretrained=str(toyclip_weights()))
+        >>> open_clip.get_tokenizer(name)(["a photo of a red circle on grass"]).shape
+        torch.Size([1, 20])
     """
     open_clip = require("open_clip", feature="ToyCLIP")
     config = json.loads(_CONFIG.read_text())
@@ -112,6 +138,20 @@ def toyclip_captioner(**kwargs: Any) -> CLIPCaptioner:
     Returns:
         ``CLIPCaptioner("toyclip", pretrained=str(toyclip_weights()), **kwargs)``, with
         ToyCLIP registered with open_clip.
+
+    Raises:
+        ImportError: if open_clip is not installed (it names the extra).
+
+    Examples:
+        >>> from failmodes.toyworld import ToyWorld, ToyWorldGenerator, toyclip_captioner
+        >>> from failmodes import GenerationRequest
+        >>> request = GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 2, 0)
+        >>> images = ToyWorldGenerator(ToyWorld(seed=0)).generate([request])[0]
+        >>> captioner = toyclip_captioner(progress=False)
+        >>> captions = captioner.caption(images, class_names=["circle", "circle"],
+        ...                              candidates={"circle": ["on sand", "in water"]})
+        >>> [caption.value for caption in captions]
+        ['on sand', 'on sand']
     """
     register_toyclip()
     from failmodes.captioners.clip import CLIPCaptioner

@@ -84,6 +84,15 @@ class ToyWorldGenerator(ImageGenerator):
     def render(self, request: GenerationRequest, i: int) -> Image.Image:
         """Image ``i`` of ``request``, rendered from ``request.image_seed(i)`` alone.
 
+        Args:
+            request: the request; its class must be a ToyWorld shape (``class_index`` its
+                index) and its value one of the world's values (a bare background name such as
+                ``"grass"`` is read as its phrase), or ``None``.
+            i: the image's index in the request.
+
+        Returns:
+            An RGB PIL image of the world's size.
+
         Raises:
             ValueError: the class or value is not in the world's vocabulary.
             IndexError: ``i`` is not in ``range(request.count)``.

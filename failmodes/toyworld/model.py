@@ -36,11 +36,13 @@ __all__ = ["HEAD_WEIGHT_DECAY", "ToyBackbone", "load_backbone", "toy_classifier"
 WEIGHTS_FILE = "backbone.safetensors"
 CONFIG_FILE = "backbone.json"
 
-#: The L2 penalty of ToyWorld heads, for the classifier's fit and for the repair step alike.
-#: A strongly regularised head prefers the backbone's cheap, high-margin context features, so the
-#: shortcut lives in the head; with 1e-3 a few rare images anywhere (even the random baseline's)
-#: already undo much of it (see ``scripts/toyworld_experiment.py``).
 HEAD_WEIGHT_DECAY = 0.1
+"""The L2 penalty of ToyWorld heads, for the classifier's fit and for the repair step alike.
+
+A strongly regularised head prefers the backbone's cheap, high-margin context features, so the
+shortcut lives in the head; with 1e-3 a few rare images anywhere (even the random baseline's)
+already undo much of it (see ``scripts/toyworld_experiment.py``).
+"""
 
 # per-channel mean and std of balanced world-style ToyWorld images
 _MEAN = (0.53, 0.49, 0.43)
@@ -56,6 +58,18 @@ class ToyBackbone(nn.Module):
 
     Args:
         widths: output channels of the stages; the last is the feature dimension.
+
+    Attributes:
+        widths: the stages' widths, as a tuple of ints.
+
+    Examples:
+        A fresh (untrained) backbone; [`load_backbone`][load_backbone] loads the shipped one:
+
+        >>> import torch
+        >>> from failmodes.toyworld import ToyBackbone
+        >>> backbone = ToyBackbone(widths=(8, 16)).eval()
+        >>> backbone(torch.rand(2, 3, 32, 32)).shape, backbone.feature_dim
+        (torch.Size([2, 16]), 16)
     """
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128)):
@@ -107,6 +121,9 @@ def load_backbone(path: str | Path | None = None) -> ToyBackbone:
 
     Returns:
         A [`ToyBackbone`][ToyBackbone] in eval mode whose parameters do not require gradients.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
 
     Examples:
         >>> backbone = load_backbone()
@@ -163,6 +180,14 @@ def toy_classifier(
 
     Returns:
         ``nn.Sequential(backbone, head)`` in eval mode; ``model[-1]`` is the ``nn.Linear`` head.
+
+    Examples:
+        >>> import torch
+        >>> from failmodes.toyworld import ToyWorld, toy_classifier
+        >>> world = ToyWorld(seed=0)
+        >>> model = toy_classifier(world, per_class=5)
+        >>> model(torch.rand(2, 3, 32, 32)).shape, model[-1].out_features
+        (torch.Size([2, 10]), 10)
     """
     from failmodes.heads.linear import LinearHeadTrainer
 

@@ -307,6 +307,20 @@ def render(
         style: ``"world"`` for the world's own images, ``"generated"`` for the renderer's images,
             which differ in style as diffusion images differ from photos (smoother textures,
             tint, contrast, saturated colours, a soft outline, no sensor noise).
+
+    Returns:
+        A ``size x size`` RGB PIL image.
+
+    Raises:
+        ValueError: if ``style`` is neither ``"world"`` nor ``"generated"``.
+        KeyError: if ``background`` or ``color`` is not in the vocabulary.
+
+    Examples:
+        >>> import numpy as np
+        >>> from failmodes.toyworld import render
+        >>> image = render("star", "sand", "red", np.random.default_rng(0))
+        >>> image.mode, image.size
+        ('RGB', (32, 32))
     """
     if style not in ("world", "generated"):
         raise ValueError(f"style must be 'world' or 'generated', got {style!r}")
@@ -340,9 +354,32 @@ def render(
 
 
 def render_batch(
-    shapes, backgrounds, colors, seed: int, *, size: int = 32, style: str = "world"
+    shapes: Sequence[str],
+    backgrounds: Sequence[str],
+    colors: Sequence[str],
+    seed: int,
+    *,
+    size: int = 32,
+    style: str = "world",
 ) -> np.ndarray:
-    """Render many images into a ``(n, size, size, 3)`` uint8 array, one seed for all."""
+    """Render many images into a ``(n, size, size, 3)`` uint8 array, one seed for all.
+
+    Args:
+        shapes: one shape of [`SHAPES`][SHAPES] per image.
+        backgrounds: one key of [`BACKGROUNDS`][BACKGROUNDS] per image.
+        colors: one key of [`COLORS`][COLORS] per image.
+        seed: seed of the one random generator that renders the images in turn.
+        size: image side in pixels.
+        style: ``"world"`` or ``"generated"`` (see [`render`][render]).
+
+    Returns:
+        The images as a ``(n, size, size, 3)`` uint8 array.
+
+    Examples:
+        >>> from failmodes.toyworld.world import render_batch
+        >>> render_batch(["circle", "ring"], ["grass", "snow"], ["red", "blue"], seed=0).shape
+        (2, 32, 32, 3)
+    """
     rng = np.random.default_rng(seed)
     n = len(shapes)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
@@ -357,14 +394,44 @@ def render_batch(
 class ToyDataset(ImageDataset):
     """A ToyWorld split: ``(PIL image, label)`` pairs with per-sample metadata.
 
+    Made by [`ToyWorld.sample`][failmodes.toyworld.world.ToyWorld.sample] and the splits
+    ([`ToyWorld.train`][failmodes.toyworld.world.ToyWorld.train], ...). Images are decoded from
+    ``pixels`` when indexed.
+
+    Args:
+        pixels: ``(n, size, size, 3)`` uint8 array of the images.
+        labels: class index (shape) per image.
+        groups: the spurious attribute's value per image (a background phrase or a colour).
+        shapes: the shape's name per image.
+        backgrounds: the background's name (a key of [`BACKGROUNDS`][BACKGROUNDS]) per image.
+        colors: the colour's name per image.
+
     Attributes:
         pixels: ``(n, size, size, 3)`` uint8 array of the images.
         labels: class index (shape) per image.
         groups: the spurious attribute's value per image (a background phrase or a colour).
-        shapes, backgrounds, colors: the rendered vocabulary names per image.
+        shapes: the shape's name per image.
+        backgrounds: the background's name per image.
+        colors: the colour's name per image.
+
+    Examples:
+        >>> from failmodes.toyworld import ToyWorld
+        >>> data = ToyWorld(seed=0).test(n=4)
+        >>> image, label = data[1]
+        >>> image.size, label, data.shapes[1], data.tensors().shape
+        ((32, 32), 1, 'square', (4, 3, 32, 32))
     """
 
-    def __init__(self, pixels: np.ndarray, labels, groups, *, shapes, backgrounds, colors):
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        groups: Sequence[str],
+        *,
+        shapes: Sequence[str],
+        backgrounds: Sequence[str],
+        colors: Sequence[str],
+    ):
         self.pixels = pixels
         self.labels = [int(y) for y in labels]
         self.groups = list(groups)
@@ -380,10 +447,16 @@ class ToyDataset(ImageDataset):
 
     @property
     def images(self) -> list[Image.Image]:  # type: ignore[override]
+        """Every image, decoded as an RGB PIL image."""
         return [Image.fromarray(p, mode="RGB") for p in self.pixels]
 
     def tensors(self) -> np.ndarray:
-        """The images as a float32 ``(n, 3, size, size)`` array in [0, 1]."""
+        """The images as a float32 ``(n, 3, size, size)`` array in [0, 1].
+
+        Returns:
+            A new array, channels first, as [`ToyBackbone`][failmodes.toyworld.ToyBackbone]
+            takes it.
+        """
         return self.pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
@@ -397,11 +470,20 @@ class ToyWorld:
         strength: the share of training images that show their class's common value (rho).
         size: image side in pixels.
 
+    Raises:
+        ValueError: if ``attribute`` is not ``"background"`` or ``"color"``, or ``strength`` is
+            not in ``[0, 1]``.
+
     Examples:
+        >>> from failmodes.toyworld import ToyWorld
         >>> world = ToyWorld(seed=0)
-        >>> train = world.train(per_class=5)
-        >>> len(train), train.groups[0] == world.common_values[train.labels[0]] or True
-        (50, True)
+        >>> world.class_names[:3], world.common_values[0]
+        (['circle', 'square', 'triangle'], 'on a road')
+        >>> train = world.train(per_class=5)  # biased: circles mostly on a road
+        >>> len(train), train.groups[:5]
+        (50, ['on a road', 'on a road', 'on a road', 'on a road', 'on a road'])
+        >>> len(world.debug(n=20)), len(world.uncommon_values()["circle"])
+        (20, 23)
     """
 
     seed: int = 0
@@ -419,6 +501,7 @@ class ToyWorld:
 
     @property
     def class_names(self) -> list[str]:
+        """The classes, by label index: the shapes of [`SHAPES`][SHAPES]."""
         return list(SHAPES)
 
     @property
@@ -434,7 +517,11 @@ class ToyWorld:
         return [self.values[i] for i in order]
 
     def uncommon_values(self) -> dict[str, list[str]]:
-        """Per class, every value except its common one: what an oracle proposer would say."""
+        """Per class, every value except its common one: what an oracle proposer would say.
+
+        Returns:
+            ``{class_name: [value, ...]}``, in the order of [`values`][values].
+        """
         common = self.common_values
         return {c: [v for v in self.values if v != common[i]] for i, c in enumerate(SHAPES)}
 
@@ -460,6 +547,13 @@ class ToyWorld:
             seed: seed of the values, the other attribute and the rendering.
             style: ``"world"`` or ``"generated"`` (see [`render`][render]).
             values: fixed attribute values per image (``None`` entries are drawn as above).
+
+        Returns:
+            The images with their labels and metadata.
+
+        Raises:
+            ValueError: if a fixed value is not one of [`values`][values], or ``style`` is
+                unknown.
         """
         labels = np.asarray(labels, dtype=np.int64)
         rng = np.random.default_rng(seed)
@@ -498,7 +592,17 @@ class ToyWorld:
         )
 
     def train(self, per_class: int = 50) -> ToyDataset:
-        """The biased training split: ``per_class`` images per class."""
+        """The biased training split: ``per_class`` images per class.
+
+        Each image shows its class's common value with probability ``strength``. The same world
+        gives the same split.
+
+        Args:
+            per_class: images per class.
+
+        Returns:
+            The split, classes in label order (``per_class`` of class 0 first).
+        """
         labels = np.repeat(np.arange(len(SHAPES)), per_class)
         return self.sample(labels, biased=True, seed=self._split_seed("train"))
 
@@ -507,9 +611,23 @@ class ToyWorld:
         return self.sample(labels, biased=False, seed=self._split_seed(split))
 
     def debug(self, n: int = 10_000) -> ToyDataset:
-        """The balanced debug split (classes and values uniform)."""
+        """The balanced debug split (classes and values uniform).
+
+        Args:
+            n: images in all; labels cycle through the classes.
+
+        Returns:
+            The split; the same world gives the same split.
+        """
         return self._balanced(n, "debug")
 
     def test(self, n: int = 5_000) -> ToyDataset:
-        """The balanced test split (classes and values uniform)."""
+        """The balanced test split (classes and values uniform), drawn apart from the debug split.
+
+        Args:
+            n: images in all; labels cycle through the classes.
+
+        Returns:
+            The split; the same world gives the same split.
+        """
         return self._balanced(n, "test")

@@ -23,9 +23,14 @@ Examples:
     >>> from failmodes.toyworld.zoo import ZOO, zoo_models
     >>> sorted({spec.category for spec in ZOO.values()})
     ['cnn', 'mixer']
-    >>> models = zoo_models(ToyWorld(seed=0), names=["cnn-narrow"])  # doctest: +SKIP
-    >>> models["cnn-narrow"].model(torch.rand(2, 3, 32, 32)).shape  # doctest: +SKIP
-    torch.Size([2, 10])
+
+    The whole zoo on one world (pretraining the six backbones takes several minutes the first
+    time; they are cached afterwards):
+
+    ```python
+    models = zoo_models(ToyWorld(seed=0))
+    models["cnn-narrow"].model(torch.rand(2, 3, 32, 32)).shape  # torch.Size([2, 10])
+    ```
 """
 
 from __future__ import annotations
@@ -81,6 +86,12 @@ def balanced_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(images, targets)``: float32 ``(n, 3, 32, 32)`` in [0, 1] and int64 ``(n, 3)`` columns
         (shape, background, colour) as indices into ``SHAPES``, ``BACKGROUNDS``, ``COLORS``.
+
+    Examples:
+        >>> from failmodes.toyworld.zoo import balanced_data
+        >>> images, targets = balanced_data(4, seed=0)
+        >>> images.shape, str(images.dtype), targets.shape
+        ((4, 3, 32, 32), 'float32', (4, 3))
     """
     rng = np.random.default_rng([seed, 1])
     targets = np.stack(
@@ -165,6 +176,11 @@ def pretrain_backbone(
         ``validation_accuracy`` (``{"shape", "background", "color"}``: the pretraining heads'
         accuracy on the validation images), ``loss`` (the mean training loss of each epoch)
         and ``seconds`` (``{"render", "train"}``).
+
+    Raises:
+        ValueError: if ``n_train``, ``n_val``, ``epochs`` or ``batch_size`` is not a positive
+            integer.
+        TypeError: if the backbone has no ``feature_dim``.
 
     Examples:
         >>> from failmodes.toyworld import ToyBackbone
@@ -295,7 +311,12 @@ class ToyMixer(nn.Module):
         patch: patch side in pixels.
         image_size: image side in pixels (a multiple of ``patch``).
 
+    Raises:
+        ValueError: if ``image_size`` is not a multiple of ``patch``.
+
     Examples:
+        >>> import torch
+        >>> from failmodes.toyworld import ToyMixer
         >>> ToyMixer(dim=32, depth=1)(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 32])
     """
@@ -329,7 +350,14 @@ class ToyMixer(nn.Module):
         return self.dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features of a batch of images: float ``(n, 3, H, W)`` in [0, 1] -> ``(n, dim)``."""
+        """Features of a batch of images.
+
+        Args:
+            x: float ``(n, 3, image_size, image_size)`` images in [0, 1].
+
+        Returns:
+            ``(n, dim)`` features.
+        """
         x = (x - self.mean) / self.std
         tokens = self.embed(x).flatten(2).transpose(1, 2)
         return self.norm(self.blocks(tokens)).mean(dim=1)
@@ -373,6 +401,13 @@ class ZooSpec:
         seed: the pretraining seed (data, initial weights, batch order).
         pretraining: settings of [`pretrain_backbone`][pretrain_backbone] that differ from
             [`PRETRAINING`][PRETRAINING].
+
+    Examples:
+        >>> from failmodes.toyworld import ZooSpec
+        >>> spec = ZooSpec("cnn", "ToyBackbone", {"widths": (8, 16)}, seed=7)
+        >>> settings = spec.settings(epochs=1)
+        >>> settings["epochs"], settings["seed"], settings["n_train"]
+        (1, 7, 10000)
     """
 
     category: str
@@ -383,7 +418,16 @@ class ZooSpec:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """The full [`pretrain_backbone`][pretrain_backbone] settings: the zoo's, this spec's, then
-        ``overrides``, and the seed."""
+        ``overrides``, and the seed.
+
+        Args:
+            **overrides: settings of [`pretrain_backbone`][pretrain_backbone] that replace the
+                zoo's and the spec's (not ``seed``, which is always the spec's).
+
+        Returns:
+            The keyword arguments of [`pretrain_backbone`][pretrain_backbone], ``seed``
+            included.
+        """
         return {**PRETRAINING, **self.pretraining, **overrides, "seed": self.seed}
 
 
@@ -425,8 +469,20 @@ class ZooModel:
             takes it as it is.
         spec: how its backbone was built and pretrained.
         pretraining: what [`pretrain_backbone`][pretrain_backbone] reported (validation accuracies,
-            losses,
-            seconds) and the settings it ran with.
+            losses, seconds) and the settings it ran with.
+
+    Examples:
+        [`zoo_models`][zoo_models] makes them; here with a backbone pretrained for one quick
+        epoch:
+
+        >>> import torch
+        >>> from failmodes.toyworld import ToyWorld, zoo_models
+        >>> world = ToyWorld(seed=0)
+        >>> models = zoo_models(world, names=["cnn-narrow"], per_class=5, cache=False,
+        ...                     n_train=64, n_val=32, epochs=1)
+        >>> zoo_model = models["cnn-narrow"]
+        >>> zoo_model.category, zoo_model.model(torch.rand(2, 3, 32, 32)).shape
+        ('cnn', torch.Size([2, 10]))
     """
 
     name: str
@@ -437,7 +493,23 @@ class ZooModel:
 
 
 def build_backbone(spec: ZooSpec) -> nn.Module:
-    """A freshly initialised backbone of ``spec``'s architecture (from torch's global RNG)."""
+    """A freshly initialised backbone of ``spec``'s architecture (from torch's global RNG).
+
+    Args:
+        spec: the backbone's spec; its ``config`` are the architecture's keyword arguments.
+
+    Returns:
+        A [`ToyBackbone`][failmodes.toyworld.ToyBackbone] or [`ToyMixer`][ToyMixer], in training
+        mode.
+
+    Raises:
+        ValueError: if ``spec.architecture`` is unknown.
+
+    Examples:
+        >>> from failmodes.toyworld.zoo import ZOO, build_backbone
+        >>> build_backbone(ZOO["mixer-small"]).feature_dim
+        48
+    """
     if spec.architecture not in _ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {spec.architecture!r}; choose from {sorted(_ARCHITECTURES)}"
@@ -480,6 +552,17 @@ def zoo_backbone(
         ``(backbone, info)``: the module in eval mode with frozen parameters, and the
         pretraining report (see [`pretrain_backbone`][pretrain_backbone]) with the ``settings``
         used.
+
+    Raises:
+        TypeError: if ``pretraining`` holds a setting that [`PRETRAINING`][PRETRAINING] lacks.
+        ValueError: if ``spec.architecture`` is unknown or a setting is invalid.
+
+    Examples:
+        >>> from failmodes.toyworld import ZOO, zoo_backbone
+        >>> backbone, info = zoo_backbone(ZOO["cnn-narrow"], cache=False,
+        ...                               n_train=64, n_val=32, epochs=1)
+        >>> backbone.feature_dim, info["settings"]["seed"]
+        (64, 2)
     """
     from failmodes.cache import resolve_cache
 
@@ -544,6 +627,25 @@ def zoo_models(
 
     Returns:
         ``{name: ZooModel}`` in the order of ``names``.
+
+    Raises:
+        ValueError: if a name is not in ``specs``; and as [`zoo_backbone`][zoo_backbone] does.
+        TypeError: as [`zoo_backbone`][zoo_backbone] does.
+
+    Examples:
+        Two quick models (backbones pretrained for one short epoch, not cached):
+
+        >>> from failmodes.toyworld import ToyWorld, zoo_models
+        >>> models = zoo_models(ToyWorld(seed=0), names=["cnn-narrow", "mixer-small"],
+        ...                     per_class=5, cache=False, n_train=64, n_val=32, epochs=1)
+        >>> {name: model.category for name, model in models.items()}
+        {'cnn-narrow': 'cnn', 'mixer-small': 'mixer'}
+
+        The whole zoo, its backbones pretrained as specified and cached:
+
+        ```python
+        models = zoo_models(ToyWorld(seed=0))
+        ```
     """
     from failmodes.cache import resolve_cache
     from failmodes.toyworld.demo import _cached_classifier, cached_split

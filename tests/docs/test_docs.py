@@ -6,7 +6,9 @@ How blocks are read and marked: ``tests/docs/markdown.py``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
+import io
 import os
 import shlex
 import shutil
@@ -33,6 +35,17 @@ def test_the_python_blocks_of_a_page_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    from failmodes.attributes import ATTRIBUTES
+
+    registered = dict(ATTRIBUTES)  # a page may register attributes: other tests must not see them
+    try:
+        _run_page(page)
+    finally:
+        ATTRIBUTES.clear()
+        ATTRIBUTES.update(registered)
+
+
+def _run_page(page) -> None:
     namespace: dict = {"__name__": "__docs__"}
     ran = 0
     for block in blocks(page):
@@ -42,12 +55,25 @@ def test_the_python_blocks_of_a_page_run(page, tmp_path, monkeypatch):
         if block.skip is not None:
             _check_imports(block)
             continue
+        printed = io.StringIO()
         try:
-            exec(code, namespace)
+            with contextlib.redirect_stdout(printed):
+                exec(code, namespace)
         except Exception as err:
             raise AssertionError(f"the block at {block.where} failed: {err!r}") from err
+        finally:
+            sys.stdout.write(printed.getvalue())
+        if block.expected is not None:
+            assert _lines(printed.getvalue()) == _lines(block.expected), (
+                f"the block at {block.where} printed\n{printed.getvalue()}\n"
+                f"but the page shows\n{block.expected}"
+            )
         ran += 1
     assert ran or all(b.skip for b in blocks(page) if b.lang in PYTHON)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip("\n").splitlines()]
 
 
 def _check_imports(block) -> None:

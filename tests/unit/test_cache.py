@@ -63,7 +63,9 @@ def test_entries_round_trip_and_leave_no_temporary_files(tmp_path):
     cache.put_tensors("t", key, {"x": torch.arange(6).reshape(2, 3)})
     assert torch.equal(cache.get_tensors("t", key)["x"], torch.arange(6).reshape(2, 3))
     images = [Image.new("RGB", (4, 4), (i * 40, 0, 0)) for i in range(3)]
-    cache.put_images("img", key, images, {"prompt": "p", "images": [{"seed": i} for i in range(3)]})
+    given = {"prompt": "p", "images": [{"seed": i} for i in range(3)]}
+    cache.put_images("img", key, images, given)
+    assert given["images"][0] == {"seed": 0}  # the caller's manifest is left as it was
     back, manifest = cache.get_images("img", key)
     assert [im.tobytes() for im in back] == [im.tobytes() for im in images]
     assert [item["seed"] for item in manifest["images"]] == [0, 1, 2]

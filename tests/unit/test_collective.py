@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failmodes.collective import failure_iou, failure_masks, mean_iou, plot_failure_iou
+from failmodes.collective import (
+    failure_iou,
+    failure_masks,
+    mean_iou,
+    plot_failure_iou,
+    pooled_modes,
+)
 
 
 def test_iou_by_hand():
@@ -39,6 +45,10 @@ def test_masks_from_predictions_and_bad_input():
         mean_iou(failure_iou({"a": [1], "b": [1]}))
     with pytest.raises(ValueError, match="empty"):
         failure_iou({})
+    with pytest.raises(ValueError, match=r"no category for the models \['b'\]"):
+        mean_iou(failure_iou({"a": [1, 0], "b": [1, 1]}), categories={"a": "cnn"})
+    with pytest.raises(ValueError, match="at least one model"):
+        pooled_modes({}, k=3)
 
 
 @settings(max_examples=50, deadline=None)
@@ -139,3 +149,5 @@ def test_collective_repair_arguments_are_checked(two_models):
         collective_repair(debuggers, results, *data, kind="source", source="nope")
     with pytest.raises(ValueError, match="no RunResult"):
         collective_repair(debuggers, {"head30": results["head30"]}, *data)
+    with pytest.raises(ValueError, match="images_per_mode must be a positive integer, got 2.5"):
+        collective_repair(debuggers, results, *data, images_per_mode=2.5)

@@ -179,6 +179,14 @@ def test_components_swap_one(world_data):
     other = RetrievalGenerator(debug)
     swapped = Debugger(**{**dbg.components, "generator": other})
     assert swapped.generator is other and swapped.captioner is dbg.captioner
+    replaced = dbg.replace(generator=other, k=2)
+    assert replaced.generator is other and replaced.k == 2 and replaced.captioner is dbg.captioner
+    assert dbg.generator is not other and dbg.k != 2  # the original is left as it is
+    assert replaced.components == {**dbg.components, "generator": other, "k": 2}
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['generater'\]"):
+        dbg.replace(generater=other)
+    with pytest.raises(ValueError, match=r"not in class_names: \['unicorn'\]"):
+        dbg.requests({("unicorn", None): 2}, seed=0)
 
 
 @pytest.mark.parametrize(

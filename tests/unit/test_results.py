@@ -33,10 +33,10 @@ def test_top_k_by_frequency_with_deterministic_ties():
 def test_describe_names_the_prediction():
     lines = _modes(1).describe()
     assert lines[0] == "wallet in a jungle \u2192 predicted fox (2 failures)"
-    assert lines[1] == "fox in snow \u2192 predicted wallet (1 failures)"
+    assert lines[1] == "fox in snow \u2192 predicted wallet (1 failure)"
     modes = _modes(2)
     assert modes.describe_mode("wallet", "on ice") == (
-        "wallet on ice \u2192 predicted wallet (1 failures)"
+        "wallet on ice \u2192 predicted wallet (1 failure)"
     )
     assert modes.top_prediction("wallet", "in a jungle") == "fox"
     assert modes.top_prediction("fox", "in a jungle") is None
