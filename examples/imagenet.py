@@ -10,11 +10,12 @@ timm, CLIP and Stable Diffusion weights on first use::
 
     python examples/imagenet.py --imagenet /data/imagenet --model resnet50 --out runs/resnet50
 
-Cost, roughly: features of 51,000 images (minutes on one GPU), 1,000 questions to the chat
-model, and ``1,000 classes x k x images-per-mode`` generated images for the method plus as many
-for each baseline: with the defaults (k = 5, 10 images per mode) 50,000 images each, about
-0.5-1 s per image for Stable Diffusion 1.5 at 50 steps on one recent GPU (see
-``benchmarks/gpu_generation.py``). ``--images-per-mode`` and ``--no-baselines`` cut it.
+Cost: features of 80,000 images (30,000 train, 50,000 validation), 1,000 questions to the chat
+model, and at most ``1,000 classes x k x images-per-mode`` generated images for the method plus
+as many for each baseline: with the defaults (k = 5, 10 images per mode) up to 50,000 images
+each (fewer when a class has fewer than k failure modes). Measure your GPU's Stable Diffusion
+throughput with ``benchmarks/gpu_generation.py`` before a full run (docs/guides/paper.md turns
+its output into hours). ``--images-per-mode`` and ``--no-baselines`` cut the cost.
 
 ``--tiny`` runs the same code offline on a CPU in about a minute: a ToyWorld image folder, a timm
 test model with random weights, a tiny random CLIP, a tiny random Stable Diffusion pipeline and a

@@ -51,3 +51,14 @@ def test_imagenet_splits_follow_the_paper():
     debug, test = example.split_debug_test(Folder(), 30, seed=0)
     assert len(debug) == 30 and len(test) == 10
     assert not set(debug.indices) & set(test.indices)
+
+
+@pytest.mark.slow
+def test_custom_generator_example_runs(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("open_clip")
+    import runpy
+
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(EXAMPLES / "custom_generator.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "failmodes" in printed and "debug_heldout" in printed
