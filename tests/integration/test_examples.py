@@ -54,11 +54,12 @@ def test_imagenet_splits_follow_the_paper():
 
 
 @pytest.mark.slow
-def test_custom_generator_example_runs(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("script", ["quickstart.py", "custom_generator.py"])
+def test_toyworld_example_scripts_run(script, monkeypatch, tmp_path, capsys):
     pytest.importorskip("open_clip")
     import runpy
 
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(EXAMPLES / "custom_generator.py"), run_name="__main__")
+    runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     printed = capsys.readouterr().out
     assert "failmodes" in printed and "debug_heldout" in printed
