@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from failmodes.attributes import phrase
-from failmodes.data import ImageList
 from failmodes.interfaces import Caption, GenerationRequest
 
 __all__ = [
@@ -566,6 +565,8 @@ class GeneratedSet:
             raise ValueError(
                 f"the generator returned {len(outputs)} image lists for {len(requests)} requests"
             )
+        from failmodes.data import ImageList  # torch-backed module: not at import
+
         items: list[Any] = []
         labels, values, owner = [], [], []
         for j, (req, imgs) in enumerate(zip(requests, outputs, strict=True)):
@@ -610,6 +611,8 @@ class GeneratedSet:
             raise ValueError(
                 f"keep must have one boolean per image ({len(self)}), got {keep.shape}"
             )
+        from failmodes.data import ImageList
+
         images = (
             self.images.select(keep)
             if isinstance(self.images, ImageList)
