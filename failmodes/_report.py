@@ -1,6 +1,9 @@
 """The page that [`RunResult.report`][failmodes.results.RunResult.report] writes.
 
-One HTML file: images inline, no script."""
+One HTML file, images inline, no script. The page is the Jinja2 template
+``templates/report.html.j2`` (shipped with the package, rendered with autoescaping, so every
+class name, value and prompt is escaped); this module only gathers what it shows.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ import io
 import json
 import math
 from collections import Counter
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from failmodes.attributes import get_attribute
+from failmodes.images import png_bytes, thumbnail
 
 if TYPE_CHECKING:
-    from failmodes.results import FailureExample, RunResult
+    from failmodes.results import RunResult
 
 __all__ = ["render"]
 
@@ -43,106 +46,40 @@ SPLITS = {
     "names each sample's value).",
 }
 COLORS = {"test": "#4c72b0", "debug_heldout": "#dd8452"}
-
-CSS = (
-    """
-*{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
- color:#1f2430;background:#fff;max-width:1200px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:26px;margin:0 0 2px}
-h2{font-size:19px;margin:34px 0 10px;padding-bottom:4px;border-bottom:2px solid #e3e7ee}
-h3{font-size:16px;margin:0}
-h4{font-size:14px;font-weight:600;margin:0 0 8px}
-a{color:#2f5fb3}
-.muted{color:#5d6577}
-.small{font-size:12px}
-nav{margin:6px 0 0;font-size:13px}
-nav a{margin-right:14px}
-.settings{margin:14px 0 4px;display:flex;flex-wrap:wrap;gap:6px 8px}
-.settings span{background:#f1f4f8;border-radius:4px;padding:3px 9px;font-size:13px}
-.settings b{font-weight:600}
-.stats{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
-.stat{border:1px solid #dfe4ec;border-radius:6px;padding:8px 14px;min-width:118px}
-.stat b{display:block;font-size:22px;font-weight:600}
-.stat span{color:#5d6577;font-size:12px}
-table{border-collapse:collapse;margin:8px 0 6px;font-variant-numeric:tabular-nums}
-th,td{padding:5px 12px;border-bottom:1px solid #e6e9ef;text-align:right;vertical-align:top}
-th{background:#f4f6f9;font-weight:600}
-.l{text-align:left}
-td.main b{font-weight:600}
-.up{color:#1b7f3b}.down{color:#b3261e}
-.delta{font-size:12px;margin-left:6px}
-tr.chosen td{background:#fff6d8;font-weight:600}
-.legends{display:flex;flex-wrap:wrap;gap:4px 40px;margin:14px 0 18px}
-.legends>div{flex:1;min-width:380px}
-dl.legend{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0;
- font-size:13px}
-dl.legend dt{font-weight:600;font-family:ui-monospace,Menlo,Consolas,monospace}
-dl.legend dd{margin:0;color:#3c4353}
-dl.config{grid-template-columns:max-content 1fr max-content 1fr max-content 1fr;gap:3px 14px}
-dl.config dd{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-.chart img{max-width:100%;height:auto}
-.bars{display:flex;flex-wrap:wrap;gap:28px}
-.bargroup{min-width:360px;flex:1}
-.barrow{display:grid;grid-template-columns:80px 1fr 48px;align-items:center;gap:8px;margin:3px 0;
- font-size:13px}
-.track{background:#eef1f5;height:16px;border-radius:3px;overflow:hidden}
-.fill{height:100%}
-.cls{border:1px solid #dfe4ec;border-radius:8px;padding:12px 16px;margin:14px 0}
-.cls header{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 12px;margin-bottom:6px}
-.mode{border-top:1px solid #edf0f4;padding:10px 0 4px}
-.pair{display:flex;flex-wrap:wrap;gap:10px 30px}
-.label{font-size:12px;color:#5d6577;margin:0 0 4px;max-width:560px}
-.thumbs{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:"""
-    + str(THUMB + 16)
-    + """px}
-figure img{width:"""
-    + str(THUMB)
-    + "px;height:"
-    + str(THUMB)
-    + """px;object-fit:contain;
- border:1px solid #cfd5df;border-radius:3px;background:#f7f8fa;display:block}
-img.px{image-rendering:pixelated}
-figcaption{font-size:11px;line-height:1.3;margin-top:3px;overflow-wrap:anywhere}
-.note{background:#f4f6f9;border-left:3px solid #b8c2d3;padding:6px 10px;font-size:13px;
- color:#3c4353;margin:8px 0}
-details{margin:10px 0}
-summary{cursor:pointer;color:#2f5fb3}
-footer{margin-top:40px;font-size:12px;color:#5d6577}
-"""
-)
+COLUMNS = ("test", "debug_seed", "debug_heldout", "worst_group_test")
 
 
 def render(result: RunResult, *, generated_per_mode: int = 4, max_classes: int | None = 50) -> str:
     """The report page of ``result``, as one HTML string."""
+    import jinja2
+
     _check_count(generated_per_mode, "generated_per_mode")
     if max_classes is not None:
         _check_count(max_classes, "max_classes", "or None")
-    attribute = escape(result.attribute)
-    body = [
-        _header(result),
-        '<h2 id="accuracy">Accuracy before and after repair</h2>',
-        _accuracy_table(result),
-        _chart(result),
-        f'<h2 id="modes">Failure modes per class ({attribute})</h2>',
-        _modes(result, generated_per_mode, max_classes),
-        '<h2 id="selection">Hyper-parameter selection</h2>',
-        _selection(result),
-        _groups(result),
-        '<h2 id="config">Configuration</h2>',
-        _config(result),
-        f"<footer>Written by failmodes {escape(str(result.config.get('version', '')))}. "
-        "The method follows Chegini &amp; Feizi, \u201cIdentifying and Mitigating Model "
-        "Failures through Few-shot CLIP-aided Diffusion Generation\u201d "
-        f'(<a href="{PAPER}">arXiv 2312.05464</a>).</footer>',
-    ]
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>failmodes report: {attribute}</title><style>{CSS}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("failmodes", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["num"] = _fmt
+    template = environment.get_template("report.html.j2")
+    return template.render(
+        result=result,
+        paper=PAPER,
+        thumb=THUMB,
+        version=str(result.config.get("version", "")),
+        header=_header(result),
+        accuracy=_accuracy(result),
+        chart=_chart(result),
+        modes=_modes(result, generated_per_mode, max_classes),
+        selection=_selection(result),
+        groups=_groups(result),
+        config=[
+            (str(key), json.dumps(value, default=str))
+            for key, value in sorted(result.config.items(), key=lambda kv: str(kv[0]))
+        ],
     )
 
 
@@ -152,37 +89,39 @@ def _check_count(value: Any, name: str, alternative: str = "") -> None:
         raise ValueError(f"{name} must be an integer >= 0{also}, got {value!r}")
 
 
-# ---------------------------------------------------------------- pieces
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A number as the page writes it: three decimals, a dash when missing, yes/no."""
+    if _missing(value):
         return "\u2013"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return escape(str(value))
+    return str(value)
 
 
-def _header(result: RunResult) -> str:
+def _b64(png: bytes) -> str:
+    return base64.b64encode(png).decode()
+
+
+def _header(result: RunResult) -> dict[str, Any]:
     cfg = result.config
-
-    def setting(name: str, key: str, grid: str | None = None) -> str:
-        if key not in cfg:
-            return ""
-        text = f"<span>{escape(name)} <b>{escape(str(cfg[key]))}</b>"
-        candidates = cfg.get(grid) if grid else None
-        if isinstance(candidates, list) and len(candidates) > 1:
-            text += ' <span class="muted">of ' + escape(", ".join(map(str, candidates))) + "</span>"
-        return text + "</span>"
-
-    settings = [
-        f"<span>attribute <b>{escape(result.attribute)}</b></span>",
-        setting("k", "k", "k_grid"),
-        setting("\u03bb", "lam", "lam_grid"),
-        setting("images per mode", "images_per_mode", "images_per_mode_grid"),
-        setting("seed", "seed"),
-        setting("failmodes", "version"),
-    ]
+    settings = []
+    for label, key, grid in (
+        ("k", "k", "k_grid"),
+        ("\u03bb", "lam", "lam_grid"),
+        ("images per mode", "images_per_mode", "images_per_mode_grid"),
+        ("seed", "seed", None),
+        ("failmodes", "version", None),
+    ):
+        if key in cfg:
+            candidates = cfg.get(grid) if grid else None
+            many = isinstance(candidates, list) and len(candidates) > 1
+            settings.append((label, str(cfg[key]), ", ".join(map(str, candidates)) if many else ""))
     failures, generated = result.failures, result.generated
     stats = [
         (len(failures.seed) + len(failures.heldout), "failures"),
@@ -197,89 +136,47 @@ def _header(result: RunResult) -> str:
         stats.append((f"{result.caption_accuracy:.1%}", "caption accuracy"))
     if result.seconds:
         stats.append((f"{result.seconds:.0f} s", "run time"))
-    cards = "".join(f'<div class="stat"><b>{_fmt(v)}</b><span>{t}</span></div>' for v, t in stats)
     n_modes = sum(len(v) for v in result.modes.modes.values())
-    return (
-        "<header><h1>failmodes report</h1>"
-        f'<div class="muted">{len(result.class_names)} classes \u00b7 {n_modes} failure modes '
-        f"({escape(result.attribute)}) \u00b7 repaired by refitting the linear head</div>"
-        '<nav><a href="#accuracy">accuracy</a><a href="#modes">failure modes</a>'
-        '<a href="#selection">selection</a><a href="#config">configuration</a></nav>'
-        f'<div class="settings">{"".join(settings)}</div>'
-        f'<div class="stats">{cards}</div>'
-        + (
-            '<p class="muted small">Caption accuracy: among captioned debug_seed failures whose '
-            "true value was a candidate, the share captioned with it.</p>"
-            if result.caption_accuracy is not None
-            else ""
-        )
-        + "</header>"
-    )
+    return {"settings": settings, "stats": stats, "n_modes": n_modes}
 
 
-def _accuracy_table(result: RunResult) -> str:
+def _accuracy(result: RunResult) -> dict[str, Any]:
     frame = result.to_frame()
-    columns = [c for c in ("test", "debug_seed", "debug_heldout", "worst_group_test") if c in frame]
-    head = '<th class="l">method</th>' + "".join(f"<th>{c}</th>" for c in columns)
+    columns = [c for c in COLUMNS if c in frame]
     rows = []
     for method in frame.index:
-        cells = [f'<td class="l"><b>{escape(str(method))}</b></td>']
+        cells = []
         for column in columns:
-            value = frame.loc[method, column]
-            text = f"<b>{_fmt(value)}</b>"
+            value, delta = frame.loc[method, column], None
             if method != "before" and "before" in frame.index:
                 base = frame.loc["before", column]
                 if not (_missing(value) or _missing(base)):
                     delta = float(value) - float(base)
-                    kind = "up" if delta > 5e-4 else "down" if delta < -5e-4 else "muted"
-                    text += f'<span class="delta {kind}">{delta:+.3f}</span>'
-            cells.append(f'<td class="main">{text}</td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    methods = "".join(
-        f"<dt>{escape(str(m))}</dt><dd>{escape(METHODS[m])}</dd>"
-        for m in frame.index
-        if m in METHODS
-    )
-    splits = "".join(f"<dt>{c}</dt><dd>{escape(SPLITS[c])}</dd>" for c in columns)
-    return (
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        '<p class="muted small">Accuracy in [0, 1]; the small numbers are the change from '
-        "<b>before</b>.</p>"
-        f'<div class="legends"><div><h4>Methods</h4><dl class="legend">{methods}</dl></div>'
-        f'<div><h4>Splits</h4><dl class="legend">{splits}</dl></div></div>'
-    )
+            cells.append({"value": value, "delta": delta})
+        rows.append({"method": str(method), "cells": cells})
+    methods = [(m, METHODS[m]) for m in frame.index if m in METHODS]
+    return {"columns": columns, "rows": rows, "methods": methods,
+            "splits": [(c, SPLITS[c]) for c in columns]}  # fmt: skip
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _chart(result: RunResult) -> str:
+def _chart(result: RunResult) -> dict[str, Any] | None:
     """Accuracy per method on test and debug_heldout: matplotlib if installed, else HTML bars."""
-    methods = [m for m in result.accuracy]
+    methods = list(result.accuracy)
     splits = [s for s in ("test", "debug_heldout") if all(s in result.accuracy[m] for m in methods)]
     if not methods or not splits:
-        return ""
+        return None
     png = _matplotlib_chart(result, methods, splits)
-    title = "<h3>Accuracy per method on test and debug_heldout</h3>"
     if png is not None:
-        return (
-            f'<div class="chart">{title}<img alt="bar chart of accuracy per method on test and '
-            f'debug_heldout" src="data:image/png;base64,{base64.b64encode(png).decode()}"></div>'
-        )
+        return {"png": _b64(png), "groups": []}
     groups = []
     for split in splits:
-        rows = []
+        bars = []
         for method in methods:
             value = result.accuracy[method][split]
             width = 0.0 if _missing(value) else max(0.0, min(1.0, float(value))) * 100
-            rows.append(
-                f'<div class="barrow"><span>{escape(method)}</span><div class="track">'
-                f'<div class="fill" style="width:{width:.1f}%;background:{COLORS[split]}">'
-                f"</div></div><span>{_fmt(value)}</span></div>"
-            )
-        groups.append(f'<div class="bargroup"><h4>{split}</h4>{"".join(rows)}</div>')
-    return f'<div class="chart">{title}<div class="bars">{"".join(groups)}</div></div>'
+            bars.append({"method": method, "width": f"{width:.1f}", "value": value})
+        groups.append({"split": split, "color": COLORS[split], "bars": bars})
+    return {"png": None, "groups": groups}
 
 
 def _matplotlib_chart(result: RunResult, methods: list[str], splits: list[str]) -> bytes | None:
@@ -309,144 +206,76 @@ def _matplotlib_chart(result: RunResult, methods: list[str], splits: list[str]) 
     return buffer.getvalue()
 
 
-def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) -> str:
-    modes = result.modes
-    names = result.class_names
-    attribute = get_attribute(result.attribute)
-    counts = modes.counts()
-    described = modes.descriptions()
+def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) -> dict:
+    """Every class with failure modes: captions, predictions, failure and generated images."""
+    modes, names = result.modes, result.class_names
     per_class = Counter(names[int(y)] for y in modes.labels)
-    examples: dict[tuple[int, str | None], list[FailureExample]] = {}
-    for example in result.examples:
-        examples.setdefault((example.label, example.value), []).append(example)
-    parts = [
-        f'<p class="muted">Each debug_seed failure is captioned with the most likely of its '
-        f"class's proposed {escape(attribute.plural or 'values')}; per class, the most frequent "
-        "ones are its failure modes. Classes are listed by their number of debug_seed failures, "
-        "most first."
-        + (
-            " Failure thumbnails show the true and predicted class and the caption with its "
-            "score; generated images are the first of their mode."
-            if result.examples
-            else ""
-        )
-        + "</p>"
-    ]
-    if not result.examples:
-        parts.append(
-            '<p class="note">This result holds no failure images (its <code>examples</code> '
-            "are empty), so only the generated images are shown. To add failures, set "
-            "<code>result.examples = failmodes.results.failure_examples(debug, result.modes)"
-            "</code> and write the report again.</p>"
-        )
     with_modes = [n for n in names if modes.modes.get(n)]
     with_modes.sort(key=lambda n: (-per_class[n], names.index(n)))
+    rest = []
     if max_classes is not None and len(with_modes) > max_classes:
         with_modes, rest = with_modes[:max_classes], with_modes[max_classes:]
-    else:
-        rest = []
-    shown = {names.index(n) for n in with_modes}
-    generated = _generated_samples(result, generated_per_mode, shown)
-    for name in with_modes:
-        label = names.index(name)
-        captioned = counts.get(name, Counter())
-        n_failures = per_class[name]
-        uncaptioned = n_failures - sum(captioned.values())
-        spread = " \u00b7 ".join(
-            f"{escape(v)} {c}"
-            for v, c in sorted(captioned.items(), key=lambda vc: (-vc[1], str(vc[0])))
-        )
-        if uncaptioned:
-            spread += f" \u00b7 <i>no caption</i> {uncaptioned}"
-        predicted = {
-            value: " \u00b7 ".join(
-                f"{escape(p)} {c}"
-                for p, c in Counter(
-                    names[int(pred)]
-                    for y, pred, cap in zip(
-                        modes.labels, modes.predictions, modes.captions, strict=True
-                    )
-                    if int(y) == label and cap.value == value
-                ).most_common()
-            )
-            for value in modes.modes[name]
-        }
-        blocks = [
-            f'<section class="cls"><header><h3>{escape(name)}</h3>'
-            f'<span class="muted">{n_failures} debug_seed failures</span></header>'
-            f'<div class="label">Captions: {spread}</div>'
-        ]
-        for value in modes.modes[name]:
-            shown = examples.get((label, value), [])
-            failures = (
-                '<div><div class="label">Failures (debug_seed)</div><div class="thumbs">'
-                + (
-                    "".join(_failure_figure(e, names) for e in shown)
-                    or '<span class="muted small">no thumbnails</span>'
-                )
-                + "</div></div>"
-                if result.examples
-                else ""
-            )
-            images, prompt, total = generated.get((label, value), ([], None, 0))
-            if prompt is None:
-                made = '<span class="muted small">no generated images</span>'
-                made_label = "Generated"
-            else:
-                made = "".join(
-                    f"<figure>{_img(png, f'generated: {prompt}')}"
-                    f'<figcaption class="muted">#{i + 1}</figcaption></figure>'
-                    for i, png in enumerate(images)
-                )
-                made_label = (
-                    f"Generated ({total} images, {len(images)} shown), prompt: "
-                    f"\u201c{escape(prompt)}\u201d"
-                )
-            blocks.append(
-                f'<div class="mode"><h4>{escape(described[(name, value)])}</h4>'
-                f'<div class="label">Predicted as: {predicted[value]}</div>'
-                f'<div class="pair">{failures}'
-                f'<div><div class="label">{made_label}</div>'
-                f'<div class="thumbs">{made}</div></div>'
-                "</div></div>"
-            )
-        blocks.append("</section>")
-        parts.append("".join(blocks))
-    if rest:
-        lines = "".join(
-            f"<li>{escape(described[(n, v)])}</li>" for n in rest for v in modes.modes[n]
-        )
-        parts.append(
-            f"<details><summary>The failure modes of {len(rest)} more classes, without images "
-            f"(the page shows images for the {len(with_modes)} classes with the most "
-            f"failures)</summary><ul>{lines}</ul></details>"
-        )
-    without = [n for n in names if not modes.modes.get(n)]
-    if without:
-        parts.append(
-            '<p class="muted">Classes without failure modes (no captioned debug_seed '
-            f"failures): {escape(', '.join(without))}.</p>"
-        )
-    return "".join(parts)
+    described = modes.descriptions()
+    generated = _generated_samples(result, generated_per_mode, {names.index(n) for n in with_modes})
+    return {
+        "plural": get_attribute(result.attribute).plural or "values",
+        "has_examples": bool(result.examples),
+        "classes": [_class(result, name, per_class[name], generated) for name in with_modes],
+        "rest": [described[(n, v)] for n in rest for v in modes.modes[n]],
+        "n_rest": len(rest),
+        "n_shown": len(with_modes),
+        "without": [n for n in names if not modes.modes.get(n)],
+    }
 
 
-def _failure_figure(example: FailureExample, names: list[str]) -> str:
-    true, predicted = names[example.label], names[example.prediction]
-    value = "no caption" if example.value is None else example.value
-    alt = f"{true} predicted as {predicted}, captioned {value}"
-    return (
-        f"<figure>{_img(example.png, alt)}<figcaption>"
-        f"true: <b>{escape(true)}</b><br>pred: <b>{escape(predicted)}</b><br>"
-        f'<span class="muted">{escape(value)} ({example.score:.2f})</span>'
-        "</figcaption></figure>"
-    )
+def _class(result: RunResult, name: str, n_failures: int, generated: dict) -> dict[str, Any]:
+    """One class: how its failures were captioned, and one block per failure mode."""
+    modes, names = result.modes, result.class_names
+    label = names.index(name)
+    captioned = modes.counts().get(name, Counter())
+    spread = sorted(captioned.items(), key=lambda vc: (-vc[1], str(vc[0])))
+    predicted: dict[str | None, Counter] = {}
+    for y, pred, cap in zip(modes.labels, modes.predictions, modes.captions, strict=True):
+        if int(y) == label:
+            predicted.setdefault(cap.value, Counter())[names[int(pred)]] += 1
+    described = modes.descriptions([(name, value) for value in modes.modes[name]])
+    examples = [e for e in result.examples if e.label == label]
+    blocks = []
+    for value in modes.modes[name]:
+        images, prompt, total = generated.get((label, value), ([], None, 0))
+        blocks.append(
+            {
+                "description": described[(name, value)],
+                "predicted": predicted.get(value, Counter()).most_common(),
+                "failures": [_failure(e, names) for e in examples if e.value == value],
+                "generated": [{"png": _b64(png), "small": _width(png) < THUMB} for png in images],
+                "prompt": prompt,
+                "total": total,
+            }
+        )
+    return {
+        "name": name,
+        "n_failures": n_failures,
+        "spread": spread,
+        "uncaptioned": n_failures - sum(captioned.values()),
+        "modes": blocks,
+    }
 
 
-def _img(png: bytes, alt: str) -> str:
-    width = int.from_bytes(png[16:20], "big") if png[:8] == b"\x89PNG\r\n\x1a\n" else THUMB
-    pixelated = ' class="px"' if width < THUMB else ""
-    data = base64.b64encode(png).decode()
-    return f'<img{pixelated} alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+def _failure(example: Any, names: list[str]) -> dict[str, Any]:
+    return {
+        "png": _b64(example.png),
+        "small": _width(example.png) < THUMB,
+        "true": names[example.label],
+        "predicted": names[example.prediction],
+        "value": "no caption" if example.value is None else example.value,
+        "score": f"{example.score:.2f}",
+    }
+
+
+def _width(png: bytes) -> int:
+    """The width of a PNG, from its header."""
+    return int.from_bytes(png[16:20], "big") if png[:8] == b"\x89PNG\r\n\x1a\n" else THUMB
 
 
 def _generated_samples(
@@ -454,96 +283,63 @@ def _generated_samples(
 ) -> dict[tuple[int, str | None], tuple[list[bytes], str | None, int]]:
     """``{(label, value): (first PNGs, prompt, images in all)}`` of the targeted generated set.
 
-    Only images of ``labels`` are encoded.
+    Only images of ``labels`` are read and encoded.
     """
-    from failmodes.results import _png, _thumbnail
-
     generated = result.generated
     out: dict[tuple[int, str | None], tuple[list[bytes], str | None, int]] = {}
-    for i in range(len(generated)):  # images are read only when shown
+    for i in range(len(generated)):
         request = generated.requests[int(generated.request_index[i])]
         key = (int(generated.labels[i]), generated.values[i])
         pngs, _, total = out.get(key, ([], request.prompt, 0))
         if len(pngs) < per_mode and key[0] in labels:
-            thumb = _thumbnail(generated.images[i], THUMB)
+            thumb = thumbnail(generated.images[i], THUMB)
             if thumb is not None:
-                pngs.append(_png(thumb))
+                pngs.append(png_bytes(thumb))
         out[key] = (pngs, request.prompt, total + 1)
     return out
 
 
-def _selection(result: RunResult) -> str:
+def _selection(result: RunResult) -> dict[str, Any] | None:
     frame = result.selection
     if frame is None or not len(frame):
-        return '<p class="muted">No hyper-parameter search was recorded.</p>'
+        return None
     cfg = result.config
-    columns = list(frame.columns)
-    head = "".join(
-        f'<th class="{"l" if c == "method" else ""}">{escape(str(c))}</th>' for c in columns
-    )
-    rows = []
-    chosen_marked = False
+    columns = [str(c) for c in frame.columns]
+    rows, marked = [], False
     for _, row in frame.iterrows():
-        chosen = (
-            not chosen_marked
-            and row.get("method", "failmodes") == "failmodes"
-            and all(k in row and k in cfg and row[k] == cfg[k] for k in ("k", "images_per_mode"))
-            and "lam" in row
-            and math.isclose(float(row["lam"]), float(cfg.get("lam", math.nan)))
-        )
-        chosen_marked |= chosen
-        cells = "".join(
-            f'<td class="{"l" if c == "method" else ""}">{_cell(c, _plain(row[c]))}</td>'
-            for c in columns
-        )
-        rows.append(f'<tr class="chosen">{cells}</tr>' if chosen else f"<tr>{cells}</tr>")
+        chosen = not marked and _is_chosen(row, cfg)
+        marked |= chosen
+        cells = [(c == "method", _cell(c, _plain(row[c]))) for c in frame.columns]
+        rows.append({"chosen": chosen, "cells": cells})
+    return {"columns": columns, "rows": rows}
+
+
+def _is_chosen(row: Any, cfg: dict[str, Any]) -> bool:
+    """Whether a row of the search is the targeted repair's chosen candidate."""
     return (
-        '<p class="muted">Every candidate is fitted and scored on the validation part of the '
-        "debug set (never on debug_heldout or test). <b>val_acc</b>: accuracy on the "
-        "validation part; <b>val_failure_acc</b>: accuracy on the original head's failures "
-        "among it; <b>eligible</b>: val_acc at most the tolerance below the original head's. "
-        "The eligible candidate with the best val_failure_acc is chosen (if none is eligible, "
-        "the one with the best val_acc); it is highlighted for failmodes. The baselines "
-        "choose their \u03bb the same way.</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        row.get("method", "failmodes") == "failmodes"
+        and all(k in row and k in cfg and row[k] == cfg[k] for k in ("k", "images_per_mode"))
+        and "lam" in row
+        and math.isclose(float(row["lam"]), float(cfg.get("lam", math.nan)))
     )
 
 
-def _cell(column: str, value: Any) -> str:
+def _cell(column: Any, value: Any) -> str:
     """Scores with three decimals; settings (``lam``) as written."""
-    if isinstance(value, float) and not column.startswith("val_") and not math.isnan(value):
-        return escape(f"{value:g}")
+    if isinstance(value, float) and not str(column).startswith("val_") and not math.isnan(value):
+        return f"{value:g}"
     return _fmt(value)
 
 
-def _config(result: RunResult) -> str:
-    """Every setting of the run, lists written inline."""
-    items = "".join(
-        f"<dt>{escape(str(key))}</dt><dd>{escape(json.dumps(value, default=str))}</dd>"
-        for key, value in sorted(result.config.items(), key=lambda kv: str(kv[0]))
-    )
-    return f'<dl class="legend config">{items}</dl>'
-
-
 def _plain(value: Any) -> Any:
-    """numpy scalars as Python ones, so that they format like them."""
+    """A numpy scalar as a Python one, so that it formats like one."""
     return value.item() if hasattr(value, "item") else value
 
 
-def _groups(result: RunResult) -> str:
+def _groups(result: RunResult) -> dict[str, Any] | None:
     if not result.group_accuracy:
-        return ""
+        return None
     methods = list(result.group_accuracy)
     values = sorted({g for m in methods for g in result.group_accuracy[m]})
-    head = '<th class="l">value</th>' + "".join(f"<th>{escape(m)}</th>" for m in methods)
-    rows = "".join(
-        f'<tr><td class="l">{escape(v) if v else "<i>unknown</i>"}</td>'
-        + "".join(f"<td>{_fmt(result.group_accuracy[m].get(v))}</td>" for m in methods)
-        + "</tr>"
-        for v in values
-    )
-    return (
-        f"<details><summary>Test accuracy per {escape(result.attribute)} value "
-        f"({len(values)} values)</summary>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></details>"
-    )
+    rows = [(v, [result.group_accuracy[m].get(v) for m in methods]) for v in values]
+    return {"methods": methods, "rows": rows}

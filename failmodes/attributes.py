@@ -8,9 +8,19 @@ captioner templates and descriptions always agree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
-__all__ = ["ATTRIBUTES", "Attribute", "get_attribute", "prompt", "with_article"]
+__all__ = [
+    "ATTRIBUTES",
+    "Attribute",
+    "get_attribute",
+    "prompt",
+    "register_attribute",
+    "unregister_attribute",
+    "with_article",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class Attribute:
     plural: str = ""
 
 
-ATTRIBUTES: dict[str, Attribute] = {
+_REGISTRY: dict[str, Attribute] = {
     "background": Attribute(
         "background",
         "What are the uncommon backgrounds that a {class_name} can appear in?",
@@ -58,7 +68,73 @@ ATTRIBUTES: dict[str, Attribute] = {
         plural="sizes",
     ),
 }
-"""The built-in attributes by name: ``background``, ``color`` and the others listed here."""
+
+ATTRIBUTES: Mapping[str, Attribute] = MappingProxyType(_REGISTRY)
+"""The known attributes by name, read-only: ``background``, ``color``, ``size`` and those added
+with [`register_attribute`][register_attribute]."""
+
+
+def _key(name: str) -> str:
+    key = name.strip().lower()
+    return "color" if key == "colour" else key
+
+
+def register_attribute(attribute: Attribute, *, replace: bool = False) -> Attribute:
+    """Make an attribute known by its name to every part of the library.
+
+    Register it once, when your program starts, before a component uses it: proposers then ask
+    its question, prompts and captions place its values before or after the class name, and
+    messages use its plural.
+
+    Args:
+        attribute: the attribute; its ``name`` (case and spaces ignored) is the key.
+        replace: replace an attribute of that name registered before (a built-in one too).
+
+    Returns:
+        ``attribute``.
+
+    Raises:
+        TypeError: if ``attribute`` is not an [`Attribute`][Attribute].
+        ValueError: if its name is blank, or another attribute has it and ``replace`` is false.
+
+    Examples:
+        >>> from failmodes.attributes import (Attribute, prompt, register_attribute,
+        ...                                   unregister_attribute)
+        >>> material = register_attribute(Attribute(
+        ...     "material", "What are the uncommon materials of a {class_name}?",
+        ...     value_before_class=True, plural="materials"))
+        >>> prompt("chair", "glass", "material")
+        'a photo of a glass chair'
+        >>> unregister_attribute("material")
+    """
+    if not isinstance(attribute, Attribute):
+        raise TypeError(f"attribute must be an Attribute, got {type(attribute).__name__}")
+    if not isinstance(attribute.name, str) or not attribute.name.strip():
+        raise ValueError(f"an attribute needs a non-empty name, got {attribute.name!r}")
+    key = _key(attribute.name)
+    known = _REGISTRY.get(key)
+    if known is not None and known != attribute and not replace:
+        raise ValueError(
+            f"an attribute named {key!r} is registered already ({known}); pass replace=True to "
+            "replace it"
+        )
+    _REGISTRY[key] = attribute
+    return attribute
+
+
+def unregister_attribute(name: str) -> None:
+    """Forget an attribute registered with [`register_attribute`][register_attribute].
+
+    Args:
+        name: its name (case and spaces ignored).
+
+    Raises:
+        KeyError: if no attribute of that name is registered.
+    """
+    key = _key(name)
+    if key not in _REGISTRY:
+        raise KeyError(f"no attribute named {key!r} is registered; known: {sorted(_REGISTRY)}")
+    del _REGISTRY[key]
 
 
 def get_attribute(attribute: str | Attribute) -> Attribute:
@@ -71,8 +147,8 @@ def get_attribute(attribute: str | Attribute) -> Attribute:
             an [`Attribute`][Attribute].
 
     Returns:
-        The built-in attribute of [`ATTRIBUTES`][ATTRIBUTES] of that name, ``attribute`` itself,
-        or a generic one.
+        The registered attribute of that name (see [`ATTRIBUTES`][ATTRIBUTES]), ``attribute``
+        itself, or a generic one.
 
     Raises:
         ValueError: if ``attribute`` is not an ``Attribute`` nor a non-empty string.
@@ -86,10 +162,8 @@ def get_attribute(attribute: str | Attribute) -> Attribute:
         return attribute
     if not isinstance(attribute, str) or not attribute.strip():
         raise ValueError(f"attribute must be a non-empty string, got {attribute!r}")
-    name = attribute.strip().lower()
-    if name == "colour":
-        name = "color"
-    return ATTRIBUTES.get(
+    name = _key(attribute)
+    return _REGISTRY.get(
         name,
         Attribute(
             name,

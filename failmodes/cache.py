@@ -37,9 +37,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from failmodes.data import ImageList
+from failmodes.images import ImageList
 
-__all__ = ["Cache", "data_fingerprint", "digest", "fingerprint", "resolve_cache"]
+__all__ = [
+    "Cache",
+    "cache_spec",
+    "cached",
+    "data_fingerprint",
+    "digest",
+    "fingerprint",
+    "resolve_cache",
+    "tensor_digest",
+]
 
 logger = logging.getLogger("failmodes")
 
@@ -81,7 +90,14 @@ def _json_default(value: Any) -> Any:
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> str:
-    """A hash of tensors' names, dtypes, shapes and bytes (e.g. a model's ``state_dict()``)."""
+    """A hash of tensors' names, dtypes, shapes and bytes (e.g. a model's ``state_dict()``).
+
+    Args:
+        tensors: ``{name: tensor}`` or a sequence of tensors (named by position).
+
+    Returns:
+        64 hexadecimal characters.
+    """
     items = tensors.items() if isinstance(tensors, Mapping) else enumerate(tensors)
     h = hashlib.sha256()
     for name, tensor in items:
@@ -151,17 +167,24 @@ def _describe(value: Any, top: bool = False) -> Any:
         out = {str(k): _describe(v) for k, v in value.items()}
         return _UNKNOWN if any(v is _UNKNOWN for v in out.values()) else out
     if top and hasattr(value, "__dict__"):
-        settings: dict[str, Any] = {"class": f"{type(value).__module__}.{type(value).__qualname__}"}
-        for name, v in sorted(vars(value).items()):
-            private = name.startswith("_") and name != "_head"
-            if private or name.endswith("_") or name in _NOT_SETTINGS:
-                continue  # private and learned state (``model_``) are not settings
-            settings[name] = _describe(v)
-            if settings[name] is _UNKNOWN:
-                return _UNKNOWN
-        return settings
+        return _settings(value)
     text = repr(value)
     return _UNKNOWN if " at 0x" in text else {"repr": text}
+
+
+def _settings(component: Any) -> Any:
+    """A component's class and public settings (private and learned state, ``model_``, left out)."""
+    settings: dict[str, Any] = {
+        "class": f"{type(component).__module__}.{type(component).__qualname__}"
+    }
+    for name, v in sorted(vars(component).items()):
+        private = name.startswith("_") and name != "_head"
+        if private or name.endswith("_") or name in _NOT_SETTINGS:
+            continue
+        settings[name] = _describe(v)
+        if settings[name] is _UNKNOWN:
+            return _UNKNOWN
+    return settings
 
 
 class _Unknown:
@@ -198,34 +221,62 @@ def data_fingerprint(data: Any) -> Any:
         >>> data_fingerprint(data) == data_fingerprint([(Image.new("RGB", (4, 4), "red"), 1)])
         False
     """
+    for reader in (_by_name, _by_subset, _by_files, _by_pixels, _by_tensors):
+        found = reader(data)
+        if found is not _UNKNOWN:
+            return found
+    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        return None
+    return _by_items(data)
+
+
+def _by_name(data: Any) -> Any:
     own = getattr(data, "cache_key", None)
-    if own is not None:
-        return {"name": own() if callable(own) else own}
+    return _UNKNOWN if own is None else {"name": own() if callable(own) else own}
+
+
+def _by_subset(data: Any) -> Any:
     inner, indices = getattr(data, "dataset", None), getattr(data, "indices", None)
-    if inner is not None and indices is not None:
-        base = data_fingerprint(inner)
-        if base is None:
-            return None
-        return {"subset_of": base, "indices": digest([int(i) for i in indices])}
+    if inner is None or indices is None:
+        return _UNKNOWN
+    base = data_fingerprint(inner)
+    if base is None:
+        return None
+    return {"subset_of": base, "indices": digest([int(i) for i in indices])}
+
+
+def _by_files(data: Any) -> Any:
+    """A folder dataset (torchvision's ``ImageFolder``): its files' paths, sizes and times."""
     samples = getattr(data, "samples", None)
-    if isinstance(samples, list) and samples and isinstance(samples[0], tuple | list):
-        h = hashlib.sha256()
-        for path, label in samples:
-            stat = os.stat(path)
-            h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
-        transform = getattr(data, "transform", None)
-        return {"files": h.hexdigest(), "transform": None if transform is None else repr(transform)}
+    if not (isinstance(samples, list) and samples and isinstance(samples[0], tuple | list)):
+        return _UNKNOWN
+    h = hashlib.sha256()
+    for path, label in samples:
+        stat = os.stat(path)
+        h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+    transform = getattr(data, "transform", None)
+    return {"files": h.hexdigest(), "transform": None if transform is None else repr(transform)}
+
+
+def _by_pixels(data: Any) -> Any:
     pixels = getattr(data, "pixels", None)
-    if isinstance(pixels, np.ndarray):
-        labels = getattr(data, "labels", None)
-        return {"pixels": _array_digest(pixels), "labels": digest(list(labels or []))}
+    if not isinstance(pixels, np.ndarray):
+        return _UNKNOWN
+    labels = getattr(data, "labels", None)
+    return {"pixels": _array_digest(pixels), "labels": digest(list(labels or []))}
+
+
+def _by_tensors(data: Any) -> Any:
     if isinstance(data, torch.Tensor):
         return {"tensor": tensor_digest([data])}
     tensors = getattr(data, "tensors", None)
     if isinstance(tensors, tuple) and all(isinstance(t, torch.Tensor) for t in tensors):
         return {"tensors": tensor_digest(list(tensors))}
-    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
-        return None
+    return _UNKNOWN
+
+
+def _by_items(data: Any) -> Any:
+    """Every image's pixels and every label, read in order."""
     from failmodes.data import iter_items
 
     h = hashlib.sha256()
@@ -407,8 +458,8 @@ class Cache:
     ) -> tuple[list[Image.Image] | ImageList, dict] | None:
         """The images of an entry and its manifest, or ``None``.
 
-        With ``lazy``, the images come as an [`ImageList`][failmodes.data.ImageList] of their files,
-        read when indexed; the files are only checked to exist and be non-empty.
+        With ``lazy``, the images come as an [`ImageList`][failmodes.images.ImageList] of their
+        files, read when indexed; the files are only checked to exist and be non-empty.
 
         Args:
             kind: the entry's kind.
@@ -554,10 +605,42 @@ def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
     raise TypeError(f"cache must be True, False, a folder or a Cache, got {type(cache).__name__}")
 
 
+def cache_spec(**parts: Any) -> dict | None:
+    """The spec of a cache entry from its parts, or ``None`` when a part is unknown.
+
+    A part is ``None`` when it could not be described (a component without a
+    [`fingerprint`][fingerprint], data without a [`data_fingerprint`][data_fingerprint]);
+    such a step is then computed and not cached.
+
+    Args:
+        **parts: what the entry depends on, JSON-ready.
+
+    Returns:
+        ``parts`` as a dict, or ``None``.
+
+    Examples:
+        >>> from failmodes.cache import cache_spec
+        >>> cache_spec(extractor={"class": "X"}, data=None) is None
+        True
+    """
+    return None if any(v is None for v in parts.values()) else parts
+
+
 def cached(
     cache: Cache | None, kind: str, spec: Any, compute: Callable[[], Any], *, as_json: bool
 ) -> Any:
-    """``compute()``, or its cached result for ``spec``; not cached when ``spec`` is ``None``."""
+    """``compute()``, or its cached result for ``spec``; not cached when ``spec`` is ``None``.
+
+    Args:
+        cache: the cache, or ``None`` for none.
+        kind: the entry's kind.
+        spec: what the result depends on (see [`cache_spec`][cache_spec]).
+        compute: makes the result: JSON-ready data, or ``{name: tensor}``.
+        as_json: store the result as JSON (else as tensors).
+
+    Returns:
+        The cached or computed result.
+    """
     if cache is None or spec is None:
         return compute()
     key = cache.key(kind, spec)

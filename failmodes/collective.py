@@ -376,22 +376,21 @@ def collective_repair(
     else:
         modes = individual[source].modes.top_k(k)
 
+    from failmodes.steps import evaluate, lam_candidates  # torch: imported when used
+
     maker = debuggers[names[0]]
-    requests = maker.requests(
-        {(c, v): n for c in maker._class_names() for v in modes.get(c, [])}, seed=seed
-    )
-    generated = maker.generate(requests)
+    counts = {(c, v): n for c in maker.class_names for v in modes.get(c, [])}
+    generated = maker.generate(maker.requests(counts, seed=seed))
 
     rows, heads = [], {}
     for name in names:
         dbg, result = debuggers[name], individual[name]
-        head, lam, _ = dbg.refit_on(generated, train, debug, failures=result.failures, seed=seed)
-        heads[name] = head
-        debug_f, debug_y = dbg.features(debug, name="debug")
-        test_f, test_y = dbg.features(test, name="test")
-        held = result.failures.heldout
-        after = dbg.evaluate(head, {"heldout": (debug_f[held], debug_y[held]),
-                                    "test": (test_f, test_y)})  # fmt: skip
+        prep = dbg.prepare(train, debug, test, seed=seed, failures=result.failures)
+        candidates = lam_candidates(len(generated), dbg.grids()["lam"])
+        pick = dbg.select(prep, generated, candidates, seed=seed)
+        heads[name] = pick.head
+        held = prep.debug.select(result.failures.heldout)
+        after = evaluate(pick.head, {"heldout": held, "test": prep.test})
         before_held = result.accuracy["before"]["debug_heldout"]
         own_gain = result.accuracy["failmodes"]["debug_heldout"] - before_held
         gain = after["heldout"] - before_held
@@ -404,7 +403,7 @@ def collective_repair(
                 "relative_gain": gain / own_gain if own_gain > 0 else None,
                 "test_before": result.accuracy["before"]["test"],
                 "test_after": after["test"],
-                "lam": lam,
+                "lam": float(pick.settings["lam"]),
             }
         )
     table = pd.DataFrame(rows).set_index("model")

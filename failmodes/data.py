@@ -4,17 +4,21 @@ Anything indexable with ``len`` (a list of pairs, a torch ``Dataset``, torchvisi
 ``ImageFolder``) or any iterable of pairs works. A dataset may also carry, per sample, the value
 of the spurious attribute in an attribute ``groups`` (ToyWorld's datasets do); then evaluation
 reports worst-group and per-value accuracy.
+
+[`ImageList`][failmodes.images.ImageList], [`to_rgb`][failmodes.images.to_rgb] and
+[`is_blank`][failmodes.images.is_blank] live in [`failmodes.images`][failmodes.images] (they need
+no torch) and are importable from here too.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+
+from failmodes.images import ImageList, is_blank, to_rgb
 
 __all__ = [
     "ImageDataset",
@@ -27,76 +31,6 @@ __all__ = [
     "subset",
     "to_rgb",
 ]
-
-
-class ImageList(Sequence[Image.Image]):
-    """A list of images that may live on disk: a file is read (as RGB) each time it is indexed.
-
-    Generated sets read back from the cache hold their images this way, so that a rerun whose
-    features are cached never decodes them, and a large set need not sit in memory. Indexing
-    gives PIL images; slicing or [`select`][select] gives another ``ImageList``. Use ``list(...)``
-    for a plain list of decoded images.
-
-    Args:
-        items: PIL images or paths of image files, in order.
-
-    Attributes:
-        items: the images and paths, as given.
-
-    Examples:
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> from PIL import Image
-        >>> from failmodes.data import ImageList
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     Image.new("RGB", (4, 4), "blue").save(Path(tmp) / "blue.png")
-        ...     images = ImageList([Image.new("RGB", (4, 4), "red"), Path(tmp) / "blue.png"])
-        ...     print(images, images[1].getpixel((0, 0)), len(images.select([False, True])))
-        ImageList(2 images, 1 on disk) (0, 0, 255) 1
-    """
-
-    def __init__(self, items: Iterable[Image.Image | str | os.PathLike]):
-        self.items: list[Image.Image | str | os.PathLike] = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @overload
-    def __getitem__(self, index: int) -> Image.Image: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> ImageList: ...
-
-    def __getitem__(self, index: int | slice) -> Image.Image | ImageList:
-        if isinstance(index, slice):
-            return ImageList(self.items[index])
-        item = self.items[index]
-        if isinstance(item, Image.Image):
-            return item
-        with Image.open(item) as image:
-            return image.convert("RGB")
-
-    def select(self, keep: Sequence[bool] | np.ndarray) -> ImageList:
-        """The images where ``keep`` is true, still unread.
-
-        Args:
-            keep: one boolean per image.
-
-        Returns:
-            A new ``ImageList`` of the kept items.
-
-        Raises:
-            ValueError: if ``keep`` does not have one entry per image.
-        """
-        if len(keep) != len(self.items):
-            raise ValueError(
-                f"keep must have one entry per image ({len(self.items)}), got {len(keep)}"
-            )
-        return ImageList(item for item, k in zip(self.items, keep, strict=True) if k)
-
-    def __repr__(self) -> str:
-        on_disk = sum(not isinstance(item, Image.Image) for item in self.items)
-        return f"ImageList({len(self.items)} images, {on_disk} on disk)"
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -284,8 +218,7 @@ def groups_of(data: Any) -> list[str | None] | None:
 
 
 def subset(data: Any, indices: Sequence[int]) -> ImageDataset:
-    """The samples at ``indices`` as an [`ImageDataset`][ImageDataset] (groups kept when
-    present).
+    """The samples at ``indices`` as an [`ImageDataset`][ImageDataset], groups kept if present.
 
     Args:
         data: a map-style dataset of ``(image, label)`` pairs.
@@ -308,58 +241,3 @@ def subset(data: Any, indices: Sequence[int]) -> ImageDataset:
         images.append(image)
         labels.append(label)
     return ImageDataset(images, labels, None if groups is None else [groups[i] for i in idx])
-
-
-def to_rgb(image: Any) -> Any:
-    """Convert a PIL image of any mode to 8-bit RGB; tensors and arrays pass through.
-
-    Handles L, LA, P, RGBA (composited on white), CMYK, I;16 and I/F (scaled to 0-255).
-
-    Args:
-        image: a PIL image, or anything else (returned as it is).
-
-    Returns:
-        An RGB PIL image (``image`` itself when it already is one), or ``image`` unchanged.
-
-    Examples:
-        >>> from PIL import Image
-        >>> from failmodes.data import to_rgb
-        >>> to_rgb(Image.new("RGBA", (1, 1), (0, 0, 0, 0))).getpixel((0, 0))
-        (255, 255, 255)
-    """
-    if not isinstance(image, Image.Image):
-        return image
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(array, mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def is_blank(image: Any) -> bool:
-    """Whether a PIL image is one flat colour (a blanked or failed generation).
-
-    Args:
-        image: a PIL image; anything else is not blank.
-
-    Returns:
-        ``True`` when every band of ``image`` holds a single value.
-
-    Examples:
-        >>> from PIL import Image
-        >>> from failmodes.data import is_blank
-        >>> is_blank(Image.new("RGB", (8, 8), "black")), is_blank("not an image")
-        (True, False)
-    """
-    if not isinstance(image, Image.Image):
-        return False
-    extrema = image.getextrema()
-    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
-    return all(low == high for low, high in bands)

@@ -5,79 +5,28 @@ background may be another one. As ALIA (Dunlap et al., 2023) filters its generat
 [`CaptionFilter`][CaptionFilter] asks the captioner whether each image shows its class and its
 value; the [`Debugger`][failmodes.debugger.Debugger] drops the images that fail, counts them, and
 asks the generator for replacements (with new seeds derived from the request) up to a number of
-rounds.
+rounds. The interface, [`ImageFilter`][failmodes.interfaces.ImageFilter], is with the others in
+[`failmodes.interfaces`][failmodes.interfaces].
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from failmodes.interfaces import FailureCaptioner, GenerationRequest
+from failmodes.interfaces import REASONS, FailureCaptioner, GenerationRequest, ImageFilter
 
 __all__ = ["REASONS", "CaptionFilter", "ImageFilter"]
-
-# why an image was dropped
-REASONS = ("class", "value")
-"""Why a filter may drop an image: it does not show its ``class``, or not its ``value``."""
-
-
-class ImageFilter(abc.ABC):
-    """Decides, for each generated image, whether it may be used as training data.
-
-    Subclasses implement [`check`][check]; give one to
-    [`Debugger(image_filter=...)`][failmodes.debugger.Debugger], which drops the images it
-    rejects and asks the generator for replacements.
-
-    Examples:
-        A filter that rejects images too dark to show anything:
-
-        >>> from PIL import Image
-        >>> from failmodes import GenerationRequest
-        >>> from failmodes.filters import ImageFilter
-        >>> class DropDark(ImageFilter):
-        ...     def check(self, images, requests, *, class_names, candidates):
-        ...         bright = [image.convert("L").getextrema()[1] >= 20 for image in images]
-        ...         return [None if ok else "value" for ok in bright]
-        >>> request = GenerationRequest(0, "fox", "at night", "a photo of a fox at night", 2, 0)
-        >>> images = [Image.new("RGB", (8, 8), (5, 5, 5)), Image.new("RGB", (8, 8), "white")]
-        >>> DropDark().check(images, [request, request], class_names=["fox"],
-        ...                  candidates={"fox": ["at night"]})
-        ['value', None]
-    """
-
-    @abc.abstractmethod
-    def check(
-        self,
-        images: Sequence[Any],
-        requests: Sequence[GenerationRequest],
-        *,
-        class_names: Sequence[str],
-        candidates: Mapping[str, Sequence[str]],
-    ) -> list[str | None]:
-        """Check images.
-
-        Args:
-            images: the generated images.
-            requests: the request each image was made for (same length as ``images``).
-            class_names: all class names, by label index.
-            candidates: ``{class_name: [value, ...]}``, the values an image's value is told
-                apart from (the requested value is always one of them).
-
-        Returns:
-            Per image, ``None`` to keep it or the reason to drop it (one of [`REASONS`][REASONS]).
-        """
 
 
 class CaptionFilter(ImageFilter):
     """Keeps an image when the captioner finds its class and its value in it.
 
     - **Class**: the captioner's zero-shot class probabilities over all classes
-      ([`classify`][failmodes.captioners.clip.CLIPCaptioner.classify]) must rank the requested class
-      among the top ``class_top_k``.
+      ([`classify`][failmodes.captioners.openclip.CLIPCaptioner.classify]) must rank the
+      requested class among the top ``class_top_k``.
     - **Value**: for a request with a value, captioning the image among its class's candidate
       values must give the requested value. Bare-class images, and classes with a single
       candidate, skip this check.
@@ -201,7 +150,7 @@ class CaptionFilter(ImageFilter):
             return
         captions = self.captioner.caption(
             [images[i] for i in todo],
-            class_names=[requests[i].class_name for i in todo],
+            image_classes=[requests[i].class_name for i in todo],
             candidates=pools,
             attribute=requests[todo[0]].attribute,
         )

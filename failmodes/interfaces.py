@@ -1,4 +1,4 @@
-"""The five component interfaces of failmodes, one verb each.
+"""The component interfaces of failmodes, one verb each.
 
 A user swaps any step of the pipeline by passing another object that implements the matching
 abstract base class to [`failmodes.Debugger`][failmodes.debugger.Debugger]:
@@ -10,6 +10,7 @@ abstract base class to [`failmodes.Debugger`][failmodes.debugger.Debugger]:
 | [`FailureCaptioner`][FailureCaptioner] | `caption` | failure images -> the likeliest value |
 | [`ImageGenerator`][ImageGenerator] | `generate` | structured requests -> images |
 | [`HeadTrainer`][HeadTrainer] | `fit` | features -> a new linear head |
+| [`ImageFilter`][ImageFilter] | `check` | generated images -> keep or drop (optional) |
 
 [`failmodes.testing`][failmodes.testing.checks] has one conformance check per interface
 (``check_generator(my_generator)``, ...), and each interface's examples below implement it in a
@@ -30,12 +31,14 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
+    "REASONS",
     "BackgroundProposer",
     "Caption",
     "FailureCaptioner",
     "FeatureExtractor",
     "GenerationRequest",
     "HeadTrainer",
+    "ImageFilter",
     "ImageGenerator",
 ]
 
@@ -156,7 +159,7 @@ class FailureCaptioner(abc.ABC):
     """Picks, for each failure image, the most likely value among its class's candidates.
 
     Subclasses implement [`caption`][caption].
-    [`CLIPCaptioner`][failmodes.captioners.clip.CLIPCaptioner] is the paper's (CLIP zero-shot).
+    [`CLIPCaptioner`][failmodes.captioners.openclip.CLIPCaptioner] is the paper's (CLIP zero-shot).
 
     Examples:
         A captioner that always picks the class's first candidate (a stand-in for a model),
@@ -165,9 +168,10 @@ class FailureCaptioner(abc.ABC):
         >>> from failmodes import Caption, FailureCaptioner
         >>> from failmodes.testing import check_captioner
         >>> class FirstValue(FailureCaptioner):
-        ...     def caption(self, images, *, class_names, candidates, attribute="background"):
-        ...         return [Caption(candidates[name][0], 1.0) for name in class_names]
-        >>> FirstValue().caption([None], class_names=["fox"], candidates={"fox": ["in a desert"]})
+        ...     def caption(self, images, *, image_classes, candidates, attribute="background"):
+        ...         return [Caption(candidates[name][0], 1.0) for name in image_classes]
+        >>> FirstValue().caption([None], image_classes=["fox"],
+        ...                      candidates={"fox": ["in a desert"]})
         [Caption(value='in a desert', score=1.0)]
         >>> check_captioner(FirstValue())
     """
@@ -177,7 +181,7 @@ class FailureCaptioner(abc.ABC):
         self,
         images: Sequence[Any],
         *,
-        class_names: Sequence[str],
+        image_classes: Sequence[str],
         candidates: Mapping[str, Sequence[str]],
         attribute: str = "background",
     ) -> list[Caption]:
@@ -185,7 +189,7 @@ class FailureCaptioner(abc.ABC):
 
         Args:
             images: PIL images or ``(C, H, W)`` tensors.
-            class_names: the true class name of each image (same length as ``images``).
+            image_classes: the true class name of each image (same length as ``images``).
             candidates: ``{class_name: [value, ...]}``, the values to choose among per class.
             attribute: the spurious attribute the values belong to.
 
@@ -366,4 +370,60 @@ class HeadTrainer(abc.ABC):
 
         Returns:
             A new ``torch.nn.Linear``; ``init`` is not modified.
+        """
+
+
+# why an image was dropped
+REASONS = ("class", "value")
+"""Why a filter may drop an image: it does not show its ``class``, or not its ``value``."""
+
+
+class ImageFilter(abc.ABC):
+    """Decides, for each generated image, whether it may be used as training data.
+
+    Subclasses implement [`check`][check]; give one to
+    [`Debugger(image_filter=...)`][failmodes.debugger.Debugger], which drops the images it
+    rejects and asks the generator for replacements.
+    [`CaptionFilter`][failmodes.filters.CaptionFilter] asks a captioner whether each image shows
+    its class and value.
+
+    Examples:
+        A filter that rejects images too dark to show anything:
+
+        >>> from PIL import Image
+        >>> from failmodes import GenerationRequest
+        >>> from failmodes.interfaces import ImageFilter
+        >>> from failmodes.testing import check_filter
+        >>> class DropDark(ImageFilter):
+        ...     def check(self, images, requests, *, class_names, candidates):
+        ...         bright = [image.convert("L").getextrema()[1] >= 20 for image in images]
+        ...         return [None if ok else "value" for ok in bright]
+        >>> request = GenerationRequest(0, "fox", "at night", "a photo of a fox at night", 2, 0)
+        >>> images = [Image.new("RGB", (8, 8), (5, 5, 5)), Image.new("RGB", (8, 8), "white")]
+        >>> DropDark().check(images, [request, request], class_names=["fox"],
+        ...                  candidates={"fox": ["at night"]})
+        ['value', None]
+        >>> check_filter(DropDark())
+    """
+
+    @abc.abstractmethod
+    def check(
+        self,
+        images: Sequence[Any],
+        requests: Sequence[GenerationRequest],
+        *,
+        class_names: Sequence[str],
+        candidates: Mapping[str, Sequence[str]],
+    ) -> list[str | None]:
+        """Check images.
+
+        Args:
+            images: the generated images.
+            requests: the request each image was made for (same length as ``images``).
+            class_names: all class names, by label index.
+            candidates: ``{class_name: [value, ...]}``, the values an image's value is told
+                apart from (the requested value is always one of them).
+
+        Returns:
+            Per image, ``None`` to keep it or the reason to drop it (one of [`REASONS`][REASONS]).
         """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -14,16 +14,129 @@ import numpy as np
 import pandas as pd
 
 from failmodes.attributes import phrase
+from failmodes.images import ImageList, png_bytes, thumbnail
 from failmodes.interfaces import Caption, GenerationRequest
 
 __all__ = [
     "FailureExample",
     "FailureModes",
     "FailureSet",
+    "Features",
     "GeneratedSet",
+    "PreparedRun",
     "RunResult",
     "failure_examples",
 ]
+
+
+@dataclass
+class Features:
+    """Backbone features of a dataset with its labels, as the steps hand them to each other.
+
+    It unpacks like a pair, ``features, labels = dbg.features(data)``.
+
+    Attributes:
+        features: an ``(n, d)`` float32 tensor on the CPU.
+        labels: the ``n`` int64 labels.
+        key: what the features were computed from, as a digest (the extractor's settings and
+            the data's fingerprint); the cache keys of head fits on them use it. ``None`` when
+            unknown: the values are then hashed when a key is needed.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from failmodes import Features
+        >>> data = Features(torch.eye(3), np.array([0, 1, 1]), key="demo")
+        >>> features, labels = data
+        >>> part = data.select(np.array([False, True, True]))
+        >>> len(part), part.labels.tolist(), part.key != data.key
+        (2, [1, 1], True)
+    """
+
+    features: Any
+    labels: np.ndarray
+    key: str | None = None
+
+    @classmethod
+    def of(cls, features: Any, labels: Any = None) -> Features:
+        """``Features`` from a tensor (or array) and labels; ``Features`` pass through.
+
+        Args:
+            features: ``(n, d)`` features, a ``(features, labels)`` pair, or ``Features``.
+            labels: their ``n`` labels (``None`` for a pair or ``Features``).
+
+        Returns:
+            The features as ``Features``, in a tensor.
+        """
+        if isinstance(features, Features):
+            return features
+        if labels is None and isinstance(features, tuple | list) and len(features) == 2:
+            features, labels = features
+        import torch  # results stay importable without torch
+
+        return cls(torch.as_tensor(features), np.asarray(labels))
+
+    def __iter__(self) -> Any:
+        """``features`` then ``labels``, so that the object unpacks like a pair."""
+        return iter((self.features, self.labels))
+
+    def __len__(self) -> int:
+        """The number of rows."""
+        return len(self.labels)
+
+    def select(self, index: Sequence[int] | Sequence[bool] | np.ndarray) -> Features:
+        """The rows at ``index`` (positions, or one boolean per row).
+
+        Args:
+            index: positions, or a boolean mask with one entry per row.
+
+        Returns:
+            A new ``Features`` whose key, when this one has a key, names the selection too.
+        """
+        import torch  # results stay importable without torch
+
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        index = index.astype(np.int64)
+        key = None
+        if self.key is not None:
+            key = hashlib.sha256(self.key.encode() + b"|" + index.tobytes()).hexdigest()
+        return Features(self.features[torch.as_tensor(index)], self.labels[index], key)
+
+
+@dataclass
+class PreparedRun:
+    """What every use of one model on one debug set starts from.
+
+    [`Debugger.prepare`][failmodes.debugger.Debugger.prepare] makes it;
+    [`run`][failmodes.debugger.Debugger.run], [`refit_on`][failmodes.debugger.Debugger.refit_on],
+    the [sweeps][failmodes.sweeps] and [collective repair][failmodes.collective.collective_repair]
+    share it.
+
+    Attributes:
+        train: features of the training data (the head is refit on them).
+        debug: features of the debug set.
+        test: features of the test set, or ``None`` when none was given.
+        head: the model's original head.
+        failures: the debug set's failures and validation part.
+        validation: ``{"validation": ..., "validation_failures": ...}``, the validation part of
+            the debug set and the original head's failures among it; candidates are chosen on
+            it.
+
+    Examples:
+        ```python
+        prep = dbg.prepare(train, debug, test, seed=0)
+        prep.failures.heldout  # the debug_heldout failures, by debug-set index
+        dbg.evaluate(prep.head, prep.validation)  # the original head on the validation part
+        ```
+    """
+
+    train: Features
+    debug: Features
+    test: Features | None
+    head: Any
+    failures: FailureSet
+    validation: dict[str, Features]
 
 
 @dataclass
@@ -417,7 +530,7 @@ def failure_examples(
     images = images_at(debug, [int(modes.indices[i]) for i in picks])
     examples = []
     for i, image in zip(picks, images, strict=True):
-        thumb = _thumbnail(image, size)
+        thumb = thumbnail(image, size)
         if thumb is None:
             continue
         caption = modes.captions[i]
@@ -428,54 +541,10 @@ def failure_examples(
                 prediction=int(modes.predictions[i]),
                 value=caption.value,
                 score=float(caption.score),
-                png=_png(thumb),
+                png=png_bytes(thumb),
             )
         )
     return examples
-
-
-def _thumbnail(image: Any, size: int) -> Any:
-    """An RGB PIL image at most ``size`` pixels a side, or ``None`` for what is not an image.
-
-    Arrays and tensors may be ``(C, H, W)`` or ``(H, W, C)``; floats in [0, 1] or [0, 255] are
-    scaled as such, other floats (normalised tensors) stretched to their range.
-    """
-    from PIL import Image
-
-    from failmodes.data import to_rgb
-
-    if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor
-        image = image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
-            array = array.transpose(1, 2, 0)
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
-            return None
-        if array.dtype != np.uint8:
-            array = np.nan_to_num(array.astype(np.float64))
-            low, high = float(array.min()), float(array.max())
-            if low >= 0 and high <= 1:
-                array = array * 255
-            elif not (low >= 0 and high <= 255):
-                array = (array - low) / ((high - low) or 1.0) * 255
-            array = np.clip(array.round(), 0, 255).astype(np.uint8)
-        image = Image.fromarray(np.ascontiguousarray(array))
-    if not isinstance(image, Image.Image):
-        return None
-    image = to_rgb(image)
-    if max(image.size) > size:
-        image = image.copy()
-        image.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return image
-
-
-def _png(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
 
 
 @dataclass
@@ -493,7 +562,7 @@ class GeneratedSet:
         image_ids: a stable id per image (its cache entry and place in it) when every image
             went through the cache, else ``None``. The Debugger caches the set's features under
             these ids, so a rerun does not read the images at all; images read back from the
-            cache come as an [`ImageList`][failmodes.data.ImageList] of their files.
+            cache come as an [`ImageList`][failmodes.images.ImageList] of their files.
 
     Examples:
         [`Debugger.generate`][failmodes.debugger.Debugger.generate] makes one; by hand, from a
@@ -541,7 +610,7 @@ class GeneratedSet:
 
         Each request must have exactly ``count`` images, or at most ``count`` when a
         ``filter_report`` says that a filter dropped some. Outputs that are
-        [`ImageList`][failmodes.data.ImageList] stay unread.
+        [`ImageList`][failmodes.images.ImageList] stay unread.
 
         Args:
             requests: the generation jobs.
@@ -554,7 +623,7 @@ class GeneratedSet:
                 image has one.
 
         Returns:
-            The flattened set; its images are an [`ImageList`][failmodes.data.ImageList] when
+            The flattened set; its images are an [`ImageList`][failmodes.images.ImageList] when
             any output is one, else a list.
 
         Raises:
@@ -565,8 +634,6 @@ class GeneratedSet:
             raise ValueError(
                 f"the generator returned {len(outputs)} image lists for {len(requests)} requests"
             )
-        from failmodes.data import ImageList  # torch-backed module: not at import
-
         items: list[Any] = []
         labels, values, owner = [], [], []
         for j, (req, imgs) in enumerate(zip(requests, outputs, strict=True)):
@@ -611,8 +678,6 @@ class GeneratedSet:
             raise ValueError(
                 f"keep must have one boolean per image ({len(self)}), got {keep.shape}"
             )
-        from failmodes.data import ImageList
-
         images = (
             self.images.select(keep)
             if isinstance(self.images, ImageList)

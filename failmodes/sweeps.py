@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from failmodes._imports import require
-from failmodes.debugger import _validation_splits
+from failmodes.steps import evaluate, targeted_candidates
 
 if TYPE_CHECKING:
     from failmodes.debugger import Debugger
@@ -135,7 +134,7 @@ def sweep_lam(
     lams = [float(v) for v in values]
     if not lams or any(not np.isfinite(v) or v < 0 for v in lams):
         raise ValueError(f"values must be a non-empty list of lam >= 0, got {list(values)!r}")
-    k = max(dbg._grid(dbg.k, "k", int, 1)) if k is None else int(k)
+    k = max(dbg.grids()["k"]) if k is None else int(k)
     return _sweep(dbg, train, debug, "lam", [(k, lam) for lam in lams], images_per_mode, seed)
 
 
@@ -192,43 +191,34 @@ def _sweep(
     images_per_mode: int | None,
     seed: int,
 ) -> SweepResult:
-    n = max(dbg._grid(dbg.images_per_mode, "images_per_mode", int, 1))
-    n = n if images_per_mode is None else int(images_per_mode)
+    n = max(dbg.grids()["images_per_mode"]) if images_per_mode is None else int(images_per_mode)
     k_max = max(k for k, _ in settings)
     proposals = dbg.propose()
-    train_f, train_y = dbg.features(train, name="train")
-    debug_f, debug_y = dbg.features(debug, name="debug")
-    failures = dbg.find_failures(debug, seed=seed, features=(debug_f, debug_y))
-    modes = dbg.caption(debug, failures, proposals, k=k_max)
-    ranked = modes.top_k(k_max)
-    names = dbg._class_names()
-    generated = dbg.generate(
-        dbg.requests({(c, v): n for c in names for v in ranked.get(c, [])}, seed=seed),
-        candidates=proposals,
-    )
-    gen_f = dbg._features_of_generated(generated)
-    rank = np.array(
-        [ranked[generated.requests[int(j)].class_name].index(generated.requests[int(j)].value)
-         for j in generated.request_index],
-        dtype=np.int64,
-    )  # fmt: skip
-    parts = _validation_splits(failures, debug_f, debug_y)
-    splits = {"val_acc": parts["validation"], "val_failure_acc": parts["validation_failures"]}
-    before = dbg.evaluate(dbg._head(train_f), splits)
-    rows = []
-    for k, lam in settings:
-        mask = torch.as_tensor(rank < k)
-        head = dbg.repair(train_f, train_y, gen_f[mask], generated.labels[mask.numpy()],
-                          lam=lam, seed=seed)  # fmt: skip
-        rows.append(
-            {
-                "lam": lam,
-                "k": k,
-                "images_per_mode": n,
-                **dbg.evaluate(head, splits),
-                "n_generated": int(mask.sum()),
-                "val_acc_before": before["val_acc"],
-                "val_failure_acc_before": before["val_failure_acc"],
-            }
+    prep = dbg.prepare(train, debug, seed=seed)
+    ranked = dbg.caption(debug, prep.failures, proposals, k=k_max).top_k(k_max)
+    counts = {(c, v): n for c in dbg.class_names for v in ranked.get(c, [])}
+    generated = dbg.generate(dbg.requests(counts, seed=seed), candidates=proposals)
+    candidates = [
+        candidate
+        for k, lam in settings
+        for candidate in targeted_candidates(
+            generated, ranked, k=[k], images_per_mode=[n], lam=[lam]
         )
-    return SweepResult(parameter, pd.DataFrame(rows))
+    ]
+    table = dbg.select(prep, generated, candidates, seed=seed).table
+    before = evaluate(prep.head, prep.validation)
+    return SweepResult(
+        parameter,
+        pd.DataFrame(
+            {
+                "lam": table["lam"],
+                "k": table["k"],
+                "images_per_mode": table["images_per_mode"],
+                "val_acc": table["val_acc"],
+                "val_failure_acc": table["val_failure_acc"],
+                "n_generated": [int(c.keep.sum()) for c in candidates],
+                "val_acc_before": before["validation"],
+                "val_failure_acc_before": before["validation_failures"],
+            }
+        ),
+    )

@@ -43,7 +43,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from failmodes.attributes import phrase, prompt
-from failmodes.toyworld.clip import TOYCLIP, register_toyclip, toyclip_config
+from failmodes.toyworld.toyclip import TOYCLIP, register_toyclip, toyclip_config
 from failmodes.toyworld.world import BACKGROUNDS, COLORS, SHAPES, ToyWorld, render
 
 BG_NAMES = list(BACKGROUNDS)
@@ -346,7 +346,7 @@ def save(model: torch.nn.Module, path: Path, args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- validation
 def validate(path: Path, seeds, n_images: int) -> None:
     """Caption accuracy through CLIPCaptioner loaded from ``path``, as the demo runs it."""
-    from failmodes.captioners.clip import CLIPCaptioner
+    from failmodes.captioners.openclip import CLIPCaptioner
 
     print(
         f"validation: {n_images} balanced world-style debug images per world; "
@@ -369,7 +369,7 @@ def validate(path: Path, seeds, n_images: int) -> None:
             names = [debug.shapes[i] for i in keep]
             t0 = time.perf_counter()
             captions = captioner.caption(
-                images, class_names=names, candidates=candidates, attribute=attribute
+                images, image_classes=names, candidates=candidates, attribute=attribute
             )
             seconds = time.perf_counter() - t0
             hits = np.array(

@@ -6,6 +6,6 @@ and open_clip is imported only when a model is built.
 
 from __future__ import annotations
 
-from failmodes.captioners.clip import CLIPCaptioner
+from failmodes.captioners.openclip import CLIPCaptioner
 
 __all__ = ["CLIPCaptioner"]

@@ -5,7 +5,7 @@ any timm model (``timm`` extra); [`OpenCLIPExtractor`][OpenCLIPExtractor] a CLIP
 trained or zero-shot head (``clip`` extra). The backends are imported only when a model is built.
 """
 
-from failmodes.extractors.clip import OpenCLIPExtractor
+from failmodes.extractors.openclip import OpenCLIPExtractor
 from failmodes.extractors.timm import TimmExtractor
 from failmodes.extractors.torch import TorchExtractor
 

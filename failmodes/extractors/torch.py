@@ -17,11 +17,12 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
 
 from failmodes._modules import find_head
-from failmodes.data import iter_items, to_rgb
+from failmodes.data import iter_items
+from failmodes.images import to_rgb
 from failmodes.interfaces import FeatureExtractor
+from failmodes.progress import progress_bar, resolve_progress
 
 __all__ = ["TorchExtractor"]
 
@@ -166,14 +167,7 @@ class TorchExtractor(FeatureExtractor):
     ) -> torch.Tensor:
         """[`extract`][extract] with the parts given (a ``None`` head skips the dimension check)."""
         runner, head, name = parts
-        batch_size = self.batch_size if batch_size is None else batch_size
-        progress = self.progress if progress is None else progress
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int):
-            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        batch_size = self._checked_batch_size(batch_size)
         if isinstance(data, DataLoader):
             raise TypeError(
                 "pass the dataset itself (loader.dataset), not a DataLoader: the extractor "
@@ -184,7 +178,6 @@ class TorchExtractor(FeatureExtractor):
             raise ValueError("data is empty: there are no images to extract features from")
 
         device = torch.device(self.device)
-        autocast = _autocast(self.precision, device)
         roots = [runner] if name is not None or head is None else [runner, head]
         for root in roots:
             root.to(device)
@@ -198,60 +191,42 @@ class TorchExtractor(FeatureExtractor):
             batch_size,
             device,
         )
-
-        captured: list[torch.Tensor] = []
-
-        def capture(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            captured.append(args[0] if args else kwargs["input"])
-
-        hook = None if name is None else head.register_forward_pre_hook(capture, with_kwargs=True)
-        chunks: list[torch.Tensor] = []
         source = self._batches(data, batch_size, device)
-        batches = tqdm(
+        batches = progress_bar(
             source,
+            progress=resolve_progress(progress, self.progress),
             total=None if size is None else math.ceil(size / batch_size),
-            disable=None if progress is None else not progress,
             desc="features",
             unit="batch",
         )
+        forward = _Forward(runner, head, name, _autocast(self.precision, device), device, dtype)
+        chunks: list[torch.Tensor] = []
         try:
             for root in roots:
                 root.eval()
             with torch.inference_mode():
-                for number, (start, batch) in enumerate(batches):
-                    if not batch.is_floating_point():
-                        raise TypeError(
-                            f"images {start}-{start + len(batch) - 1} are {batch.dtype} tensors; "
-                            "pass float tensors (e.g. uint8 / 255) or give transform="
-                        )
-                    batch = batch.to(device=device, dtype=dtype, non_blocking=True)
-                    if name is None:
-                        with autocast:
-                            features = _backbone_features(runner, head, batch)
-                    else:
-                        captured.clear()
-                        with autocast:
-                            output = runner(batch)
-                        features = _captured_features(captured, name, len(batch))
-                        if number == 0:
-                            _check_logits(features, output, head, name)
-                    if not torch.isfinite(features).all():
-                        raise ValueError(
-                            f"features of batch {number} (images {start}-{start + len(batch) - 1})"
-                            " contain NaN or inf"
-                        )
-                    chunks.append(features.to("cpu", torch.float32))
+                chunks = [forward(number, start, batch) for number, (start, batch) in
+                          enumerate(batches)]  # fmt: skip
         finally:
             batches.close()
             source.close()  # releases DataLoader workers right away
-            if hook is not None:
-                hook.remove()
+            forward.close()
             for module, training in flags:
                 module.training = training
         if not chunks:
             raise ValueError("data is empty: there are no images to extract features from")
         # outside inference mode, so the result is an ordinary tensor that autograd accepts
         return torch.cat(chunks)
+
+    def _checked_batch_size(self, batch_size: int | None) -> int:
+        """The batch size in force (the call's, else the extractor's), with ``num_workers``."""
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        workers = self.num_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {workers!r}")
+        return batch_size
 
     def _parts(self) -> tuple[nn.Module, nn.Linear, str | None]:
         """The module to run, its head, and the head's name in ``model`` (``None``: explicit)."""
@@ -354,6 +329,64 @@ class _Images(Dataset):
 def _collate(items: Sequence[tuple[int, torch.Tensor]]) -> tuple[int, torch.Tensor]:
     start = items[0][0]
     return start, _stack([image for _, image in items], start)
+
+
+class _Forward:
+    """Runs batches through the model and returns their features (the head's input), checked.
+
+    With a head named in the model, the features are captured by a forward pre-hook on it while
+    the whole model runs; with an explicit backbone they are ``backbone(x)`` flattened.
+    """
+
+    def __init__(
+        self,
+        runner: nn.Module,
+        head: nn.Linear | None,
+        name: str | None,
+        autocast: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        self.runner, self.head, self.name = runner, head, name
+        self.autocast, self.device, self.dtype = autocast, device, dtype
+        self.captured: list[torch.Tensor] = []
+        self.hook = (
+            None if name is None else head.register_forward_pre_hook(self.capture, with_kwargs=True)
+        )
+
+    def capture(self, _module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """The pre-hook: keep the head's input."""
+        self.captured.append(args[0] if args else kwargs["input"])
+
+    def __call__(self, number: int, start: int, batch: torch.Tensor) -> torch.Tensor:
+        """Features of batch ``number`` (images from ``start``), float32 on the CPU."""
+        if not batch.is_floating_point():
+            raise TypeError(
+                f"images {start}-{start + len(batch) - 1} are {batch.dtype} tensors; "
+                "pass float tensors (e.g. uint8 / 255) or give transform="
+            )
+        batch = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        if self.name is None:
+            with self.autocast:
+                features = _backbone_features(self.runner, self.head, batch)
+        else:
+            self.captured.clear()
+            with self.autocast:
+                output = self.runner(batch)
+            features = _captured_features(self.captured, self.name, len(batch))
+            if number == 0:
+                _check_logits(features, output, self.head, self.name)
+        if not torch.isfinite(features).all():
+            raise ValueError(
+                f"features of batch {number} (images {start}-{start + len(batch) - 1})"
+                " contain NaN or inf"
+            )
+        return features.to("cpu", torch.float32)
+
+    def close(self) -> None:
+        """Remove the hook."""
+        if self.hook is not None:
+            self.hook.remove()
 
 
 def _length(data: Any) -> int | None:

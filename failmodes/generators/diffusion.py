@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from failmodes._imports import require
-from failmodes.data import is_blank
+from failmodes.images import is_blank
 from failmodes.interfaces import GenerationRequest, ImageGenerator
+from failmodes.progress import progress_bar, resolve_progress
 
 __all__ = ["SCHEDULERS", "BlankImageError", "StableDiffusionGenerator", "replacement_seed"]
 
@@ -349,10 +349,27 @@ class StableDiffusionGenerator(ImageGenerator):
     # ----------------------------------------------------------------------------- settings
 
     def _check_settings(self) -> None:
-        def is_int(value: Any) -> bool:
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        self._check_numbers()
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise TypeError(
+                f"negative_prompt must be a string or None, got {type(self.negative_prompt)}"
+            )
+        self._check_scheduler()
+        if isinstance(self.model, str):
+            if not self.model.strip():
+                raise ValueError("model must be a model name, a folder or a pipeline, got ''")
+        elif not callable(self.model):
+            raise TypeError(
+                f"model must be a model name, a folder or a pipeline object, got {self.model!r}"
+            )
+        if not isinstance(self.safety_checker, (bool, torch.nn.Module)):
+            raise TypeError(
+                "safety_checker must be True, False or a safety checker module, got "
+                f"{self.safety_checker!r}"
+            )
 
-        if not is_int(self.steps) or self.steps < 1:
+    def _check_numbers(self) -> None:
+        if not _is_int(self.steps) or self.steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if (
             not isinstance(self.guidance_scale, numbers.Real)
@@ -360,20 +377,18 @@ class StableDiffusionGenerator(ImageGenerator):
             or not self.guidance_scale >= 0
         ):
             raise ValueError(f"guidance_scale must be a number >= 0, got {self.guidance_scale!r}")
-        if not is_int(self.batch_size) or self.batch_size < 1:
+        if not _is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         for name in ("height", "width"):
             value = getattr(self, name)
-            if value is not None and (not is_int(value) or value < 8 or value % 8):
+            if value is not None and (not _is_int(value) or value < 8 or value % 8):
                 raise ValueError(f"{name} must be None or a positive multiple of 8, got {value!r}")
-        if not is_int(self.max_blank_retries) or self.max_blank_retries < 0:
+        if not _is_int(self.max_blank_retries) or self.max_blank_retries < 0:
             raise ValueError(
                 f"max_blank_retries must be an integer >= 0, got {self.max_blank_retries!r}"
             )
-        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
-            raise TypeError(
-                f"negative_prompt must be a string or None, got {type(self.negative_prompt)}"
-            )
+
+    def _check_scheduler(self) -> None:
         scheduler = self.scheduler
         if isinstance(scheduler, str):
             _scheduler_key(scheduler)
@@ -386,18 +401,6 @@ class StableDiffusionGenerator(ImageGenerator):
             raise TypeError(
                 "scheduler must be None, a name, a scheduler class or a scheduler object, got "
                 f"{scheduler!r}"
-            )
-        if isinstance(self.model, str):
-            if not self.model.strip():
-                raise ValueError("model must be a model name, a folder or a pipeline, got ''")
-        elif not callable(self.model):
-            raise TypeError(
-                f"model must be a model name, a folder or a pipeline object, got {self.model!r}"
-            )
-        if not isinstance(self.safety_checker, (bool, torch.nn.Module)):
-            raise TypeError(
-                "safety_checker must be True, False or a safety checker module, got "
-                f"{self.safety_checker!r}"
             )
 
     def _make_scheduler(self, pipe: Any) -> Any:
@@ -525,16 +528,7 @@ class StableDiffusionGenerator(ImageGenerator):
             BlankImageError: an image was still blank after ``max_blank_retries`` new seeds.
             ImportError: diffusers is needed and missing (the message names the extra).
         """
-        if isinstance(requests, GenerationRequest):
-            raise TypeError("requests must be a list of requests; wrap a single one in a list")
-        requests = list(requests)
-        for request in requests:
-            if not isinstance(request, GenerationRequest):
-                raise TypeError(f"requests must be GenerationRequest objects, got {request!r}")
-            if request.count < 0:
-                raise ValueError(f"count must be >= 0, got {request.count} for {request}")
-            if not isinstance(request.prompt, str) or not request.prompt.strip():
-                raise ValueError(f"request has no prompt: {request}")
+        requests = _checked_requests(requests)
         self._check_settings()
         total = sum(r.count for r in requests)
         images: list[list[Image.Image | None]] = [[None] * r.count for r in requests]
@@ -542,12 +536,11 @@ class StableDiffusionGenerator(ImageGenerator):
         replaced = [0] * len(requests)
         if total:
             self.load()
-        show = self.progress if progress is None else progress
-        bar = tqdm(
+        bar = progress_bar(
             total=total,
+            progress=resolve_progress(progress, self.progress),
             desc="generating",
             unit="image",
-            disable=None if show is None else not show,
         )
         # jobs: (request index, image index, attempt); attempt 0 uses the image seed
         pending = [(k, i, 0) for k, r in enumerate(requests) for i in range(r.count)]
@@ -566,32 +559,41 @@ class StableDiffusionGenerator(ImageGenerator):
                         else:
                             images[job[0]][job[1]] = image
                             bar.update()
-                pending = []
-                for k, i, attempt in blank:
-                    request = requests[k]
-                    if attempt >= self.max_blank_retries:
-                        tried = [request.image_seed(i)]
-                        tried += [replacement_seed(request, i, a) for a in range(1, attempt + 1)]
-                        raise BlankImageError(request, i, tried)
-                    if attempt == 0:
-                        replaced[k] += 1
-                    old, seeds[k][i] = seeds[k][i], replacement_seed(request, i, attempt + 1)
-                    logger.info(
-                        "image %d of %r (%s %r) came out blank with seed %d; regenerating with "
-                        "seed %d (retry %d of at most %d)",
-                        i,
-                        request.class_name,
-                        request.attribute,
-                        request.value,
-                        old,
-                        seeds[k][i],
-                        attempt + 1,
-                        self.max_blank_retries,
-                    )
-                    pending.append((k, i, attempt + 1))
+                pending = [self._retry(requests, seeds, replaced, job) for job in blank]
         self.blank_replaced_ = replaced
         self.seeds_ = seeds
         return images  # type: ignore[return-value]
+
+    def _retry(
+        self,
+        requests: list[GenerationRequest],
+        seeds: list[list[int]],
+        replaced: list[int],
+        job: tuple[int, int, int],
+    ) -> tuple[int, int, int]:
+        """The next attempt at a blank image, with a new seed, or a BlankImageError."""
+        k, i, attempt = job
+        request = requests[k]
+        if attempt >= self.max_blank_retries:
+            tried = [request.image_seed(i)]
+            tried += [replacement_seed(request, i, a) for a in range(1, attempt + 1)]
+            raise BlankImageError(request, i, tried)
+        if attempt == 0:
+            replaced[k] += 1
+        old, seeds[k][i] = seeds[k][i], replacement_seed(request, i, attempt + 1)
+        logger.info(
+            "image %d of %r (%s %r) came out blank with seed %d; regenerating with "
+            "seed %d (retry %d of at most %d)",
+            i,
+            request.class_name,
+            request.attribute,
+            request.value,
+            old,
+            seeds[k][i],
+            attempt + 1,
+            self.max_blank_retries,
+        )
+        return (k, i, attempt + 1)
 
     def _run(self, prompts: list[str], seeds: list[int]) -> list[tuple[Image.Image, bool]]:
         """One pipeline call: an image per prompt, each from its own seed, and whether blank."""
@@ -626,3 +628,22 @@ def _scheduler_key(name: str) -> str:
             "(or pass a diffusers scheduler class or object)"
         )
     return key
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _checked_requests(requests: Any) -> list[GenerationRequest]:
+    """``requests`` as a list, each a request with a count >= 0 and a prompt."""
+    if isinstance(requests, GenerationRequest):
+        raise TypeError("requests must be a list of requests; wrap a single one in a list")
+    requests = list(requests)
+    for request in requests:
+        if not isinstance(request, GenerationRequest):
+            raise TypeError(f"requests must be GenerationRequest objects, got {request!r}")
+        if request.count < 0:
+            raise ValueError(f"count must be >= 0, got {request.count} for {request}")
+        if not isinstance(request.prompt, str) or not request.prompt.strip():
+            raise ValueError(f"request has no prompt: {request}")
+    return requests

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from failmodes._modules import replace_head
 from failmodes.interfaces import HeadTrainer
+from failmodes.progress import progress_bar
 
 __all__ = ["LinearHeadTrainer", "patch_model"]
 
@@ -119,7 +119,7 @@ class LinearHeadTrainer(HeadTrainer):
         history_size: int = 10,
         precision: str = "mixed",
         device: str | torch.device = "cpu",
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> None:
         self.solver = solver
         self.weight_decay = weight_decay
@@ -172,70 +172,14 @@ class LinearHeadTrainer(HeadTrainer):
             TypeError: if ``init`` is not an ``nn.Linear`` or labels are not integers.
         """
         self._check_params()
-        x, y = _as_features("features", features), _as_labels("labels", labels)
-        if len(x) != len(y):
-            raise ValueError(f"features has {len(x)} rows but labels has {len(y)}; they must match")
-        if len(x) == 0:
-            raise ValueError("features is empty; at least one training row is needed")
-        if (extra_features is None) != (extra_labels is None):
-            given = "extra_features" if extra_labels is None else "extra_labels"
-            missing = "extra_labels" if extra_labels is None else "extra_features"
-            raise ValueError(f"{given} was given without {missing}; pass both or neither")
+        x, y, xe, ye = _inputs(features, labels, extra_features, extra_labels)
         if not _is_real(lam, 0):
             raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
         lam = float(lam)
         d = x.shape[1]
-        if extra_features is not None:
-            xe = _as_features("extra_features", extra_features)
-            ye = _as_labels("extra_labels", extra_labels)
-            if len(xe) != len(ye):
-                raise ValueError(
-                    f"extra_features has {len(xe)} rows but extra_labels has {len(ye)}; "
-                    "they must match"
-                )
-            if xe.shape[1] != d:
-                raise ValueError(f"extra_features has dimension {xe.shape[1]} but features has {d}")
-        else:
-            xe, ye = x.new_zeros(0, d), y.new_zeros(0)
-
-        if init is not None:
-            if not isinstance(init, nn.Linear):
-                raise TypeError(f"init must be a torch.nn.Linear, got {type(init).__name__}")
-            if init.in_features != d:
-                raise ValueError(
-                    f"init has in_features={init.in_features} but features has dimension {d}"
-                )
-            if num_classes is not None and num_classes != init.out_features:
-                raise ValueError(
-                    f"num_classes={num_classes} but init has out_features={init.out_features}"
-                )
-            num_classes = init.out_features
-        elif num_classes is None:
-            num_classes = int(max(y.max(), ye.max() if len(ye) else 0)) + 1
-        if not _is_int(num_classes, 1):
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        num_classes = int(num_classes)
-        for name, lab in (("labels", y), ("extra_labels", ye)):
-            if len(lab) and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
-                raise ValueError(
-                    f"{name} must lie in [0, {num_classes}) (num_classes={num_classes}), got "
-                    f"values from {int(lab.min())} to {int(lab.max())}"
-                )
-
+        num_classes = _num_classes(init, num_classes, d, y, ye)
         device = torch.device(self.device)
-        # One weighted sum: w_i = 1/n on train rows, lam/m on extra rows.
-        if len(xe) > 0 and lam > 0:
-            data = torch.cat([x, xe.to(x.dtype)])
-            target = torch.cat([y, ye])
-            weights = torch.cat(
-                [
-                    torch.full((len(x),), 1.0 / len(x), dtype=torch.float64),
-                    torch.full((len(xe),), lam / len(xe), dtype=torch.float64),
-                ]
-            )
-        else:
-            data, target = x, y
-            weights = torch.full((len(x),), 1.0 / len(x), dtype=torch.float64)
+        data, target, weights = _weighted_rows(x, y, xe, ye, lam)
 
         def make_objective(dtype: torch.dtype) -> _Objective:
             return _Objective(
@@ -349,7 +293,9 @@ class LinearHeadTrainer(HeadTrainer):
         weight = w0.clone().requires_grad_(True)
         bias = b0.clone().requires_grad_(True)
         max_eval = 2 * max_iter
-        bar = tqdm(total=max_eval, desc="L-BFGS evaluations", disable=not self.progress)
+        bar = progress_bar(
+            total=max_eval, progress=self.progress, desc="L-BFGS evaluations", leave=False
+        )
         n_evals = 0
 
         def closure() -> torch.Tensor:
@@ -390,7 +336,10 @@ class LinearHeadTrainer(HeadTrainer):
         generator = torch.Generator().manual_seed(seed)
         batch = n if self.batch_size is None else min(self.batch_size, n)
         n_evals = 0
-        for _ in tqdm(range(self.epochs), desc="SGD epochs", disable=not self.progress):
+        epochs = progress_bar(
+            range(self.epochs), progress=self.progress, desc="SGD epochs", leave=False
+        )
+        for _ in epochs:
             if batch == n:
                 batches = [None]
             else:
@@ -549,3 +498,77 @@ def _as_labels(name: str, value: Any) -> torch.Tensor:
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
     return y.long()
+
+
+def _inputs(
+    features: Any, labels: Any, extra_features: Any, extra_labels: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The train and extra rows, checked; no extra rows give empty tensors."""
+    x, y = _as_features("features", features), _as_labels("labels", labels)
+    if len(x) != len(y):
+        raise ValueError(f"features has {len(x)} rows but labels has {len(y)}; they must match")
+    if len(x) == 0:
+        raise ValueError("features is empty; at least one training row is needed")
+    if (extra_features is None) != (extra_labels is None):
+        given = "extra_features" if extra_labels is None else "extra_labels"
+        missing = "extra_labels" if extra_labels is None else "extra_features"
+        raise ValueError(f"{given} was given without {missing}; pass both or neither")
+    d = x.shape[1]
+    if extra_features is None:
+        return x, y, x.new_zeros(0, d), y.new_zeros(0)
+    xe = _as_features("extra_features", extra_features)
+    ye = _as_labels("extra_labels", extra_labels)
+    if len(xe) != len(ye):
+        raise ValueError(
+            f"extra_features has {len(xe)} rows but extra_labels has {len(ye)}; they must match"
+        )
+    if xe.shape[1] != d:
+        raise ValueError(f"extra_features has dimension {xe.shape[1]} but features has {d}")
+    return x, y, xe, ye
+
+
+def _num_classes(
+    init: nn.Linear | None, num_classes: int | None, d: int, y: torch.Tensor, ye: torch.Tensor
+) -> int:
+    """The number of classes: the start head's, else given, else the largest label plus one."""
+    if init is not None:
+        if not isinstance(init, nn.Linear):
+            raise TypeError(f"init must be a torch.nn.Linear, got {type(init).__name__}")
+        if init.in_features != d:
+            raise ValueError(
+                f"init has in_features={init.in_features} but features has dimension {d}"
+            )
+        if num_classes is not None and num_classes != init.out_features:
+            raise ValueError(
+                f"num_classes={num_classes} but init has out_features={init.out_features}"
+            )
+        num_classes = init.out_features
+    elif num_classes is None:
+        num_classes = int(max(y.max(), ye.max() if len(ye) else 0)) + 1
+    if not _is_int(num_classes, 1):
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    num_classes = int(num_classes)
+    for name, lab in (("labels", y), ("extra_labels", ye)):
+        if len(lab) and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+            raise ValueError(
+                f"{name} must lie in [0, {num_classes}) (num_classes={num_classes}), got "
+                f"values from {int(lab.min())} to {int(lab.max())}"
+            )
+    return num_classes
+
+
+def _weighted_rows(
+    x: torch.Tensor, y: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor, lam: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All rows with one weight each: ``1/n`` on train rows, ``lam/m`` on extra rows."""
+    if len(xe) > 0 and lam > 0:
+        data = torch.cat([x, xe.to(x.dtype)])
+        target = torch.cat([y, ye])
+        weights = torch.cat(
+            [
+                torch.full((len(x),), 1.0 / len(x), dtype=torch.float64),
+                torch.full((len(xe),), lam / len(xe), dtype=torch.float64),
+            ]
+        )
+        return data, target, weights
+    return x, y, torch.full((len(x),), 1.0 / len(x), dtype=torch.float64)

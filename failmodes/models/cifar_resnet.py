@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from failmodes.data import to_rgb
+from failmodes.images import to_rgb
 
 __all__ = [
     "CIFAR10_CLASSES",

@@ -20,7 +20,7 @@ from typing import Any
 from failmodes._imports import require
 from failmodes.attributes import ATTRIBUTES, get_attribute, with_article
 from failmodes.interfaces import BackgroundProposer
-from failmodes.proposers.merge import _PREPOSITION_PHRASES, _PREPOSITIONS, merge_values
+from failmodes.proposers.merge import PREPOSITION_PHRASES, PREPOSITIONS, merge_values
 
 __all__ = ["DEFAULT_MODEL", "ChatGPTProposer", "ProposalError"]
 
@@ -662,14 +662,14 @@ def _lower_first(words: list[str]) -> str:
 def _reads_after_a_name(words: list[str]) -> bool:
     """Whether a background phrase can follow a class name as it is ("on a lake", "floating")."""
     first = [re.sub(r"[^\w-]", "", w).lower() for w in words[:2]]
-    if first[0] in _PREPOSITIONS or first[0] in _STANDALONE:
+    if first[0] in PREPOSITIONS or first[0] in _STANDALONE:
         return True
-    if tuple(first) in _PREPOSITION_PHRASES:  # "next to a road", "out of water"
+    if tuple(first) in PREPOSITION_PHRASES:  # "next to a road", "out of water"
         return True
     if len(first[0]) > 4 and first[0].endswith("ing"):  # "floating in space"
         return True
     # "covered in snow", "surrounded by trees"
-    return len(first) == 2 and first[0].endswith("ed") and first[1] in _PREPOSITIONS
+    return len(first) == 2 and first[0].endswith("ed") and first[1] in PREPOSITIONS
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -21,7 +21,7 @@ _ARTICLES = frozenset({"a", "an", "the"})
 
 # Leading words dropped from the key: a value is the same place whether a fox is "in" it or
 # "on" it ("in front of a house" -> "house", "next to a river" -> "river").
-_PREPOSITIONS = frozenset(
+PREPOSITIONS = frozenset(
     {
         "about", "above", "across", "against", "along", "alongside", "amid", "amidst", "among",
         "amongst", "around", "at", "atop", "before", "behind", "below", "beneath", "beside",
@@ -30,7 +30,7 @@ _PREPOSITIONS = frozenset(
         "under", "underneath", "upon", "with", "within",
     }
 )  # fmt: skip
-_PREPOSITION_PHRASES = (
+PREPOSITION_PHRASES = (
     ("bottom", "of"), ("close", "to"), ("front", "of"), ("middle", "of"), ("next", "to"),
     ("out", "of"), ("top", "of"),
 )  # fmt: skip
@@ -90,10 +90,10 @@ def normalize_value(value: str) -> str:
     if not words:  # no word characters ("!!!", a lone combining mark): key the text itself
         return " ".join(folded.split()) or " ".join(value.split())
     while len(words) > 1:
-        phrase = next((p for p in _PREPOSITION_PHRASES if tuple(words[: len(p)]) == p), None)
+        phrase = next((p for p in PREPOSITION_PHRASES if tuple(words[: len(p)]) == p), None)
         if phrase is not None and len(words) > len(phrase):
             del words[: len(phrase)]
-        elif words[0] in _PREPOSITIONS or words[0] in _ARTICLES:
+        elif words[0] in PREPOSITIONS or words[0] in _ARTICLES:
             del words[0]
         else:
             break

@@ -19,14 +19,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from failmodes.data import is_blank
+from failmodes.images import is_blank
 from failmodes.interfaces import (
+    REASONS,
     BackgroundProposer,
     Caption,
     FailureCaptioner,
     FeatureExtractor,
     GenerationRequest,
     HeadTrainer,
+    ImageFilter,
     ImageGenerator,
 )
 from failmodes.proposers.merge import merge_values
@@ -34,6 +36,7 @@ from failmodes.proposers.merge import merge_values
 __all__ = [
     "check_captioner",
     "check_extractor",
+    "check_filter",
     "check_generator",
     "check_head_trainer",
     "check_proposer",
@@ -66,6 +69,12 @@ def sample_images(count: int = 4, size: int = 64, *, seed: int = 0) -> list[Imag
         grid = ramp[:, None, None] * (high - low) + low + rng.normal(0, 12, (size, size, 3))
         images.append(Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8), "RGB"))
     return images
+
+
+_CANDIDATES = {
+    "fox": ["in a desert", "on a frozen lake", "in a city street"],
+    "wallet": ["on a beach", "in a jungle", "on a kitchen table"],
+}
 
 
 def _fail(component: Any, message: str) -> AssertionError:
@@ -109,14 +118,7 @@ def check_extractor(
     if len(images) < 3:
         raise ValueError(f"check_extractor needs at least 3 images, got {len(images)}")
     features = extractor.extract(images, batch_size=2, progress=False)
-    if not isinstance(features, torch.Tensor) or features.ndim != 2:
-        raise _fail(extractor, f"extract must return an (n, d) tensor, got {_describe(features)}")
-    if len(features) != len(images):
-        raise _fail(extractor, f"extract returned {len(features)} rows for {len(images)} images")
-    if features.dtype != torch.float32 or features.device.type != "cpu":
-        raise _fail(extractor, f"features must be float32 on the CPU, got {_describe(features)}")
-    if not torch.isfinite(features).all():
-        raise _fail(extractor, "features contain NaN or inf")
+    _check_features(extractor, features, len(images))
     one_by_one = extractor.extract(images, batch_size=1, progress=False)
     if not torch.allclose(one_by_one, features, atol=atol, rtol=1e-3):
         raise _fail(extractor, "features depend on the batch size (batch_size=1 vs 2)")
@@ -128,6 +130,21 @@ def check_extractor(
             raise _fail(
                 extractor, f"image {i} alone gives other features than row {i}: not in input order"
             )
+    _check_head(extractor, features)
+
+
+def _check_features(extractor: FeatureExtractor, features: Any, n: int) -> None:
+    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+        raise _fail(extractor, f"extract must return an (n, d) tensor, got {_describe(features)}")
+    if len(features) != n:
+        raise _fail(extractor, f"extract returned {len(features)} rows for {n} images")
+    if features.dtype != torch.float32 or features.device.type != "cpu":
+        raise _fail(extractor, f"features must be float32 on the CPU, got {_describe(features)}")
+    if not torch.isfinite(features).all():
+        raise _fail(extractor, "features contain NaN or inf")
+
+
+def _check_head(extractor: FeatureExtractor, features: torch.Tensor) -> None:
     head = extractor.head
     if not isinstance(head, nn.Linear):
         raise _fail(extractor, f"head must be an nn.Linear, got {type(head).__name__}")
@@ -203,7 +220,7 @@ def check_captioner(
     captioner: FailureCaptioner,
     images: Sequence[Any] | None = None,
     *,
-    class_names: Sequence[str] | None = None,
+    image_classes: Sequence[str] | None = None,
     candidates: Mapping[str, Sequence[str]] | None = None,
     attribute: str = "background",
 ) -> None:
@@ -216,7 +233,7 @@ def check_captioner(
     Args:
         captioner: the captioner.
         images: images it accepts (at least 2); ``None``: [`sample_images`][sample_images].
-        class_names: the class of each image; ``None`` alternates ``"fox"`` and ``"wallet"``.
+        image_classes: the class of each image; ``None`` alternates ``"fox"`` and ``"wallet"``.
         candidates: ``{class: [value, ...]}``; ``None``: three backgrounds per class.
         attribute: the attribute of the values.
 
@@ -230,12 +247,12 @@ def check_captioner(
         >>> from failmodes import Caption, FailureCaptioner
         >>> from failmodes.testing import check_captioner
         >>> class LastValue(FailureCaptioner):
-        ...     def caption(self, images, *, class_names, candidates, attribute="background"):
-        ...         return [Caption(candidates[name][-1], 1.0) for name in class_names]
+        ...     def caption(self, images, *, image_classes, candidates, attribute="background"):
+        ...         return [Caption(candidates[name][-1], 1.0) for name in image_classes]
         >>> check_captioner(LastValue())
         >>> class Reversed(LastValue):
-        ...     def caption(self, images, *, class_names, candidates, attribute="background"):
-        ...         return super().caption(images, class_names=class_names[::-1],
+        ...     def caption(self, images, *, image_classes, candidates, attribute="background"):
+        ...         return super().caption(images, image_classes=image_classes[::-1],
         ...                                candidates=candidates, attribute=attribute)
         >>> check_captioner(Reversed())  # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -245,23 +262,43 @@ def check_captioner(
     if not isinstance(captioner, FailureCaptioner):
         raise _fail(captioner, "is not a failmodes.interfaces.FailureCaptioner")
     images = list(images) if images is not None else sample_images(4)
-    if class_names is None:
-        class_names = [("fox", "wallet")[i % 2] for i in range(len(images))]
-    class_names = list(class_names)
-    if candidates is None:
-        candidates = {
-            "fox": ["in a desert", "on a frozen lake", "in a city street"],
-            "wallet": ["on a beach", "in a jungle", "on a kitchen table"],
-        }
+    if image_classes is None:
+        image_classes = [("fox", "wallet")[i % 2] for i in range(len(images))]
+    image_classes = list(image_classes)
+    candidates = _CANDIDATES if candidates is None else candidates
     captions = captioner.caption(
-        images, class_names=class_names, candidates=candidates, attribute=attribute
+        images, image_classes=image_classes, candidates=candidates, attribute=attribute
     )
-    if not isinstance(captions, list) or len(captions) != len(images):
+    _check_captions(captioner, captions, image_classes, candidates)
+    for i in (0, len(images) - 1):
+        alone = captioner.caption(
+            [images[i]], image_classes=image_classes[i : i + 1], candidates=candidates,
+            attribute=attribute,
+        )  # fmt: skip
+        if len(alone) != 1 or alone[0].value != captions[i].value:
+            raise _fail(
+                captioner,
+                f"image {i} captioned alone gives {alone}, in a batch {captions[i]} (is the "
+                "output in input order?)",
+            )
+    empty = captioner.caption([], image_classes=[], candidates=candidates, attribute=attribute)
+    if empty != []:
+        raise _fail(captioner, f"no images must give [], got {empty!r}")
+
+
+def _check_captions(
+    captioner: FailureCaptioner,
+    captions: Any,
+    image_classes: list[str],
+    candidates: Mapping[str, Sequence[str]],
+) -> None:
+    if not isinstance(captions, list) or len(captions) != len(image_classes):
         raise _fail(
             captioner,
-            f"caption must return a list of {len(images)} captions, got {_describe(captions)}",
+            f"caption must return a list of {len(image_classes)} captions, got "
+            f"{_describe(captions)}",
         )
-    for i, (caption, name) in enumerate(zip(captions, class_names, strict=True)):
+    for i, (caption, name) in enumerate(zip(captions, image_classes, strict=True)):
         if not isinstance(caption, Caption):
             raise _fail(captioner, f"caption {i} is a {type(caption).__name__}, not a Caption")
         if caption.value is not None and caption.value not in candidates[name]:
@@ -272,19 +309,6 @@ def check_captioner(
             )
         if not isinstance(caption.score, float | int) or not math.isfinite(caption.score):
             raise _fail(captioner, f"caption {i} has a non-finite score {caption.score!r}")
-    for i in (0, len(images) - 1):
-        alone = captioner.caption(
-            [images[i]], class_names=[class_names[i]], candidates=candidates, attribute=attribute
-        )
-        if len(alone) != 1 or alone[0].value != captions[i].value:
-            raise _fail(
-                captioner,
-                f"image {i} captioned alone gives {alone}, in a batch {captions[i]} (is the "
-                "output in input order?)",
-            )
-    empty = captioner.caption([], class_names=[], candidates=candidates, attribute=attribute)
-    if empty != []:
-        raise _fail(captioner, f"no images must give [], got {empty!r}")
 
 
 # -- ImageGenerator ------------------------------------------------------------------------------
@@ -447,6 +471,90 @@ def check_head_trainer(trainer: HeadTrainer, *, seed: int = 0) -> None:
         moved = float((pulled(extra).argmax(1) == 1).float().mean())
     if moved < 0.5:
         raise _fail(trainer, "with lam=10 the head still ignores the extra rows and their labels")
+
+
+# -- ImageFilter ---------------------------------------------------------------------------------
+
+
+def check_filter(
+    image_filter: ImageFilter,
+    images: Sequence[Any] | None = None,
+    requests: Sequence[GenerationRequest] | None = None,
+    *,
+    class_names: Sequence[str] = ("fox", "wallet"),
+    candidates: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Check an [`ImageFilter`][failmodes.interfaces.ImageFilter].
+
+    It must return one verdict per image, in input order, each ``None`` (keep) or one of
+    [`REASONS`][failmodes.interfaces.REASONS]; the same image gets the same verdict alone and in
+    a batch, and no images give an empty list.
+
+    Args:
+        image_filter: the filter.
+        images: images it accepts (at least 2); ``None``: [`sample_images`][sample_images].
+        requests: the request of each image; ``None``: alternately a fox and a wallet, each
+            with a background.
+        class_names: all class names, by label index.
+        candidates: ``{class: [value, ...]}``; ``None``: three backgrounds per class.
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+
+    Examples:
+        A filter that keeps everything passes; one that answers ``True`` does not:
+
+        >>> from failmodes.interfaces import ImageFilter
+        >>> from failmodes.testing import check_filter
+        >>> class KeepAll(ImageFilter):
+        ...     def check(self, images, requests, *, class_names, candidates):
+        ...         return [None for _ in images]
+        >>> check_filter(KeepAll())
+        >>> class Yes(ImageFilter):
+        ...     def check(self, images, requests, *, class_names, candidates):
+        ...         return [True for _ in images]
+        >>> check_filter(Yes())
+        Traceback (most recent call last):
+        ...
+        AssertionError: Yes: verdict 0 is True; expected None or one of ('class', 'value')
+    """
+    if not isinstance(image_filter, ImageFilter):
+        raise _fail(image_filter, "is not a failmodes.interfaces.ImageFilter")
+    images = list(images) if images is not None else sample_images(4)
+    candidates = _CANDIDATES if candidates is None else candidates
+    if requests is None:
+        names = [("fox", "wallet")[i % 2] for i in range(len(images))]
+        requests = [
+            GenerationRequest(i % 2, name, candidates[name][0],
+                              f"a photo of a {name} {candidates[name][0]}", 1, i)
+            for i, name in enumerate(names)
+        ]  # fmt: skip
+    requests = list(requests)
+
+    def check(indices: Sequence[int]) -> Any:
+        return image_filter.check([images[i] for i in indices], [requests[i] for i in indices],
+                                  class_names=list(class_names), candidates=candidates)  # fmt: skip
+
+    verdicts = check(range(len(images)))
+    if not isinstance(verdicts, list) or len(verdicts) != len(images):
+        raise _fail(
+            image_filter,
+            f"check must return a list of {len(images)} verdicts, got {_describe(verdicts)}",
+        )
+    for i, verdict in enumerate(verdicts):
+        if verdict is not None and verdict not in REASONS:
+            raise _fail(
+                image_filter, f"verdict {i} is {verdict!r}; expected None or one of {REASONS}"
+            )
+    for i in (0, len(images) - 1):
+        if check([i]) != [verdicts[i]]:
+            raise _fail(
+                image_filter,
+                f"image {i} checked alone gives {check([i])}, in a batch {verdicts[i]!r} (is the "
+                "output in input order?)",
+            )
+    if check([]) != []:
+        raise _fail(image_filter, f"no images must give [], got {check([])!r}")
 
 
 def _describe(value: Any) -> str:

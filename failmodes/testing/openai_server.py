@@ -192,6 +192,18 @@ class OpenAIServer:
 
     # -- answering -------------------------------------------------------------------------------
 
+    def respond(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body for one request, as the server answers it (thread-safe).
+
+        Args:
+            request: the request received.
+
+        Returns:
+            ``(status, headers, body)``; the request is added to ``requests``.
+        """
+        with self._lock:
+            return self._answer(request)
+
     def _answer(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body for one request (called under the lock)."""
         self.requests.append(request)
@@ -248,8 +260,7 @@ def _make_request_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 headers={name.lower(): value for name, value in self.headers.items()},
                 body=body,
             )
-            with server._lock:
-                status, headers, payload = server._answer(request)
+            status, headers, payload = server.respond(request)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

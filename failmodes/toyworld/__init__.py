@@ -1,9 +1,9 @@
 """ToyWorld: the embedded world that runs the whole method on a laptop CPU, offline."""
 
-from failmodes.toyworld.clip import register_toyclip, toyclip_captioner, toyclip_weights
 from failmodes.toyworld.demo import DEMO_SETTINGS, demo_components, run_demo
 from failmodes.toyworld.generator import ToyWorldGenerator
 from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, ToyBackbone, load_backbone, toy_classifier
+from failmodes.toyworld.toyclip import register_toyclip, toyclip_captioner, toyclip_weights
 from failmodes.toyworld.world import BACKGROUNDS, COLORS, SHAPES, ToyDataset, ToyWorld, render
 from failmodes.toyworld.zoo import (
     ZOO,

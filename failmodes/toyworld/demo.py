@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from failmodes.progress import stage
 from failmodes.toyworld.world import ToyDataset, ToyWorld
 
 if TYPE_CHECKING:
     from failmodes.results import RunResult
 
-__all__ = ["DEMO_SETTINGS", "cached_split", "demo_components", "run_demo"]
+__all__ = ["DEMO_SETTINGS", "cached_classifier", "cached_split", "demo_components", "run_demo"]
 
 DEMO_SETTINGS: dict[str, Any] = {
     "train_per_class": 50,
@@ -28,13 +29,13 @@ on the validation part of the debug set)."""
 
 
 def demo_components(
-    world: ToyWorld, *, seed: int = 0, progress: bool | None = False, **overrides: Any
+    world: ToyWorld, *, seed: int = 0, progress: bool | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """The keyword arguments of a [`failmodes.Debugger`][failmodes.debugger.Debugger] for ``world``.
 
     The classifier is ToyWorld's pretrained backbone with a head fitted on the world's biased
     training split; proposals are the values uncommon for each class; captions come from
-    ToyCLIP through [`failmodes.CLIPCaptioner`][failmodes.captioners.clip.CLIPCaptioner]; images
+    ToyCLIP through [`failmodes.CLIPCaptioner`][failmodes.captioners.openclip.CLIPCaptioner]; images
     from the world's renderer.
 
     With ``cache`` left on (the default), the classifier's head is read from, or written to,
@@ -43,7 +44,7 @@ def demo_components(
     Args:
         world: the world to debug.
         seed: seed of the classifier's head fit.
-        progress: show progress bars.
+        progress: progress bars (``None``: when stderr is a terminal).
         **overrides: replace any component or setting of the Debugger
             (``generator=MyGenerator()``, ``cache=False``, ``k=[1, 2]``); ``train=`` gives the
             already rendered training split the classifier's head is fitted on (it is rendered
@@ -69,16 +70,16 @@ def demo_components(
     from failmodes.extractors.torch import TorchExtractor
     from failmodes.heads.linear import LinearHeadTrainer
     from failmodes.proposers.static import StaticProposer
-    from failmodes.toyworld.clip import toyclip_captioner
     from failmodes.toyworld.generator import ToyWorldGenerator
     from failmodes.toyworld.model import HEAD_WEIGHT_DECAY
+    from failmodes.toyworld.toyclip import toyclip_captioner
 
     per_class = DEMO_SETTINGS["train_per_class"]
     train = overrides.pop("train", None)
     if "extractor" in overrides:  # another classifier: the demo's is not needed
         extractor = overrides.pop("extractor")
     else:
-        model = _cached_classifier(world, per_class, seed, train, overrides.get("cache", True))
+        model = cached_classifier(world, per_class, seed, train, overrides.get("cache", True))
         extractor = TorchExtractor(model, batch_size=500, progress=progress)
     components = {
         "extractor": extractor,
@@ -103,7 +104,7 @@ def run_demo(
     world_seed: int = 0,
     strength: float = 0.95,
     attribute: str = "background",
-    progress: bool | None = False,
+    progress: bool | None = None,
     cache: Any = True,
 ) -> RunResult:
     """Run the whole method on one world, as ``failmodes demo`` does.
@@ -116,7 +117,7 @@ def run_demo(
         world_seed: the world's seed (its common values and images).
         strength: the share of training images showing their class's common value.
         attribute: the spurious attribute, ``"background"`` or ``"color"``.
-        progress: show progress bars.
+        progress: progress bars (``None``: when stderr is a terminal).
         cache: the [`failmodes.Debugger`][failmodes.debugger.Debugger]'s (``True``, ``False``,
             a folder or a [`Cache`][failmodes.cache.Cache]).
 
@@ -141,9 +142,12 @@ def run_demo(
 
     world = ToyWorld(seed=world_seed, attribute=attribute, strength=strength)
     store = resolve_cache(cache)
+    stage("rendering the world's train, debug and test splits%s",
+          "" if store is None else " (or reading them from the cache)")  # fmt: skip
     train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
     debug = cached_split(world, "debug", DEMO_SETTINGS["debug_size"], store)
     test = cached_split(world, "test", DEMO_SETTINGS["test_size"], store)
+    stage("loading the classifier (the shipped backbone, its head fitted on the train split)")
     dbg = Debugger(**demo_components(world, seed=seed, progress=progress, cache=cache, train=train))
     result = dbg.run(train, debug, test, seed=seed)
     result.config.update(
@@ -155,8 +159,9 @@ def run_demo(
 
 
 def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> ToyDataset:
-    """``world.train(size)``, ``world.debug(size)`` or ``world.test(size)``, read from ``cache``
-    when it was rendered before by the same renderer.
+    """A split of ``world``, read from ``cache`` when the same renderer drew it before.
+
+    It is ``world.train(size)``, ``world.debug(size)`` or ``world.test(size)``.
 
     Args:
         world: the world.
@@ -213,11 +218,23 @@ def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> T
     return data
 
 
-def _cached_classifier(
+def cached_classifier(
     world: ToyWorld, per_class: int, seed: int, train: Any, cache: Any, backbone: Any = None
-):
-    """[`toy_classifier`][failmodes.toyworld.toy_classifier] on ``backbone`` (``None``: the shipped
-    one); its head read from ``cache`` if fitted before."""
+) -> torch.nn.Module:
+    """[`toy_classifier`][failmodes.toyworld.toy_classifier], its head read from the cache.
+
+    Args:
+        world: the world whose biased training split the head is fitted on.
+        per_class: training images per class.
+        seed: seed of the head's fit.
+        train: the rendered training split, or ``None`` to render it.
+        cache: a cache as [`Debugger`][failmodes.debugger.Debugger] takes it; the head is read
+            from it when fitted before, and written to it otherwise.
+        backbone: the frozen backbone; ``None``: the shipped one.
+
+    Returns:
+        ``nn.Sequential(backbone, head)`` in eval mode.
+    """
     from torch import nn
 
     from failmodes.cache import fingerprint, resolve_cache, tensor_digest

@@ -1,5 +1,4 @@
-"""ToyWorld's image generator: the world's renderer behind the [`ImageGenerator`][ImageGenerator]
-interface.
+"""ToyWorld's image generator: the world's renderer behind the ImageGenerator interface.
 
 It plays the part of a text-to-image model in the embedded world. A request names a class (a
 shape) and a value of the world's attribute (a background phrase such as ``"on grass"`` in
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from failmodes.interfaces import GenerationRequest, ImageGenerator
+from failmodes.progress import progress_bar, resolve_progress
 from failmodes.toyworld.world import BACKGROUNDS, SHAPES, ToyWorld
 
 __all__ = ["ToyWorldGenerator"]
@@ -128,11 +128,10 @@ class ToyWorldGenerator(ImageGenerator):
             self._value(request)
             if request.count < 0:
                 raise ValueError(f"count must be >= 0, got {request.count}")
-        show = self.progress if progress is None else progress
-        if show:
-            from tqdm.auto import tqdm
-
-            requests_iter = tqdm(requests, desc="rendering", unit="request")
-        else:
-            requests_iter = requests
-        return [[self.render(r, i) for i in range(r.count)] for r in requests_iter]
+        bar = progress_bar(
+            requests,
+            progress=resolve_progress(progress, self.progress),
+            desc="rendering",
+            unit="request",
+        )
+        return [[self.render(r, i) for i in range(r.count)] for r in bar]

@@ -45,8 +45,8 @@ already undo much of it (see ``scripts/toyworld_experiment.py``).
 """
 
 # per-channel mean and std of balanced world-style ToyWorld images
-_MEAN = (0.53, 0.49, 0.43)
-_STD = (0.31, 0.29, 0.32)
+MEAN = (0.53, 0.49, 0.43)
+STD = (0.31, 0.29, 0.32)
 
 
 class ToyBackbone(nn.Module):
@@ -87,8 +87,8 @@ class ToyBackbone(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             cin = w
         self.features = nn.Sequential(*layers)
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
     @property
     def feature_dim(self) -> int:

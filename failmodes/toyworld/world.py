@@ -12,7 +12,7 @@ class mostly has its own colour and backgrounds are uniform. Debug and test spli
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +115,130 @@ def _mix(a, b, t: np.ndarray) -> np.ndarray:
     return a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
 
 
+@dataclass(frozen=True)
+class _Canvas:
+    """What every background is painted from: coordinates, a phase and three noises."""
+
+    yy: np.ndarray
+    xx: np.ndarray
+    phase: float
+    n1: np.ndarray  # coarse smooth noise
+    n2: np.ndarray  # finer smooth noise
+    fine: np.ndarray  # pixel noise (zero for smooth, generated-style images)
+    rng: np.random.Generator
+    size: int
+
+
+def _grass(c: _Canvas) -> np.ndarray:
+    strokes = np.sin(c.xx * 60 + c.n1 * 6 + c.phase) * 0.5 + 0.5
+    return _mix((40, 110, 30), (110, 190, 60), 0.6 * strokes + 0.4 * c.fine * c.n2)
+
+
+def _water(c: _Canvas) -> np.ndarray:
+    waves = np.sin(c.yy * 40 + np.sin(c.xx * 9 + c.phase) * 2) * 0.5 + 0.5
+    return _mix((20, 70, 160), (70, 140, 220), waves)
+
+
+def _snow(c: _Canvas) -> np.ndarray:
+    img = _mix((225, 230, 240), (250, 252, 255), c.n1)
+    img -= (c.fine > 0.93)[..., None] * 40
+    return img
+
+
+def _brick(c: _Canvas) -> np.ndarray:
+    row = (c.yy * 6).astype(int)
+    off = (row % 2) * 0.5 / 3
+    mortar = ((c.yy * 6) % 1 < 0.18) | (((c.xx + off) * 3) % 1 < 0.08)
+    img = _mix((150, 50, 35), (185, 80, 50), c.n2)
+    img[mortar] = (200, 195, 185)
+    return img
+
+
+def _night(c: _Canvas) -> np.ndarray:
+    img = _mix((5, 8, 35), (20, 25, 70), c.yy)
+    img[c.rng.random((c.size, c.size)) > 0.96] = (255, 255, 220)  # stars
+    return img
+
+
+def _wood(c: _Canvas) -> np.ndarray:
+    grain = np.sin((c.yy + c.n1 * 0.3) * 50 + c.phase) * 0.5 + 0.5
+    return _mix((110, 65, 30), (175, 115, 60), grain)
+
+
+def _ice(c: _Canvas) -> np.ndarray:
+    img = _mix((175, 225, 240), (215, 245, 250), c.n1)
+    img[np.abs(np.sin(c.xx * 13 + c.yy * 7 + c.phase)) < 0.06] = (120, 170, 200)  # cracks
+    return img
+
+
+def _tiles(c: _Canvas) -> np.ndarray:
+    check = ((c.xx * 4).astype(int) + (c.yy * 4).astype(int)) % 2
+    return _mix((60, 60, 60), (230, 230, 230), check.astype(float))
+
+
+def _carpet(c: _Canvas) -> np.ndarray:
+    dots = (np.sin(c.xx * 50 + c.phase) * np.sin(c.yy * 50)) > 0.6
+    img = _mix((90, 20, 90), (140, 50, 140), c.n2)
+    img[dots] = (230, 200, 80)
+    return img
+
+
+def _road(c: _Canvas) -> np.ndarray:
+    img = _mix((45, 45, 50), (70, 70, 75), c.fine * 0.7 + c.n2 * 0.3)
+    lane = (np.abs(c.yy - 0.5) < 0.04) & ((c.xx * 4 + c.phase) % 1 < 0.55)
+    img[lane] = (240, 210, 40)
+    return img
+
+
+def _marble(c: _Canvas) -> np.ndarray:
+    vein = np.abs(np.sin((c.xx + c.yy) * 10 + c.n1 * 8)) < 0.12
+    img = _mix((235, 235, 230), (250, 250, 248), c.n2)
+    img[vein] = (150, 150, 160)
+    return img
+
+
+def _meadow(c: _Canvas) -> np.ndarray:
+    img = _mix((70, 150, 50), (100, 180, 70), c.n2)
+    img[c.rng.random((c.size, c.size)) > 0.93] = (245, 120, 200)  # flowers
+    return img
+
+
+_PAINTERS: dict[str, Callable[[_Canvas], np.ndarray]] = {
+    "grass": _grass,
+    "sand": lambda c: _mix((200, 170, 110), (235, 210, 150), 0.5 * c.n2 + 0.5 * c.fine),
+    "water": _water,
+    "snow": _snow,
+    "brick": _brick,
+    "night": _night,
+    "wood": _wood,
+    "lava": lambda c: _mix((60, 10, 5), (255, 120, 0), np.clip((c.n2 - 0.45) * 4, 0, 1)),
+    "clouds": lambda c: _mix(
+        (120, 170, 235), (250, 250, 255), np.clip((c.n1 + 0.5 * c.n2 - 0.6) * 2.5, 0, 1)
+    ),
+    "rock": lambda c: _mix((80, 80, 85), (150, 150, 150), 0.6 * c.n2 + 0.4 * c.fine),
+    "forest": lambda c: _mix((10, 45, 15), (40, 100, 35), np.clip(c.n2 * 1.4 - 0.2, 0, 1)),
+    "ice": _ice,
+    "tiles": _tiles,
+    "carpet": _carpet,
+    "road": _road,
+    "sunset": lambda c: _mix(
+        (255, 150, 40), (90, 30, 110), np.clip(c.yy + 0.15 * c.n1 - 0.05, 0, 1)
+    ),
+    "moss": lambda c: _mix((120, 140, 30), (170, 190, 70), 0.5 * c.n2 + 0.5 * c.fine),
+    "mud": lambda c: _mix((55, 35, 20), (95, 65, 35), c.n1),
+    "marble": _marble,
+    "fog": lambda c: _mix((185, 190, 195), (205, 208, 212), c.n1),
+    "leaves": lambda c: _mix(
+        (200, 60, 20), (240, 170, 30), np.clip(c.n2 * 1.3 - 0.15 + 0.3 * c.fine, 0, 1)
+    ),
+    "meadow": _meadow,
+    "deep sea": lambda c: _mix((0, 40, 55), (0, 80, 95), c.n1),
+    "wallpaper": lambda c: _mix(
+        (230, 200, 120), (170, 40, 60), (np.sin(c.xx * 25 + c.phase) > 0).astype(float)
+    ),
+}
+
+
 def _background(name: str, rng: np.random.Generator, size: int, smooth: bool) -> np.ndarray:
     """One ``(size, size, 3)`` float image in [0, 255] of a named background."""
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -123,80 +247,7 @@ def _background(name: str, rng: np.random.Generator, size: int, smooth: bool) ->
     n1 = _smooth_noise(rng, size, 4)
     n2 = _smooth_noise(rng, size, 8)
     fine = rng.random((size, size)) * noise
-    if name == "grass":
-        strokes = np.sin(xx * 60 + n1 * 6 + phase) * 0.5 + 0.5
-        img = _mix((40, 110, 30), (110, 190, 60), 0.6 * strokes + 0.4 * fine * n2)
-    elif name == "sand":
-        img = _mix((200, 170, 110), (235, 210, 150), 0.5 * n2 + 0.5 * fine)
-    elif name == "water":
-        waves = np.sin(yy * 40 + np.sin(xx * 9 + phase) * 2) * 0.5 + 0.5
-        img = _mix((20, 70, 160), (70, 140, 220), waves)
-    elif name == "snow":
-        img = _mix((225, 230, 240), (250, 252, 255), n1)
-        img -= (fine > 0.93)[..., None] * 40
-    elif name == "brick":
-        row = (yy * 6).astype(int)
-        off = (row % 2) * 0.5 / 3
-        mortar = ((yy * 6) % 1 < 0.18) | (((xx + off) * 3) % 1 < 0.08)
-        img = _mix((150, 50, 35), (185, 80, 50), n2)
-        img[mortar] = (200, 195, 185)
-    elif name == "night":
-        img = _mix((5, 8, 35), (20, 25, 70), yy)
-        stars = rng.random((size, size)) > 0.96
-        img[stars] = (255, 255, 220)
-    elif name == "wood":
-        grain = np.sin((yy + n1 * 0.3) * 50 + phase) * 0.5 + 0.5
-        img = _mix((110, 65, 30), (175, 115, 60), grain)
-    elif name == "lava":
-        hot = np.clip((n2 - 0.45) * 4, 0, 1)
-        img = _mix((60, 10, 5), (255, 120, 0), hot)
-    elif name == "clouds":
-        puff = np.clip((n1 + 0.5 * n2 - 0.6) * 2.5, 0, 1)
-        img = _mix((120, 170, 235), (250, 250, 255), puff)
-    elif name == "rock":
-        img = _mix((80, 80, 85), (150, 150, 150), 0.6 * n2 + 0.4 * fine)
-    elif name == "forest":
-        img = _mix((10, 45, 15), (40, 100, 35), np.clip(n2 * 1.4 - 0.2, 0, 1))
-    elif name == "ice":
-        img = _mix((175, 225, 240), (215, 245, 250), n1)
-        cracks = np.abs(np.sin(xx * 13 + yy * 7 + phase)) < 0.06
-        img[cracks] = (120, 170, 200)
-    elif name == "tiles":
-        check = ((xx * 4).astype(int) + (yy * 4).astype(int)) % 2
-        img = _mix((60, 60, 60), (230, 230, 230), check.astype(float))
-    elif name == "carpet":
-        dots = (np.sin(xx * 50 + phase) * np.sin(yy * 50)) > 0.6
-        img = _mix((90, 20, 90), (140, 50, 140), n2)
-        img[dots] = (230, 200, 80)
-    elif name == "road":
-        img = _mix((45, 45, 50), (70, 70, 75), fine * 0.7 + n2 * 0.3)
-        lane = (np.abs(yy - 0.5) < 0.04) & ((xx * 4 + phase) % 1 < 0.55)
-        img[lane] = (240, 210, 40)
-    elif name == "sunset":
-        img = _mix((255, 150, 40), (90, 30, 110), np.clip(yy + 0.15 * n1 - 0.05, 0, 1))
-    elif name == "moss":
-        img = _mix((120, 140, 30), (170, 190, 70), 0.5 * n2 + 0.5 * fine)
-    elif name == "mud":
-        img = _mix((55, 35, 20), (95, 65, 35), n1)
-    elif name == "marble":
-        vein = np.abs(np.sin((xx + yy) * 10 + n1 * 8)) < 0.12
-        img = _mix((235, 235, 230), (250, 250, 248), n2)
-        img[vein] = (150, 150, 160)
-    elif name == "fog":
-        img = _mix((185, 190, 195), (205, 208, 212), n1)
-    elif name == "leaves":
-        img = _mix((200, 60, 20), (240, 170, 30), np.clip(n2 * 1.3 - 0.15 + 0.3 * fine, 0, 1))
-    elif name == "meadow":
-        img = _mix((70, 150, 50), (100, 180, 70), n2)
-        flowers = rng.random((size, size)) > 0.93
-        img[flowers] = (245, 120, 200)
-    elif name == "deep sea":
-        img = _mix((0, 40, 55), (0, 80, 95), n1)
-    elif name == "wallpaper":
-        stripes = (np.sin(xx * 25 + phase) > 0).astype(float)
-        img = _mix((230, 200, 120), (170, 40, 60), stripes)
-    else:  # pragma: no cover - the vocabulary is fixed
-        raise KeyError(name)
+    img = _PAINTERS[name](_Canvas(yy, xx, phase, n1, n2, fine, rng, size))
     if not smooth:
         img = img + rng.normal(0, 6, img.shape)
     return img

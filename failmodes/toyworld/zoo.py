@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from failmodes.toyworld.model import _MEAN, _STD, ToyBackbone
+from failmodes.progress import progress_bar
+from failmodes.toyworld.model import MEAN, STD, ToyBackbone
 from failmodes.toyworld.world import BACKGROUNDS, COLORS, SHAPES, ToyWorld, render_batch
 
 __all__ = [
@@ -220,7 +220,7 @@ def pretrain_backbone(
         )
         xt, tt = torch.from_numpy(x_train), torch.from_numpy(t_train)
         gen = torch.Generator().manual_seed(seed)
-        bar = tqdm(range(epochs), desc="pretraining", disable=_quiet(progress), leave=False)
+        bar = progress_bar(range(epochs), progress=progress, desc="pretraining", leave=False)
         for epoch in bar:
             module.train()
             order = torch.randperm(n_train, generator=gen)
@@ -265,10 +265,6 @@ def pretrain_backbone(
         "seconds": {"render": render_s, "train": train_s},
     }
     return module, info
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 # -- a second family: an MLP-Mixer on 4x4 patches ------------------------------------------------
@@ -341,8 +337,8 @@ class ToyMixer(nn.Module):
             *[_MixerBlock(tokens, dim, token_hidden, mlp_ratio * dim) for _ in range(depth)]
         )
         self.norm = nn.LayerNorm(dim)
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
     @property
     def feature_dim(self) -> int:
@@ -417,8 +413,9 @@ class ZooSpec:
     pretraining: Mapping[str, Any] = field(default_factory=dict)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        """The full [`pretrain_backbone`][pretrain_backbone] settings: the zoo's, this spec's, then
-        ``overrides``, and the seed.
+        """The full [`pretrain_backbone`][pretrain_backbone] settings, and the seed.
+
+        The zoo's settings come first, then this spec's, then ``overrides``.
 
         Args:
             **overrides: settings of [`pretrain_backbone`][pretrain_backbone] that replace the
@@ -648,7 +645,7 @@ def zoo_models(
         ```
     """
     from failmodes.cache import resolve_cache
-    from failmodes.toyworld.demo import _cached_classifier, cached_split
+    from failmodes.toyworld.demo import cached_classifier, cached_split
 
     specs = ZOO if specs is None else specs
     names = list(specs) if names is None else list(names)
@@ -664,7 +661,7 @@ def zoo_models(
         backbone, info = zoo_backbone(
             spec, cache=store if store is not None else False, progress=progress, **pretraining
         )
-        model = _cached_classifier(
+        model = cached_classifier(
             world, per_class, seed, train, store if store is not None else False, backbone=backbone
         )
         out[name] = ZooModel(name, spec.category, model, spec, info)

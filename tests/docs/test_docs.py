@@ -35,14 +35,16 @@ def test_the_python_blocks_of_a_page_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    from failmodes.attributes import ATTRIBUTES
+    from failmodes.attributes import ATTRIBUTES, register_attribute, unregister_attribute
 
     registered = dict(ATTRIBUTES)  # a page may register attributes: other tests must not see them
     try:
         _run_page(page)
     finally:
-        ATTRIBUTES.clear()
-        ATTRIBUTES.update(registered)
+        for name in set(ATTRIBUTES) - set(registered):
+            unregister_attribute(name)
+        for attribute in registered.values():
+            register_attribute(attribute, replace=True)
 
 
 def _run_page(page) -> None:

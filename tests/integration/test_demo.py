@@ -1,6 +1,10 @@
 """The whole method on ToyWorld with the real components: ToyCLIP, the renderer, the backbone."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +82,30 @@ def test_cli_demo_writes_summary(tmp_path, capsys):
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
     out = capsys.readouterr().out
     assert "failure modes" in out and "debug_heldout" in out
+
+
+PINNED = Path(__file__).parent / "pinned" / "demo-default.json"
+
+
+@pytest.mark.slow
+def test_the_default_world_gives_the_pinned_figures(tmp_path):
+    """Every number of ``failmodes demo --no-cache`` on the default world, to the last digit.
+
+    A change that alters them on purpose updates the pin (``tests/integration/pinned``) and says
+    so in the CHANGELOG; ``config`` may only gain keys. The figures were measured with two
+    torch threads (the README's machine), and float sums depend on the thread count, so the
+    demo runs in a process of its own with two.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    command = [sys.executable, "-m", "failmodes.cli", "demo", "--no-cache", "--out", str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    pinned = json.loads(PINNED.read_text())
+    config, pinned_config = summary.pop("config"), pinned.pop("config")
+    summary.pop("seconds")
+    assert summary == pinned
+    assert {key: config.get(key) for key in pinned_config} == pinned_config
 
 
 @pytest.mark.slow

@@ -30,3 +30,35 @@ def test_attribute_lookup():
     assert "{class_name}" in get_attribute("weather").question
     with pytest.raises(ValueError, match="attribute"):
         get_attribute("")
+
+
+def test_an_attribute_is_registered_through_a_function():
+    from failmodes.attributes import (
+        ATTRIBUTES,
+        Attribute,
+        get_attribute,
+        prompt,
+        register_attribute,
+        unregister_attribute,
+    )
+
+    material = Attribute("Material", "What are the uncommon materials of a {class_name}?",
+                         value_before_class=True, plural="materials")  # fmt: skip
+    try:
+        assert register_attribute(material) is material
+        assert ATTRIBUTES["material"] is material and get_attribute("material") is material
+        assert prompt("chair", "glass", "material") == "a photo of a glass chair"
+        register_attribute(material)  # the same one again: nothing to replace
+        other = Attribute("material", "Which materials?")
+        with pytest.raises(ValueError, match="registered already.*replace=True"):
+            register_attribute(other)
+        assert register_attribute(other, replace=True) is get_attribute("material")
+    finally:
+        unregister_attribute("material")
+    assert "material" not in ATTRIBUTES
+    with pytest.raises(TypeError, match="read-only|does not support item assignment"):
+        ATTRIBUTES["material"] = material
+    with pytest.raises(KeyError, match="no attribute named 'material'"):
+        unregister_attribute("material")
+    with pytest.raises(TypeError, match="must be an Attribute"):
+        register_attribute("material")

@@ -134,7 +134,7 @@ def test_k_larger_than_the_proposals_is_caught_before_any_feature():
 
 
 class _AnyCaptioner(FailureCaptioner):
-    def caption(self, images, *, class_names, candidates, attribute="background"):
+    def caption(self, images, *, image_classes, candidates, attribute="background"):
         return [Caption(None, 0.0) for _ in images]
 
 

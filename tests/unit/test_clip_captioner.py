@@ -104,7 +104,7 @@ class CountingCLIP(torch.nn.Module):
 def test_trained_clip_captions_held_out_images_well_above_chance(trained_clip):
     images, labels = colored(30, seed=2)  # other shades, noise and textures than in training
     captions = captioner_for(trained_clip, batch_size=8).caption(
-        images, class_names=["square"] * len(images), candidates=CANDIDATES, attribute="color"
+        images, image_classes=["square"] * len(images), candidates=CANDIDATES, attribute="color"
     )
     assert all(isinstance(c, Caption) for c in captions)
     accuracy = np.mean([c.value == label for c, label in zip(captions, labels, strict=True)])
@@ -118,7 +118,7 @@ def test_the_caption_changes_when_only_the_image_changes(trained_clip):
     picked = {}
     for color in COLORS:
         (caption,) = captioner.caption(
-            [color_image(color, rng)], class_names=["square"], candidates=CANDIDATES,
+            [color_image(color, rng)], image_classes=["square"], candidates=CANDIDATES,
             attribute="color",
         )  # fmt: skip
         picked[color] = caption.value
@@ -129,7 +129,7 @@ def test_scores_are_the_softmax_over_the_class_candidates(trained_clip):
     model, preprocess, tokenizer = trained_clip
     images, _ = colored(6, seed=4)
     captions = captioner_for(trained_clip).caption(
-        images, class_names=["square"] * 6, candidates=CANDIDATES, attribute="color"
+        images, image_classes=["square"] * 6, candidates=CANDIDATES, attribute="color"
     )
     with torch.no_grad():
         x = model.encode_image(torch.stack([preprocess(i) for i in images]), normalize=True)
@@ -147,7 +147,7 @@ def test_each_image_chooses_among_its_own_class_candidates_only(trained_clip):
     rng = np.random.default_rng(5)
     blue = color_image("blue", rng)
     captions = captioner_for(trained_clip).caption(
-        [blue, blue], class_names=["circle", "square"], candidates=CANDIDATES, attribute="color"
+        [blue, blue], image_classes=["circle", "square"], candidates=CANDIDATES, attribute="color"
     )
     assert captions[0] == Caption("red", 1.0)  # the circle's only candidate
     assert captions[1].value == "blue"
@@ -157,7 +157,7 @@ def test_images_of_any_mode_and_preprocessed_tensors(trained_clip):
     _, preprocess, _ = trained_clip
     images, labels = colored(6, seed=6)
     captioner = captioner_for(trained_clip, batch_size=4)
-    kwargs = dict(class_names=["square"] * 6, candidates=CANDIDATES, attribute="color")
+    kwargs = dict(image_classes=["square"] * 6, candidates=CANDIDATES, attribute="color")
     reference = captioner.caption(images, **kwargs)
     as_rgba = captioner.caption([i.convert("RGBA") for i in images], **kwargs)
     as_tensors = captioner.caption([preprocess(i) for i in images], **kwargs)
@@ -178,17 +178,17 @@ def test_text_embeddings_are_computed_once_per_prompt(tiny_clip):
     captioner = CLIPCaptioner(counting, tokenizer=tokenizer, preprocess=preprocess, batch_size=2)
     images, _ = colored(5, seed=7)
     names = ["square", "square", "circle", "square", "circle"]
-    captioner.caption(images, class_names=names, candidates=CANDIDATES, attribute="color")
+    captioner.caption(images, image_classes=names, candidates=CANDIDATES, attribute="color")
     assert counting.texts == 4  # red, green, blue square; red circle
     assert counting.text_calls == 2  # in batches of batch_size
     assert counting.image_calls == 3
     expected = {prompt("square", c, "color") for c in COLORS} | {"a photo of a red circle"}
     assert set(captioner.text_cache_) == expected
 
-    captioner.caption(images, class_names=names, candidates=CANDIDATES, attribute="color")
+    captioner.caption(images, image_classes=names, candidates=CANDIDATES, attribute="color")
     assert counting.texts == 4
     more = {**CANDIDATES, "square": ["red", "yellow", "red"]}  # one new value, a duplicate
-    captions = captioner.caption(images[:2], class_names=["square"] * 2, candidates=more,
+    captions = captioner.caption(images[:2], image_classes=["square"] * 2, candidates=more,
                                  attribute="color")  # fmt: skip
     assert counting.texts == 5
     assert "a photo of a yellow square" in captioner.text_cache_
@@ -198,13 +198,13 @@ def test_text_embeddings_are_computed_once_per_prompt(tiny_clip):
 def test_prompts_follow_the_attribute(tiny_clip):
     captioner = captioner_for(tiny_clip)
     images, _ = colored(1, seed=8)
-    captioner.caption(images, class_names=["fox"], candidates={"fox": ["in a desert"]})
+    captioner.caption(images, image_classes=["fox"], candidates={"fox": ["in a desert"]})
     assert list(captioner.text_cache_) == ["a photo of a fox in a desert"]
 
 
 def test_templates(tiny_clip):
     images, _ = colored(2, seed=9)
-    kwargs = dict(class_names=["fox", "fox"], candidates={"fox": ["in a desert", "at sea"]})
+    kwargs = dict(image_classes=["fox", "fox"], candidates={"fox": ["in a desert", "at sea"]})
     captioner = captioner_for(tiny_clip, template="a blurry photo of {}.")
     captioner.caption(images, **kwargs)
     assert set(captioner.text_cache_) == {
@@ -226,7 +226,7 @@ def test_templates(tiny_clip):
 
 def test_min_prob_gives_none_with_the_best_score(tiny_clip):
     images, _ = colored(4, seed=10)
-    kwargs = dict(class_names=["square"] * 4, candidates=CANDIDATES, attribute="color")
+    kwargs = dict(image_classes=["square"] * 4, candidates=CANDIDATES, attribute="color")
     plain = captioner_for(tiny_clip).caption(images, **kwargs)
     strict = captioner_for(tiny_clip, min_prob=0.999).caption(images, **kwargs)
     assert all(c.value in COLORS for c in plain)
@@ -234,7 +234,7 @@ def test_min_prob_gives_none_with_the_best_score(tiny_clip):
     assert [c.value for c in strict] == [None] * 4
     assert [c.score for c in strict] == pytest.approx([c.score for c in plain])
     (sure,) = captioner_for(tiny_clip, min_prob=1.0).caption(
-        images[:1], class_names=["circle"], candidates=CANDIDATES
+        images[:1], image_classes=["circle"], candidates=CANDIDATES
     )
     assert sure == Caption("red", 1.0)  # p >= min_prob keeps the value
 
@@ -243,7 +243,7 @@ def test_captions_are_deterministic_and_the_model_is_left_intact(tiny_clip):
     model, _, _ = tiny_clip
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images, _ = colored(4, seed=11)
-    kwargs = dict(class_names=["square"] * 4, candidates=CANDIDATES, attribute="color")
+    kwargs = dict(image_classes=["square"] * 4, candidates=CANDIDATES, attribute="color")
     first = captioner_for(tiny_clip).caption(images, **kwargs)
     assert captioner_for(tiny_clip).caption(images, **kwargs) == first
     other = captioner_for(tiny_clip, batch_size=3).caption(images, **kwargs)
@@ -258,13 +258,13 @@ def test_captions_are_deterministic_and_the_model_is_left_intact(tiny_clip):
 @pytest.mark.parametrize(
     ("change", "error", "match"),
     [
-        (dict(class_names=["square"]), ValueError, "same length"),
-        (dict(class_names=["square", "owl"]), ValueError, r"no values for class\(es\) \['owl'\]"),
+        (dict(image_classes=["square"]), ValueError, "same length"),
+        (dict(image_classes=["square", "owl"]), ValueError, r"no values for class\(es\) \['owl'\]"),
         (dict(candidates={"square": []}), ValueError, "class 'square' has no values"),
         (dict(candidates={"square": "red"}), TypeError, "list of values"),
         (dict(candidates={"square": ["red", " "]}), ValueError, "blank or non-string"),
         (dict(candidates=[("square", ["red"])]), TypeError, "mapping"),
-        (dict(class_names="square"), TypeError, "not a string"),
+        (dict(image_classes="square"), TypeError, "not a string"),
         (dict(images=["not an image"] * 2), TypeError, "PIL images or"),
         (dict(images=[np.zeros((32, 32, 3), np.uint8)] * 2), TypeError, "fromarray"),
         (dict(images=[torch.zeros(1, 3, 32, 32)] * 2), ValueError, r"\(C, H, W\)"),
@@ -273,7 +273,7 @@ def test_captions_are_deterministic_and_the_model_is_left_intact(tiny_clip):
 )
 def test_bad_inputs_raise_clear_errors(tiny_clip, change, error, match):
     images, _ = colored(2, seed=12)
-    kwargs = dict(images=images, class_names=["square"] * 2, candidates=CANDIDATES)
+    kwargs = dict(images=images, image_classes=["square"] * 2, candidates=CANDIDATES)
     kwargs.update(change)
     captioner = captioner_for(tiny_clip)
     with pytest.raises(error, match=match):
@@ -297,13 +297,13 @@ def test_bad_options_raise_where_used(tiny_clip, option, error, match):
     captioner = captioner_for(tiny_clip, **option)  # stored, not checked
     images, _ = colored(1, seed=13)
     with pytest.raises(error, match=match):
-        captioner.caption(images, class_names=["square"], candidates=CANDIDATES)
+        captioner.caption(images, image_classes=["square"], candidates=CANDIDATES)
 
 
 def test_a_single_image_must_be_wrapped_in_a_list(tiny_clip):
     images, _ = colored(1, seed=14)
     with pytest.raises(TypeError, match="wrap a single image"):
-        captioner_for(tiny_clip).caption(images[0], class_names=["square"], candidates=CANDIDATES)
+        captioner_for(tiny_clip).caption(images[0], image_classes=["square"], candidates=CANDIDATES)
 
 
 @pytest.mark.parametrize("missing", ["tokenizer", "preprocess"])
@@ -314,7 +314,7 @@ def test_a_model_object_needs_tokenizer_and_preprocess(tiny_clip, missing):
     captioner = CLIPCaptioner(model, **given)
     images, _ = colored(1, seed=15)
     with pytest.raises(ValueError, match=f"needs {missing}="):
-        captioner.caption(images, class_names=["square"], candidates=CANDIDATES)
+        captioner.caption(images, image_classes=["square"], candidates=CANDIDATES)
     assert not hasattr(captioner, "model_")
 
 
@@ -323,7 +323,7 @@ def test_a_model_object_needs_the_open_clip_api(tiny_clip):
     captioner = CLIPCaptioner(torch.nn.Linear(2, 2), tokenizer=tokenizer, preprocess=preprocess)
     images, _ = colored(1, seed=16)
     with pytest.raises(TypeError, match="encode_image and encode_text"):
-        captioner.caption(images, class_names=["square"], candidates=CANDIDATES)
+        captioner.caption(images, image_classes=["square"], candidates=CANDIDATES)
 
 
 # -- building by name ----------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_a_named_captioner_loads_nothing_until_used():
     }  # fmt: skip
     for learned in ("model_", "tokenizer_", "preprocess_", "text_cache_"):
         assert not hasattr(captioner, learned)
-    assert captioner.caption([], class_names=[], candidates={}) == []
+    assert captioner.caption([], image_classes=[], candidates={}) == []
     assert not hasattr(captioner, "model_")
 
 
@@ -356,7 +356,7 @@ def test_a_named_captioner_builds_through_open_clip(trained_clip, tmp_path):
     named = CLIPCaptioner(f"local-dir:{tmp_path}", progress=False)
     assert not hasattr(named, "model_")
     images, labels = colored(6, seed=17)
-    kwargs = dict(class_names=["square"] * 6, candidates=CANDIDATES, attribute="color")
+    kwargs = dict(image_classes=["square"] * 6, candidates=CANDIDATES, attribute="color")
     captions = named.caption(images, **kwargs)
     assert isinstance(named.model_, open_clip.CLIP) and not named.model_.training
     assert [c.value for c in captions] == labels
@@ -369,7 +369,7 @@ def test_a_missing_open_clip_names_the_extra(monkeypatch):
     captioner = CLIPCaptioner("ViT-B-32")
     images, _ = colored(1, seed=18)
     with pytest.raises(ImportError, match=r"failmodes\[clip\]"):
-        captioner.caption(images, class_names=["square"], candidates=CANDIDATES)
+        captioner.caption(images, image_classes=["square"], candidates=CANDIDATES)
 
 
 def test_public_exports():

@@ -81,7 +81,7 @@ def test_toyclip_captioner_conforms():
     names = [world.class_names[label] for label in sample.labels]
     candidates = {name: world.uncommon_values()[name][:3] for name in set(names)}
     check_captioner(
-        toyclip_captioner(), list(sample.images), class_names=names, candidates=candidates
+        toyclip_captioner(), list(sample.images), image_classes=names, candidates=candidates
     )
 
 
@@ -145,15 +145,15 @@ def test_check_generator_catches(generator, message):
 class _ReversingCaptioner(FailureCaptioner):
     """Answers in reverse order (per-image values depend on position)."""
 
-    def caption(self, images, *, class_names, candidates, attribute="background"):
+    def caption(self, images, *, image_classes, candidates, attribute="background"):
         out = [
-            Caption(candidates[n][i % len(candidates[n])], 1.0) for i, n in enumerate(class_names)
+            Caption(candidates[n][i % len(candidates[n])], 1.0) for i, n in enumerate(image_classes)
         ]
         return out[::-1]
 
 
 class _InventingCaptioner(FailureCaptioner):
-    def caption(self, images, *, class_names, candidates, attribute="background"):
+    def caption(self, images, *, image_classes, candidates, attribute="background"):
         return [Caption("on the moon", 0.9) for _ in images]
 
 
@@ -241,3 +241,59 @@ def test_chatgpt_proposer_conforms():
     answer = '{"values": ["in a desert", "Deserts", "on a frozen lake", "snow"]}'
     with OpenAIServer(answer) as server:
         check_proposer(ChatGPTProposer(base_url=server.base_url, api_key="k", max_retries=0))
+
+
+# -- ImageFilter ---------------------------------------------------------------------------------
+
+
+def test_caption_filter_conforms():
+    from failmodes.filters import CaptionFilter
+    from failmodes.testing import check_filter
+    from failmodes.toyworld import toyclip_captioner
+
+    world = ToyWorld(seed=0)
+    sample = world.sample([0, 1, 2, 3], seed=2, biased=False)
+    names = [world.class_names[label] for label in sample.labels]
+    candidates = {name: world.uncommon_values()[name][:3] for name in world.class_names}
+    requests = [
+        GenerationRequest(int(y), n, candidates[n][0], f"a photo of a {n}", 1, i)
+        for i, (y, n) in enumerate(zip(sample.labels, names, strict=True))
+    ]
+    check_filter(
+        CaptionFilter(toyclip_captioner(), class_top_k=3),
+        list(sample.images),
+        requests,
+        class_names=world.class_names,
+        candidates=candidates,
+    )
+
+
+class _NotAFilter:
+    def check(self, images, requests, *, class_names, candidates):
+        return [None for _ in images]
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "message"),
+    [
+        (lambda images: ["ok"] * len(images), "verdict 0 is 'ok'"),
+        (lambda images: [None] * (len(images) + 1), "list of 4 verdicts"),
+        (
+            lambda images: (["value"] + [None] * (len(images) - 1))[::-1] if images else [],
+            "checked alone",
+        ),  # fmt: skip
+        (lambda images: [None] * len(images) or None, "no images must give"),
+    ],
+)
+def test_check_filter_catches(verdicts, message):
+    from failmodes.interfaces import ImageFilter
+    from failmodes.testing import check_filter
+
+    class Broken(ImageFilter):
+        def check(self, images, requests, *, class_names, candidates):
+            return verdicts(list(images))
+
+    with pytest.raises(AssertionError, match=message):
+        check_filter(Broken())
+    with pytest.raises(AssertionError, match="is not a failmodes.interfaces.ImageFilter"):
+        check_filter(_NotAFilter())

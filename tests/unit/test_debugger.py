@@ -37,10 +37,10 @@ class LookupCaptioner(FailureCaptioner):
     def __init__(self, dataset):
         self.dataset = dataset
 
-    def caption(self, images, *, class_names, candidates, attribute="background"):
+    def caption(self, images, *, image_classes, candidates, attribute="background"):
         truth = {self.dataset.pixels[i].tobytes(): g for i, g in enumerate(self.dataset.groups)}
         out = []
-        for img, name in zip(images, class_names, strict=True):
+        for img, name in zip(images, image_classes, strict=True):
             value = truth[np.asarray(img).tobytes()]
             out.append(Caption(value if value in candidates[name] else None, 1.0))
         return out
@@ -252,3 +252,67 @@ def test_extractor_head_must_fit_features(world_data):
     dbg = _debugger(world, debug, debug, extractor=extractor)
     with pytest.raises(ValueError, match="head takes 10"):
         dbg.find_failures(debug)
+
+
+def test_config_records_every_setting_and_components_come_from_the_signature(world_data):
+    import inspect
+
+    world, train, debug, test = world_data
+    dbg = _debugger(world, debug, debug, baselines=False, k=2, lam=1.0, images_per_mode=3)
+    names = list(inspect.signature(Debugger).parameters)
+    assert list(dbg.components) == names
+    config = dbg.run(train, debug, test, seed=0).config
+    assert set(config) >= (set(names) - {"class_names"}) | {"k_grid", "lam_grid", "seed"}
+    assert config["image_filter"] is None and config["filter_rounds"] == 2
+    assert config["baselines"] is False and config["lam_grid"] == [1.0]
+    assert config["generator"].endswith("RetrievalGenerator")
+    assert config["head_trainer"] == "failmodes.heads.linear.LinearHeadTrainer"
+
+
+def test_prepare_is_what_the_steps_share(world_data):
+    world, train, debug, test = world_data
+    dbg = _debugger(world, debug, debug)
+    prep = dbg.prepare(train, debug, test, seed=3)
+    failures = dbg.find_failures(debug, seed=3)
+    assert np.array_equal(prep.failures.heldout, failures.heldout)
+    assert len(prep.train) == len(train) and len(prep.test) == len(test)
+    val = prep.validation["validation"]
+    assert val.labels.tolist() == [debug.labels[i] for i in failures.validation]
+    assert (dbg.evaluate(prep.head, prep.validation)["validation_failures"]) == 0.0
+    again = dbg.prepare(train, debug, seed=0, failures=failures)
+    assert again.failures is failures and again.test is None
+
+
+@pytest.mark.parametrize(
+    ("lam", "match"), [(-1.0, "lam must be a number >= 0, got -1.0"), (float("nan"), "got nan")]
+)
+def test_lam_has_one_message_in_the_constructor_and_in_repair(world_data, lam, match):
+    world, train, debug, test = world_data
+    dbg = _debugger(world, debug, debug, lam=[0.5, lam])
+    with pytest.raises(ValueError, match=match):
+        dbg.grids()
+    features = dbg.features(train)
+    with pytest.raises(ValueError, match=match):
+        dbg.repair(features, lam=lam)
+
+
+def test_every_progress_setting_defaults_to_a_bar_on_a_terminal():
+    import inspect
+
+    from failmodes import (
+        CLIPCaptioner,
+        LinearHeadTrainer,
+        OpenCLIPExtractor,
+        StableDiffusionGenerator,
+        TimmExtractor,
+    )
+    from failmodes.progress import progress_bar
+    from failmodes.toyworld import ToyWorldGenerator, demo_components, run_demo
+
+    for owner in (TorchExtractor, TimmExtractor, OpenCLIPExtractor, CLIPCaptioner,
+                  StableDiffusionGenerator, LinearHeadTrainer, ToyWorldGenerator, Debugger,
+                  demo_components, run_demo):  # fmt: skip
+        default = inspect.signature(owner).parameters["progress"].default
+        assert default is None, owner
+    assert progress_bar(range(3), progress=None).disable  # stderr is not a terminal in tests
+    assert not progress_bar(range(3), progress=True).disable

@@ -38,7 +38,7 @@ def test_missing_extra_is_named_when_used():
     proc = _run(
         "from failmodes.toyworld import toyclip_captioner\n"
         "from PIL import Image\n"
-        "toyclip_captioner().caption([Image.new('RGB', (32, 32))], class_names=['circle'],"
+        "toyclip_captioner().caption([Image.new('RGB', (32, 32))], image_classes=['circle'],"
         " candidates={'circle': ['on grass']})"
     )
     assert proc.returncode != 0

@@ -198,15 +198,26 @@ def _user_result(name: str, value: str) -> RunResult:
 
 
 def test_user_strings_are_escaped(tmp_path):
+    from markupsafe import escape
+
     name, value = "<b>&wallet", 'in a "jungle" <i>'
     page = _user_result(name, value).report(tmp_path / "report.html").read_text("utf-8")
     assert name not in page and "<i>" not in page.replace("<i>no caption</i>", "")
     assert "&lt;b&gt;&amp;wallet" in page
-    assert "&lt;b&gt;&amp;wallet in a &quot;jungle&quot; &lt;i&gt; \u2192 predicted fox" in page
+    assert f"{escape(name)} {escape(value)} \u2192 predicted fox" in page
+    assert "&lt;b&gt;&amp;wallet in a &#34;jungle&#34; &lt;i&gt;" in page
     assert "a photo of a &lt;b&gt;&amp;wallet" in page  # the prompt
     assert '<tr class="chosen">' in page
     assert "<b>\u2013</b>" in page  # a missing accuracy
     assert _external_references(page) == []
+
+
+def test_a_script_in_a_class_name_comes_out_as_text(tmp_path):
+    name, value = "<script>alert(1)</script>", "<script>x()</script>"
+    page = _user_result(name, value).report(tmp_path / "report.html").read_text("utf-8")
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("&lt;script&gt;alert(1)") >= 4  # heading, mode, captions, prompt, alt text
 
 
 @pytest.mark.parametrize(

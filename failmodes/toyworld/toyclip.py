@@ -32,7 +32,7 @@ Examples:
     >>> world = ToyWorld(seed=0)
     >>> debug = world.debug(20)
     >>> captions = toyclip_captioner(progress=False).caption(
-    ...     debug.images, class_names=debug.shapes, candidates=world.uncommon_values())
+    ...     debug.images, image_classes=debug.shapes, candidates=world.uncommon_values())
     >>> len(captions)
     20
 """
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from failmodes._imports import require
 
 if TYPE_CHECKING:
-    from failmodes.captioners.clip import CLIPCaptioner
+    from failmodes.captioners.openclip import CLIPCaptioner
 
 __all__ = ["TOYCLIP", "register_toyclip", "toyclip_captioner", "toyclip_config", "toyclip_weights"]
 
@@ -65,7 +65,7 @@ def toyclip_config() -> Path:
         The ``toyclip.json`` file in the package's ``weights`` folder.
 
     Examples:
-        >>> from failmodes.toyworld.clip import toyclip_config
+        >>> from failmodes.toyworld.toyclip import toyclip_config
         >>> toyclip_config().name
         'toyclip.json'
     """
@@ -148,12 +148,12 @@ def toyclip_captioner(**kwargs: Any) -> CLIPCaptioner:
         >>> request = GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 2, 0)
         >>> images = ToyWorldGenerator(ToyWorld(seed=0)).generate([request])[0]
         >>> captioner = toyclip_captioner(progress=False)
-        >>> captions = captioner.caption(images, class_names=["circle", "circle"],
+        >>> captions = captioner.caption(images, image_classes=["circle", "circle"],
         ...                              candidates={"circle": ["on sand", "in water"]})
         >>> [caption.value for caption in captions]
         ['on sand', 'on sand']
     """
     register_toyclip()
-    from failmodes.captioners.clip import CLIPCaptioner
+    from failmodes.captioners.openclip import CLIPCaptioner
 
     return CLIPCaptioner(TOYCLIP, pretrained=str(toyclip_weights()), **kwargs)

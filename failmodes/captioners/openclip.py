@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from failmodes._open_clip import load_open_clip, logit_scale
 from failmodes.attributes import prompt
-from failmodes.data import to_rgb
+from failmodes.images import to_rgb
 from failmodes.interfaces import Caption, FailureCaptioner
+from failmodes.progress import progress_bar
 
 __all__ = ["CLIPCaptioner"]
 
@@ -74,7 +74,7 @@ class CLIPCaptioner(FailureCaptioner):
         model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", "openai")
         captioner = CLIPCaptioner(model, tokenizer=open_clip.get_tokenizer("ViT-B-32"),
                                   preprocess=preprocess)
-        captioner.caption([image], class_names=["fox"],
+        captioner.caption([image], image_classes=["fox"],
                           candidates={"fox": ["in a desert", "on a frozen lake"]})
         # [Caption(value='in a desert', score=0.93)]
         ```
@@ -107,7 +107,7 @@ class CLIPCaptioner(FailureCaptioner):
         self,
         images: Sequence[Any],
         *,
-        class_names: Sequence[str],
+        image_classes: Sequence[str],
         candidates: Mapping[str, Sequence[str]],
         attribute: str = "background",
     ) -> list[Caption]:
@@ -117,8 +117,8 @@ class CLIPCaptioner(FailureCaptioner):
             images: PIL images (any mode; converted to RGB, then ``preprocess``-ed) or
                 ``(C, H, W)`` tensors taken as already preprocessed; a ``(N, C, H, W)`` tensor
                 works as N images.
-            class_names: the true class name of each image.
-            candidates: ``{class_name: [value, ...]}``; every class in ``class_names`` needs a
+            image_classes: the true class name of each image.
+            candidates: ``{class_name: [value, ...]}``; every class in ``image_classes`` needs a
                 non-empty list (exact duplicates count once).
             attribute: the attribute the values belong to (it decides how a prompt reads).
 
@@ -135,16 +135,18 @@ class CLIPCaptioner(FailureCaptioner):
         """
         if isinstance(images, Image.Image):
             raise TypeError("images must be a list of images; wrap a single image in a list")
-        if isinstance(class_names, str):
-            raise TypeError(f"class_names must be a list of names, not a string ({class_names!r})")
-        images = list(images)
-        class_names = list(class_names)
-        if len(images) != len(class_names):
-            raise ValueError(
-                f"images and class_names must have the same length, got {len(images)} images "
-                f"and {len(class_names)} class names"
+        if isinstance(image_classes, str):
+            raise TypeError(
+                f"image_classes must be a list of names, not a string ({image_classes!r})"
             )
-        values = _check_candidates(class_names, candidates)
+        images = list(images)
+        image_classes = list(image_classes)
+        if len(images) != len(image_classes):
+            raise ValueError(
+                f"images and image_classes must have the same length, got {len(images)} images "
+                f"and {len(image_classes)} class names"
+            )
+        values = _check_candidates(image_classes, candidates)
         min_prob, batch_size = self._check_options()
         texts = {
             name: [self._text(name, value, attribute) for value in vals]
@@ -163,13 +165,13 @@ class CLIPCaptioner(FailureCaptioner):
 
         captions: list[Caption] = []
         starts = range(0, len(images), batch_size)
-        bar = tqdm(starts, desc="captioning", unit="batch", disable=_disable(self.progress))
+        bar = progress_bar(starts, progress=self.progress, desc="captioning", unit="batch")
         with torch.no_grad():
             for start in bar:
                 chunk = images[start : start + batch_size]
                 features = self._encode_images(chunk, device)
                 for row, name in zip(
-                    features, class_names[start : start + batch_size], strict=True
+                    features, image_classes[start : start + batch_size], strict=True
                 ):
                     probs = torch.softmax(scale * (class_text[name] @ row), dim=0)
                     p, best = (float(x) for x in probs.max(dim=0))
@@ -326,15 +328,15 @@ class CLIPCaptioner(FailureCaptioner):
 
 
 def _check_candidates(
-    class_names: Sequence[str], candidates: Mapping[str, Sequence[str]]
+    image_classes: Sequence[str], candidates: Mapping[str, Sequence[str]]
 ) -> dict[str, list[str]]:
-    """The candidate values of each class in ``class_names``, checked, exact duplicates removed."""
+    """The candidate values of each class in ``image_classes``, checked, duplicates removed."""
     if not isinstance(candidates, Mapping):
         raise TypeError(
             f"candidates must be a mapping {{class_name: [value, ...]}}, got "
             f"{type(candidates).__name__}"
         )
-    names = list(dict.fromkeys(class_names))
+    names = list(dict.fromkeys(image_classes))
     missing = [name for name in names if name not in candidates]
     if missing:
         raise ValueError(f"candidates has no values for class(es) {missing}")
@@ -359,7 +361,3 @@ def _input_dtype(model: Any) -> torch.dtype:
             if param.is_floating_point():
                 return param.dtype
     return torch.float32
-
-
-def _disable(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress

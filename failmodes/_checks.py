@@ -1,0 +1,73 @@
+"""Validation shared by the steps and the Debugger: one place, one message per kind of value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["check_class_names", "check_grid", "check_instance", "check_number"]
+
+
+def check_instance(value: Any, name: str, kind: type | tuple[type, ...], expected: str) -> None:
+    """Raise a TypeError naming ``name`` unless ``value`` is a ``kind``."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+    below: float | None = None,
+) -> Any:
+    """``value`` as an int or float, or a ValueError that names ``name`` and the range.
+
+    Booleans and NaN are refused; ``integer`` accepts integral floats (``2.0``) and returns an
+    int. ``minimum``/``maximum`` are inclusive bounds, ``below`` an exclusive upper bound.
+    """
+    kind = "an integer" if integer else "a number"
+    bounds = [f">= {minimum}"] if minimum is not None else []
+    bounds += [f"<= {maximum}"] if maximum is not None else []
+    bounds += [f"< {below}"] if below is not None else []
+    expected = f"{kind} {' and '.join(bounds)}".strip()
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+    ok = ok and not (integer and (math.isinf(value) or int(value) != value))
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    ok = ok and (below is None or value < below)
+    if not ok:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value) if integer else value
+
+
+def check_grid(value: Any, name: str, *, minimum: float, integer: bool = False) -> list:
+    """A setting given as one value or a list of candidates, as a sorted list without repeats.
+
+    Each candidate is checked by [`check_number`][check_number], so the message is the same
+    whether one value or a list was given.
+    """
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    if not values:
+        raise ValueError(f"{name} must be a value or a non-empty list of values, got []")
+    cast = int if integer else float
+    checked = [cast(check_number(v, name, minimum=minimum, integer=integer)) for v in values]
+    return sorted(set(checked))
+
+
+def check_class_names(class_names: Any) -> list[str]:
+    """``class_names`` as a list of distinct non-empty strings, by label index."""
+    if isinstance(class_names, str | bytes | Mapping) or not isinstance(class_names, Iterable):
+        raise ValueError(
+            "class_names must be a list of class names by label index, got "
+            f"{type(class_names).__name__} {class_names!r:.60}"
+        )
+    names = list(class_names)
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError("class_names must be a non-empty list of non-empty strings")
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"class_names must be unique; repeated: {repeated}")
+    return names

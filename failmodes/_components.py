@@ -1,0 +1,90 @@
+"""The Debugger's components and settings, and how a run records them in its ``config``.
+
+The interface each component implements; the settings given as grids of candidates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from failmodes._checks import check_instance
+from failmodes.cache import Cache
+from failmodes.interfaces import (
+    BackgroundProposer,
+    FailureCaptioner,
+    FeatureExtractor,
+    HeadTrainer,
+    ImageFilter,
+    ImageGenerator,
+)
+
+__all__ = ["GRIDS", "INTERFACES", "checked_component", "described", "run_config"]
+
+INTERFACES: dict[str, type] = {
+    "extractor": FeatureExtractor,
+    "proposer": BackgroundProposer,
+    "captioner": FailureCaptioner,
+    "generator": ImageGenerator,
+    "head_trainer": HeadTrainer,
+    "image_filter": ImageFilter,
+}
+"""The interface each component must implement."""
+
+GRIDS = {"k": (1, True), "lam": (0, False), "images_per_mode": (1, True)}
+"""Settings given as one value or a list of candidates: ``(minimum, integer)`` of each."""
+
+
+def checked_component(name: str, component: Any) -> Any:
+    """The component of slot ``name``; the default head trainer for ``None``.
+
+    Raises:
+        ValueError: when the component is needed and missing.
+        TypeError: when it does not implement its interface.
+    """
+    if name == "head_trainer" and component is None:
+        from failmodes.heads.linear import LinearHeadTrainer
+
+        return LinearHeadTrainer()
+    if component is None:
+        raise ValueError(f"{name} is needed for this step; pass {name}= to Debugger")
+    kind = INTERFACES[name]
+    check_instance(component, name, kind, f"a {kind.__name__}")
+    return component
+
+
+def described(value: Any) -> Any:
+    """A setting as JSON: simple values as they are, components by class, a cache by path."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [described(v) for v in value]
+    if isinstance(value, Cache | Path):
+        return str(value.path if isinstance(value, Cache) else value)
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def run_config(
+    components: dict[str, Any], grids: dict[str, list], chosen: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """A run's ``config``: the chosen settings, the grids, every other setting, seed, version.
+
+    Args:
+        components: the Debugger's constructor arguments.
+        grids: the candidates of each grid setting.
+        chosen: the chosen value of each grid setting (other keys are ignored).
+        seed: the run's seed.
+
+    Returns:
+        JSON-ready settings; components are named by their class (the head trainer in use).
+    """
+    from failmodes import __version__
+
+    settings = {
+        name: described(checked_component(name, value) if name == "head_trainer" else value)
+        for name, value in components.items()
+        if name not in GRIDS and name != "class_names"
+    }
+    picked = {name: chosen[name] for name in GRIDS}
+    grid_keys = {f"{name}_grid": values for name, values in grids.items()}
+    return {**settings, **picked, **grid_keys, "seed": seed, "version": __version__}

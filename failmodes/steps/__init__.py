@@ -1,0 +1,75 @@
+"""The method's steps, one public function each; the Debugger is a short facade over them.
+
+Each step takes its component, its inputs and an explicit cache (``None`` for none), and returns
+a result dataclass, so any step can be called, tested or replaced on its own:
+
+1. features: [`extract_features`][failmodes.steps.features.extract_features] gives
+   [`Features`][failmodes.results.Features];
+2. failures: [`find_failures`][failmodes.steps.failures.find_failures] gives a
+   [`FailureSet`][failmodes.results.FailureSet];
+3. proposals: [`propose`][failmodes.steps.proposals.propose] gives ``{class: [value, ...]}``;
+4. captions: [`caption_failures`][failmodes.steps.captions.caption_failures] gives
+   [`FailureModes`][failmodes.results.FailureModes];
+5. generation: [`generate`][failmodes.steps.generation.generate] gives a
+   [`GeneratedSet`][failmodes.results.GeneratedSet];
+6. repair: [`fit_head`][failmodes.steps.repair.fit_head] gives a new ``nn.Linear``;
+7. selection: [`select_head`][failmodes.steps.selection.select_head] gives a
+   [`Selection`][failmodes.steps.selection.Selection];
+8. evaluation: [`evaluate`][failmodes.steps.evaluation.evaluate] gives
+   ``{split: accuracy}``.
+
+The steps that map over data (extraction, captioning, generation, filtering) cut their work
+into independent jobs and run them through one function, so an engine can run them elsewhere.
+"""
+
+from failmodes.steps._common import derive_seed
+from failmodes.steps.captions import caption_accuracy, caption_failures
+from failmodes.steps.evaluation import accuracy, evaluate, evaluate_run, group_accuracy
+from failmodes.steps.failures import find_failures, validation_splits
+from failmodes.steps.features import (
+    extract_features,
+    generated_features,
+    original_head,
+    read_labels,
+)
+from failmodes.steps.generation import check_outputs, generate, make_requests
+from failmodes.steps.proposals import check_enough_values, propose
+from failmodes.steps.repair import fit_head
+from failmodes.steps.selection import (
+    Candidate,
+    Selection,
+    baseline_requests,
+    lam_candidates,
+    select_head,
+    selection_table,
+    targeted_candidates,
+)
+
+__all__ = [
+    "Candidate",
+    "Selection",
+    "accuracy",
+    "baseline_requests",
+    "caption_accuracy",
+    "caption_failures",
+    "check_enough_values",
+    "check_outputs",
+    "derive_seed",
+    "evaluate",
+    "evaluate_run",
+    "extract_features",
+    "find_failures",
+    "fit_head",
+    "generate",
+    "generated_features",
+    "group_accuracy",
+    "lam_candidates",
+    "make_requests",
+    "original_head",
+    "propose",
+    "read_labels",
+    "select_head",
+    "selection_table",
+    "targeted_candidates",
+    "validation_splits",
+]

@@ -1,0 +1,158 @@
+"""Step 4, captions: each ``debug_seed`` failure's most likely value; per class, the top k."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from failmodes._checks import check_instance, check_number
+from failmodes.attributes import get_attribute
+from failmodes.cache import Cache, cache_spec, cached, data_fingerprint, digest, fingerprint
+from failmodes.data import groups_of, images_at
+from failmodes.interfaces import Caption, FailureCaptioner
+from failmodes.progress import stage
+from failmodes.results import FailureModes, FailureSet
+from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
+
+__all__ = ["caption_accuracy", "caption_failures"]
+
+logger = logging.getLogger("failmodes")
+
+
+def caption_failures(
+    captioner: FailureCaptioner,
+    debug: Any,
+    failures: FailureSet,
+    proposals: Mapping[str, Sequence[str]],
+    *,
+    class_names: Sequence[str],
+    k: int,
+    attribute: str = "background",
+    cache: Cache | None = None,
+) -> FailureModes:
+    """Caption the ``debug_seed`` failures and keep the top-``k`` values per class.
+
+    Classes with failures but no proposals raise an error; classes without failures have no
+    failure modes. The failures are captioned in jobs of a few thousand images; with a cache,
+    each job's captions by the same captioner among the same candidates are read back.
+
+    Args:
+        captioner: picks each failure's value among its class's proposals.
+        debug: the debug set that ``failures`` indexes into.
+        failures: the split from [`find_failures`][failmodes.steps.find_failures].
+        proposals: ``{class_name: [value, ...]}``; each class's failures are captioned among
+            its values.
+        class_names: all class names by label index.
+        k: failure modes kept per class (at least 1).
+        attribute: the spurious attribute.
+        cache: where captions are kept, or ``None``.
+
+    Returns:
+        A [`FailureModes`][failmodes.results.FailureModes] with the captions and the top-``k``
+        values of each class.
+
+    Raises:
+        ValueError: if a class with failures has no proposals, the captioner does not return
+            one caption per image, or ``k`` is not a positive integer.
+        TypeError: if ``captioner`` is not a
+            [`FailureCaptioner`][failmodes.interfaces.FailureCaptioner].
+    """
+    check_instance(captioner, "captioner", FailureCaptioner, "a FailureCaptioner")
+    k = check_number(k, "k", minimum=1, integer=True)
+    idx = failures.seed
+    classes = [class_names[int(failures.labels[i])] for i in idx]
+    empty = sorted({c for c in classes if not proposals.get(c)})
+    if empty:
+        raise ValueError(
+            f"classes {empty} have failures but no proposed "
+            f"{get_attribute(attribute).plural or 'values'}; give the proposer values for them"
+        )
+    stage("captioning %s debug_seed failures", f"{len(idx):,}")
+    started = time.perf_counter()
+    job = partial(
+        _caption_job,
+        captioner,
+        debug,
+        idx,
+        classes,
+        proposals,
+        attribute,
+        cache,
+        None if cache is None else data_fingerprint(debug),
+    )
+    captions = [c for part in map_jobs(job, chunks(len(idx), JOB_IMAGES)) for c in part]
+    logger.info("captioned %d failures in %.1fs", len(idx), time.perf_counter() - started)
+    return FailureModes.from_captions(
+        class_names=class_names,
+        attribute=attribute,
+        indices=idx,
+        labels=failures.labels[idx],
+        predictions=failures.predictions[idx],
+        captions=captions,
+        candidates=dict(proposals),
+        k=k,
+    )
+
+
+def _caption_job(
+    captioner: FailureCaptioner,
+    debug: Any,
+    idx: Sequence[int],
+    classes: list[str],
+    proposals: Mapping[str, Sequence[str]],
+    attribute: str,
+    cache: Cache | None,
+    data: Any,
+    rows: range,
+) -> list[Caption]:
+    """One job: the captions of failures ``rows`` (positions in ``idx``), cached."""
+    part = [int(idx[r]) for r in rows]
+    names = classes[rows.start : rows.stop]
+
+    def run() -> list[list]:
+        captions = captioner.caption(
+            images_at(debug, part), image_classes=names, candidates=proposals, attribute=attribute
+        )
+        if len(captions) != len(part):
+            raise ValueError(
+                f"the captioner returned {len(captions)} captions for {len(part)} images"
+            )
+        return [[c.value, float(c.score)] for c in captions]
+
+    spec = None
+    if cache is not None:
+        spec = cache_spec(
+            captioner=fingerprint(captioner),
+            data=data,
+            indices=digest(part),
+            classes=names,
+            candidates={c: list(proposals[c]) for c in sorted(set(names))},
+            attribute=attribute,
+        )
+    return [Caption(v, s) for v, s in cached(cache, "captions", spec, run, as_json=True)]
+
+
+def caption_accuracy(debug: Any, modes: FailureModes) -> float | None:
+    """Among captioned failures whose true value is a candidate, the share captioned so.
+
+    Args:
+        debug: the debug set; its ``groups`` (each sample's true value) are compared.
+        modes: the captions.
+
+    Returns:
+        The share, or ``None`` when the debug set carries no groups or no failure's true value
+        was a candidate.
+    """
+    groups = groups_of(debug)
+    if groups is None:
+        return None
+    hits = total = 0
+    for i, y, cap in zip(modes.indices, modes.labels, modes.captions, strict=True):
+        truth = groups[int(i)]
+        if truth is not None and truth in modes.candidates.get(modes.class_names[int(y)], []):
+            total += 1
+            hits += cap.value == truth
+    return hits / total if total else None

@@ -1,0 +1,100 @@
+"""Step 8, evaluation: accuracy of each head on each split, and per attribute value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from failmodes.results import PreparedRun
+from failmodes.steps._common import logits
+
+__all__ = ["accuracy", "evaluate", "evaluate_run", "group_accuracy"]
+
+
+def accuracy(head: torch.nn.Linear, split: Any) -> float:
+    """The accuracy of ``head`` on ``(features, labels)``.
+
+    Args:
+        head: the head.
+        split: [`Features`][failmodes.results.Features] or a ``(features, labels)`` pair.
+
+    Returns:
+        The share of rows predicted right; ``nan`` for no rows.
+    """
+    feats, labels = split
+    return _share(logits(head, feats), labels)
+
+
+def _share(scores: torch.Tensor, labels: np.ndarray, index: np.ndarray | None = None) -> float:
+    """The share of rows whose top score is their label (``nan`` for none)."""
+    if index is not None:
+        scores, labels = scores[torch.as_tensor(index, dtype=torch.long)], labels[index]
+    if len(labels) == 0:
+        return float("nan")
+    return float((scores.argmax(1).numpy() == labels).mean())
+
+
+def evaluate(head: torch.nn.Linear, splits: Mapping[str, Any]) -> dict[str, float]:
+    """Accuracy of ``head`` on named splits.
+
+    Args:
+        head: the head to evaluate (any ``nn.Linear`` taking the features).
+        splits: ``{name: Features}`` or ``{name: (features, labels)}``.
+
+    Returns:
+        ``{name: accuracy}``; ``nan`` for an empty split.
+    """
+    return {name: accuracy(head, split) for name, split in splits.items()}
+
+
+def group_accuracy(
+    heads: Mapping[str, torch.nn.Linear], split: Any, groups: list[str | None]
+) -> dict[str, dict[str, float]]:
+    """Each head's accuracy per attribute value (``groups``, one per row of ``split``).
+
+    Args:
+        heads: ``{method: head}``.
+        split: [`Features`][failmodes.results.Features] or a ``(features, labels)`` pair.
+        groups: each row's value; ``None`` (an unknown value) is reported under ``""``.
+
+    Returns:
+        ``{method: {value: accuracy}}``, values sorted.
+    """
+    feats, labels = split
+    names = np.asarray(["" if g is None else str(g) for g in groups])
+    rows = {g: np.flatnonzero(names == g) for g in sorted(set(names.tolist()))}
+    out = {}
+    for method, head in heads.items():
+        scores = logits(head, feats)  # once per head, then read per value
+        out[method] = {g: _share(scores, labels, index) for g, index in rows.items()}
+    return out
+
+
+def evaluate_run(
+    prepared: PreparedRun, heads: Mapping[str, torch.nn.Linear], groups: list[str | None] | None
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Every head on the run's splits, and on each attribute value of the test set.
+
+    Args:
+        prepared: the run's features and failures (with test features).
+        heads: ``{method: head}``.
+        groups: each test sample's value, or ``None`` when unknown.
+
+    Returns:
+        ``({method: {split: accuracy}}, {method: {value: accuracy}})`` for the splits ``test``,
+        ``debug_seed``, ``debug_heldout`` and ``validation``; the second is empty without
+        ``groups``.
+    """
+    failures = prepared.failures
+    splits = {
+        "test": prepared.test,
+        "debug_seed": prepared.debug.select(failures.seed),
+        "debug_heldout": prepared.debug.select(failures.heldout),
+        "validation": prepared.validation["validation"],
+    }
+    accuracy = {method: evaluate(head, splits) for method, head in heads.items()}
+    by_group = {} if groups is None else group_accuracy(heads, prepared.test, groups)
+    return accuracy, by_group

@@ -1,0 +1,112 @@
+"""Step 2, failures: the debug set's mistakes, split into ``debug_seed`` and ``debug_heldout``.
+
+Per class, a validation part is set aside first (candidates are chosen on it, never on the
+failures); the mistakes among the rest are shuffled and split half and half, ``debug_seed``
+(captioned and covered by generated images) and ``debug_heldout`` (never used: an unbiased
+measure of the repair).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from failmodes._checks import check_number
+from failmodes.progress import stage
+from failmodes.results import FailureSet, Features
+from failmodes.steps._common import derive_seed, logits
+
+__all__ = ["find_failures", "validation_splits"]
+
+logger = logging.getLogger("failmodes")
+
+
+def find_failures(
+    head: torch.nn.Linear,
+    debug: Features,
+    *,
+    num_classes: int,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+) -> FailureSet:
+    """Set aside the validation part, then split the failures per class half and half.
+
+    Args:
+        head: the model's head, applied to the debug features to predict.
+        debug: features and labels of the debug set.
+        num_classes: the number of classes.
+        validation_fraction: the share of each class set aside, in ``[0, 1)``.
+        seed: seed of both splits; the same seed gives the same split.
+
+    Returns:
+        A [`FailureSet`][failmodes.results.FailureSet]; the model scores 0 on its ``seed`` and
+        ``heldout`` parts.
+
+    Raises:
+        ValueError: if ``validation_fraction`` is not in ``[0, 1)``, or the model makes no
+            mistake outside the validation part.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from failmodes import Features
+        >>> from failmodes.steps import find_failures
+        >>> head = torch.nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = head.weight.copy_(torch.eye(2)), head.bias.zero_()
+        >>> labels = np.array([0, 1] * 10)
+        >>> debug = Features(torch.eye(2)[np.zeros(20, dtype=int)], labels)  # always class 0
+        >>> failures = find_failures(head, debug, num_classes=2, seed=0)
+        >>> len(failures.validation), len(failures.seed), len(failures.heldout)
+        (4, 4, 4)
+    """
+    frac = check_number(validation_fraction, "validation_fraction", minimum=0, below=1)
+    stage("failures of %s debug samples", f"{len(debug):,}")
+    preds = logits(head, debug.features).argmax(1).numpy()
+    labels = debug.labels
+    rng = np.random.default_rng(derive_seed("split", seed))
+    validation, seed_part, heldout = [], [], []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        members = members[rng.permutation(len(members))]
+        n_val = int(round(frac * len(members)))
+        validation.extend(members[:n_val].tolist())
+        rest = members[n_val:]
+        failed = rest[preds[rest] != c]
+        half = len(failed) // 2
+        seed_part.extend(failed[:half].tolist())
+        heldout.extend(failed[half:].tolist())
+    if not seed_part and not heldout:
+        raise ValueError(
+            "the model makes no mistakes on the debug set (outside its validation part): "
+            "there are no failures to debug"
+        )
+    parts = (_sorted(part) for part in (validation, seed_part, heldout))
+    failures = FailureSet(labels, preds, *parts)
+    logger.info(
+        "failures: %d debug_seed, %d debug_heldout, %d validation samples",
+        len(failures.seed),
+        len(failures.heldout),
+        len(failures.validation),
+    )
+    return failures
+
+
+def _sorted(indices: list[int]) -> np.ndarray:
+    return np.sort(np.asarray(indices, dtype=np.int64))
+
+
+def validation_splits(failures: FailureSet, debug: Features) -> dict[str, Features]:
+    """The validation part of the debug set, whole and its failures, as evaluation splits.
+
+    Args:
+        failures: the split of the debug set.
+        debug: features and labels of the debug set.
+
+    Returns:
+        ``{"validation": ..., "validation_failures": ...}``.
+    """
+    val = failures.validation
+    val_fail = val[failures.predictions[val] != debug.labels[val]]
+    return {"validation": debug.select(val), "validation_failures": debug.select(val_fail)}

@@ -1,0 +1,269 @@
+"""Step 1, features: the model split into frozen backbone features and its linear head.
+
+[`extract_features`][extract_features] computes (or reads back from the cache) the features of
+a dataset, part by part so that a killed extraction resumes;
+[`generated_features`][generated_features] does it for a generated set, keyed by the images'
+provenance so that a cached rerun never decodes them; [`original_head`][original_head] is the
+model's own head, checked against the features and the classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from failmodes._checks import check_instance, check_number
+from failmodes.cache import Cache, cache_spec, data_fingerprint, digest, fingerprint
+from failmodes.data import ImageDataset, labels_of
+from failmodes.interfaces import FeatureExtractor
+from failmodes.progress import stage
+from failmodes.results import Features, GeneratedSet
+from failmodes.steps._map import map_jobs
+
+__all__ = ["extract_features", "generated_features", "original_head", "read_labels"]
+
+logger = logging.getLogger("failmodes")
+
+
+def read_labels(data: Any, name: str, class_names: Sequence[str] | None = None) -> np.ndarray:
+    """The labels of ``data``, checked against the classes.
+
+    Args:
+        data: a dataset of ``(image, label)`` pairs.
+        name: what to call the data in error messages.
+        class_names: all class names by label index; ``None`` skips the range checks.
+
+    Returns:
+        An int64 array, one label per sample.
+
+    Raises:
+        ValueError: if ``data`` is empty, names another number of classes (``data.classes``)
+            or holds labels outside ``[0, len(class_names))``.
+    """
+    labels = labels_of(data)
+    if len(labels) == 0:
+        raise ValueError(f"{name} is empty")
+    if class_names is None:
+        return labels
+    n_classes = len(class_names)
+    classes = getattr(data, "classes", None)  # torchvision's folder datasets name theirs
+    if isinstance(classes, list | tuple) and len(classes) != n_classes:
+        raise ValueError(
+            f"{name} has {len(classes)} classes ({list(classes)[:5]}...) but there are "
+            f"{n_classes} class_names; pass one name per label index of the data"
+        )
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if len(bad):
+        raise ValueError(
+            f"{name} has labels outside [0, {n_classes}) for the {n_classes} class_names, "
+            f"e.g. {bad[:5].tolist()}"
+        )
+    return labels
+
+
+def extract_features(
+    extractor: FeatureExtractor,
+    data: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    cache: Cache | None = None,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+    checkpoint_every: int = 1024,
+    name: str = "data",
+) -> Features:
+    """Backbone features and labels of a dataset of ``(image, label)`` pairs.
+
+    With a cache, the features are read back when the extractor and the data are the same as
+    in an earlier call; otherwise they are computed ``checkpoint_every`` images at a time,
+    each part cached as soon as it is done, so a killed run resumes from its last finished
+    part. Without a cache the extractor sees the whole dataset at once.
+
+    Args:
+        extractor: the model's backbone and head.
+        data: a dataset of ``(image, label)`` pairs (see [`failmodes.data`][failmodes.data]).
+        class_names: all class names by label index; the labels are checked against them.
+        cache: where features are kept, or ``None``.
+        batch_size: passed to the extractor; ``None`` keeps the extractor's own.
+        progress: passed to the extractor (see [`failmodes.progress`][failmodes.progress]).
+        checkpoint_every: images per cached part.
+        name: what to call the data in log lines and error messages.
+
+    Returns:
+        [`Features`][failmodes.results.Features]: an ``(n, d)`` float32 tensor and ``n`` labels.
+
+    Raises:
+        ValueError: if ``data`` is empty or its labels do not fit ``class_names``,
+            ``checkpoint_every`` is not a positive integer, or the extractor returns features
+            of the wrong shape or with NaN or infinite values.
+        TypeError: if ``extractor`` is not a
+            [`FeatureExtractor`][failmodes.interfaces.FeatureExtractor].
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from failmodes import TorchExtractor
+        >>> from failmodes.steps import extract_features
+        >>> extractor = TorchExtractor(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)))
+        >>> data = [(torch.rand(3, 2, 2), i % 2) for i in range(5)]
+        >>> features = extract_features(extractor, data, class_names=["fox", "owl"])
+        >>> features.features.shape, features.labels.tolist()
+        (torch.Size([5, 12]), [0, 1, 0, 1, 0])
+    """
+    check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
+    labels = read_labels(data, name, class_names)
+    stage("features of %s (%s images)", name, f"{len(labels):,}")
+    started = time.perf_counter()
+    spec = None
+    if cache is not None:
+        spec = cache_spec(extractor=fingerprint(extractor), data=data_fingerprint(data))
+
+    def extract(part: Any) -> torch.Tensor:
+        return extractor.extract(part, batch_size=batch_size, progress=progress)
+
+    if spec is None:
+        feats = extract(data)
+    else:
+        feats = _cached(cache, spec, extract, data, len(labels), checkpoint_every)
+    _check_features(feats, len(labels), name)
+    logger.info(
+        "features of %s: %s in %.1fs", name, tuple(feats.shape), time.perf_counter() - started
+    )
+    return Features(feats.float(), labels, None if spec is None else digest(spec))
+
+
+def _check_features(feats: Any, n: int, name: str) -> None:
+    if not isinstance(feats, torch.Tensor) or feats.ndim != 2 or feats.shape[0] != n:
+        shape = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+        raise ValueError(
+            f"the extractor returned features of shape {shape} for {name} with {n} samples; "
+            f"expected ({n}, d)"
+        )
+    if not torch.isfinite(feats).all():
+        raise ValueError(f"the extractor returned NaN or infinite features for {name}")
+
+
+def _cached(
+    cache: Cache,
+    spec: dict,
+    extract: Callable[[Any], torch.Tensor],
+    data: Any,
+    n: int,
+    checkpoint_every: int,
+) -> torch.Tensor:
+    """The whole entry when cached; else every part, read back or computed and cached."""
+    key = cache.key("features", spec)
+    hit = cache.get_tensors("features", key)
+    if hit is not None:
+        return hit["features"]
+    step = check_number(checkpoint_every, "checkpoint_every", minimum=1, integer=True)
+    jobs = [(start, min(start + step, n)) for start in range(0, n, step)]
+    parts = map_jobs(partial(_part, cache, spec, extract, data, n), jobs)
+    feats = torch.cat(parts)
+    cache.put_tensors("features", key, {"features": feats})
+    return feats
+
+
+def _part(
+    cache: Cache,
+    spec: dict,
+    extract: Callable[[Any], torch.Tensor],
+    data: Any,
+    n: int,
+    job: tuple[int, int],
+) -> torch.Tensor:
+    """One job: the features of images ``start:stop``, from the cache or computed and cached."""
+    start, stop = job
+    key = cache.key("feature-parts", {"of": spec, "start": start, "stop": stop})
+    part = cache.get_tensors("feature-parts", key)
+    if part is None:
+        if start == 0 and stop == n:
+            view = data
+        elif isinstance(data, torch.Tensor):
+            view = data[start:stop]
+        else:
+            view = torch.utils.data.Subset(data, range(start, stop))
+        part = {"features": extract(view).float()}
+        cache.put_tensors("feature-parts", key, part)
+    return part["features"]
+
+
+def generated_features(
+    extractor: FeatureExtractor,
+    generated: GeneratedSet,
+    *,
+    cache: Cache | None = None,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+    checkpoint_every: int = 1024,
+) -> Features:
+    """Features of a generated set, labelled with the requests' classes.
+
+    Images known by their provenance (``generated.image_ids``, set when they went through the
+    cache) are keyed by it, so a cached rerun does not read them at all.
+
+    Args:
+        extractor: the model's backbone and head.
+        generated: the images.
+        cache: where features are kept, or ``None``.
+        batch_size: passed to the extractor.
+        progress: passed to the extractor.
+        checkpoint_every: images per cached part.
+
+    Returns:
+        [`Features`][failmodes.results.Features] of the images (``(0, d)`` for an empty set).
+    """
+    if len(generated) == 0:
+        check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
+        d = extractor.head.in_features
+        return Features(torch.zeros(0, d), np.zeros(0, dtype=np.int64), "empty")
+    data = ImageDataset(generated.images, generated.labels)
+    if generated.image_ids is not None:  # known by provenance: no need to read the pixels
+        data.cache_key = {"generated": digest([generated.image_ids, data.labels])}
+    return extract_features(
+        extractor,
+        data,
+        cache=cache,
+        batch_size=batch_size,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        name="generated images",
+    )
+
+
+def original_head(
+    extractor: FeatureExtractor, features: Features | torch.Tensor, class_names: Sequence[str]
+) -> torch.nn.Linear:
+    """The model's own head, checked to take the features and give one logit per class.
+
+    Args:
+        extractor: the model's backbone and head.
+        features: features of any data (their width is checked).
+        class_names: all class names by label index.
+
+    Returns:
+        The extractor's head.
+
+    Raises:
+        ValueError: if the head takes another number of features or has another number of
+            outputs than there are classes.
+    """
+    check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
+    head = extractor.head
+    feats = features.features if isinstance(features, Features) else features
+    if head.in_features != feats.shape[1]:
+        raise ValueError(
+            f"the extractor's head takes {head.in_features} features but the features have "
+            f"{feats.shape[1]}"
+        )
+    if head.out_features != len(class_names):
+        raise ValueError(
+            f"the head has {head.out_features} outputs but there are {len(class_names)} class_names"
+        )
+    return head
