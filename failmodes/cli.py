@@ -1,70 +1,147 @@
-"""The ``failmodes`` command line."""
+"""The ``failmodes`` command line.
+
+Nothing heavy is imported before the arguments are checked and the first line is printed: a
+mistyped flag or an unwritable folder is reported at once, in one line, and a first run says
+what it is doing from the start.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["main"]
 
+SEED_MAX = 2**32 - 1
 
-def _strength(text: str) -> float:
-    value = float(text)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a user error reported in one line that names the flag."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: the package is imported only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")  # fmt: skip
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        from failmodes import __version__
+
+        print(f"failmodes {__version__}")
+        parser.exit(0)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be in [0, {SEED_MAX}], got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--strength must be in [0, 1], got {value}")
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
     return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="log each step (default: off)",
+    )  # fmt: skip
+    parser = _Parser(
         prog="failmodes",
         description="Find, describe, cover and repair an image classifier's failure modes.",
+        parents=[verbose],
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
+        parents=[verbose],
         help="run the whole method on the embedded ToyWorld (CPU, offline)",
         description="Run the whole method on the embedded ToyWorld: a classifier that learned "
         "a spurious cue, its failures, their captions, rendered images and the repaired head, "
         "beside the random and uniform baselines and a plain refit.",
     )
-    demo.add_argument(
-        "--out",
-        type=Path,
-        default=Path("failmodes-demo"),
-        help="folder for summary.json and report.html (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--seed", type=int, default=0, help="the pipeline's randomness: split, generation, solver"
-    )
-    demo.add_argument("--world-seed", type=int, default=0, help="the world's randomness")
-    demo.add_argument(
-        "--strength",
-        type=_strength,
-        default=0.95,
-        help="share of training images with their class's common value",
-    )
-    demo.add_argument(
-        "--attribute",
-        choices=["background", "color"],
-        default="background",
-        help="the spurious attribute",
-    )
-    cache = demo.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        help="cache folder (default: $FAILMODES_CACHE, else the user cache folder); a rerun "
-        "with the same arguments reads every step back, a killed run resumes",
-    )
-    cache.add_argument("--no-cache", action="store_true", help="compute everything afresh")
-    demo.add_argument("--progress", action="store_true", help="show progress bars")
+    _demo_arguments(demo)
     return parser
+
+
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    seeds = f"an integer in [0, {SEED_MAX}]"
+    demo.add_argument("--out", type=Path, default=Path("failmodes-demo"), metavar="FOLDER",
+                      help="folder for summary.json and report.html, created if missing "
+                      "(default: %(default)s)")  # fmt: skip
+    demo.add_argument("--seed", type=_seed, default=0, metavar="N",
+                      help=f"the pipeline's randomness (split, generation, solver): {seeds} "
+                      "(default: %(default)s)")  # fmt: skip
+    demo.add_argument("--world-seed", type=_seed, default=0, metavar="N",
+                      help=f"the world's randomness (its common values and images): {seeds} "
+                      "(default: %(default)s)")  # fmt: skip
+    demo.add_argument("--strength", type=_share, default=0.95, metavar="R",
+                      help="share of training images with their class's common value, in "
+                      "[0, 1] (default: %(default)s)")  # fmt: skip
+    demo.add_argument("--attribute", choices=["background", "color"], default="background",
+                      help="the spurious attribute (default: %(default)s)")  # fmt: skip
+    cache = demo.add_mutually_exclusive_group()
+    cache.add_argument("--cache", type=Path, default=None, metavar="FOLDER",
+                       help="cache folder; a rerun with the same arguments reads every step "
+                       "back, a killed run resumes (default: $FAILMODES_CACHE, else the user "
+                       "cache folder)")  # fmt: skip
+    cache.add_argument("--no-cache", action="store_true",
+                       help="compute everything afresh (default: off)")  # fmt: skip
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bars (default: when stderr is a terminal)")  # fmt: skip
+
+
+def _writable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be used as an output folder, or ``None`` when it can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".failmodes-check-"):
+            pass
+    except OSError as err:
+        return f"cannot write to {folder} ({err.strerror or err})"
+    return None
+
+
+def _check_folders(args: argparse.Namespace) -> str | None:
+    """One line naming the flag (or $FAILMODES_CACHE) whose folder cannot be used."""
+    problem = _writable(args.out)
+    if problem:
+        return f"--out: {problem}"
+    if args.no_cache:
+        return None
+    if args.cache is not None:
+        problem = _writable(args.cache)
+        return f"--cache: {problem}" if problem else None
+    env = os.environ.get("FAILMODES_CACHE")
+    if env:
+        problem = _writable(Path(env).expanduser())
+        return f"$FAILMODES_CACHE: {problem} (set it to a writable folder, or pass --cache)"
+    return None
 
 
 def _table(result) -> str:
@@ -75,10 +152,29 @@ def _table(result) -> str:
     return frame[cols].to_string(float_format=lambda x: f"{x:.3f}")
 
 
+def _show_stages() -> None:
+    """Print each stage of the run as it starts (the ``failmodes.stage`` logger)."""
+    from failmodes.progress import STAGE_LOGGER
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    stages = logging.getLogger(STAGE_LOGGER)
+    stages.addHandler(handler)
+    stages.setLevel(logging.INFO)
+    stages.propagate = False  # printed here once, whatever a library does to the root logger
+
+
 def _demo(args: argparse.Namespace) -> int:
+    print(
+        f"failmodes demo: ToyWorld (world seed {args.world_seed}, {args.attribute}, strength "
+        f"{args.strength}), seed {args.seed}, writing to {args.out}",
+        flush=True,
+    )
+    if not getattr(args, "verbose", False):
+        _show_stages()
+    started = time.perf_counter()
     from failmodes.toyworld.demo import run_demo
 
-    started = time.perf_counter()
     result = run_demo(
         seed=args.seed,
         world_seed=args.world_seed,
@@ -88,13 +184,17 @@ def _demo(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache if args.cache is not None else True),
     )
     result.seconds = time.perf_counter() - started
-    args.out.mkdir(parents=True, exist_ok=True)
     summary_path = result.save_summary(args.out / "summary.json")
     report_path = result.report(args.out / "report.html")
-    summary = result.summary()
-    cfg = result.config
+    _print_result(args, result)
+    print(f"\nwrote {summary_path} and {report_path} ({result.seconds:.0f} s)")
+    return 0
+
+
+def _print_result(args: argparse.Namespace, result) -> None:
+    summary, cfg = result.summary(), result.config
     print(
-        f"ToyWorld (world seed {args.world_seed}, {args.attribute}, strength "
+        f"\nToyWorld (world seed {args.world_seed}, {args.attribute}, strength "
         f"{args.strength}): {summary['n_failures']} failures, {summary['n_seed']} debug_seed, "
         f"{summary['n_heldout']} debug_heldout"
     )
@@ -108,8 +208,6 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print("\naccuracy (before = original head; failmodes = targeted repair):")
     print(_table(result))
-    print(f"\nwrote {summary_path} and {report_path} ({result.seconds:.0f} s)")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
             "folder"]``); ``None`` reads ``sys.argv``.
 
     Returns:
-        The exit status: 0 on success.
+        The exit status: 0 on success, 2 for a user error (reported in one line).
 
     Raises:
-        SystemExit: on ``--help`` and on invalid arguments (status 2), as ``argparse`` does.
+        SystemExit: on ``--help``, ``--version`` and invalid arguments (status 2), as
+            ``argparse`` does.
 
     Examples:
         ```python
@@ -133,9 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         ```
     """
     args = _parser().parse_args(argv)
-    if args.verbose:
+    if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.command == "demo":
+        problem = _check_folders(args)
+        if problem:
+            print(f"failmodes demo: error: {problem}", file=sys.stderr)
+            return 2
         return _demo(args)
     return 2  # pragma: no cover - argparse enforces the commands
 

@@ -1,0 +1,117 @@
+"""The command line a user expects: one-line errors naming the flag, checked before any work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from failmodes.cli import _parser, main
+
+
+def _failmodes(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "failmodes.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--out", "/proc/x"], None, "--out: cannot write to /proc/x"),
+        (["--cache", "/proc/x"], None, "--cache: cannot write to /proc/x"),
+        ([], {"FAILMODES_CACHE": "/proc/y"}, "$FAILMODES_CACHE: cannot write to /proc/y"),
+    ],
+)
+def test_an_unusable_folder_fails_at_once_in_one_line(tmp_path, args, env, says):
+    args = ["demo", *args] + ([] if "--out" in args else ["--out", str(tmp_path / "out")])
+    started = time.perf_counter()
+    done = _failmodes(*args, env=env)
+    elapsed = time.perf_counter() - started
+    assert done.returncode != 0
+    [line] = done.stderr.splitlines()
+    assert line.startswith("failmodes demo: error: ")
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert elapsed < 2, f"took {elapsed:.1f} s"
+
+
+def test_a_file_where_a_folder_should_be_is_named(tmp_path):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    done = _failmodes("demo", "--out", str(file))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"failmodes demo: error: --out: {file} is a file, not a folder"
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--seed", "-1"], "--seed"),
+        (["--world-seed", str(2**32)], "--world-seed"),
+        (["--seed", "x"], "--seed"),
+        (["--strength", "1.5"], "--strength"),
+        (["--attribute", "size"], "--attribute"),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_it(args, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"argument {flag}" in err and "Traceback" not in err
+
+
+def test_seeds_at_the_ends_of_their_range_are_taken():
+    args = _parser().parse_args(["demo", "--seed", "0", "--world-seed", str(2**32 - 1)])
+    assert (args.seed, args.world_seed) == (0, 2**32 - 1)
+
+
+def test_help_shows_every_default_and_range():
+    demo = _parser()._subparsers._group_actions[0].choices["demo"]  # noqa: SLF001
+    for action in demo._actions:  # noqa: SLF001
+        if action.dest == "help":
+            continue
+        assert "default" in (action.help or ""), action.option_strings
+    text = demo.format_help()
+    for needed in ("[0, 4294967295]", "in [0, 1]", "{background,color}", "(default: 0.95)"):
+        assert needed in text
+
+
+def test_version_and_verbose_after_the_subcommand(capsys):
+    from failmodes import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"failmodes {__version__}"
+    assert _parser().parse_args(["demo", "-v"]).verbose is True
+    assert _parser().parse_args(["-v", "demo"]).verbose is True
+    assert not hasattr(_parser().parse_args(["demo"]), "verbose")
+
+
+def test_a_first_run_says_what_it_does_within_five_seconds(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "failmodes.cli", "demo", "--out", str(tmp_path / "out"),
+         "--cache", str(tmp_path / "cache")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        first = process.stdout.readline()
+        elapsed = time.perf_counter() - started
+        second = process.stdout.readline()
+    finally:
+        process.kill()
+        process.communicate()
+    assert first.startswith("failmodes demo: ToyWorld (world seed 0"), first
+    assert elapsed < 5, f"the first line came after {elapsed:.1f} s"
+    assert second.startswith("  rendering the world's"), second
