@@ -140,7 +140,8 @@ def _check_folders(args: argparse.Namespace) -> str | None:
     env = os.environ.get("FAILMODES_CACHE")
     if env:
         problem = _writable(Path(env).expanduser())
-        return f"$FAILMODES_CACHE: {problem} (set it to a writable folder, or pass --cache)"
+        if problem:
+            return f"$FAILMODES_CACHE: {problem} (set it to a writable folder, or pass --cache)"
     return None
 
 

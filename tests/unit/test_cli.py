@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -40,6 +41,16 @@ def test_an_unusable_folder_fails_at_once_in_one_line(tmp_path, args, env, says)
     assert line.startswith("failmodes demo: error: ")
     assert says in done.stderr and "Traceback" not in done.stderr
     assert elapsed < 2, f"took {elapsed:.1f} s"
+
+
+def test_a_writable_cache_folder_from_the_environment_is_accepted(tmp_path, monkeypatch):
+    from failmodes.cli import _check_folders
+
+    monkeypatch.setenv("FAILMODES_CACHE", str(tmp_path / "cache"))
+    args = argparse.Namespace(out=tmp_path / "out", cache=None, no_cache=False)
+    assert _check_folders(args) is None
+    monkeypatch.setenv("FAILMODES_CACHE", "/proc/y")
+    assert _check_folders(args).startswith("$FAILMODES_CACHE: cannot write to /proc/y")
 
 
 def test_a_file_where_a_folder_should_be_is_named(tmp_path):
