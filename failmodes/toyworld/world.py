@@ -7,6 +7,11 @@ images and which value of the spurious attribute is common for which class.
 In ``attribute="background"`` worlds each class mostly appears on its own background in the
 training split (the spurious cue) and colours are uniform; in ``attribute="color"`` worlds each
 class mostly has its own colour and backgrounds are uniform. Debug and test splits are balanced.
+
+Worlds with ``cues=N`` hold the classic spurious correlation instead: N values each predict one
+class (in the training split a cue value appears only with its class), while every other class
+appears uniformly on the values that are no class's cue. ``debug_strength`` lets the debug and
+test splits lean towards the training split's distribution.
 """
 
 from __future__ import annotations
@@ -516,14 +521,23 @@ class ToyWorld:
     """One world: which attribute value is common for which class, and how strongly.
 
     Args:
-        seed: draws the common values and every image of the world's splits.
+        seed: draws the common values (or the cues) and every image of the world's splits.
         attribute: the spurious attribute, ``"background"`` or ``"color"``.
-        strength: the share of training images that show their class's common value (rho).
+        strength: the share of training images that show their class's common value (rho); in
+            a world with ``cues``, the share of a cue's class that shows its cue.
         size: image side in pixels.
+        cues: ``None`` (every class has a common value, as above), or the number of values, drawn
+            from ``seed``, that are each tied to one class: in the training split a cue value
+            appears only with its class, which shows it with probability ``strength`` and
+            otherwise a value that is no class's cue; every other class appears uniformly on the
+            values that are no class's cue. Between 1 and the number of classes.
+        debug_strength: the share of debug and test images whose value is drawn as the training
+            split draws it (the rest uniformly over all values); 0 gives balanced splits.
 
     Raises:
-        ValueError: if ``attribute`` is not ``"background"`` or ``"color"``, or ``strength`` is
-            not in ``[0, 1]``.
+        ValueError: if ``attribute`` is not ``"background"`` or ``"color"``, ``strength`` or
+            ``debug_strength`` is not in ``[0, 1]``, or ``cues`` is not ``None`` or an integer
+            from 1 to the number of classes.
 
     Examples:
         >>> from failmodes.toyworld import ToyWorld
@@ -541,14 +555,28 @@ class ToyWorld:
     attribute: str = "background"
     strength: float = 0.95
     size: int = 32
+    cues: int | None = None
+    debug_strength: float = 0.0
 
     def __post_init__(self):
         if self.attribute not in VALUES:
             raise ValueError(
                 f"attribute must be one of {sorted(VALUES)} in ToyWorld, got {self.attribute!r}"
             )
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+        for name in ("strength", "debug_strength"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+            if not 0.0 <= value <= 1.0:  # NaN fails too
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.cues is not None and (
+            isinstance(self.cues, bool)
+            or not isinstance(self.cues, int)
+            or not 1 <= self.cues <= len(SHAPES)
+        ):
+            raise ValueError(
+                f"cues must be None or an integer from 1 to {len(SHAPES)}, got {self.cues!r}"
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -561,11 +589,29 @@ class ToyWorld:
         return list(VALUES[self.attribute])
 
     @property
-    def common_values(self) -> list[str]:
-        """The common value of each class (index = label), drawn from the world seed."""
+    def common_values(self) -> list[str | None]:
+        """The common value of each class (index = label), drawn from the world seed.
+
+        In a world with ``cues``, a class's cue, and ``None`` for a class without one.
+        """
+        if self.cues is not None:
+            common: list[str | None] = [None] * len(SHAPES)
+            for label, value in self.cue_values.items():
+                common[label] = value
+            return common
         rng = np.random.default_rng([self.seed, 7919])
         order = rng.permutation(len(self.values))[: len(SHAPES)]
         return [self.values[i] for i in order]
+
+    @property
+    def cue_values(self) -> dict[int, str]:
+        """``{label: value}``: the classes that have a cue and their cues (empty without cues)."""
+        if self.cues is None:
+            return {}
+        rng = np.random.default_rng([self.seed, 7919, self.cues])
+        values = rng.permutation(len(self.values))[: self.cues]
+        labels = rng.permutation(len(SHAPES))[: self.cues]
+        return {int(y): self.values[int(v)] for y, v in sorted(zip(labels, values, strict=True))}
 
     def uncommon_values(self) -> dict[str, list[str]]:
         """Per class, every value except its common one: what an oracle proposer would say.
@@ -575,6 +621,24 @@ class ToyWorld:
         """
         common = self.common_values
         return {c: [v for v in self.values if v != common[i]] for i, c in enumerate(SHAPES)}
+
+    def _train_draw(self) -> Callable[[np.random.Generator, int], str]:
+        """``draw(rng, label)``: one value drawn as the training split draws it for a class."""
+        common = self.common_values
+        if self.cues is not None:
+            cues = set(self.cue_values.values())
+            free = [v for v in self.values if v not in cues]
+            others = [free] * len(SHAPES)
+        else:
+            others = [[v for v in self.values if v != c] for c in common]
+
+        def draw(rng: np.random.Generator, label: int) -> str:
+            value = common[label]
+            if value is not None and rng.random() < self.strength:
+                return value
+            return others[label][rng.integers(len(others[label]))]
+
+        return draw
 
     def _split_seed(self, split: str) -> int:
         return int(np.random.default_rng([self.seed, sum(map(ord, split))]).integers(2**31))
@@ -594,7 +658,8 @@ class ToyWorld:
             labels: class index of each image.
             biased: draw the attribute value as the training split does (the class's common
                 value with probability ``strength``, else a uniformly drawn other value); if
-                False, uniformly over all values.
+                False, as the debug and test splits do (as the training split with probability
+                ``debug_strength``, else uniformly over all values).
             seed: seed of the values, the other attribute and the rendering.
             style: ``"world"`` or ``"generated"`` (see [`render`][render]).
             values: fixed attribute values per image (``None`` entries are drawn as above).
@@ -610,7 +675,7 @@ class ToyWorld:
         rng = np.random.default_rng(seed)
         n = len(labels)
         all_values = self.values
-        common = self.common_values
+        train_draw = self._train_draw()
         chosen = []
         for i, y in enumerate(labels):
             fixed = values[i] if values is not None else None
@@ -618,11 +683,8 @@ class ToyWorld:
                 if fixed not in all_values:
                     raise ValueError(f"unknown {self.attribute} value {fixed!r}")
                 chosen.append(fixed)
-            elif biased and rng.random() < self.strength:
-                chosen.append(common[y])
-            elif biased:
-                others = [v for v in all_values if v != common[y]]
-                chosen.append(others[rng.integers(len(others))])
+            elif biased or (self.debug_strength > 0 and rng.random() < self.debug_strength):
+                chosen.append(train_draw(rng, int(y)))
             else:
                 chosen.append(all_values[rng.integers(len(all_values))])
         bg_names = list(BACKGROUNDS)
@@ -657,12 +719,27 @@ class ToyWorld:
         labels = np.repeat(np.arange(len(SHAPES)), per_class)
         return self.sample(labels, biased=True, seed=self._split_seed("train"))
 
+    def train_like(self, n: int = 2_000) -> ToyDataset:
+        """Fresh images drawn as the training split is, apart from it.
+
+        A repair that removes a shortcut can cost accuracy where the shortcut held; this split
+        shows that price (``run(..., extra={"train_like": ...})`` or as a guard).
+
+        Args:
+            n: images in all; labels cycle through the classes.
+
+        Returns:
+            The split; the same world gives the same split.
+        """
+        labels = np.arange(n) % len(SHAPES)
+        return self.sample(labels, biased=True, seed=self._split_seed("train-like"))
+
     def _balanced(self, n: int, split: str) -> ToyDataset:
         labels = np.arange(n) % len(SHAPES)
         return self.sample(labels, biased=False, seed=self._split_seed(split))
 
     def debug(self, n: int = 10_000) -> ToyDataset:
-        """The balanced debug split (classes and values uniform).
+        """The debug split: classes uniform, values uniform (or leaning, see ``debug_strength``).
 
         Args:
             n: images in all; labels cycle through the classes.
@@ -673,7 +750,7 @@ class ToyWorld:
         return self._balanced(n, "debug")
 
     def test(self, n: int = 5_000) -> ToyDataset:
-        """The balanced test split (classes and values uniform), drawn apart from the debug split.
+        """The test split, drawn as the debug split is but apart from it.
 
         Args:
             n: images in all; labels cycle through the classes.

@@ -206,3 +206,86 @@ def test_classifier_learns_the_shortcut(backbone, attribute):
     )
     assert ok[common].mean() >= 0.9
     assert ok[~common].mean() <= ok[common].mean() - 0.25
+
+
+# ---------------------------------------------------------------- worlds with cues
+def _digest(data) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256(data.pixels.tobytes())
+    h.update(json.dumps([data.labels, data.groups, data.backgrounds, data.colors]).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("world", "digests"),
+    [
+        # measured with the world module as it was before cues and debug_strength existed
+        (ToyWorld(seed=0), ("cd24935856dceabb", "d394b5b149dd1b1f", "c5f6dd49fba90fe4")),
+        (
+            ToyWorld(seed=3, attribute="color", strength=0.85),
+            ("89450b2188fefd0a", "613606afea73b19b", "9802dc6ec12b4179"),
+        ),
+    ],
+)
+def test_worlds_without_cues_render_every_split_as_before(world, digests):
+    assert (_digest(world.train(6)), _digest(world.debug(60)), _digest(world.test(60))) == digests
+    assert ToyWorld(seed=world.seed, attribute=world.attribute, strength=world.strength,
+                    cues=None, debug_strength=0.0) == world  # fmt: skip
+
+
+@pytest.mark.parametrize("attribute", ["background", "color"])
+def test_a_cue_value_appears_only_with_its_class_in_train(attribute):
+    world = ToyWorld(seed=4, attribute=attribute, strength=0.5, cues=3)
+    cues = world.cue_values
+    assert len(cues) == 3 and len(set(cues.values())) == 3
+    assert world.common_values == [cues.get(y) for y in range(len(SHAPES))]
+    train = world.train(per_class=200)
+    labels, groups = np.array(train.labels), np.array(train.groups)
+    for label, value in cues.items():
+        assert set(labels[groups == value]) == {label}
+        assert 0.4 <= np.mean(groups[labels == label] == value) <= 0.6  # strength 0.5
+    free = [v for v in world.values if v not in cues.values()]
+    others = [y for y in range(len(SHAPES)) if y not in cues]
+    seen = Counter(groups[np.isin(labels, others)])
+    assert set(seen) == set(free)  # every other class is on the free values only, all of them
+    assert max(seen.values()) < 3 * min(seen.values())  # roughly uniformly
+
+
+def test_debug_strength_leans_debug_and_test_towards_the_train_distribution():
+    balanced = ToyWorld(seed=4, strength=0.5, cues=2).debug(2000)
+    leaning = ToyWorld(seed=4, strength=0.5, cues=2, debug_strength=0.6)
+    cue_label, cue = next(iter(leaning.cue_values.items()))
+    debug = leaning.debug(2000)
+    share = np.mean(np.array(debug.groups)[np.array(debug.labels) == cue_label] == cue)
+    base = np.mean(np.array(balanced.groups)[np.array(balanced.labels) == cue_label] == cue)
+    assert base < 0.1  # 1 in 24 when balanced
+    assert 0.6 * 0.5 - 0.08 <= share - base <= 0.6 * 0.5 + 0.08
+    assert _digest(leaning.test(50)) != _digest(leaning.debug(50))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "says"),
+    [
+        ({"cues": 0}, ValueError, "cues must be None or an integer from 1 to 10"),
+        ({"cues": 11}, ValueError, "cues must be None"),
+        ({"cues": 2.5}, ValueError, "cues must be None"),
+        ({"cues": True}, ValueError, "cues must be None"),
+        ({"debug_strength": 1.5}, ValueError, r"debug_strength must be in \[0, 1\]"),
+        ({"debug_strength": float("nan")}, ValueError, "debug_strength must be in"),
+        ({"strength": "high"}, TypeError, "strength must be a number"),
+    ],
+)
+def test_bad_world_settings_are_refused(kwargs, error, says):
+    with pytest.raises(error, match=says):
+        ToyWorld(**kwargs)
+
+
+def test_train_like_is_drawn_as_train_but_apart_from_it():
+    world = ToyWorld(seed=0, strength=0.9)
+    fresh = world.train_like(200)
+    common = [world.common_values[y] for y in fresh.labels]
+    assert np.mean(np.array(fresh.groups) == np.array(common)) > 0.8
+    assert _digest(fresh) != _digest(world.sample(fresh.labels, biased=True, seed=0))
+    assert _digest(world.train_like(200)) == _digest(fresh)
