@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from failmodes._checks import check_instance
+from failmodes._checks import check_instance, check_number
 from failmodes.cache import Cache
 from failmodes.interfaces import (
     BackgroundProposer,
@@ -18,8 +18,9 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
+from failmodes.ranking import ALLOCATIONS, RANKS
 
-__all__ = ["GRIDS", "INTERFACES", "checked_component", "described", "run_config"]
+__all__ = ["GRIDS", "INTERFACES", "check_settings", "checked_component", "described", "run_config"]
 
 INTERFACES: dict[str, type] = {
     "extractor": FeatureExtractor,
@@ -65,15 +66,23 @@ def described(value: Any) -> Any:
 
 
 def run_config(
-    components: dict[str, Any], grids: dict[str, list], chosen: dict[str, Any], seed: int
+    components: dict[str, Any],
+    grids: dict[str, list],
+    chosen: dict[str, Any],
+    seed: int,
+    prepared: Any = None,
 ) -> dict[str, Any]:
     """A run's ``config``: the chosen settings, the grids, every other setting, seed, version.
 
     Args:
         components: the Debugger's constructor arguments.
         grids: the candidates of each grid setting.
-        chosen: the chosen value of each grid setting (other keys are ignored).
+        chosen: the chosen value of each grid setting (other keys are ignored) and
+            ``kept_original``, when a guard refused every candidate.
         seed: the run's seed.
+        prepared: the run's [`PreparedRun`][failmodes.results.PreparedRun], which says whether
+            a guard was given (``guard``) and names the extra sets (``extra``); ``None`` for
+            neither key.
 
     Returns:
         JSON-ready settings; components are named by their class (the head trainer in use).
@@ -87,4 +96,37 @@ def run_config(
     }
     picked = {name: chosen[name] for name in GRIDS}
     grid_keys = {f"{name}_grid": values for name, values in grids.items()}
-    return {**settings, **picked, **grid_keys, "seed": seed, "version": __version__}
+    config = {**settings, **picked, **grid_keys, "seed": seed, "version": __version__}
+    if prepared is not None:
+        config.update(
+            guard=prepared.guard is not None,
+            extra=list(prepared.extra),
+            kept_original=bool(chosen.get("kept_original", False)),
+        )
+    return config
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """The Debugger's plain settings checked before any work: ranges, choices, NaN refused.
+
+    Args:
+        settings: the Debugger's constructor arguments.
+
+    Raises:
+        ValueError: naming the first setting that holds an invalid value.
+    """
+    for name in ("tolerance", "guard_tolerance"):
+        check_number(settings[name], name, minimum=0, maximum=1)
+    check_number(settings["validation_fraction"], "validation_fraction", minimum=0, below=1)
+    for name, choices in (("rank", RANKS), ("allocation", ALLOCATIONS)):
+        if settings[name] not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {settings[name]!r}")
+    if (
+        settings["allocation"] == "excess"
+        and settings["rank"] == "count"
+        and not settings["significant"]
+    ):
+        raise ValueError(
+            'allocation="excess" needs captioned successes: use it with rank="excess" or '
+            "significant=True"
+        )

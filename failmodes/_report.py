@@ -219,6 +219,7 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
     generated = _generated_samples(result, generated_per_mode, {names.index(n) for n in with_modes})
     return {
         "plural": get_attribute(result.attribute).plural or "values",
+        "by_excess": modes.has_successes and modes.rank == "excess",
         "has_examples": bool(result.examples),
         "classes": [_class(result, name, per_class[name], generated) for name in with_modes],
         "rest": [described[(n, v)] for n in rest for v in modes.modes[n]],

@@ -134,8 +134,9 @@ def fingerprint(component: Any) -> Any:
     Examples:
         >>> from failmodes import StaticProposer
         >>> from failmodes.cache import fingerprint
-        >>> fingerprint(StaticProposer({"fox": ["in a desert"]}))
-        {'class': 'failmodes.proposers.static.StaticProposer', 'values': {'fox': ['in a desert']}}
+        >>> described = fingerprint(StaticProposer({"fox": ["in a desert"]}))
+        >>> described["class"], described["values"]
+        ('failmodes.proposers.static.StaticProposer', {'fox': ['in a desert']})
         >>> fingerprint(StaticProposer(lambda name, attribute: ["red"])) is None
         True
     """

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,14 +43,23 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be in [0, {SEED_MAX}], got {value}")
-    return value
+def _integer(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (no upper bound for ``None``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"in [{low}, {high}]" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+_seed = _integer(0, SEED_MAX)
 
 
 def _share(text: str) -> float:
@@ -103,6 +113,20 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
                       "[0, 1] (default: %(default)s)")  # fmt: skip
     demo.add_argument("--attribute", choices=["background", "color"], default="background",
                       help="the spurious attribute (default: %(default)s)")  # fmt: skip
+    demo.add_argument("--cues", type=_integer(1, 10), default=None, metavar="N",
+                      help="a world where N values each predict one class (in the train split "
+                      "a cue value appears only with its class, with probability --strength), "
+                      "an integer in [1, 10] (default: none, every class has a common "
+                      "value)")  # fmt: skip
+    demo.add_argument("--debug-strength", type=_share, default=0.0, metavar="R",
+                      help="share of debug and test images whose value is drawn as in the train "
+                      "split, in [0, 1] (default: %(default)s, balanced)")  # fmt: skip
+    demo.add_argument("--images-per-mode", type=_integer(1, None), default=None, metavar="N",
+                      help="images generated per failure mode, an integer >= 1 (default: "
+                      "chosen among 20 and 40 on the validation part)")  # fmt: skip
+    demo.add_argument("--rank", choices=["excess", "count"], default="excess",
+                      help="rank a class's values by failures beyond its base rate, or by "
+                      "failure count (default: %(default)s)")  # fmt: skip
     cache = demo.add_mutually_exclusive_group()
     cache.add_argument("--cache", type=Path, default=None, metavar="FOLDER",
                        help="cache folder; a rerun with the same arguments reads every step "
@@ -148,9 +172,11 @@ def _check_folders(args: argparse.Namespace) -> str | None:
 def _table(result) -> str:
     frame = result.to_frame()
     cols = [
-        c for c in ("test", "debug_seed", "debug_heldout", "worst_group_test") if c in frame.columns
+        c
+        for c in ("test", "debug_seed", "debug_heldout", "worst_group_test", "train_like")
+        if c in frame.columns
     ]
-    return frame[cols].to_string(float_format=lambda x: f"{x:.3f}")
+    return frame[cols].rename_axis(None).to_string(float_format=lambda x: f"{x:.3f}")
 
 
 def _show_stages() -> None:
@@ -165,12 +191,17 @@ def _show_stages() -> None:
     stages.propagate = False  # printed here once, whatever a library does to the root logger
 
 
-def _demo(args: argparse.Namespace) -> int:
-    print(
-        f"failmodes demo: ToyWorld (world seed {args.world_seed}, {args.attribute}, strength "
-        f"{args.strength}), seed {args.seed}, writing to {args.out}",
-        flush=True,
+def _world(args: argparse.Namespace) -> str:
+    cues = "" if args.cues is None else f", {args.cues} cues"
+    debug = f", debug strength {args.debug_strength}" if args.debug_strength else ""
+    return (
+        f"ToyWorld (world seed {args.world_seed}, {args.attribute}, strength {args.strength}"
+        f"{cues}{debug})"
     )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print(f"failmodes demo: {_world(args)}, seed {args.seed}, writing to {args.out}", flush=True)
     if not getattr(args, "verbose", False):
         _show_stages()
     started = time.perf_counter()
@@ -181,6 +212,10 @@ def _demo(args: argparse.Namespace) -> int:
         world_seed=args.world_seed,
         strength=args.strength,
         attribute=args.attribute,
+        cues=args.cues,
+        debug_strength=args.debug_strength,
+        images_per_mode=args.images_per_mode,
+        rank=args.rank,
         progress=args.progress,
         cache=False if args.no_cache else (args.cache if args.cache is not None else True),
     )
@@ -195,8 +230,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _print_result(args: argparse.Namespace, result) -> None:
     summary, cfg = result.summary(), result.config
     print(
-        f"\nToyWorld (world seed {args.world_seed}, {args.attribute}, strength "
-        f"{args.strength}): {summary['n_failures']} failures, {summary['n_seed']} debug_seed, "
+        f"\n{_world(args)}: {summary['n_failures']} failures, {summary['n_seed']} debug_seed, "
         f"{summary['n_heldout']} debug_heldout"
     )
     print(f"caption accuracy: {summary['caption_accuracy']:.3f}")

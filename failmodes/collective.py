@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from failmodes._imports import require
+from failmodes.attributes import phrase
+from failmodes.ranking import wilson_interval
 
 if TYPE_CHECKING:
     from failmodes.debugger import Debugger
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CollectiveResult",
+    "Comparison",
     "collective_repair",
+    "compare",
     "failure_iou",
     "failure_masks",
     "mean_iou",
@@ -411,3 +415,157 @@ def collective_repair(
     total = float(others["individual_gain"].sum())
     ratio = float(others["collective_gain"].sum()) / total if total > 0 else None
     return CollectiveResult(kind, source, modes, generated, table, ratio, heads)
+
+
+@dataclass
+class Comparison:
+    """Where two models of one debug set fail differently, mode by mode.
+
+    Attributes:
+        names: the two models' names, as ``compare`` was given them.
+        attribute: the spurious attribute.
+        table: one row per ``(class, value)`` captioned in either run: ``class``, ``value``,
+            ``total`` (captioned images outside the validation part), per model
+            ``failures_<name>``, ``rate_<name>`` and its Wilson interval ``ci_low_<name>`` /
+            ``ci_high_<name>``, and ``fails`` (the name of the model that fails clearly more
+            often, the intervals apart, or ``None``).
+    """
+
+    names: tuple[str, str]
+    attribute: str
+    table: pd.DataFrame
+
+    def describe(self) -> list[str]:
+        """The modes where one model fails and the other does not, in words.
+
+        Returns:
+            ``"cnn fails on circle in fog, mixer does not: 24 vs 3 failures of 30 images"``,
+            one line per mode where the intervals are apart, the largest gaps first.
+        """
+        a, b = self.names
+        rows = self.table[self.table["fails"].notna()]
+        gap = (rows[f"failures_{a}"] - rows[f"failures_{b}"]).abs()
+        lines = []
+        for i in gap.sort_values(ascending=False, kind="stable").index:
+            row = rows.loc[i]
+            worse = row["fails"]
+            better = b if worse == a else a
+            lines.append(
+                f"{worse} fails on {phrase(row['class'], row['value'], self.attribute)}, "
+                f"{better} does not: {row[f'failures_{worse}']} vs {row[f'failures_{better}']} "
+                f"failures of {row['total']} images"
+            )
+        return lines
+
+
+def compare(result_a: RunResult, result_b: RunResult, *, names: tuple[str, str] = ("a", "b")
+            ) -> Comparison:  # fmt: skip
+    """The modes where one model fails and the other does not.
+
+    Both runs must be of one debug set (the same labels) with one proposal set, and should
+    share their seed (so that their validation parts agree). Every image either run captioned
+    (its ``debug_seed`` failures and, with ``rank="excess"``, its sampled successes) is counted
+    for both models, from each run's predictions on the whole debug set; so both models are
+    measured on the same images.
+
+    Args:
+        result_a: one model's [`RunResult`][failmodes.results.RunResult].
+        result_b: the other's.
+        names: what to call them in the table and the words.
+
+    Returns:
+        A [`Comparison`][Comparison].
+
+    Raises:
+        ValueError: if the runs are of different debug sets, proposals or attributes, the names
+            are not two distinct non-empty strings, or the runs captioned one image differently
+            (use one captioner and one ``rank`` for both).
+
+    Examples:
+        ```python
+        comparison = compare(runs["cnn"], runs["mixer"], names=("cnn", "mixer"))
+        comparison.describe()  # ["cnn fails on circle in fog, mixer does not: 24 vs 3 ..."]
+        ```
+    """
+    a, b = _check_pair(result_a, result_b, names)
+    captions = _shared_captions(result_a, result_b)
+    validation = set(result_a.failures.validation.tolist()) | set(
+        result_b.failures.validation.tolist()
+    )
+    labels = result_a.failures.labels
+    wrong = {
+        name: result.failures.predictions != labels
+        for name, result in ((a, result_a), (b, result_b))
+    }
+    tally: dict[tuple[str, str], list[int]] = {}
+    for index, value in sorted(captions.items()):
+        if value is None or index in validation:
+            continue
+        row = tally.setdefault((result_a.class_names[int(labels[index])], value), [0, 0, 0])
+        row[0] += 1
+        row[1] += bool(wrong[a][index])
+        row[2] += bool(wrong[b][index])
+    rows = []
+    for (cls, value), (total, fail_a, fail_b) in tally.items():
+        ci_a, ci_b = wilson_interval(fail_a, total), wilson_interval(fail_b, total)
+        fails = a if ci_a[0] > ci_b[1] else b if ci_b[0] > ci_a[1] else None
+        rows.append({"class": cls, "value": value, "total": total,
+                     f"failures_{a}": fail_a, f"rate_{a}": fail_a / total,
+                     f"ci_low_{a}": ci_a[0], f"ci_high_{a}": ci_a[1],
+                     f"failures_{b}": fail_b, f"rate_{b}": fail_b / total,
+                     f"ci_low_{b}": ci_b[0], f"ci_high_{b}": ci_b[1], "fails": fails})  # fmt: skip
+    order = {name: i for i, name in enumerate(result_a.class_names)}
+    table = pd.DataFrame(rows, columns=_comparison_columns(a, b))
+    table = table.sort_values(["class", "value"], key=lambda col: col.map(order)
+                              if col.name == "class" else col, kind="stable")  # fmt: skip
+    return Comparison((a, b), result_a.attribute, table.reset_index(drop=True))
+
+
+def _comparison_columns(a: str, b: str) -> list[str]:
+    per_model = [f"{kind}_{name}" for name in (a, b)
+                 for kind in ("failures", "rate", "ci_low", "ci_high")]  # fmt: skip
+    return ["class", "value", "total", *per_model, "fails"]
+
+
+def _check_pair(result_a: RunResult, result_b: RunResult, names: Any) -> tuple[str, str]:
+    """The two names, once the runs are shown to be of one debug set and one proposal set."""
+    if (
+        not isinstance(names, tuple | list)
+        or len(names) != 2
+        or not all(isinstance(n, str) and n for n in names)
+        or names[0] == names[1]
+    ):
+        raise ValueError(f"names must be two distinct non-empty strings, got {names!r}")
+    fa, fb = result_a.failures, result_b.failures
+    if len(fa.labels) != len(fb.labels) or not np.array_equal(fa.labels, fb.labels):
+        raise ValueError("the two runs are of different debug sets (their labels differ)")
+    if result_a.modes.candidates != result_b.modes.candidates:
+        raise ValueError("the two runs were captioned among different proposals")
+    if result_a.attribute != result_b.attribute:
+        raise ValueError(
+            f"the runs are about different attributes ({result_a.attribute!r}, "
+            f"{result_b.attribute!r})"
+        )
+    return names[0], names[1]
+
+
+def _shared_captions(result_a: RunResult, result_b: RunResult) -> dict[int, str | None]:
+    """``{debug index: value}`` of every image either run captioned, checked to agree."""
+    captions: dict[int, str | None] = {}
+    disagree = 0
+    for result in (result_a, result_b):
+        modes = result.modes
+        pairs = itertools.chain(
+            zip(modes.indices.tolist(), modes.captions, strict=True),
+            zip(modes.success_indices.tolist(), modes.success_captions, strict=True),
+        )
+        for index, caption in pairs:
+            if index in captions and captions[index] != caption.value:
+                disagree += 1
+            captions.setdefault(int(index), caption.value)
+    if disagree:
+        raise ValueError(
+            f"the two runs captioned {disagree} images differently; compare runs captioned by "
+            "one captioner with one rank"
+        )
+    return captions

@@ -19,7 +19,8 @@ import torch
 
 from failmodes import steps
 from failmodes._checks import check_class_names, check_grid
-from failmodes._components import GRIDS, checked_component, run_config
+from failmodes._components import GRIDS, check_settings, checked_component, run_config
+from failmodes._repairs import baseline_repairs, targeted_repair
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, resolve_cache
 from failmodes.data import groups_of
@@ -73,6 +74,17 @@ class Debugger:
             ``lam`` and ``images_per_mode``; never used for failures or reporting.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
+        guard_tolerance: with a guard set (``run(..., guard=...)``), a candidate whose guard
+            accuracy is more than this below the original head's is refused.
+        rank: how a class's values are ranked: ``"excess"`` (failures beyond the class's base
+            rate, from captioned successes as well; see
+            [`FailureModes.stats`][failmodes.results.FailureModes.stats]) or ``"count"``
+            (failures, the paper's ranking).
+        significant: keep only values whose failure rate's interval clears the class's base rate
+            (a class with none keeps its top ``k``, with a warning).
+        allocation: how a class's images (``k`` x ``images_per_mode``) are shared among its
+            modes: ``"even"``, or ``"excess"`` (in proportion to excess failures; needs
+            captioned successes, so ``rank="excess"`` or ``significant``).
         baselines: also fit the ``random``, ``uniform`` and ``refit`` baselines in [`run`][run].
         image_filter: drops generated images it rejects, which are replaced (e.g. a
             [`CaptionFilter`][failmodes.filters.CaptionFilter]); ``None`` keeps every image.
@@ -87,24 +99,18 @@ class Debugger:
             [`failmodes.progress`][failmodes.progress]); ``None`` leaves it to each component.
 
     Examples:
-        The steps one at a time, with only the components they need: here a model that
-        predicts ``fox`` for every image, so every ``owl`` of the debug set is a failure.
-        [`run`][run] does the whole method (``failmodes demo`` on ToyWorld).
+        The steps one at a time, with only the components they need: a model that predicts
+        ``fox`` for every image fails on every ``owl``. [`run`][run] does the whole method.
 
         >>> import torch
-        >>> from torch import nn
         >>> from failmodes import Debugger, TorchExtractor
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
-        >>> with torch.no_grad():
-        ...     _ = model[1].weight.zero_(), model[1].bias.copy_(torch.tensor([1.0, 0.0]))
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> _ = model[1].weight.data.zero_(), model[1].bias.data.copy_(torch.tensor([1.0, 0.0]))
         >>> debug = [(torch.zeros(3, 2, 2), i % 2) for i in range(20)]  # (image, label) pairs
         >>> dbg = Debugger(extractor=TorchExtractor(model), class_names=["fox", "owl"],
         ...                cache=False)
-        >>> failures = dbg.find_failures(debug, seed=0)
-        >>> len(failures.validation), len(failures.seed), len(failures.heldout)
-        (4, 4, 4)
-        >>> dbg.replace(k=5).k, dbg.requests({("owl", "in a desert"): 3})[0].prompt
-        (5, 'a photo of an owl in a desert')
+        >>> len(dbg.find_failures(debug, seed=0).seed), dbg.replace(k=5).k
+        (4, 5)
     """
 
     extractor: FeatureExtractor
@@ -119,6 +125,10 @@ class Debugger:
     images_per_mode: int | Sequence[int] = 20
     validation_fraction: float = 0.2
     tolerance: float = 0.005
+    guard_tolerance: float = 0.01
+    rank: str = "excess"
+    significant: bool = False
+    allocation: str = "even"
     baselines: bool = True
     image_filter: ImageFilter | None = None
     filter_rounds: int = 2
@@ -233,8 +243,9 @@ class Debugger:
         return steps.propose(proposer, names, attribute=self.attribute, cache=self._cache())
 
     def caption(
-        self, debug: Any, failures: FailureSet, proposals: dict, *, k: int | None = None
-    ) -> FailureModes:
+        self, debug: Any, failures: FailureSet, proposals: dict, *, k: int | None = None,
+        seed: int = 0,
+    ) -> FailureModes:  # fmt: skip
         """The failures' captions and top-``k`` modes ([`caption_failures`][failmodes.steps]).
 
         Args:
@@ -242,20 +253,19 @@ class Debugger:
             failures: the split from [`find_failures`][find_failures].
             proposals: ``{class_name: [value, ...]}`` from [`propose`][propose].
             k: failure modes kept per class; ``None``: the largest of the Debugger's ``k``.
+            seed: draws the captioned successes (with ``rank="excess"`` or ``significant``).
 
         Returns:
             A [`FailureModes`][failmodes.results.FailureModes].
         """
+        proposer, names = self.proposer, self._names()
+        usual = {} if proposer is None else proposer.usual_values(names, attribute=self.attribute)
         return steps.caption_failures(
-            self._component("captioner"),
-            debug,
-            failures,
-            proposals,
-            class_names=self._names(),
-            k=max(self.grids()["k"]) if k is None else k,
-            attribute=self.attribute,
-            cache=self._cache(),
-        )
+            self._component("captioner"), debug, failures, proposals, class_names=names,
+            k=max(self.grids()["k"]) if k is None else k, attribute=self.attribute,
+            cache=self._cache(), rank=self.rank, significant=self.significant, usual=usual,
+            seed=seed,
+        )  # fmt: skip
 
     def requests(self, counts: dict, *, seed: int = 0) -> list[GenerationRequest]:
         """Jobs for ``{(class_name, value or None): count}`` ([`make_requests`][failmodes.steps]).
@@ -333,7 +343,8 @@ class Debugger:
     # ------------------------------------------------------------------ the method
     def prepare(
         self, train: Any, debug: Any, test: Any = None, *, seed: int = 0,
-        failures: FailureSet | None = None,
+        failures: FailureSet | None = None, guard: Any = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> PreparedRun:  # fmt: skip
         """Features, original head, failures and validation part: where every use starts.
 
@@ -346,18 +357,24 @@ class Debugger:
             test: the test set, or ``None``.
             seed: seed of the failures' split.
             failures: a split of ``debug`` to use (e.g. a run's); ``None`` makes it.
+            guard: in-distribution data that neither the model nor the repair trained on, or
+                ``None`` (see [`run`][run]).
+            extra: ``{name: data}``, more sets to evaluate every head on.
 
         Returns:
             A [`PreparedRun`][failmodes.results.PreparedRun].
         """
+        extra = steps.check_extra(extra)
         train_f = self.features(train, name="train")
         debug_f = self.features(debug, name="debug")
         test_f = None if test is None else self.features(test, name="test")
+        guard_f = None if guard is None else self.features(guard, name="guard")
+        extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
         head = steps.original_head(self._component("extractor"), train_f, self._names())
         if failures is None:
             failures = self.find_failures(debug, seed=seed, features=debug_f)
         validation = steps.validation_splits(failures, debug_f)
-        return PreparedRun(train_f, debug_f, test_f, head, failures, validation)
+        return PreparedRun(train_f, debug_f, test_f, head, failures, validation, guard_f, extra_f)
 
     def select(
         self, prepared: PreparedRun, generated: GeneratedSet, candidates: Sequence[Candidate],
@@ -378,9 +395,13 @@ class Debugger:
         extractor, trainer = self._component("extractor"), self._component("head_trainer")
         feats = steps.generated_features(extractor, generated, **self._extraction())
         return steps.select_head(trainer, prepared, feats, candidates, tolerance=self.tolerance,
-                                 seed=seed, cache=self._cache())  # fmt: skip
+                                 guard_tolerance=self.guard_tolerance, seed=seed,
+                                 cache=self._cache())  # fmt: skip
 
-    def run(self, train: Any, debug: Any, test: Any, *, seed: int = 0) -> RunResult:
+    def run(
+        self, train: Any, debug: Any, test: Any, *, seed: int = 0, guard: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> RunResult:  # fmt: skip
         """Run the whole method and its baselines.
 
         In order: [`propose`][propose], [`prepare`][prepare], [`caption`][caption], one
@@ -392,6 +413,12 @@ class Debugger:
             debug: the debug set; its failures are found, split and captioned.
             test: the test set, used only for reporting.
             seed: seed of the splits, generation and solver.
+            guard: in-distribution images (and labels) that neither the model nor the repair
+                trained on: a candidate whose accuracy on them is more than ``guard_tolerance``
+                below the original head's is refused, and if every one is, the original head
+                is kept (the summary says so). ``None``: only the validation part is checked.
+            extra: ``{name: data}``, more sets every head is evaluated on, reported beside
+                ``test`` (e.g. ``{"original": images drawn like the training data}``).
 
         Returns:
             A [`RunResult`][failmodes.results.RunResult].
@@ -402,19 +429,20 @@ class Debugger:
         """
         started = time.perf_counter()
         grids = self.grids()
+        check_settings(self.components)
         for name in ("proposer", "captioner", "generator", "head_trainer"):
             self._component(name)
         get_attribute(self.attribute)
         proposals = self.propose()  # cheap, and an error here costs nothing
         steps.check_enough_values(proposals, max(grids["k"]), self.attribute)
-        prep = self.prepare(train, debug, test, seed=seed)
-        modes = self.caption(debug, prep.failures, proposals, k=max(grids["k"]))
-        generated, choice = self._targeted(prep, modes, proposals, grids, seed)
+        prep = self.prepare(train, debug, test, seed=seed, guard=guard, extra=extra)
+        modes = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
+        generated, choice = targeted_repair(self, prep, modes, proposals, grids, seed)
         heads = {"before": prep.head, "failmodes": choice.head}
         tables = {"failmodes": choice.table}
         baseline_sets: dict[str, GeneratedSet] = {}
         if self.baselines:
-            baseline_sets, fits = self._baselines(prep, modes, proposals, choice, grids, seed)
+            baseline_sets, fits = baseline_repairs(self, prep, modes, proposals, choice, seed)
             heads.update((method, pick.head) for method, pick in fits.items())
             tables.update((method, pick.table) for method, pick in fits.items())
             trainer = self._component("head_trainer")
@@ -432,7 +460,7 @@ class Debugger:
             modes=modes,
             generated=generated,
             selection=steps.selection_table(tables),
-            config=run_config(self.components, grids, choice.settings, seed),
+            config=run_config(self.components, grids, choice.settings, seed, prep),
             caption_accuracy=steps.caption_accuracy(debug, modes),
             baseline_generated=baseline_sets,
             heads=heads,
@@ -441,38 +469,6 @@ class Debugger:
         )
         logger.info("run finished in %.1fs", result.seconds)
         return result
-
-    def _targeted(
-        self, prep: PreparedRun, modes: FailureModes, proposals: dict, grids: dict, seed: int
-    ) -> tuple[GeneratedSet, Selection]:
-        """One set at the largest ``k`` and images per mode; ``modes`` set to the chosen ``k``."""
-        ranked = modes.top_k(max(grids["k"]))
-        n_max = max(grids["images_per_mode"])
-        counts = {(c, v): n_max for c in self._names() for v in ranked.get(c, [])}
-        targeted = self.generate(self.requests(counts, seed=seed), candidates=proposals)
-        candidates = steps.targeted_candidates(targeted, ranked, **grids)
-        choice = self.select(prep, targeted, candidates, seed=seed)
-        chosen = {key: choice.settings[key] for key in ("k", "images_per_mode")}
-        modes.modes = modes.top_k(chosen["k"])
-        keep = next(c.keep for c in candidates if c.settings == chosen)
-        return targeted.select(keep), choice
-
-    def _baselines(
-        self, prep: PreparedRun, modes: FailureModes, proposals: dict, choice: Selection,
-        grids: dict, seed: int,
-    ) -> tuple[dict[str, GeneratedSet], dict[str, Selection]]:  # fmt: skip
-        """The random and uniform baselines: as many images per class, ``lam`` chosen alike."""
-        settings = {key: choice.settings[key] for key in ("k", "images_per_mode")}
-        requests = steps.baseline_requests(
-            modes, proposals, images_per_mode=settings["images_per_mode"], seed=seed
-        )
-        sets, fits = {}, {}
-        for method, asked in requests.items():
-            stage("baseline: %s", method)
-            sets[method] = made = self.generate(asked, candidates=proposals)
-            lams = steps.lam_candidates(len(made), grids["lam"], settings)
-            fits[method] = self.select(prep, made, lams, seed=seed)
-        return sets, fits
 
     def refit_on(
         self, generated: GeneratedSet, train: Any, debug: Any, *,

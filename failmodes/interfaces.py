@@ -135,6 +135,25 @@ class BackgroundProposer(abc.ABC):
             [`failmodes.proposers.merge_values`][failmodes.proposers.merge_values]).
         """
 
+    def usual_values(
+        self, class_names: Sequence[str], *, attribute: str = "background"
+    ) -> dict[str, str]:
+        """Each class's usual value, for the classes whose usual value the proposer knows.
+
+        When modes are ranked against successes (``Debugger(rank="excess")``), images are
+        captioned among a class's proposals plus its usual value, so that a success in its
+        usual setting is not counted under an uncommon value. It counts in the class's totals
+        and is never a failure mode. The default knows none.
+
+        Args:
+            class_names: the classes to ask about.
+            attribute: the spurious attribute.
+
+        Returns:
+            ``{class_name: value}``; classes left out have no known usual value.
+        """
+        return {}
+
 
 @dataclass(frozen=True)
 class Caption:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import pandas as pd
 from failmodes.attributes import phrase
 from failmodes.images import ImageList, png_bytes, thumbnail
 from failmodes.interfaces import Caption, GenerationRequest
+from failmodes.ranking import RANKS, STATS_COLUMNS, mode_stats, rank_values
 
 __all__ = [
     "FailureExample",
@@ -122,6 +125,10 @@ class PreparedRun:
         validation: ``{"validation": ..., "validation_failures": ...}``, the validation part of
             the debug set and the original head's failures among it; candidates are chosen on
             it.
+        guard: features of in-distribution images that neither the model nor the repair
+            trained on, or ``None``: a candidate that loses more than the guard tolerance on
+            them is refused.
+        extra: ``{name: features}``, more sets every head is evaluated on (for reporting only).
 
     Examples:
         ```python
@@ -137,6 +144,8 @@ class PreparedRun:
     head: Any
     failures: FailureSet
     validation: dict[str, Features]
+    guard: Features | None = None
+    extra: dict[str, Features] = field(default_factory=dict)
 
 
 @dataclass
@@ -217,7 +226,17 @@ class FailureModes:
         predictions: the model's predictions for them.
         captions: one [`Caption`][failmodes.interfaces.Caption] per failure.
         candidates: the values each class's failures were captioned among.
-        modes: ``{class_name: [value, ...]}``, the top-k values by frequency per class.
+        modes: ``{class_name: [value, ...]}``, the top-k values per class, ranked by ``rank``.
+        success_indices: debug-set indices of the captioned successes (empty when only the
+            failures were captioned).
+        success_labels: their labels (the model predicted them right).
+        success_captions: one [`Caption`][failmodes.interfaces.Caption] per success.
+        usual: ``{class_name: value}``: each class's usual value, captioned beside the
+            candidates; it counts in the class's totals and is never a mode.
+        rank: ``"count"`` (values with the most failures first) or ``"excess"`` (the most
+            failures beyond the class's base rate first; see [`stats`][stats]).
+        significant: whether only values whose failure rate's interval clears the class's base
+            rate are modes.
 
     Examples:
         [`Debugger.caption`][failmodes.debugger.Debugger.caption] makes one; by hand, from three
@@ -250,6 +269,12 @@ class FailureModes:
     captions: list[Caption]
     candidates: dict[str, list[str]]
     modes: dict[str, list[str]] = field(default_factory=dict)
+    success_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    success_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    success_captions: list[Caption] = field(default_factory=list)
+    usual: dict[str, str] = field(default_factory=dict)
+    rank: str = "count"
+    significant: bool = False
 
     @classmethod
     def from_captions(
@@ -263,8 +288,12 @@ class FailureModes:
         captions: Sequence[Caption],
         candidates: dict[str, list[str]],
         k: int,
+        successes: tuple[np.ndarray, np.ndarray, Sequence[Caption]] | None = None,
+        usual: dict[str, str] | None = None,
+        rank: str = "count",
+        significant: bool = False,
     ) -> FailureModes:
-        """Count the captions per class and keep the ``k`` most frequent values.
+        """Count the captions per class and keep the ``k`` best-ranked values.
 
         Ties are broken by the order of the class's candidates, so the result is deterministic.
 
@@ -280,15 +309,23 @@ class FailureModes:
                 captioned among (their order breaks ties).
             k: failure modes kept per class (at least 1); a class keeps fewer when fewer of its
                 values were captioned.
+            successes: ``(indices, labels, captions)`` of captioned successes, or ``None``.
+            usual: each class's usual value (never a mode), or ``None``.
+            rank: ``"count"`` or ``"excess"`` (see [`stats`][stats]).
+            significant: keep only values whose failure rate's interval lies above the class's
+                base rate (a class with none keeps its top ``k``, with a warning).
 
         Returns:
             The captions with ``modes`` set to the top ``k`` values of each class.
 
         Raises:
-            ValueError: if ``k`` is less than 1.
+            ValueError: if ``k`` is less than 1 or ``rank`` is unknown.
         """
         if k < 1:
             raise ValueError(f"k must be a positive number of modes per class, got {k}")
+        if rank not in RANKS:
+            raise ValueError(f"rank must be one of {list(RANKS)}, got {rank!r}")
+        s_idx, s_labels, s_caps = successes if successes is not None else ([], [], [])
         result = cls(
             list(class_names),
             attribute,
@@ -297,8 +334,14 @@ class FailureModes:
             np.asarray(predictions),
             list(captions),
             dict(candidates),
+            success_indices=np.asarray(s_idx, dtype=np.int64),
+            success_labels=np.asarray(s_labels, dtype=np.int64),
+            success_captions=list(s_caps),
+            usual=dict(usual or {}),
+            rank=rank,
+            significant=significant,
         )
-        result.modes = result.top_k(k)
+        result.modes = result.top_k(k, warn=True)
         return result
 
     def counts(self) -> dict[str, Counter]:
@@ -314,21 +357,117 @@ class FailureModes:
                 out.setdefault(self.class_names[int(label)], Counter())[cap.value] += 1
         return out
 
-    def top_k(self, k: int) -> dict[str, list[str]]:
-        """The ``k`` most frequent values per class, ties broken by the candidates' order.
+    @property
+    def has_successes(self) -> bool:
+        """Whether successes were captioned too, so that failure rates are known."""
+        return len(self.success_captions) > 0
+
+    def stats(self) -> pd.DataFrame:
+        """Per class and value: failures, images, failure rate against the class's, excess.
+
+        Counts are of the captioned images: the ``debug_seed`` failures and, when successes
+        were captioned, a seeded half of the successes outside the validation part (so both are
+        about half of their kind). A class's base rate is its captioned failures over its
+        captioned images, whatever their value (the usual value and uncaptioned images
+        included). Without captioned successes every total equals its failures.
+
+        Returns:
+            Columns ``class`` and those of [`STATS_COLUMNS`][failmodes.ranking.STATS_COLUMNS]
+            (``lift`` = failure rate / base rate, ``excess`` = failures - total x base rate,
+            ``ci_low``/``ci_high`` the 95% Wilson interval of the failure rate), one row per
+            class with a captioned failure (in the order of their first failure) and captioned
+            value, the usual value left out.
+        """
+        frames = [
+            mode_stats(counts, class_failures=n_fail, class_total=n_all).assign(**{"class": name})
+            for name, (counts, n_fail, n_all) in self._class_counts().items()
+        ]
+        columns = ["class", *STATS_COLUMNS]
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        return pd.concat(frames, ignore_index=True)[columns]
+
+    def excess(self) -> dict[str, dict[str, float]]:
+        """``{class_name: {value: excess failures}}`` from [`stats`][stats].
+
+        Returns:
+            Each class's captioned values and their failures beyond the class's base rate
+            (0 for every value when no success was captioned).
+        """
+        out: dict[str, dict[str, float]] = {}
+        table = self.stats()
+        for name, value, excess in zip(table["class"], table["value"], table["excess"],
+                                       strict=True):  # fmt: skip
+            out.setdefault(name, {})[value] = float(excess)
+        return out
+
+    def _class_counts(self) -> dict[str, tuple[dict[str, tuple[int, int]], int, int]]:
+        """``{class: ({value: (failures, total)}, failures, total)}``, classes as they fail."""
+        tallies: dict[str, dict[str | None, list[int]]] = {}
+        parts = (
+            (self.labels, self.captions, 1),
+            (self.success_labels, self.success_captions, 0),
+        )
+        for labels, captions, failed in parts:
+            for label, cap in zip(labels, captions, strict=True):
+                row = tallies.setdefault(self.class_names[int(label)], {})
+                row.setdefault(cap.value, [0, 0])
+                row[cap.value][0] += failed
+                row[cap.value][1] += 1
+        out = {}
+        for name in dict.fromkeys(self.class_names[int(y)] for y in self.labels):
+            row = tallies[name]
+            usual = self.usual.get(name)
+            counts = {v: (f, t) for v, (f, t) in row.items() if v is not None and v != usual}
+            order = {v: i for i, v in enumerate(self.candidates.get(name, []))}
+            counts = dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)),
+                                                                 kv[0])))  # fmt: skip
+            out[name] = (
+                counts,
+                sum(f for f, _ in row.values()),
+                sum(t for _, t in row.values()),
+            )
+        return out
+
+    def top_k(self, k: int, *, warn: bool = False) -> dict[str, list[str]]:
+        """The ``k`` best-ranked values per class (by ``rank``), ties broken by candidate order.
+
+        With ``rank="excess"`` and captioned successes, only values that fail more often than
+        their class (positive excess) can be modes: a class whose failures are spread evenly
+        over its values keeps fewer, or none.
 
         Args:
             k: values kept per class.
+            warn: warn when ``significant`` is set and a class has no value whose interval
+                clears its base rate (it keeps its top ``k`` instead).
 
         Returns:
-            ``{class_name: [value, ...]}``, most frequent first; classes without captions are
+            ``{class_name: [value, ...]}``, best first; classes without a captioned failure are
             left out.
         """
-        modes = {}
-        for name, counter in self.counts().items():
-            order = {v: i for i, v in enumerate(self.candidates.get(name, []))}
-            ranked = sorted(counter, key=lambda v: (-counter[v], order.get(v, len(order)), v))
+        modes, fallback = {}, []
+        stats = self.stats()
+        for name, table in stats.groupby("class", sort=False):
+            order = self.candidates.get(name, [])
+            ranked = rank_values(table, rank=self.rank, order=order)
+            if self.rank == "excess" and self.has_successes:  # only values failing beyond it
+                ranked = [v for v in ranked if v in set(table.loc[table["excess"] > 0, "value"])]
+            if not ranked:
+                continue
+            if self.significant and self.has_successes:
+                clear = set(table.loc[table["ci_low"] > table["base_rate"], "value"])
+                if clear:
+                    ranked = [v for v in ranked if v in clear]
+                else:
+                    fallback.append(name)
             modes[name] = ranked[:k]
+        if warn and fallback:
+            warnings.warn(
+                f"{len(fallback)} classes have no value whose failure rate is clearly above "
+                f"the class's ({_shorten(fallback)}): they keep their top {k} values by "
+                f"{self.rank}; caption more images to tell modes from chance",
+                stacklevel=3,
+            )
         return modes
 
     def top_prediction(self, class_name: str, value: str) -> str | None:
@@ -383,16 +522,31 @@ class FailureModes:
                 (name, value) for name in self.class_names for value in self.modes.get(name, [])
             ]
         stats = self._predictions()
+        rates = self._rates() if self.has_successes else {}
         out = {}
         for name, value in modes:
             predictions = stats.get((name, value), Counter())
             top = predictions.most_common(1)
             pred = self.class_names[top[0][0]] if top else None
+            n_fail = sum(predictions.values())
+            how = _count(n_fail, "failure")
+            if (name, value) in rates:
+                total, lift = rates[(name, value)]
+                how = f"{n_fail} of {total} fail, {_times(lift)} the class's rate"
             out[(name, value)] = (
-                f"{phrase(name, value, self.attribute)} \u2192 predicted {pred} "
-                f"({_count(sum(predictions.values()), 'failure')})"
+                f"{phrase(name, value, self.attribute)} \u2192 predicted {pred} ({how})"
             )
         return out
+
+    def _rates(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """``{(class_name, value): (captioned images, lift)}`` of every captioned value."""
+        table = self.stats()
+        return {
+            (c, v): (int(t), float(lift))
+            for c, v, t, lift in zip(
+                table["class"], table["value"], table["total"], table["lift"], strict=True
+            )
+        }
 
     def describe(self) -> list[str]:
         """Readable failure modes: ``"wallet in a jungle -> predicted mushroom (12 failures)"``.
@@ -408,10 +562,12 @@ class FailureModes:
         Returns:
             Columns ``index`` (in the debug set), ``class``, ``predicted`` (class names),
             ``value`` (``None`` when uncaptioned), ``score`` and ``is_mode`` (whether ``value``
-            is one of the class's chosen modes).
+            is one of the class's chosen modes); when successes were captioned too, also the
+            failure's value's ``total``, ``failure_rate``, ``base_rate``, ``lift``, ``excess``,
+            ``ci_low`` and ``ci_high`` (see [`stats`][stats]).
         """
         names = [self.class_names[int(y)] for y in self.labels]
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "index": self.indices,
                 "class": names,
@@ -424,6 +580,10 @@ class FailureModes:
                 ],
             }
         )
+        if not self.has_successes:
+            return frame
+        stats = self.stats().drop(columns="failures")
+        return frame.merge(stats, on=["class", "value"], how="left")
 
 
 @dataclass
@@ -456,6 +616,15 @@ class FailureExample:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _times(lift: float) -> str:
+    return "n/a\u00d7" if math.isnan(lift) else f"{lift:.1f}\u00d7"
+
+
+def _shorten(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"
 
 
 def failure_examples(
@@ -905,13 +1074,17 @@ class RunResult:
 
         Returns:
             Rows ``before``, ``failmodes`` and the baselines run (index ``method``); columns
-            ``test``, ``debug_seed``, ``debug_heldout``, ``validation`` and, when the test set
-            carries groups, ``worst_group_test``.
+            ``test``, ``debug_seed``, ``debug_heldout``, ``validation``, when the test set
+            carries groups ``worst_group_test``, then ``guard`` and the extra sets, if any.
         """
-        frame = pd.DataFrame(self.accuracy).T.reindex(columns=list(SPLITS))
+        frame = pd.DataFrame(self.accuracy).T
+        more = [split for split in frame.columns if split not in SPLITS]
+        frame = frame.reindex(columns=list(SPLITS))
         frame.index.name = "method"
         if self.group_accuracy:
             frame["worst_group_test"] = [self.worst_group(m) for m in frame.index]
+        for split in more:
+            frame[split] = [self.accuracy[m][split] for m in frame.index]
         return frame
 
     def summary(self) -> dict[str, Any]:
@@ -920,7 +1093,10 @@ class RunResult:
         Returns:
             Accuracies before and after (``test_acc_before``, ``test_acc_after``,
             ``seed_acc_after``, ``heldout_acc_after``, the baselines' ``<method>_<split>_acc_after``
-            and worst-group accuracies), counts (``n_failures``, ``n_seed``, ``n_heldout``,
+            and worst-group accuracies; for a guard and each extra set ``<name>_acc_before``,
+            ``<name>_acc_after`` and ``<method>_<name>_acc_after``), ``guard_given`` and
+            ``kept_original`` (whether a guard refused every candidate), counts (``n_failures``,
+            ``n_seed``, ``n_heldout``,
             ``n_generated``, ``n_filtered_out``), ``caption_accuracy``, ``failure_modes``,
             ``descriptions``, ``config`` and ``seconds``.
 
@@ -943,6 +1119,16 @@ class RunResult:
                 ("debug_heldout", "heldout"),
             ):
                 out[f"{method}_{key}_acc_after"] = acc[method][split]
+        more = [split for split in acc["before"] if split not in SPLITS]  # guard, extra
+        for split in more:
+            out[f"{split}_acc_before"] = acc["before"][split]
+            for method in METHODS:
+                if method != "before" and method in acc:
+                    key = "" if method == "failmodes" else f"{method}_"
+                    out[f"{key}{split}_acc_after"] = acc[method][split]
+        if "guard" in self.config:
+            out["guard_given"] = bool(self.config["guard"])
+            out["kept_original"] = bool(self.config.get("kept_original", False))
         for method in METHODS:
             worst = self.worst_group(method)
             if worst is not None:

@@ -28,6 +28,9 @@ class StaticProposer(BackgroundProposer):
         values: either a mapping ``{class_name: [value, ...]}``, used whatever the attribute, or
             a callable ``values(class_name, attribute) -> [value, ...]``; ``attribute`` is the
             attribute's canonical name (``"colour"`` is passed as ``"color"``).
+        usual: ``{class_name: value}``, the usual value of the classes that have a known one
+            (see
+            [`usual_values`][failmodes.interfaces.BackgroundProposer.usual_values]), or ``None``.
 
     Examples:
         >>> proposer = StaticProposer({"fox": ["in a desert", "Desert", "on a frozen lake"]})
@@ -38,8 +41,34 @@ class StaticProposer(BackgroundProposer):
         {'arrow': ['red', 'blue'], 'circle': ['red', 'blue']}
     """
 
-    def __init__(self, values: ValueSource):
+    def __init__(self, values: ValueSource, usual: Mapping[str, str] | None = None):
         self.values = values
+        self.usual = usual
+
+    def usual_values(
+        self, class_names: Sequence[str], *, attribute: str = "background"
+    ) -> dict[str, str]:
+        """The ``usual`` values given to the constructor, for the classes asked about.
+
+        Args:
+            class_names: the classes to ask about.
+            attribute: ignored.
+
+        Returns:
+            ``{class_name: value}`` for the asked classes that have a usual value.
+
+        Raises:
+            TypeError: if ``usual`` is not a mapping of class names to non-empty strings.
+        """
+        usual = self.usual if self.usual is not None else {}
+        if not isinstance(usual, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in usual.items()
+        ):
+            raise TypeError(
+                "StaticProposer(usual=...) must be a mapping {class_name: value} of non-empty "
+                f"strings, got {usual!r}"
+            )
+        return {c: usual[c] for c in class_names if c in usual}
 
     def propose(
         self, class_names: Sequence[str], *, attribute: str = "background"

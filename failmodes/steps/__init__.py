@@ -24,8 +24,14 @@ into independent jobs and run them through one function, so an engine can run th
 
 from failmodes.steps._common import derive_seed
 from failmodes.steps.captions import caption_accuracy, caption_failures
-from failmodes.steps.evaluation import accuracy, evaluate, evaluate_run, group_accuracy
-from failmodes.steps.failures import find_failures, validation_splits
+from failmodes.steps.evaluation import (
+    accuracy,
+    check_extra,
+    evaluate,
+    evaluate_run,
+    group_accuracy,
+)
+from failmodes.steps.failures import find_failures, sample_successes, validation_splits
 from failmodes.steps.features import (
     extract_features,
     generated_features,
@@ -43,6 +49,7 @@ from failmodes.steps.selection import (
     select_head,
     selection_table,
     targeted_candidates,
+    targeted_counts,
 )
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "baseline_requests",
     "caption_accuracy",
     "caption_failures",
+    "check_extra",
     "check_enough_values",
     "check_outputs",
     "derive_seed",
@@ -68,8 +76,10 @@ __all__ = [
     "original_head",
     "propose",
     "read_labels",
+    "sample_successes",
     "select_head",
     "selection_table",
     "targeted_candidates",
+    "targeted_counts",
     "validation_splits",
 ]

@@ -8,14 +8,18 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from failmodes._checks import check_instance, check_number
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, cache_spec, cached, data_fingerprint, digest, fingerprint
 from failmodes.data import groups_of, images_at
 from failmodes.interfaces import Caption, FailureCaptioner
 from failmodes.progress import stage
+from failmodes.ranking import RANKS
 from failmodes.results import FailureModes, FailureSet
 from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
+from failmodes.steps.failures import sample_successes
 
 __all__ = ["caption_accuracy", "caption_failures"]
 
@@ -32,12 +36,22 @@ def caption_failures(
     k: int,
     attribute: str = "background",
     cache: Cache | None = None,
+    rank: str = "count",
+    significant: bool = False,
+    usual: Mapping[str, str] | None = None,
+    seed: int = 0,
 ) -> FailureModes:
     """Caption the ``debug_seed`` failures and keep the top-``k`` values per class.
 
     Classes with failures but no proposals raise an error; classes without failures have no
-    failure modes. The failures are captioned in jobs of a few thousand images; with a cache,
-    each job's captions by the same captioner among the same candidates are read back.
+    failure modes. With ``rank="count"`` only the failures are captioned, among their class's
+    proposals, and values are ranked by their number of failures. With ``rank="excess"`` (or
+    ``significant``) a seeded half of each class's successes outside the validation part is
+    captioned too, failures and successes among the proposals plus the class's ``usual`` value,
+    and values are ranked by their failures beyond the class's base rate (see
+    [`FailureModes.stats`][failmodes.results.FailureModes.stats]). Images are captioned in jobs
+    of a few thousand; with a cache, each job's captions by the same captioner among the same
+    candidates are read back.
 
     Args:
         captioner: picks each failure's value among its class's proposals.
@@ -49,6 +63,12 @@ def caption_failures(
         k: failure modes kept per class (at least 1).
         attribute: the spurious attribute.
         cache: where captions are kept, or ``None``.
+        rank: ``"count"`` or ``"excess"``.
+        significant: keep only values whose failure rate's interval clears the class's base
+            rate (a class with none keeps its top ``k``, with a warning).
+        usual: ``{class_name: value}``, each class's usual value (captioned, never a mode), for
+            the classes that have one; ignored with ``rank="count"`` and no ``significant``.
+        seed: the run's seed, which draws the captioned successes.
 
     Returns:
         A [`FailureModes`][failmodes.results.FailureModes] with the captions and the top-``k``
@@ -62,6 +82,9 @@ def caption_failures(
     """
     check_instance(captioner, "captioner", FailureCaptioner, "a FailureCaptioner")
     k = check_number(k, "k", minimum=1, integer=True)
+    if rank not in RANKS:
+        raise ValueError(f"rank must be one of {list(RANKS)}, got {rank!r}")
+    with_successes = rank != "count" or bool(significant)
     idx = failures.seed
     classes = [class_names[int(failures.labels[i])] for i in idx]
     empty = sorted({c for c in classes if not proposals.get(c)})
@@ -70,30 +93,51 @@ def caption_failures(
             f"classes {empty} have failures but no proposed "
             f"{get_attribute(attribute).plural or 'values'}; give the proposer values for them"
         )
-    stage("captioning %s debug_seed failures", f"{len(idx):,}")
+    successes = sample_successes(failures, seed=seed) if with_successes else idx[:0]
+    if with_successes:
+        failing = set(classes)
+        successes = np.asarray(
+            [i for i in successes if class_names[int(failures.labels[i])] in failing],
+            dtype=np.int64,
+        )
+    usual = {c: v for c, v in (usual or {}).items() if v} if with_successes else {}
+    candidates = {
+        c: [*values, *([usual[c]] if c in usual and usual[c] not in values else [])]
+        for c, values in proposals.items()
+    }
+    everything = np.concatenate([idx, successes])
+    stage(
+        "captioning %s debug_seed failures%s",
+        f"{len(idx):,}",
+        f" and {len(successes):,} successes" if with_successes else "",
+    )
     started = time.perf_counter()
     job = partial(
         _caption_job,
         captioner,
         debug,
-        idx,
-        classes,
-        proposals,
+        everything,
+        classes + [class_names[int(failures.labels[i])] for i in successes],
+        candidates,
         attribute,
         cache,
         None if cache is None else data_fingerprint(debug),
     )
-    captions = [c for part in map_jobs(job, chunks(len(idx), JOB_IMAGES)) for c in part]
-    logger.info("captioned %d failures in %.1fs", len(idx), time.perf_counter() - started)
+    captions = [c for part in map_jobs(job, chunks(len(everything), JOB_IMAGES)) for c in part]
+    logger.info("captioned %d images in %.1fs", len(everything), time.perf_counter() - started)
     return FailureModes.from_captions(
         class_names=class_names,
         attribute=attribute,
         indices=idx,
         labels=failures.labels[idx],
         predictions=failures.predictions[idx],
-        captions=captions,
+        captions=captions[: len(idx)],
         candidates=dict(proposals),
         k=k,
+        successes=(successes, failures.labels[successes], captions[len(idx) :]),
+        usual=usual,
+        rank=rank,
+        significant=significant,
     )
 
 

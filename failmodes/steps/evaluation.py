@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from failmodes.results import PreparedRun
+from failmodes.results import SPLITS, PreparedRun
 from failmodes.steps._common import logits
 
-__all__ = ["accuracy", "evaluate", "evaluate_run", "group_accuracy"]
+__all__ = ["accuracy", "check_extra", "evaluate", "evaluate_run", "group_accuracy"]
+
+_TAKEN = (*SPLITS, "guard")  # the names of the splits a run evaluates every head on
 
 
 def accuracy(head: torch.nn.Linear, split: Any) -> float:
@@ -85,8 +87,8 @@ def evaluate_run(
 
     Returns:
         ``({method: {split: accuracy}}, {method: {value: accuracy}})`` for the splits ``test``,
-        ``debug_seed``, ``debug_heldout`` and ``validation``; the second is empty without
-        ``groups``.
+        ``debug_seed``, ``debug_heldout`` and ``validation``, then ``guard`` when a guard was
+        given and the extra sets by name; the second is empty without ``groups``.
     """
     failures = prepared.failures
     splits = {
@@ -95,6 +97,39 @@ def evaluate_run(
         "debug_heldout": prepared.debug.select(failures.heldout),
         "validation": prepared.validation["validation"],
     }
+    if prepared.guard is not None:
+        splits["guard"] = prepared.guard
+    splits.update(prepared.extra)
     accuracy = {method: evaluate(head, splits) for method, head in heads.items()}
     by_group = {} if groups is None else group_accuracy(heads, prepared.test, groups)
     return accuracy, by_group
+
+
+def check_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``run(..., extra=...)`` checked: a mapping of new, non-empty names to data.
+
+    Args:
+        extra: ``{name: data}`` or ``None``.
+
+    Returns:
+        A dict (empty for ``None``).
+
+    Raises:
+        TypeError: if ``extra`` is not a mapping or a name is not a string.
+        ValueError: if a name is that of a split of the run (``test``, ``guard``, ...).
+    """
+    if extra is None:
+        return {}
+    if not isinstance(extra, Mapping):
+        raise TypeError(
+            f"extra must be a mapping {{name: data}} of evaluation sets, got {type(extra).__name__}"
+        )
+    for name in extra:
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"extra's names must be non-empty strings, got {name!r}")
+        if name in _TAKEN:
+            raise ValueError(
+                f"extra's name {name!r} is taken by a split of the run; use another "
+                f"(taken: {', '.join(_TAKEN)})"
+            )
+    return dict(extra)

@@ -18,7 +18,7 @@ from failmodes.progress import stage
 from failmodes.results import FailureSet, Features
 from failmodes.steps._common import derive_seed, logits
 
-__all__ = ["find_failures", "validation_splits"]
+__all__ = ["find_failures", "sample_successes", "validation_splits"]
 
 logger = logging.getLogger("failmodes")
 
@@ -110,3 +110,41 @@ def validation_splits(failures: FailureSet, debug: Features) -> dict[str, Featur
     val = failures.validation
     val_fail = val[failures.predictions[val] != debug.labels[val]]
     return {"validation": debug.select(val), "validation_failures": debug.select(val_fail)}
+
+
+def sample_successes(failures: FailureSet, *, seed: int = 0, fraction: float = 0.5) -> np.ndarray:
+    """A seeded share of each class's successes outside the validation part.
+
+    ``debug_seed`` holds half of each class's failures; captioning half of its successes as
+    well puts both on one scale, so that a value's failure rate can be compared with its
+    class's.
+
+    Args:
+        failures: the split of the debug set.
+        seed: the run's seed; the same seed gives the same sample.
+        fraction: the share of each class's successes kept, in ``(0, 1]``.
+
+    Returns:
+        Sorted debug-set indices of the sampled successes.
+
+    Examples:
+        >>> import numpy as np
+        >>> from failmodes import FailureSet
+        >>> from failmodes.steps import sample_successes
+        >>> failures = FailureSet(np.array([0, 0, 0, 0, 1]), np.array([0, 0, 0, 1, 1]),
+        ...                       validation=np.array([0]), seed=np.array([3]),
+        ...                       heldout=np.array([], dtype=int))
+        >>> len(sample_successes(failures, seed=0))  # half of class 0's two, half of class 1's one
+        1
+    """
+    fraction = check_number(fraction, "fraction", minimum=0, maximum=1)
+    rng = np.random.default_rng(derive_seed("successes", seed))
+    outside = np.ones(len(failures.labels), dtype=bool)
+    outside[failures.validation] = False
+    right = outside & (failures.predictions == failures.labels)
+    chosen = []
+    for c in np.unique(failures.labels):
+        members = np.flatnonzero(right & (failures.labels == c))
+        n = int(len(members) * fraction)
+        chosen.extend(members[rng.permutation(len(members))[:n]].tolist())
+    return _sorted(chosen)

@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from failmodes._checks import check_number
 from failmodes.cache import Cache
 from failmodes.interfaces import GenerationRequest, HeadTrainer
+from failmodes.ranking import mode_counts
 from failmodes.results import FailureModes, Features, GeneratedSet, PreparedRun
 from failmodes.steps._common import derive_seed
 from failmodes.steps.evaluation import evaluate
@@ -34,6 +36,7 @@ __all__ = [
     "select_head",
     "selection_table",
     "targeted_candidates",
+    "targeted_counts",
 ]
 
 
@@ -58,10 +61,12 @@ class Selection:
     """The chosen candidate and the whole search.
 
     Attributes:
-        settings: the chosen candidate's settings and ``lam``.
+        settings: the chosen candidate's settings and ``lam``; with ``kept_original`` true when
+            a guard refused every candidate (the head is then the original one).
         head: its fitted head.
         table: one row per candidate: its settings, ``lam``, ``val_acc`` (the validation
-            part's accuracy), ``val_failure_acc`` (accuracy on its failures) and ``eligible``.
+            part's accuracy), ``val_failure_acc`` (accuracy on its failures), ``guard_acc``
+            (with a guard) and ``eligible``.
     """
 
     settings: dict[str, Any]
@@ -76,30 +81,60 @@ def targeted_candidates(
     k: Sequence[int],
     images_per_mode: Sequence[int],
     lam: Sequence[float],
+    weights: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[Candidate]:
     """Every ``(k, images per mode, lam)`` as a subset of one set made at the largest of each.
 
     Args:
-        generated: images for the top ``max(k)`` modes of each class, ``max(images_per_mode)``
-            each.
-        ranked: ``{class_name: [value, ...]}``, each class's modes, most frequent first.
+        generated: images for the top ``max(k)`` modes of each class, as many per mode as the
+            largest candidate asks for (see [`targeted_counts`][targeted_counts]).
+        ranked: ``{class_name: [value, ...]}``, each class's modes, best first.
         k: candidate numbers of modes per class.
-        images_per_mode: candidate numbers of images per mode.
+        images_per_mode: candidate numbers of images per mode (on average, with ``weights``).
         lam: candidate weights.
+        weights: share each class's images among its modes in proportion to these (see
+            [`mode_counts`][failmodes.ranking.mode_counts]); ``None``: evenly.
 
     Returns:
         One [`Candidate`][Candidate] per combination, ``k`` varying slowest.
     """
-    rank = np.zeros(len(generated), dtype=np.int64)  # rank of each image's mode in its class
     offset = np.zeros(len(generated), dtype=np.int64)  # index of each image in its request
-    for j, request in enumerate(generated.requests):
+    for j in range(len(generated.requests)):
         where = generated.request_index == j
-        rank[where] = list(ranked[request.class_name]).index(request.value)
         offset[where] = np.arange(where.sum())
-    return [
-        Candidate({"k": kk, "images_per_mode": n}, (rank < kk) & (offset < n), weight)
-        for kk, n, weight in itertools.product(k, images_per_mode, lam)
-    ]
+    modes = [(r.class_name, r.value) for r in generated.requests]
+    out = []
+    for kk, n in itertools.product(k, images_per_mode):
+        counts = mode_counts(ranked, k=kk, images_per_mode=n, weights=weights)
+        wanted = np.asarray([counts.get(mode, 0) for mode in modes], dtype=np.int64)
+        keep = offset < wanted[generated.request_index] if len(generated) else offset > 0
+        out.extend(Candidate({"k": kk, "images_per_mode": n}, keep, w) for w in lam)
+    return out
+
+
+def targeted_counts(
+    ranked: Mapping[str, Sequence[str]],
+    *,
+    k: Sequence[int],
+    images_per_mode: Sequence[int],
+    weights: Mapping[str, Mapping[str, float]] | None = None,
+) -> dict[tuple[str, str], int]:
+    """Images to generate per mode so that every candidate is a subset of one set.
+
+    Args:
+        ranked: ``{class_name: [value, ...]}``, each class's modes, best first.
+        k: candidate numbers of modes per class.
+        images_per_mode: candidate numbers of images per mode.
+        weights: as for [`targeted_candidates`][targeted_candidates].
+
+    Returns:
+        ``{(class_name, value): count}``, the most any candidate uses.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for kk, n in itertools.product(k, images_per_mode):
+        for mode, c in mode_counts(ranked, k=kk, images_per_mode=n, weights=weights).items():
+            counts[mode] = max(counts.get(mode, 0), c)
+    return counts
 
 
 def lam_candidates(
@@ -126,26 +161,34 @@ def select_head(
     candidates: Sequence[Candidate],
     *,
     tolerance: float = 0.005,
+    guard_tolerance: float = 0.01,
     seed: int = 0,
     cache: Cache | None = None,
 ) -> Selection:
-    """Fit every candidate; pick one on the validation part.
+    """Fit every candidate; pick one on the validation part, within the guard.
 
     Args:
         trainer: the head trainer.
-        prepared: the run's features, original head and validation part.
+        prepared: the run's features, original head and validation part (and guard).
         generated: features of the generated images the candidates select from.
         candidates: what to try.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
+        guard_tolerance: with a guard (``prepared.guard``), a candidate whose guard accuracy is
+            more than this below the original head's is refused.
         seed: passed to the trainer.
         cache: where fits are kept, or ``None``.
 
     Returns:
         The [`Selection`][Selection]: the best eligible candidate on the validation part's
         failures (the most accurate overall when none is eligible), its head and the table.
+        With a guard that refuses every candidate, the original head, ``kept_original`` set.
     """
+    tolerance = check_number(tolerance, "tolerance", minimum=0, maximum=1)
+    guard_tolerance = check_number(guard_tolerance, "guard_tolerance", minimum=0, maximum=1)
     before = evaluate(prepared.head, prepared.validation)["validation"]
+    guard = prepared.guard
+    guard_before = None if guard is None else evaluate(prepared.head, {"g": guard})["g"]
     rows, best, best_key = [], None, None
     for candidate in candidates:
         head = fit_head(
@@ -164,13 +207,20 @@ def select_head(
             "lam": candidate.lam,
             "val_acc": acc["validation"],
             "val_failure_acc": acc["validation_failures"],
-            "eligible": eligible,
         }
+        guarded = True
+        if guard is not None:
+            row["guard_acc"] = evaluate(head, {"g": guard})["g"]
+            guarded = row["guard_acc"] >= guard_before - guard_tolerance
+            eligible = eligible and guarded
+        row["eligible"] = eligible
         rows.append(row)
-        key = (eligible, acc["validation_failures"] if eligible else acc["validation"])
+        key = (guarded, eligible, acc["validation_failures"] if eligible else acc["validation"])
         if best_key is None or key > best_key:
             best, best_key = (row, head), key
     row, head = best
+    if not best_key[0]:  # the guard refused every candidate
+        return Selection({**row, "kept_original": True}, prepared.head, pd.DataFrame(rows))
     return Selection(row, head, pd.DataFrame(rows))
 
 

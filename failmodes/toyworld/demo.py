@@ -20,6 +20,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "train_per_class": 50,
     "debug_size": 10_000,
     "test_size": 5_000,
+    "train_like_size": 2_000,
     "k": [3, 5],
     "lam": [0.5, 1.0, 2.0],
     "images_per_mode": [20, 40],
@@ -83,7 +84,10 @@ def demo_components(
         extractor = TorchExtractor(model, batch_size=500, progress=progress)
     components = {
         "extractor": extractor,
-        "proposer": StaticProposer(world.uncommon_values()),
+        "proposer": StaticProposer(
+            world.uncommon_values(),
+            usual={c: v for c, v in zip(world.class_names, world.common_values, strict=True) if v},
+        ),
         "captioner": toyclip_captioner(batch_size=500, progress=progress),
         "generator": ToyWorldGenerator(world, progress=progress),
         "head_trainer": LinearHeadTrainer(weight_decay=HEAD_WEIGHT_DECAY),
@@ -104,22 +108,32 @@ def run_demo(
     world_seed: int = 0,
     strength: float = 0.95,
     attribute: str = "background",
+    cues: int | None = None,
+    debug_strength: float = 0.0,
+    images_per_mode: int | None = None,
     progress: bool | None = None,
     cache: Any = True,
+    **settings: Any,
 ) -> RunResult:
     """Run the whole method on one world, as ``failmodes demo`` does.
 
     The world's splits have the sizes of [`DEMO_SETTINGS`][DEMO_SETTINGS]; with a cache, they
     are rendered once and read back afterwards, as are the classifier and every step of the run.
+    Every head is also evaluated on ``train_like``, fresh images drawn as the training split is:
+    the price of the repair where the shortcut held.
 
     Args:
         seed: the run's seed (splits, generation, head fits) and the classifier head's.
         world_seed: the world's seed (its common values and images).
         strength: the share of training images showing their class's common value.
         attribute: the spurious attribute, ``"background"`` or ``"color"``.
+        cues: the world's ``cues`` (see [`ToyWorld`][failmodes.toyworld.ToyWorld]).
+        debug_strength: the world's ``debug_strength``.
+        images_per_mode: a fixed number of images per mode instead of the demo's grid.
         progress: progress bars (``None``: when stderr is a terminal).
         cache: the [`failmodes.Debugger`][failmodes.debugger.Debugger]'s (``True``, ``False``,
             a folder or a [`Cache`][failmodes.cache.Cache]).
+        **settings: other [`Debugger`][failmodes.debugger.Debugger] settings (``rank``, ...).
 
     Returns:
         The [`RunResult`][failmodes.results.RunResult], its ``config`` with the world's
@@ -140,20 +154,36 @@ def run_demo(
     from failmodes.cache import resolve_cache
     from failmodes.debugger import Debugger
 
-    world = ToyWorld(seed=world_seed, attribute=attribute, strength=strength)
+    world = ToyWorld(
+        seed=world_seed,
+        attribute=attribute,
+        strength=strength,
+        cues=cues,
+        debug_strength=debug_strength,
+    )
+    if images_per_mode is not None:
+        settings["images_per_mode"] = images_per_mode
     store = resolve_cache(cache)
     stage("rendering the world's train, debug and test splits%s",
           "" if store is None else " (or reading them from the cache)")  # fmt: skip
+    sizes = {split: DEMO_SETTINGS[f"{split}_size"] for split in ("debug", "test", "train_like")}
     train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
-    debug = cached_split(world, "debug", DEMO_SETTINGS["debug_size"], store)
-    test = cached_split(world, "test", DEMO_SETTINGS["test_size"], store)
+    splits = {split: cached_split(world, split, n, store) for split, n in sizes.items()}
     stage("loading the classifier (the shipped backbone, its head fitted on the train split)")
-    dbg = Debugger(**demo_components(world, seed=seed, progress=progress, cache=cache, train=train))
-    result = dbg.run(train, debug, test, seed=seed)
+    components = demo_components(
+        world, seed=seed, progress=progress, cache=cache, train=train, **settings
+    )
+    result = Debugger(**components).run(
+        train, splits["debug"], splits["test"], seed=seed,
+        extra={"train_like": splits["train_like"]},
+    )  # fmt: skip
     result.config.update(
         world_seed=world_seed,
         strength=strength,
+        cues=cues,
+        debug_strength=debug_strength,
         **{k: DEMO_SETTINGS[k] for k in ("train_per_class", "debug_size", "test_size")},
+        train_like_size=sizes["train_like"],
     )
     return result
 
@@ -161,11 +191,12 @@ def run_demo(
 def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> ToyDataset:
     """A split of ``world``, read from ``cache`` when the same renderer drew it before.
 
-    It is ``world.train(size)``, ``world.debug(size)`` or ``world.test(size)``.
+    It is ``world.train(size)``, ``world.debug(size)``, ``world.test(size)`` or
+    ``world.train_like(size)``.
 
     Args:
         world: the world.
-        split: ``"train"``, ``"debug"`` or ``"test"``.
+        split: ``"train"``, ``"debug"``, ``"test"`` or ``"train_like"``.
         size: images per class for ``"train"``, images in all for the others.
         cache: a [`Cache`][failmodes.cache.Cache], or ``None`` to render without caching.
 
@@ -187,7 +218,12 @@ def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> T
         >>> again.labels == first.labels == world.debug(20).labels
         True
     """
-    makers = {"train": world.train, "debug": world.debug, "test": world.test}
+    makers = {
+        "train": world.train,
+        "debug": world.debug,
+        "test": world.test,
+        "train_like": world.train_like,
+    }
     if split not in makers:
         raise ValueError(f"split must be one of {sorted(makers)}, got {split!r}")
     if cache is None:

@@ -69,6 +69,11 @@ def test_a_file_where_a_folder_should_be_is_named(tmp_path):
         (["--seed", "x"], "--seed"),
         (["--strength", "1.5"], "--strength"),
         (["--attribute", "size"], "--attribute"),
+        (["--cues", "0"], "--cues"),
+        (["--cues", "11"], "--cues"),
+        (["--debug-strength", "-0.1"], "--debug-strength"),
+        (["--images-per-mode", "0"], "--images-per-mode"),
+        (["--rank", "lift"], "--rank"),
     ],
 )
 def test_a_bad_flag_is_one_line_naming_it(args, flag, capsys):
@@ -78,6 +83,16 @@ def test_a_bad_flag_is_one_line_naming_it(args, flag, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert f"argument {flag}" in err and "Traceback" not in err
+
+
+def test_the_world_and_budget_flags_are_read():
+    args = _parser().parse_args(
+        ["demo", "--cues", "3", "--debug-strength", "0.5", "--images-per-mode", "5",
+         "--rank", "count"]
+    )  # fmt: skip
+    assert (args.cues, args.debug_strength, args.images_per_mode, args.rank) == (3, 0.5, 5, "count")
+    defaults = _parser().parse_args(["demo"])
+    assert (defaults.cues, defaults.debug_strength, defaults.images_per_mode) == (None, 0.0, None)
 
 
 def test_seeds_at_the_ends_of_their_range_are_taken():

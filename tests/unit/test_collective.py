@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failmodes.collective import (
+    compare,
     failure_iou,
     failure_masks,
     mean_iou,
@@ -151,3 +152,64 @@ def test_collective_repair_arguments_are_checked(two_models):
         collective_repair(debuggers, {"head30": results["head30"]}, *data)
     with pytest.raises(ValueError, match="images_per_mode must be a positive integer, got 2.5"):
         collective_repair(debuggers, results, *data, images_per_mode=2.5)
+
+
+# ---------------------------------------------------------------- compare
+def _run_of(predictions, labels, groups, seed_part, names=("circle", "square", "star")):
+    """A RunResult whose debug_seed failures and sampled successes are captioned with the truth."""
+    from failmodes import Caption, FailureModes, FailureSet, RunResult
+
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    failures = FailureSet(labels, predictions, validation=np.array([], dtype=int),
+                          seed=np.asarray(seed_part), heldout=np.array([], dtype=int))  # fmt: skip
+    right = np.flatnonzero(predictions == labels)
+    modes = FailureModes.from_captions(
+        class_names=list(names), attribute="background", indices=failures.seed,
+        labels=labels[failures.seed], predictions=predictions[failures.seed],
+        captions=[Caption(groups[i], 1.0) for i in failures.seed],
+        candidates={n: ["on rock", "in fog", "on sand"] for n in names}, k=1,
+        successes=(right, labels[right], [Caption(groups[i], 1.0) for i in right]),
+        rank="excess",
+    )  # fmt: skip
+    return RunResult(class_names=list(names), attribute="background", accuracy={},
+                     group_accuracy={}, failures=failures, modes=modes, generated=None,
+                     selection=None, config={})  # fmt: skip
+
+
+def test_compare_finds_each_models_own_cue():
+    rng = np.random.default_rng(0)
+    n = 600
+    labels = np.arange(n) % 3
+    groups = [["on rock", "in fog", "on sand"][j] for j in rng.integers(3, size=n)]
+    # model a learned "rock means circle": squares and stars on rock are called circles;
+    # model b learned "fog means star": circles and squares in fog are called stars
+    pred_a = np.where((np.array(groups) == "on rock") & (labels != 0), 0, labels)
+    pred_b = np.where((np.array(groups) == "in fog") & (labels != 2), 2, labels)
+    flip = rng.random(n) < 0.03  # a little noise for both
+    pred_a[flip], pred_b[flip] = (labels[flip] + 1) % 3, (labels[flip] + 1) % 3
+    run_a = _run_of(pred_a, labels, groups, np.flatnonzero(pred_a != labels)[::2])
+    run_b = _run_of(pred_b, labels, groups, np.flatnonzero(pred_b != labels)[::2])
+    comparison = compare(run_a, run_b, names=("cnn", "mixer"))
+    clear = comparison.table[comparison.table["fails"].notna()]
+    found = set(zip(clear["class"], clear["value"], clear["fails"], strict=True))
+    assert found == {
+        ("square", "on rock", "cnn"), ("star", "on rock", "cnn"),
+        ("circle", "in fog", "mixer"), ("square", "in fog", "mixer"),
+    }  # fmt: skip
+    lines = comparison.describe()
+    assert len(lines) == 4
+    assert any(line.startswith("cnn fails on square on rock, mixer does not: ") for line in lines)
+    assert any(line.startswith("mixer fails on circle in fog, cnn does not: ") for line in lines)
+    row = comparison.table.set_index(["class", "value"]).loc[("square", "on rock")]
+    assert row["failures_cnn"] > 0.8 * row["total"] and row["ci_low_cnn"] > row["ci_high_mixer"]
+
+
+def test_compare_refuses_runs_of_different_debug_sets_or_names():
+    labels = np.arange(30) % 3
+    groups = ["on rock"] * 30
+    run = _run_of(np.zeros(30, dtype=int), labels, groups, np.array([1, 2]))
+    other = _run_of(np.zeros(31, dtype=int), np.arange(31) % 3, groups + ["in fog"], [1])
+    with pytest.raises(ValueError, match="different debug sets"):
+        compare(run, other)
+    with pytest.raises(ValueError, match="two distinct non-empty strings"):
+        compare(run, run, names=("a", "a"))

@@ -250,7 +250,7 @@ def test_static_proposer_rejects_a_string_of_class_names_and_a_blank_attribute()
 def test_static_proposer_constructor_only_stores():
     source = {"fox": "not checked here"}
     proposer = StaticProposer(source)
-    assert vars(proposer) == {"values": source}
+    assert vars(proposer) == {"values": source, "usual": None}
     assert proposer.values is source
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 from failmodes import (
@@ -75,7 +76,7 @@ def test_report_shows_settings_counts_accuracy_and_modes(small_run, tmp_path):
     for split in ("test", "debug_seed", "debug_heldout", "worst_group_test"):
         assert f"<dt>{split}</dt>" in page
     for line in result.modes.describe():
-        assert f"<h4>{line}</h4>" in page  # toy names and values need no escaping
+        assert f"<h4>{escape(line)}</h4>" in page  # as Jinja2 escapes it
     for request in result.generated.requests:
         if any(result.generated.request_index == result.generated.requests.index(request)):
             assert f"\u201c{request.prompt}\u201d" in page
@@ -126,7 +127,7 @@ def test_report_shows_images_for_the_classes_with_most_failures(small_run, tmp_p
     counts = [per_class[result.class_names.index(n)] for n in shown]
     assert min(counts) == sorted(per_class, reverse=True)[1]
     for line in result.modes.describe():  # the other classes' modes, in words
-        assert line in page
+        assert escape(line) in page
 
 
 def test_report_without_examples_says_so(small_run, tmp_path):
@@ -136,7 +137,7 @@ def test_report_without_examples_says_so(small_run, tmp_path):
     assert "holds no failure images" in page
     assert "true: " not in page
     for line in result.modes.describe():
-        assert line in page
+        assert escape(line) in page
 
 
 def test_chart_without_matplotlib_is_drawn_in_html(small_run, tmp_path, monkeypatch):
