@@ -1,16 +1,24 @@
 """Run ``failmodes demo`` on many worlds and check the goals of the ToyWorld demo.
 
-Prints one JSON line per world (the summary's accuracies, the random/targeted ratio, seconds and
-which goals hold) and a final line with the number of worlds that meet every goal.
+Prints one JSON line per (world, rank, budget) run (the summary's accuracies, the baselines'
+ratios to targeted repair, seconds and which goals hold), then one line per (rank, budget) with
+the mean and spread over the worlds, and, for worlds with a ``debug_strength``, whether a value
+that is frequent but rarely fails is in the top k by counts and not by excess.
 
-    python benchmarks/demo_worlds.py                       # the default grid
+A world is ``attribute:strength:world_seed[:cues[:debug_strength]]``. ``--budgets`` takes numbers
+of images per mode and ``grid`` (the demo's own choice among 20 and 40).
+
+    python benchmarks/demo_worlds.py                       # the default worlds and the cue worlds
     python benchmarks/demo_worlds.py --worlds background:0.95:0 color:0.85:3
+    python benchmarks/demo_worlds.py --worlds background:0.4:0:3 --budgets 5 grid --ranks excess
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import time
 
 from failmodes.toyworld.demo import run_demo
@@ -22,6 +30,17 @@ DEFAULT_WORLDS = [
     for seed in seeds
 ]
 
+CUE_WORLDS = [
+    "background:0.4:0:3",
+    "background:0.5:1:2:0.5",
+    "background:0.3:2:4",
+    "background:0.6:3:2:0.5",
+    "color:0.4:0:3:0.5",
+    "color:0.5:1:2",
+    "color:0.3:2:4:0.5",
+    "color:0.6:5:3",
+]
+
 KEYS = (
     "test_acc_before",
     "test_acc_after",
@@ -29,20 +48,115 @@ KEYS = (
     "random_heldout_acc_after",
     "uniform_heldout_acc_after",
     "refit_heldout_acc_after",
+    "train_like_acc_before",
+    "train_like_acc_after",
     "caption_accuracy",
     "n_failures",
 )
 
 
-def goals(s: dict) -> dict[str, bool]:
-    """The demo's goals (issue 2), as measured on one world."""
+def goals(s: dict, cues: bool) -> dict[str, bool]:
+    """The demo's goals (issue 2), or the cue worlds' (issue 13), on one run."""
+    if not cues:
+        return {
+            "heldout>=0.20": s["heldout_acc_after"] >= 0.20,
+            "random<=half": s["random_heldout_acc_after"] <= 0.5 * s["heldout_acc_after"],
+            "test>=before-0.01": s["test_acc_after"] >= s["test_acc_before"] - 0.01,
+            "caption>=0.90": s["caption_accuracy"] >= 0.90,
+            "under_180s": s["seconds"] < 180,
+        }
     return {
         "heldout>=0.20": s["heldout_acc_after"] >= 0.20,
-        "random<=half": s["random_heldout_acc_after"] <= 0.5 * s["heldout_acc_after"],
+        "uniform_ratio<=1/1.5": s["uniform_heldout_acc_after"] <= s["heldout_acc_after"] / 1.5,
+        "random_ratio<=0.6": s["random_heldout_acc_after"] <= 0.6 * s["heldout_acc_after"],
         "test>=before-0.01": s["test_acc_after"] >= s["test_acc_before"] - 0.01,
-        "caption>=0.90": s["caption_accuracy"] >= 0.90,
-        "under_180s": s["seconds"] < 180,
     }
+
+
+def frequent_not_failing(modes, k: int) -> bool:
+    """Whether some class's top ``k`` by counts holds a value failing at most at its base rate
+    that its top ``k`` by excess leaves out."""
+    stats = modes.stats()
+    by_count = dataclasses.replace(modes, rank="count").top_k(k)
+    by_excess = dataclasses.replace(modes, rank="excess").top_k(k)
+    for cls, value, lift in zip(stats["class"], stats["value"], stats["lift"], strict=True):
+        if lift <= 1 and value in by_count.get(cls, []) and value not in by_excess.get(cls, []):
+            return True
+    return False
+
+
+def parse_world(spec: str) -> dict:
+    parts = spec.split(":")
+    if not 3 <= len(parts) <= 5:
+        raise SystemExit(f"a world is attribute:strength:seed[:cues[:debug_strength]], got {spec}")
+    world = {"attribute": parts[0], "strength": float(parts[1]), "world_seed": int(parts[2])}
+    if len(parts) > 3:
+        world["cues"] = int(parts[3])
+    if len(parts) > 4:
+        world["debug_strength"] = float(parts[4])
+    return world
+
+
+def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **settings) -> dict:
+    started = time.perf_counter()
+    per_mode = None if budget == "grid" else int(budget)
+    result = run_demo(seed=seed, rank=rank, images_per_mode=per_mode, **settings, **world)
+    result.seconds = time.perf_counter() - started
+    s = result.summary()
+    row = {
+        "world": spec,
+        "rank": rank,
+        **settings,
+        "budget": budget,
+        **{key: s.get(key) for key in KEYS},
+        "random_ratio": s["random_heldout_acc_after"] / max(s["heldout_acc_after"], 1e-9),
+        "uniform_ratio": s["uniform_heldout_acc_after"] / max(s["heldout_acc_after"], 1e-9),
+        "k": s["config"]["k"],
+        "lam": s["config"]["lam"],
+        "images_per_mode": s["config"]["images_per_mode"],
+        "n_generated": s["n_generated"],
+        "seconds": round(s["seconds"], 1),
+    }
+    if world.get("debug_strength") and result.modes.has_successes:
+        row["frequent_not_failing_in_count_top_k"] = frequent_not_failing(
+            result.modes, s["config"]["k"]
+        )
+    row["goals"] = goals(s, cues="cues" in world)
+    return row
+
+
+def aggregate(rows: list[dict]) -> dict:
+    def mean_sd(values):
+        values = [v for v in values if v is not None]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return [round(statistics.fmean(values), 3), round(sd, 3)]
+
+    targeted = [r["heldout_acc_after"] for r in rows]
+    uniform = [r["uniform_heldout_acc_after"] for r in rows]
+    random = [r["random_heldout_acc_after"] for r in rows]
+    out = {
+        "worlds": len(rows),
+        "heldout_targeted": mean_sd(targeted),
+        "heldout_uniform": mean_sd(uniform),
+        "heldout_random": mean_sd(random),
+        "targeted_over_uniform": _ratio(targeted, uniform),
+        "random_over_targeted": _ratio(random, targeted),
+        "test_change": mean_sd([r["test_acc_after"] - r["test_acc_before"] for r in rows]),
+        "train_like_change": mean_sd(
+            [r["train_like_acc_after"] - r["train_like_acc_before"] for r in rows]
+        ),
+        "meet_every_goal": sum(all(r["goals"].values()) for r in rows),
+    }
+    flags = [r["frequent_not_failing_in_count_top_k"] for r in rows
+             if "frequent_not_failing_in_count_top_k" in r]  # fmt: skip
+    if flags:
+        out["frequent_not_failing_in_count_top_k"] = f"{sum(flags)} of {len(flags)}"
+    return out
+
+
+def _ratio(a: list[float], b: list[float]) -> float:
+    """The ratio of the means."""
+    return round(statistics.fmean(a) / max(statistics.fmean(b), 1e-9), 3)
 
 
 def main() -> None:
@@ -50,37 +164,38 @@ def main() -> None:
     parser.add_argument(
         "--worlds",
         nargs="+",
-        default=DEFAULT_WORLDS,
-        help="attribute:strength:world_seed (default: %(default)s)",
+        default=DEFAULT_WORLDS + CUE_WORLDS,
+        help="attribute:strength:world_seed[:cues[:debug_strength]] (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="the pipeline's seed")
+    parser.add_argument("--ranks", nargs="+", default=["excess"], choices=["excess", "count"])
+    parser.add_argument(
+        "--allocation",
+        default="even",
+        choices=["even", "excess"],
+        help="share each class's images among its modes evenly or by excess failures",
+    )
+    parser.add_argument(
+        "--significant", action="store_true", help="keep only modes clearly above the base rate"
+    )
+    parser.add_argument(
+        "--budgets", nargs="+", default=["grid"], help="images per mode: numbers, or 'grid'"
+    )
     args = parser.parse_args()
-    met = 0
+    groups: dict[tuple, list[dict]] = {}
     for spec in args.worlds:
-        attribute, strength, world_seed = spec.split(":")
-        started = time.perf_counter()
-        result = run_demo(
-            seed=args.seed,
-            world_seed=int(world_seed),
-            strength=float(strength),
-            attribute=attribute,
-        )
-        result.seconds = time.perf_counter() - started
-        s = result.summary()
-        row = {
-            "world": spec,
-            **{k: s[k] for k in KEYS},
-            "random_ratio": s["random_heldout_acc_after"] / max(s["heldout_acc_after"], 1e-9),
-            "uniform_ratio": s["uniform_heldout_acc_after"] / max(s["heldout_acc_after"], 1e-9),
-            "k": s["config"]["k"],
-            "lam": s["config"]["lam"],
-            "images_per_mode": s["config"]["images_per_mode"],
-            "seconds": round(s["seconds"], 1),
-        }
-        row["goals"] = goals(s)
-        met += all(row["goals"].values())
-        print(json.dumps(row), flush=True)
-    print(json.dumps({"worlds": len(args.worlds), "meet_every_goal": met}))
+        world = parse_world(spec)
+        for rank in args.ranks:
+            for budget in args.budgets:
+                settings = {"allocation": args.allocation, "significant": args.significant}
+                row = one_run(spec, world, rank, budget, args.seed, **settings)
+                print(json.dumps(row), flush=True)
+                kind = "cues" if "cues" in world else "default"
+                groups.setdefault((kind, rank, budget), []).append(row)
+    for (kind, rank, budget), rows in groups.items():
+        head = {"kind": kind, "rank": rank, "allocation": args.allocation,
+                "significant": args.significant, "budget": budget}  # fmt: skip
+        print(json.dumps({**head, **aggregate(rows)}))
 
 
 if __name__ == "__main__":
