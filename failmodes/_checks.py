@@ -71,3 +71,16 @@ def check_class_names(class_names: Any) -> list[str]:
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"class_names must be unique; repeated: {repeated}")
     return names
+
+
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed as an int in ``[0, 2**32 - 1]``, or a ValueError naming it (``1.0`` is taken)."""
+    return check_number(seed, name, minimum=0, maximum=SEED_MAX, integer=True)
+
+
+def component_name(component: Any) -> str:
+    """How an error names a user's component: its class name."""
+    return type(component).__name__

@@ -118,6 +118,10 @@ def check_settings(settings: dict[str, Any]) -> None:
     for name in ("tolerance", "guard_tolerance"):
         check_number(settings[name], name, minimum=0, maximum=1)
     check_number(settings["validation_fraction"], "validation_fraction", minimum=0, below=1)
+    for name, low in (("filter_rounds", 0), ("checkpoint_every", 1), ("examples_per_mode", 0)):
+        check_number(settings[name], name, minimum=low, integer=True)
+    if settings["batch_size"] is not None:
+        check_number(settings["batch_size"], "batch_size", minimum=1, integer=True)
     for name, choices in (("rank", RANKS), ("allocation", ALLOCATIONS)):
         if settings[name] not in choices:
             raise ValueError(f"{name} must be one of {list(choices)}, got {settings[name]!r}")

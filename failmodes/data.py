@@ -23,11 +23,13 @@ from failmodes.images import ImageList, is_blank, to_rgb
 __all__ = [
     "ImageDataset",
     "ImageList",
+    "as_labels",
     "groups_of",
     "images_at",
     "is_blank",
     "iter_items",
     "labels_of",
+    "materialize",
     "subset",
     "to_rgb",
 ]
@@ -48,7 +50,8 @@ class ImageDataset(torch.utils.data.Dataset):
         groups: the group values, or ``None``.
 
     Raises:
-        ValueError: if ``labels`` or ``groups`` do not have one entry per image.
+        ValueError: if ``labels`` or ``groups`` do not have one entry per image, or a label is
+            not an integer (integral floats such as ``1.0`` are taken).
 
     Examples:
         >>> from PIL import Image
@@ -72,7 +75,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if groups is not None and len(groups) != len(images):
             raise ValueError(f"groups must have one value per image, got {len(groups)}")
         self.images = images if isinstance(images, ImageList) else list(images)
-        self.labels = [int(y) for y in labels]
+        self.labels = as_labels(labels).tolist()
         self.groups = None if groups is None else list(groups)
 
     def __len__(self) -> int:
@@ -90,7 +93,81 @@ class ImageDataset(torch.utils.data.Dataset):
 def _is_label(value: Any) -> bool:
     if isinstance(value, torch.Tensor | np.ndarray):
         return value.ndim == 0
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def as_labels(values: Any, name: str = "labels") -> np.ndarray:
+    """Labels as an int64 array, refusing any that is not an integer.
+
+    Integral floats (``1.0``, as pandas gives a column with a missing value) are read as
+    integers; ``0.7``, NaN, booleans and strings are refused rather than truncated.
+
+    Args:
+        values: one label per sample (a list, an array, a tensor).
+        name: what to call them in the error.
+
+    Returns:
+        A 1-d int64 array.
+
+    Raises:
+        ValueError: naming the first labels that are not integers, or a shape that is not 1-d.
+
+    Examples:
+        >>> from failmodes.data import as_labels
+        >>> as_labels([1.0, 0, 2]).tolist()
+        [1, 0, 2]
+        >>> as_labels([0.7, 1.9])
+        Traceback (most recent call last):
+        ...
+        ValueError: labels must be integers (integral floats such as 1.0 are accepted), got 0.7, 1.9
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one label per sample (1-d), got shape {array.shape}")
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+    else:  # objects, booleans, strings: each must be an integral number
+        bad = np.array([not _integral(v) for v in array.tolist()], dtype=bool)
+    if bad.any():
+        shown = ", ".join(repr(v) for v in array[bad][:3].tolist())
+        raise ValueError(
+            f"{name} must be integers (integral floats such as 1.0 are accepted), got {shown}"
+        )
+    if array.dtype.kind == "f":
+        return array.astype(np.int64)
+    return np.asarray([int(v) for v in array.tolist()], dtype=np.int64)
+
+
+def _integral(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    return bool(np.isfinite(value)) and float(value) == round(float(value))
+
+
+def materialize(data: Any) -> Any:
+    """``data`` itself when it can be read more than once; a one-shot iterable as a list.
+
+    A generator (or any iterator) is consumed once, here, so that the steps that read a
+    dataset several times (labels, features, captions) all see every item.
+
+    Args:
+        data: a dataset, a sequence, or any iterable of items.
+
+    Returns:
+        ``data``, or ``list(data)`` for an iterator.
+
+    Examples:
+        >>> from failmodes.data import materialize
+        >>> materialize((i, 0) for i in range(2))
+        [(0, 0), (1, 0)]
+    """
+    if isinstance(data, Iterator) or (isinstance(data, Iterable) and not hasattr(data, "__len__")):
+        return list(data)
+    return data
 
 
 def _is_pair(item: Any) -> bool:
@@ -106,7 +183,8 @@ def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
             array).
 
     Yields:
-        ``(image, label)`` per item, ``label`` an ``int``, or ``None`` for a bare image.
+        ``(image, label)`` per item, ``label`` an ``int`` (a float that is not integral is
+        passed on for [`as_labels`][as_labels] to refuse), or ``None`` for a bare image.
 
     Examples:
         >>> from failmodes.data import iter_items
@@ -119,7 +197,7 @@ def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
         items = data
     for item in items:
         if _is_pair(item):
-            yield item[0], int(item[1])
+            yield item[0], _item(item[1])
         else:
             yield item, None
 
@@ -185,11 +263,18 @@ def labels_of(data: Any) -> np.ndarray:
     for name in ("targets", "labels"):
         values = getattr(data, name, None)
         if values is not None and not callable(values):
-            return np.asarray(values, dtype=np.int64)
+            return as_labels(values, f"the data's {name}")
     labels = [label for _, label in iter_items(data)]
     if any(label is None for label in labels):
         raise ValueError("data must yield (image, label) pairs to read labels from it")
-    return np.asarray(labels, dtype=np.int64)
+    return as_labels(labels)
+
+
+def _item(label: Any) -> Any:
+    """A label as a Python int when it is integral (0-d tensors and arrays too), else as it is."""
+    if isinstance(label, torch.Tensor | np.ndarray):
+        label = label.item()
+    return int(label) if _integral(label) else label
 
 
 def groups_of(data: Any) -> list[str | None] | None:

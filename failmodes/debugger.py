@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 from failmodes import steps
-from failmodes._checks import check_class_names, check_grid
+from failmodes._checks import check_class_names, check_grid, check_seed
 from failmodes._components import GRIDS, check_settings, checked_component, run_config
 from failmodes._repairs import baseline_repairs, targeted_repair
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, resolve_cache
-from failmodes.data import groups_of
+from failmodes.data import groups_of, materialize
 from failmodes.interfaces import (
     BackgroundProposer,
     FailureCaptioner,
@@ -430,6 +430,8 @@ class Debugger:
         started = time.perf_counter()
         grids = self.grids()
         check_settings(self.components)
+        seed = check_seed(seed)
+        train, debug, test, guard = (materialize(d) for d in (train, debug, test, guard))
         for name in ("proposer", "captioner", "generator", "head_trainer"):
             self._component(name)
         get_attribute(self.attribute)

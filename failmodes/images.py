@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageList", "is_blank", "png_bytes", "thumbnail", "to_rgb"]
+__all__ = ["ImageList", "file_inside", "is_blank", "png_bytes", "thumbnail", "to_rgb"]
 
 
 class ImageList(Sequence[Image.Image]):
@@ -223,3 +224,40 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def file_inside(folder: str | os.PathLike[str], name: Any, what: str = "a manifest") -> Path:
+    """The file ``name`` of ``folder``, refused if it resolves outside the folder.
+
+    A manifest names its files relative to its folder; an absolute path, ``..`` or a symbolic
+    link that leads out of the folder is refused, so that reading a folder someone else wrote
+    never reads other files.
+
+    Args:
+        folder: the folder that holds the manifest.
+        name: the file's name as the manifest gives it.
+        what: what named the file, for the error.
+
+    Returns:
+        The file's path (not resolved), inside ``folder``.
+
+    Raises:
+        ValueError: if ``name`` is not a relative path inside ``folder``.
+
+    Examples:
+        >>> from failmodes.images import file_inside
+        >>> file_inside("set", "00001.png").as_posix()
+        'set/00001.png'
+        >>> file_inside("set", "../outside/x.png")
+        Traceback (most recent call last):
+        ...
+        ValueError: a manifest names '../outside/x.png', which is not a file inside set
+    """
+    root = Path(folder)
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise ValueError(f"{what} names {name!r}, which is not a file inside {root}")
+    path = root / name
+    resolved, top = path.resolve(), root.resolve()
+    if resolved == top or not resolved.is_relative_to(top):
+        raise ValueError(f"{what} names {name!r}, which is not a file inside {root}")
+    return path

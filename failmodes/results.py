@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from failmodes.attributes import phrase
-from failmodes.images import ImageList, png_bytes, thumbnail
+from failmodes.images import ImageList, file_inside, png_bytes, thumbnail
 from failmodes.interfaces import Caption, GenerationRequest
 from failmodes.ranking import RANKS, STATS_COLUMNS, mode_stats, rank_values
 
@@ -76,7 +76,17 @@ class Features:
             features, labels = features
         import torch  # results stay importable without torch
 
-        return cls(torch.as_tensor(features), np.asarray(labels))
+        from failmodes.data import as_labels
+
+        return cls(torch.as_tensor(features), as_labels(labels))
+
+    def __post_init__(self) -> None:
+        """Refuse features and labels of different lengths."""
+        if self.features is not None and len(self.features) != len(self.labels):
+            raise ValueError(
+                f"{len(self.features)} rows of features but {len(self.labels)} labels; give one "
+                "label per row"
+            )
 
     def __iter__(self) -> Any:
         """``features`` then ``labels``, so that the object unpacks like a pair."""
@@ -927,6 +937,8 @@ class GeneratedSet:
 
         Raises:
             FileNotFoundError: if the folder has no ``manifest.json`` or an image is missing.
+            ValueError: if the manifest names a file outside the folder (an absolute path,
+                ``..``, a link out of it).
         """
         from PIL import Image
 
@@ -935,7 +947,8 @@ class GeneratedSet:
         requests = [GenerationRequest(**r) for r in manifest["requests"]]
         images, owner = [], []
         for entry in manifest["images"]:
-            with Image.open(folder / entry["file"]) as image:
+            path = file_inside(folder, entry["file"], f"{folder / 'manifest.json'}")
+            with Image.open(path) as image:
                 images.append(image.convert("RGB"))
             owner.append(int(entry["request"]))
         owner_array = np.asarray(owner, dtype=np.int64)

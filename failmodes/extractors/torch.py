@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -529,8 +530,9 @@ def _check_logits(features: torch.Tensor, output: Any, head: nn.Linear, name: st
     # reduced precision (autocast) rounds the model's own head: compare at its resolution
     rtol, atol = (1e-3, 1e-4) if features.dtype == torch.float32 else (3e-2, 3e-2)
     if output.shape != logits.shape or not torch.allclose(output, logits, rtol=rtol, atol=atol):
-        logger.warning(
-            "the model's output differs from its last nn.Linear %r applied to the features; "
-            "if the model does more after it, pass backbone= and head= explicitly",
-            name,
+        warnings.warn(
+            f"the model's output differs from its last nn.Linear {name!r} applied to the "
+            "features, so failmodes debugs that layer, not what the model outputs; if the model "
+            "does more after it, pass backbone= and head= explicitly",
+            stacklevel=4,
         )

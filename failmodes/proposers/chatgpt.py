@@ -347,12 +347,14 @@ class ChatGPTProposer(BackgroundProposer):
                         f"ChatGPTProposer could not get the {attribute} values of class {name!r} "
                         f"from model {self.model!r}: {failure.reason}{kept}"
                     )
+                    # not chained: the original error's text may carry request data (a server
+                    # that echoes the key); its type and redacted text are in the message
                     raise ProposalError(
                         _redact(message, secrets),
                         class_name=name,
                         attribute=attribute,
                         partial=partial,
-                    ) from failure.__cause__
+                    ) from None
                 self.answers_[(attribute, name)] = values
         finally:
             if self.client is None:
@@ -436,9 +438,14 @@ class ChatGPTProposer(BackgroundProposer):
         return openai.OpenAI(**options)
 
     def _secrets(self, client: Any) -> list[str]:
-        """Every key this proposer may send, to scrub from messages."""
-        keys = (self.api_key, os.environ.get("OPENAI_API_KEY"), getattr(client, "api_key", None))
-        return [k for k in keys if isinstance(k, str) and len(k.strip()) >= 4]
+        """Every secret this proposer may send (keys, header values), to scrub from messages."""
+        keys = [self.api_key, os.environ.get("OPENAI_API_KEY"), getattr(client, "api_key", None)]
+        options = self.request_options if isinstance(self.request_options, Mapping) else {}
+        headers = options.get("extra_headers")
+        if isinstance(headers, Mapping):
+            keys += [str(v) for v in headers.values() if v is not None]
+        found = {k for k in keys if isinstance(k, str) and len(k.strip()) >= 4}
+        return sorted(found, key=len, reverse=True)  # a secret inside another goes after it
 
 
 class _Failure(Exception):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from failmodes._checks import check_instance, check_number
+from failmodes._checks import check_instance, check_number, check_seed, component_name
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, cache_spec, cached, data_fingerprint, digest, fingerprint
 from failmodes.data import groups_of, images_at
@@ -21,7 +23,7 @@ from failmodes.results import FailureModes, FailureSet
 from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
 from failmodes.steps.failures import sample_successes
 
-__all__ = ["caption_accuracy", "caption_failures"]
+__all__ = ["caption_accuracy", "caption_failures", "check_captions"]
 
 logger = logging.getLogger("failmodes")
 
@@ -82,6 +84,7 @@ def caption_failures(
     """
     check_instance(captioner, "captioner", FailureCaptioner, "a FailureCaptioner")
     k = check_number(k, "k", minimum=1, integer=True)
+    seed = check_seed(seed)
     if rank not in RANKS:
         raise ValueError(f"rank must be one of {list(RANKS)}, got {rank!r}")
     with_successes = rank != "count" or bool(significant)
@@ -125,6 +128,7 @@ def caption_failures(
     )
     captions = [c for part in map_jobs(job, chunks(len(everything), JOB_IMAGES)) for c in part]
     logger.info("captioned %d images in %.1fs", len(everything), time.perf_counter() - started)
+    _warn_if_mostly_unnamed(captions[: len(idx)], component_name(captioner))
     return FailureModes.from_captions(
         class_names=class_names,
         attribute=attribute,
@@ -160,10 +164,7 @@ def _caption_job(
         captions = captioner.caption(
             images_at(debug, part), image_classes=names, candidates=proposals, attribute=attribute
         )
-        if len(captions) != len(part):
-            raise ValueError(
-                f"the captioner returned {len(captions)} captions for {len(part)} images"
-            )
+        check_captions(captions, names, proposals, component_name(captioner))
         return [[c.value, float(c.score)] for c in captions]
 
     spec = None
@@ -200,3 +201,63 @@ def caption_accuracy(debug: Any, modes: FailureModes) -> float | None:
             total += 1
             hits += cap.value == truth
     return hits / total if total else None
+
+
+def check_captions(
+    captions: Any,
+    image_classes: Sequence[str],
+    candidates: Mapping[str, Sequence[str]],
+    captioner: str = "the captioner",
+) -> None:
+    """What a captioner returned, checked: one Caption per image, values among the candidates.
+
+    Args:
+        captions: what ``captioner.caption`` returned.
+        image_classes: the class of each image it was given.
+        candidates: ``{class_name: [value, ...]}`` it was given.
+        captioner: how to name the captioner in the error.
+
+    Raises:
+        TypeError: if ``captions`` is not a list of [`Caption`][failmodes.interfaces.Caption]s
+            or a score is not a number.
+        ValueError: if there is not one caption per image, or a value is not among the
+            image's class's candidates (nor ``None``), or a score is NaN.
+    """
+    if not isinstance(captions, Sequence) or isinstance(captions, str | bytes):
+        raise TypeError(
+            f"{captioner}.caption must return a list of Caption, got {type(captions).__name__}"
+        )
+    if len(captions) != len(image_classes):
+        raise ValueError(
+            f"{captioner}.caption returned {len(captions)} captions for {len(image_classes)} "
+            "images; it must return one per image, in order"
+        )
+    for caption, name in zip(captions, image_classes, strict=True):
+        if not isinstance(caption, Caption):
+            raise TypeError(
+                f"{captioner}.caption must return Caption objects (value, score), got "
+                f"{type(caption).__name__} {caption!r:.60}"
+            )
+        allowed = candidates.get(name, ())
+        if caption.value is not None and caption.value not in allowed:
+            raise ValueError(
+                f"{captioner}.caption returned {caption.value!r} for an image of class {name!r}, "
+                f"which is not among the candidates it was given ({list(allowed)[:5]}...)"
+            )
+        score = caption.score
+        if isinstance(score, bool) or not isinstance(score, int | float) or math.isnan(score):
+            raise TypeError(
+                f"{captioner}.caption gave a score that is not a number: {score!r} for class "
+                f"{name!r}"
+            )
+
+
+def _warn_if_mostly_unnamed(captions: Sequence[Caption], captioner: str) -> None:
+    """A warning when the captioner named no value for most of the failures."""
+    unnamed = sum(c.value is None for c in captions)
+    if captions and unnamed * 2 > len(captions):
+        warnings.warn(
+            f"{captioner} named no value for {unnamed} of {len(captions)} failures; those count "
+            "for no failure mode (are the candidates right? is its min_prob too high?)",
+            stacklevel=3,
+        )

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import torch
 
-from failmodes._checks import check_number
+from failmodes._checks import check_number, check_seed
 from failmodes.progress import stage
 from failmodes.results import FailureSet, Features
 from failmodes.steps._common import derive_seed, logits
@@ -62,6 +62,7 @@ def find_failures(
         (4, 4, 4)
     """
     frac = check_number(validation_fraction, "validation_fraction", minimum=0, below=1)
+    seed = check_seed(seed)
     stage("failures of %s debug samples", f"{len(debug):,}")
     preds = logits(head, debug.features).argmax(1).numpy()
     labels = debug.labels
@@ -138,6 +139,7 @@ def sample_successes(failures: FailureSet, *, seed: int = 0, fraction: float = 0
         1
     """
     fraction = check_number(fraction, "fraction", minimum=0, maximum=1)
+    seed = check_seed(seed)
     rng = np.random.default_rng(derive_seed("successes", seed))
     outside = np.ones(len(failures.labels), dtype=bool)
     outside[failures.validation] = False

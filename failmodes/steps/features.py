@@ -20,7 +20,7 @@ import torch
 
 from failmodes._checks import check_instance, check_number
 from failmodes.cache import Cache, cache_spec, data_fingerprint, digest, fingerprint
-from failmodes.data import ImageDataset, labels_of
+from failmodes.data import ImageDataset, labels_of, materialize
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
 from failmodes.results import Features, GeneratedSet
@@ -117,6 +117,7 @@ def extract_features(
         (torch.Size([5, 12]), [0, 1, 0, 1, 0])
     """
     check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
+    data = materialize(data)  # a one-shot iterable is read once, here
     labels = read_labels(data, name, class_names)
     stage("features of %s (%s images)", name, f"{len(labels):,}")
     started = time.perf_counter()
@@ -218,6 +219,10 @@ def generated_features(
 
     Returns:
         [`Features`][failmodes.results.Features] of the images (``(0, d)`` for an empty set).
+
+    Raises:
+        ValueError: if the extractor fails on the images, naming a request and the images'
+            size and mode.
     """
     if len(generated) == 0:
         check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
@@ -226,15 +231,30 @@ def generated_features(
     data = ImageDataset(generated.images, generated.labels)
     if generated.image_ids is not None:  # known by provenance: no need to read the pixels
         data.cache_key = {"generated": digest([generated.image_ids, data.labels])}
-    return extract_features(
-        extractor,
-        data,
-        cache=cache,
-        batch_size=batch_size,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        name="generated images",
-    )
+    try:
+        return extract_features(
+            extractor,
+            data,
+            cache=cache,
+            batch_size=batch_size,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            name="generated images",
+        )
+    except (RuntimeError, ValueError, TypeError) as err:
+        request = generated.requests[int(generated.request_index[0])]
+        image = generated.images[0]
+        raise ValueError(
+            f"the extractor {type(extractor).__name__} cannot take the generated images (the "
+            f"first is {_image_shape(image)}, for request {request.prompt!r}); does the "
+            f"generator make images of the size and mode the model takes? ({err})"
+        ) from err
+
+
+def _image_shape(image: Any) -> str:
+    if hasattr(image, "mode") and hasattr(image, "size"):
+        return f"a {image.size[0]}x{image.size[1]} {image.mode} image"
+    return f"a tensor of shape {tuple(getattr(image, 'shape', ()))}"
 
 
 def original_head(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from failmodes._checks import check_instance, check_number
+from failmodes._checks import check_instance, check_number, check_seed, component_name
 from failmodes.attributes import prompt
 from failmodes.cache import Cache, fingerprint
 from failmodes.images import is_blank
@@ -74,6 +74,7 @@ def make_requests(
         (1, 'a photo of an owl in a desert', 3)
     """
     names = list(class_names)
+    seed = check_seed(seed)
     unknown = sorted({name for name, _ in counts} - set(names))
     if unknown:
         raise ValueError(
@@ -170,32 +171,71 @@ def generate(
     return generated
 
 
-def check_outputs(requests: Sequence[GenerationRequest], outputs: Any) -> None:
-    """Raise unless ``outputs`` holds ``count`` non-blank images per request, in order.
+def check_outputs(
+    requests: Sequence[GenerationRequest], outputs: Any, generator: str = "the generator"
+) -> None:
+    """Raise unless ``outputs`` holds ``count`` non-blank images per request, of one size and mode.
 
     Args:
         requests: the requests the generator was given.
         outputs: what it returned.
+        generator: how to name the generator in the error.
 
     Raises:
-        ValueError: naming the request whose images are missing, extra or blank.
+        TypeError: naming the request for which something other than an image came back.
+        ValueError: naming the request whose images are missing, extra, blank, or of another
+            size or mode than the others.
     """
-    if len(outputs) != len(requests):
+    if not isinstance(outputs, Sequence) or len(outputs) != len(requests):
+        got = len(outputs) if isinstance(outputs, Sequence) else type(outputs).__name__
         raise ValueError(
-            f"the generator returned {len(outputs)} image lists for {len(requests)} requests"
+            f"{generator}.generate returned {got} image lists for {len(requests)} requests"
         )
+    first: tuple | None = None
     for j, (request, images) in enumerate(zip(requests, outputs, strict=True)):
-        if len(images) != request.count:
+        where = f"request {j} ({request.prompt!r}, class {request.class_name!r})"
+        if images is None or isinstance(images, str | bytes) or len(images) != request.count:
+            got = "None" if images is None else len(images)
             raise ValueError(
-                f"the generator returned {len(images)} images for request {j} "
-                f"({request.prompt!r}) that asked for count={request.count}"
+                f"{generator}.generate returned {got} images for {where}, which asked for "
+                f"count={request.count}"
             )
+        for i, image in enumerate(images):
+            shape = _shape(image)
+            if shape is None:
+                raise TypeError(
+                    f"{generator} returned {type(image).__name__ if image is not None else None} "
+                    f"for image {i} of {where}; expected a PIL image or an image tensor"
+                )
+            first = first or (shape, where)
+            if shape != first[0]:
+                raise ValueError(
+                    f"{generator} returned, for image {i} of {where}, an image of "
+                    f"{_describe(shape)}, but {_describe(first[0])} for {first[1]}; a generated "
+                    "set must have one size and mode (resize them in the generator)"
+                )
         if any(is_blank(image) for image in images):
             raise ValueError(
-                f"the generator returned a blank image (one flat colour) for {request.prompt!r} "
+                f"{generator} returned a blank image (one flat colour) for {request.prompt!r} "
                 f"(class {request.class_name!r}, value {request.value!r}); blank images are not "
                 "used as training data: fix the generator or have it replace them"
             )
+
+
+def _shape(image: Any) -> tuple | None:
+    """``("PIL", mode, width, height)`` or ``("tensor", shape)``; ``None`` for a non-image."""
+    if hasattr(image, "mode") and hasattr(image, "size"):
+        return ("PIL", image.mode, *image.size)
+    shape = getattr(image, "shape", None)
+    if shape is not None and len(shape) == 3:
+        return ("tensor", *tuple(int(d) for d in shape))
+    return None
+
+
+def _describe(shape: tuple) -> str:
+    if shape[0] == "PIL":
+        return f"{shape[2]}x{shape[3]} {shape[1]}"
+    return f"a tensor of shape {tuple(shape[1:])}"
 
 
 def _run_generator(
@@ -215,7 +255,7 @@ def _run_generator(
     gen_fp = None if cache is None else fingerprint(generator)
     if gen_fp is None:
         outputs = generator.generate(requests, progress=progress)
-        check_outputs(requests, outputs)
+        check_outputs(requests, outputs, component_name(generator))
         return [list(images) for images in outputs], None
     keys = [cache.key("generated", {"generator": gen_fp, "request": asdict(r)}) for r in requests]
     ids = [[f"{key}/{n}" for n in range(r.count)] for r, key in zip(requests, keys, strict=True)]
@@ -258,7 +298,7 @@ def _generation_job(
     """One job: the images of a group of requests, checked, each request cached."""
     asked = [requests[i] for i in group]
     made = generator.generate(asked, progress=progress)
-    check_outputs(asked, made)
+    check_outputs(asked, made, component_name(generator))
     seeds = getattr(generator, "seeds_", None)
     for g, (i, images) in enumerate(zip(group, made, strict=True)):
         request, key = requests[i], keys[i]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from failmodes._checks import check_instance
+from failmodes._checks import check_instance, component_name
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, cache_spec, fingerprint
 from failmodes.interfaces import BackgroundProposer
 from failmodes.progress import stage
 
-__all__ = ["check_enough_values", "propose"]
+__all__ = ["check_enough_values", "check_values", "propose"]
 
 logger = logging.getLogger("failmodes")
 
@@ -77,12 +77,13 @@ def _ask(
                 if name in missing and values:
                     store.put(name, values)
         raise
+    name = component_name(proposer)
     if not isinstance(proposals, dict):
-        raise TypeError(f"the proposer must return a dict, got {type(proposals).__name__}")
+        raise TypeError(f"{name}.propose must return a dict, got {type(proposals).__name__}")
     absent = [n for n in missing if n not in proposals]
     if absent:
-        raise ValueError(f"the proposer returned no entry for classes {absent}")
-    answers = {n: list(proposals[n]) for n in missing}
+        raise ValueError(f"{name}.propose returned no entry for classes {absent}")
+    answers = {n: check_values(proposals[n], n, name) for n in missing}
     for name, values in answers.items():
         store.put(name, values)
     return answers
@@ -131,3 +132,37 @@ def check_enough_values(proposals: dict[str, list[str]], k: int, attribute: str)
             f"{get_attribute(attribute).plural or 'values'} for {len(short)} classes "
             f"(e.g. {dict(list(short.items())[:3])}); lower k or propose more values"
         )
+
+
+def check_values(values: Any, class_name: str, proposer: str = "the proposer") -> list[str]:
+    """One class's proposed values, checked: a list of non-empty strings.
+
+    Args:
+        values: what the proposer returned for the class.
+        class_name: the class.
+        proposer: how to name the proposer in the error.
+
+    Returns:
+        The values, as a list.
+
+    Raises:
+        TypeError: if ``values`` is not a list (a string, a set, a mapping) or holds anything
+            but strings.
+        ValueError: if a value is empty or blank.
+    """
+    if isinstance(values, str | bytes | Mapping | set | frozenset) or not isinstance(
+        values, Iterable
+    ):
+        raise TypeError(
+            f"{proposer}.propose must return a list of strings for class {class_name!r}, got "
+            f"{type(values).__name__} {values!r:.80}"
+        )
+    values = list(values)
+    if not all(isinstance(v, str) for v in values):
+        raise TypeError(
+            f"{proposer}.propose must return a list of strings for class {class_name!r}, got "
+            f"{values!r:.80}"
+        )
+    if any(not v.strip() for v in values):
+        raise ValueError(f"{proposer}.propose returned an empty value for class {class_name!r}")
+    return values

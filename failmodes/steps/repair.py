@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import torch
 
-from failmodes._checks import check_instance, check_number
+from failmodes._checks import check_instance, check_number, check_seed
 from failmodes.cache import Cache, cache_spec, cached, fingerprint, tensor_digest
 from failmodes.interfaces import HeadTrainer
 from failmodes.results import Features
@@ -64,6 +64,7 @@ def fit_head(
     """
     check_instance(trainer, "head_trainer", HeadTrainer, "a HeadTrainer")
     lam = float(check_number(lam, "lam", minimum=0))
+    seed = check_seed(seed)
     labels = torch.as_tensor(train.labels, dtype=torch.long)
     extra_labels = None if extra is None else torch.as_tensor(extra.labels, dtype=torch.long)
 

@@ -318,7 +318,7 @@ def test_a_server_error_after_retries_names_the_class_and_keeps_the_answers():
     message = str(err)
     assert "'owl'" in message and "after 2 retries" in message and "InternalServerError" in message
     assert "the model is down" in message and "propose again" in message
-    assert isinstance(err.__cause__, openai.InternalServerError)
+    assert err.__cause__ is None  # the server's text may carry request data: not chained
     assert asked(server) == ["fox", "owl", "owl", "owl"]  # cat is not asked
 
 

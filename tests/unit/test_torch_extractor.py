@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
@@ -267,11 +265,10 @@ def test_error_head_input_not_2d():
         TorchExtractor(model).extract(images(2))
 
 
-def test_warns_when_the_head_is_not_the_last_step(caplog):
+def test_warns_when_the_head_is_not_the_last_step():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, 4), nn.Softmax(dim=1))
-    with caplog.at_level(logging.WARNING, logger="failmodes"):
+    with pytest.warns(UserWarning, match="differs from its last nn.Linear"):
         TorchExtractor(model).extract(images(2))
-    assert "differs from its last nn.Linear" in caplog.text
 
 
 def test_error_integer_tensors_and_unknown_types():

@@ -1,0 +1,258 @@
+"""Nothing silent: each reproduction of a silent wrong result or a raw traceback, now caught.
+
+Every test here was written first as a reproduction of what a careful user found: a wrong
+result given without a word, or a traceback that did not name the culprit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_bad_input import _onehot_debugger
+from torch import nn
+
+from failmodes import (
+    BackgroundProposer,
+    Caption,
+    Debugger,
+    FailureCaptioner,
+    FailureSet,
+    GenerationRequest,
+    ImageGenerator,
+    StaticProposer,
+    TorchExtractor,
+)
+from failmodes.data import ImageDataset, labels_of
+from failmodes.results import Features
+from failmodes.steps import caption_failures, generate, propose
+
+
+def _onehot(n_classes: int = 2, **kwargs) -> Debugger:
+    """A known classifier: features are one-hot predictions, the head reads them back."""
+    return _onehot_debugger(n_classes, **kwargs)
+
+
+def _failures(n: int = 8) -> FailureSet:
+    """Class 0 and 1 alternate; the model calls everything class 1: class 0 images fail."""
+    labels = np.arange(n) % 2
+    predictions = np.ones(n, dtype=int)
+    none = np.array([], dtype=int)
+    return FailureSet(labels, predictions, none, np.flatnonzero(labels == 0), none)
+
+
+def _images(n: int = 8) -> list[tuple[Image.Image, int]]:
+    return [(Image.new("RGB", (8, 8), (10 * i, 50, 90)), i % 2) for i in range(n)]
+
+
+class _Captioner(FailureCaptioner):
+    """Answers what it was built with, whatever the image: a user's component, as written."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def caption(self, images, *, image_classes, candidates, attribute="background"):
+        return [self.answer(i) for i in range(len(images))]
+
+
+# ---------------------------------------------------------------- labels and names
+def test_float_labels_that_are_not_integers_are_refused():
+    features = torch.eye(2)[[0, 1, 1, 0]]
+    with pytest.raises(ValueError, match=r"labels must be integers.*0\.7"):
+        Features.of(features, np.array([0.7, 1.9, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="labels must be integers"):
+        labels_of(ImageDataset(["a", "b"], [0.5, 1]))
+
+
+def test_integral_float_labels_are_read_as_integers():
+    got = Features.of(torch.eye(2), np.array([1.0, 0.0]))
+    assert got.labels.tolist() == [1, 0] and got.labels.dtype == np.int64
+    assert labels_of([("a", 1.0), ("b", 0.0)]).tolist() == [1, 0]  # as pandas gives them
+
+
+def test_class_names_given_as_a_string_are_refused():
+    with pytest.raises(ValueError, match="class_names must be a list"):
+        Debugger(extractor=TorchExtractor(nn.Linear(2, 2)), class_names="fo").find_failures(
+            None, features=(torch.eye(2), np.array([0, 1]))
+        )
+
+
+def test_features_and_labels_of_different_lengths_are_refused():
+    features = torch.eye(2)[np.arange(20) % 2]
+    with pytest.raises(ValueError, match="20 rows of features but 10 labels"):
+        _onehot().find_failures(None, features=(features, np.arange(10) % 2))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("tolerance", float("nan")),
+        ("tolerance", -1),
+        ("guard_tolerance", 2.0),
+        ("validation_fraction", float("nan")),
+    ],  # fmt: skip
+)
+def test_numeric_settings_are_range_checked_before_any_work(setting, value):
+    dbg = _onehot(**{setting: value})
+    with pytest.raises(ValueError, match=f"{setting} must be"):
+        dbg.run(_images(), _images(), _images(), seed=0)
+
+
+@pytest.mark.parametrize("seed", [1.5, -1, "0", True])
+def test_a_seed_that_is_not_a_non_negative_integer_is_refused(seed):
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        _onehot().find_failures(None, seed=seed, features=(torch.eye(2), np.array([1, 0])))
+
+
+# ---------------------------------------------------------------- what components return
+class _Returns(BackgroundProposer):
+    def __init__(self, answer):
+        self.answer = answer
+
+    def propose(self, class_names, *, attribute="background"):
+        return {name: self.answer for name in class_names}
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        ("in a desert", "a list of strings for class 'fox', got str 'in a desert'"),
+        ([1, None], "a list of strings for class 'fox', got [1, None]"),
+        (["in a desert", ""], "an empty value for class 'fox'"),
+    ],
+)
+def test_a_proposers_bad_answer_is_named(answer, says):
+    with pytest.raises(TypeError if "empty" not in says else ValueError, match="_Returns") as err:
+        propose(_Returns(answer), ["fox"])
+    assert says in str(err.value)
+
+
+def test_a_captioners_value_that_was_never_proposed_is_refused():
+    captioner = _Captioner(lambda i: Caption("on the moon", 0.9))
+    with pytest.raises(ValueError, match=r"_Captioner.*'on the moon'.*not among the candidates"):
+        caption_failures(captioner, _images(), _failures(), {"class0": ["in a desert"]},
+                         class_names=["class0", "class1"], k=1, rank="count")  # fmt: skip
+
+
+def test_a_captioner_returning_plain_strings_is_named():
+    captioner = _Captioner(lambda i: "in a desert")
+    with pytest.raises(TypeError, match=r"_Captioner.*Caption.*got str 'in a desert'"):
+        caption_failures(captioner, _images(), _failures(), {"class0": ["in a desert"]},
+                         class_names=["class0", "class1"], k=1, rank="count")  # fmt: skip
+
+
+def test_a_captioner_that_names_no_value_for_most_failures_is_a_warning():
+    captioner = _Captioner(lambda i: Caption(None, 0.1))
+    with pytest.warns(UserWarning, match=r"_Captioner named no value for 4 of 4 failures"):
+        modes = caption_failures(captioner, _images(), _failures(), {"class0": ["in a desert"]},
+                                 class_names=["class0", "class1"], k=1, rank="count")  # fmt: skip
+    assert modes.modes == {}
+
+
+class _Sized(ImageGenerator):
+    def __init__(self, make):
+        self.make = make
+
+    def generate(self, requests, *, progress=None):
+        return [[self.make(r, i) for i in range(r.count)] for r in requests]
+
+
+def _request(count: int = 2) -> GenerationRequest:
+    prompt = "a photo of a class0 in a desert"
+    return GenerationRequest(0, "class0", "in a desert", prompt, count, 0)
+
+
+def test_generated_images_of_another_size_are_named_with_the_request():
+    def make(request, i):
+        return Image.new("RGB", (8, 8) if i == 0 else (16, 16), (200, 10 * i, 30))
+
+    with pytest.raises(ValueError, match=r"_Sized.*'a photo of a class0 in a desert'.*16x16"):
+        generate(_Sized(make), [_request()], class_names=["class0", "class1"])
+
+
+def test_a_generator_returning_none_is_named():
+    with pytest.raises(TypeError, match=r"_Sized returned None .*'a photo of a class0"):
+        generate(_Sized(lambda r, i: None), [_request()], class_names=["class0", "class1"])
+
+
+# ---------------------------------------------------------------- models and data
+def test_a_model_whose_last_module_is_not_its_head_is_a_warning():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2), nn.Softmax(dim=1))
+    with pytest.warns(UserWarning, match="differs from its last nn.Linear"):
+        TorchExtractor(model).extract([torch.rand(3, 2, 2) for _ in range(3)])
+
+
+def test_a_debug_set_given_as_a_generator_is_read_once():
+    dbg = _onehot(2)
+    features = [torch.eye(2)[i % 2] for i in range(10)]
+    data = ((features[i], i % 3 % 2) for i in range(10))  # a generator, read once
+    failures = dbg.find_failures(data, seed=0)
+    assert len(failures.labels) == 10
+
+
+def test_no_warning_for_a_healthy_model():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TorchExtractor(model).extract([torch.rand(3, 2, 2) for _ in range(3)])
+
+
+def test_static_proposer_is_still_fine():
+    assert propose(StaticProposer({"fox": ["in a desert"]}), ["fox"]) == {"fox": ["in a desert"]}
+
+
+# ---------------------------------------------------------------- folders are boundaries
+def _exported(tmp_path):
+    from failmodes import GeneratedSet
+
+    request = _request(count=2)
+    images = [Image.new("RGB", (8, 8), (200, 40 * i, 30)) for i in range(2)]
+    generated = GeneratedSet([request], images, np.zeros(2, dtype=int), [request.value] * 2,
+                             np.zeros(2, dtype=int))  # fmt: skip
+    folder = generated.export(tmp_path / "set")
+    return GeneratedSet, folder
+
+
+@pytest.mark.parametrize("name", ["../outside/x.png", "/etc/passwd", "link.png"])
+def test_loading_a_generated_set_stays_inside_its_folder(tmp_path, name):
+    import json
+
+    load, folder = _exported(tmp_path)
+    (tmp_path / "outside").mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "outside" / "x.png")
+    (folder / "link.png").symlink_to(tmp_path / "outside" / "x.png")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["images"][0]["file"] = name
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"names '{name}', which is not a file inside"):
+        load.load(folder)
+
+
+def test_generated_images_the_extractor_cannot_take_are_named():
+    from failmodes.steps import generated_features
+
+    def make(request, i):
+        pixels = np.random.default_rng(i).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        return Image.fromarray(pixels, mode="RGB")
+
+    generated = generate(_Sized(make), [_request()], class_names=["class0", "class1"])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))  # takes 3x2x2 images only
+    with pytest.raises(ValueError, match=r"cannot take the generated images .*8x8 RGB.*class0"):
+        generated_features(TorchExtractor(model), generated)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("filter_rounds", -1),
+        ("checkpoint_every", 0),
+        ("examples_per_mode", 1.5),
+        ("batch_size", 0),
+    ],  # fmt: skip
+)
+def test_the_other_numeric_settings_are_checked_too(setting, value):
+    with pytest.raises(ValueError, match=f"{setting} must be"):
+        _onehot(**{setting: value}).run(_images(), _images(), _images(), seed=0)
