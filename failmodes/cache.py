@@ -28,8 +28,11 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +40,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from failmodes.images import ImageList
+from failmodes._checks import check_number
+from failmodes.images import ImageList, file_inside
 
 __all__ = [
     "Cache",
+    "CacheEntry",
+    "CacheWarning",
     "cache_spec",
     "cached",
     "data_fingerprint",
@@ -380,17 +386,20 @@ class Cache:
             key: the entry's key.
 
         Returns:
-            The value stored, or ``None`` when the entry is missing or cannot be read (an
-            unreadable one is deleted, with a warning).
+            The value stored, or ``None`` when the entry is missing, cannot be read, has no
+            checksum or does not match it (such an entry is deleted, with a
+            [`CacheWarning`][CacheWarning]).
         """
         path = self.entry(kind, key).with_suffix(".json")
         try:
-            return json.loads(path.read_text())["value"]
+            value = _read_json(path)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             self._discard(path, err)
             return None
+        _touch(path)
+        return value
 
     def put_json(self, kind: str, key: str, value: Any, *, provenance: Any = None) -> None:
         """Write a JSON entry, atomically (a reader sees the old entry or the new one).
@@ -401,8 +410,7 @@ class Cache:
             value: JSON-serialisable data; ``None`` reads back as a missing entry.
             provenance: JSON-serialisable notes kept beside the value (not read back).
         """
-        blob = json.dumps({"value": value, "provenance": provenance}, sort_keys=True, indent=1)
-        atomic_write(self.entry(kind, key).with_suffix(".json"), blob.encode())
+        atomic_write(self.entry(kind, key).with_suffix(".json"), _json_blob(value, provenance))
 
     # -- tensors -------------------------------------------------------------------------------
 
@@ -415,18 +423,19 @@ class Cache:
 
         Returns:
             ``{name: tensor}`` on the CPU, or ``None`` when the entry is missing or cannot be
-            read (an unreadable one is deleted, with a warning).
+            read, or its tensors do not match their checksum (such an entry is deleted, with a
+            [`CacheWarning`][CacheWarning]).
         """
-        from safetensors.torch import load_file
-
         path = self.entry(kind, key).with_suffix(".safetensors")
         if not path.exists():
             return None
         try:
-            return load_file(str(path))
-        except Exception as err:  # a truncated or foreign file: treat as missing
+            tensors = _read_tensors(path)
+        except Exception as err:  # truncated, flipped, foreign or old: treat as missing
             self._discard(path, err)
             return None
+        _touch(path)
+        return tensors
 
     def put_tensors(
         self,
@@ -446,10 +455,8 @@ class Cache:
         """
         from safetensors.torch import save
 
-        blob = save(
-            {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
-            metadata=dict(metadata or {}),
-        )
+        cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        blob = save(cpu, metadata={**dict(metadata or {}), _SUM_KEY: _tensors_sum(cpu)})
         atomic_write(self.entry(kind, key).with_suffix(".safetensors"), blob)
 
     # -- images --------------------------------------------------------------------------------
@@ -459,8 +466,10 @@ class Cache:
     ) -> tuple[list[Image.Image] | ImageList, dict] | None:
         """The images of an entry and its manifest, or ``None``.
 
-        With ``lazy``, the images come as an [`ImageList`][failmodes.images.ImageList] of their
-        files, read when indexed; the files are only checked to exist and be non-empty.
+        Every file is checked against the checksum its manifest records (its bytes are hashed,
+        not decoded); a file named outside the entry's folder is refused. With ``lazy``, the
+        images come as an [`ImageList`][failmodes.images.ImageList] of their files, decoded when
+        indexed.
 
         Args:
             kind: the entry's kind.
@@ -468,29 +477,29 @@ class Cache:
             lazy: return the files unread instead of decoded RGB images.
 
         Returns:
-            ``(images, manifest)``, or ``None`` when the entry is missing or cannot be read (an
-            unreadable one is deleted, with a warning).
+            ``(images, manifest)``, or ``None`` when the entry is missing, cannot be read or does
+            not match its checksums (such an entry is deleted, with a
+            [`CacheWarning`][CacheWarning]).
         """
         folder = self.entry(kind, key)
         manifest_path = folder / "manifest.json"
         if not manifest_path.exists():
             return None
         try:
-            manifest = json.loads(manifest_path.read_text())
-            paths = [folder / item["file"] for item in manifest["images"]]
+            manifest, paths = _read_image_entry(folder)
             if lazy:
+                result: tuple = (ImageList(paths), manifest)
+            else:
+                images = []
                 for path in paths:
-                    if path.stat().st_size == 0:
-                        raise ValueError(f"{path} is empty")
-                return ImageList(paths), manifest
-            images = []
-            for path in paths:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            return images, manifest
+                    with Image.open(path) as image:
+                        images.append(image.convert("RGB"))
+                result = (images, manifest)
         except Exception as err:
             self._discard(folder, err)
             return None
+        _touch(manifest_path)
+        return result
 
     def put_images(
         self, kind: str, key: str, images: Sequence[Image.Image], manifest: dict
@@ -518,8 +527,10 @@ class Cache:
             for i, (image, item) in enumerate(zip(images, entries, strict=True)):
                 item["file"] = f"{i:04d}.png"
                 image.save(staging / item["file"], format="PNG")
-            (staging / "manifest.json").write_text(
-                json.dumps({**manifest, "images": entries}, sort_keys=True, indent=1)
+                item[_SUM] = _file_sum(staging / item["file"])
+            body = {**manifest, "images": entries}
+            (staging / "manifest.json").write_text(  # written last: it commits the entry
+                json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1)
             )
             _fsync_dir(staging)
             try:
@@ -535,12 +546,105 @@ class Cache:
     # -- housekeeping --------------------------------------------------------------------------
 
     def _discard(self, path: Path, err: Exception) -> None:
-        logger.warning("cache entry %s cannot be read (%s); it will be recomputed", path, err)
-        with contextlib.suppress(OSError):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+        message = f"cache entry {path} cannot be used ({err}); it is removed and recomputed"
+        logger.warning(message)
+        warnings.warn(message, CacheWarning, stacklevel=3)
+        _remove(path)
+
+    def entries(self) -> Iterator[CacheEntry]:
+        """Every committed entry of the cache, kind by kind.
+
+        Yields:
+            A [`CacheEntry`][CacheEntry] per entry (files and folders of unfinished writes,
+            whose names start with a dot, are left out).
+        """
+        if not self.path.is_dir():
+            return
+        for kind in _visible(self.path):
+            for shard in _visible(kind):
+                for item in _visible(shard, dirs=None):
+                    yield _entry_of(kind.name, item)
+
+    def verify(self, *, repair: bool = False) -> list[tuple[CacheEntry, str]]:
+        """Check every entry against its checksums, as reading it would.
+
+        Args:
+            repair: remove the damaged entries (each is then recomputed when next needed).
+                Safe while a run uses the cache: a damaged entry is one the run would not use.
+
+        Returns:
+            ``[(entry, why it is damaged), ...]``.
+        """
+        damaged = []
+        for entry in self.entries():
+            reason = _damage(entry)
+            if reason is not None:
+                damaged.append((entry, reason))
+                if repair:
+                    _remove(entry.path)
+        return damaged
+
+    def info(self) -> dict[str, Any]:
+        """What the cache holds: entries and bytes per kind, and when entries were last used.
+
+        Returns:
+            ``{"path", "entries", "bytes", "kinds": {kind: {"entries", "bytes"}},
+            "oldest_use", "newest_use"}`` (times as POSIX timestamps; ``None`` when empty).
+        """
+        kinds: dict[str, dict[str, int]] = {}
+        uses = []
+        for entry in self.entries():
+            row = kinds.setdefault(entry.kind, {"entries": 0, "bytes": 0})
+            row["entries"] += 1
+            row["bytes"] += entry.size
+            uses.append(entry.last_used)
+        return {
+            "path": str(self.path),
+            "entries": sum(r["entries"] for r in kinds.values()),
+            "bytes": sum(r["bytes"] for r in kinds.values()),
+            "kinds": dict(sorted(kinds.items())),
+            "oldest_use": min(uses, default=None),
+            "newest_use": max(uses, default=None),
+        }
+
+    def prune(
+        self, *, older_than: float | None = None, max_bytes: int | None = None
+    ) -> list[CacheEntry]:
+        """Remove entries by last use, by age or to fit a size.
+
+        First the entries unused for ``older_than`` seconds, then the least recently used until
+        the cache holds at most ``max_bytes``. A read records a use (the entry's modification
+        time), so entries a run is using are the most recently used; each removal renames the
+        entry out of the way first.
+
+        Args:
+            older_than: seconds since the last use; ``None`` for no age limit.
+            max_bytes: the size to shrink the cache to; ``None`` for no size limit.
+
+        Returns:
+            The removed entries, least recently used first.
+
+        Raises:
+            ValueError: if neither limit is given, or one is negative.
+        """
+        if older_than is None and max_bytes is None:
+            raise ValueError("prune needs older_than or max_bytes (or both)")
+        for name, value in (("older_than", older_than), ("max_bytes", max_bytes)):
+            if value is not None:
+                check_number(value, name, minimum=0)
+        entries = sorted(self.entries(), key=lambda e: e.last_used)
+        now = time.time()
+        total = sum(e.size for e in entries)
+        removed = []
+        for entry in entries:
+            too_old = older_than is not None and now - entry.last_used > older_than
+            too_big = max_bytes is not None and total > max_bytes
+            if not (too_old or too_big):
+                continue
+            _remove(entry.path)
+            total -= entry.size
+            removed.append(entry)
+        return removed
 
     def files(self) -> Iterator[Path]:
         """Every committed file of the cache (temporary files of unfinished writes excluded).
@@ -568,6 +672,156 @@ def atomic_write(path: Path, blob: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry of a cache, as [`Cache.entries`][Cache.entries] lists it.
+
+    Attributes:
+        kind: the entry's kind (``"features"``, ``"generated"``, ...).
+        key: its key.
+        path: its file (JSON or safetensors) or folder (images).
+        size: its bytes on disk.
+        last_used: when it was last written or read, as a POSIX timestamp.
+    """
+
+    kind: str
+    key: str
+    path: Path
+    size: int
+    last_used: float
+
+
+def _visible(folder: Path, dirs: bool | None = True) -> list[Path]:
+    """The entries of ``folder`` whose names do not start with a dot (only folders if ``dirs``)."""
+    return [
+        p for p in sorted(folder.iterdir())
+        if not p.name.startswith(".") and (dirs is None or p.is_dir() == dirs)
+    ]  # fmt: skip
+
+
+def _entry_of(kind: str, item: Path) -> CacheEntry:
+    if item.is_dir():
+        files = [p for p in item.rglob("*") if p.is_file()]
+        stamp = item / "manifest.json"
+        used = stamp.stat().st_mtime if stamp.exists() else item.stat().st_mtime
+        return CacheEntry(kind, item.name, item, sum(p.stat().st_size for p in files), used)
+    stat = item.stat()
+    return CacheEntry(kind, item.name.split(".")[0], item, stat.st_size, stat.st_mtime)
+
+
+def _damage(entry: CacheEntry) -> str | None:
+    """Why an entry cannot be used, or ``None`` when it is whole."""
+    try:
+        if entry.path.is_dir():
+            if not (entry.path / "manifest.json").exists():
+                return "no manifest (an unfinished or foreign folder)"
+            _read_image_entry(entry.path)
+        elif entry.path.suffix == ".json":
+            _read_json(entry.path)
+        elif entry.path.suffix == ".safetensors":
+            _read_tensors(entry.path)
+        else:
+            return f"not a cache file ({entry.path.suffix or 'no suffix'})"
+    except Exception as err:
+        return str(err) or type(err).__name__
+    return None
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was damaged, incomplete or written by an older failmodes: it is recomputed."""
+
+
+_SUM = "sha256"  # the checksum's key in JSON entries and image manifests
+_SUM_KEY = "failmodes.sha256"  # the checksum's key in a safetensors file's metadata
+
+
+class _Damaged(ValueError):
+    """An entry whose content is not what its checksum says (or that has none)."""
+
+
+def _json_blob(value: Any, provenance: Any) -> bytes:
+    body = {"value": value, "provenance": provenance}
+    return json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1).encode()
+
+
+def _read_json(path: Path) -> Any:
+    """The value of a JSON entry, verified against its checksum."""
+    data = json.loads(path.read_bytes())
+    if not isinstance(data, dict) or _SUM not in data:
+        raise _Damaged("it has no checksum (written by an older failmodes)")
+    body = {"value": data["value"], "provenance": data.get("provenance")}
+    if digest(body) != data[_SUM]:
+        raise _Damaged("its content does not match its checksum")
+    return data["value"]
+
+
+def _tensors_sum(tensors: Mapping[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors entry, verified against the checksum in its metadata."""
+    from safetensors.torch import load
+
+    blob = path.read_bytes()
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    expected = (header.get("__metadata__") or {}).get(_SUM_KEY)
+    if expected is None:
+        raise _Damaged("it has no checksum (written by an older failmodes)")
+    tensors = load(blob)
+    if _tensors_sum(tensors) != expected:
+        raise _Damaged("its tensors do not match their checksum")
+    return tensors
+
+
+def _file_sum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_image_entry(folder: Path) -> tuple[dict, list[Path]]:
+    """The manifest and files of an image entry, verified against their checksums."""
+    manifest = json.loads((folder / "manifest.json").read_bytes())
+    if not isinstance(manifest, dict) or _SUM not in manifest:
+        raise _Damaged("its manifest has no checksum (written by an older failmodes)")
+    body = {k: v for k, v in manifest.items() if k != _SUM}
+    if digest(body) != manifest[_SUM]:
+        raise _Damaged("its manifest does not match its checksum")
+    paths = []
+    for item in body["images"]:
+        path = file_inside(folder, item["file"], f"the manifest of {folder}")
+        if _file_sum(path) != item.get(_SUM):
+            raise _Damaged(f"{item['file']} does not match its checksum")
+        paths.append(path)
+    return body, paths
+
+
+def _touch(path: Path) -> None:
+    """Record a use of an entry (its file's modification time), for ``prune``."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _remove(path: Path) -> None:
+    """Remove an entry: renamed out of the way first, so readers never see half of it."""
+    with contextlib.suppress(OSError):
+        trash = path.with_name(f".trash-{path.name}.{uuid.uuid4().hex}")
+        os.rename(path, trash)
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            trash.unlink()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from failmodes._cache_cli import add_cache_parser, run_cache
+
 __all__ = ["main"]
 
 SEED_MAX = 2**32 - 1
@@ -94,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "beside the random and uniform baselines and a plain refit.",
     )
     _demo_arguments(demo)
+    add_cache_parser(sub, [verbose])
     return parser
 
 
@@ -275,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failmodes demo: error: {problem}", file=sys.stderr)
             return 2
         return _demo(args)
+    if args.command == "cache":
+        return run_cache(args)
     return 2  # pragma: no cover - argparse enforces the commands
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from failmodes import Debugger, GenerationRequest, StaticProposer, TorchExtractor
-from failmodes.cache import Cache, data_fingerprint, fingerprint
+from failmodes.cache import Cache, CacheWarning, data_fingerprint, fingerprint
 from failmodes.data import ImageDataset, ImageList
 from failmodes.heads import LinearHeadTrainer
 from failmodes.interfaces import BackgroundProposer, ImageGenerator
@@ -74,15 +74,15 @@ def test_entries_round_trip_and_leave_no_temporary_files(tmp_path):
     assert len(list(cache.files())) == 2 + 4  # json, safetensors, 3 PNGs + manifest
 
 
-def test_a_corrupt_entry_is_a_miss_and_is_removed(tmp_path, caplog):
+def test_a_corrupt_entry_is_a_miss_and_is_removed(tmp_path):
     cache = Cache(tmp_path)
     key = cache.key("t", {})
     cache.put_tensors("t", key, {"x": torch.ones(100)})
     path = cache.entry("t", key).with_suffix(".safetensors")
     path.write_bytes(path.read_bytes()[:50])  # a file cut short
-    assert cache.get_tensors("t", key) is None
+    with pytest.warns(CacheWarning, match="cannot be used"):
+        assert cache.get_tensors("t", key) is None
     assert not path.exists()
-    assert "cannot be read" in caplog.text
 
 
 def test_keys_follow_the_content():
@@ -270,16 +270,20 @@ def test_proposals_received_before_an_error_are_kept(tmp_path):
     assert proposer.asked == []
 
 
-def test_a_whole_run_is_read_back_identically(tmp_path):
+def test_a_whole_run_is_read_back_identically(tmp_path, monkeypatch):
     world = ToyWorld(seed=3)
     train, debug, test = world.train(20), world.debug(600), world.test(300)
     results = []
+    decoded: list[str] = []
+    original_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        decoded.append(str(fp))
+        return original_open(fp, *args, **kwargs)
+
     for run in range(2):
-        if run == 1:  # the rerun must not even read the generated images: make them unreadable
-            pngs = list((tmp_path / "cache" / "generated").rglob("*.png"))
-            assert pngs
-            for png in pngs:
-                png.write_bytes(b"not a PNG")
+        if run == 1:  # the rerun checks the generated files' bytes but never decodes them
+            monkeypatch.setattr(Image, "open", counting_open)
         extractor = CountingExtractor(_model())
         generator = FlakyGenerator(world)
         dbg = Debugger(
@@ -304,8 +308,25 @@ def test_a_whole_run_is_read_back_identically(tmp_path):
     for method, head in first.heads.items():
         assert torch.equal(head.weight, second.heads[method].weight), method
     assert isinstance(second.generated.images, ImageList)  # files, read only when indexed
-    with pytest.raises(OSError):
-        second.generated.images[0]
+    assert not [path for path in decoded if path.endswith(".png")]
+    assert second.generated.images[0].size == first.generated.images[0].size
+
+
+def test_a_damaged_generated_image_is_regenerated_the_same(tmp_path):
+    cache = Cache(tmp_path)
+    world = ToyWorld(seed=3)
+    generator = FlakyGenerator(world)
+    dbg = _debugger(tmp_path, TorchExtractor(_model()), generator=generator, cache=cache,
+                    class_names=world.class_names)  # fmt: skip
+    request = dbg.requests({("circle", world.values[3]): 3}, seed=0)
+    first = [im.tobytes() for im in dbg.generate(request).images]
+    [png] = [p for p in cache.files() if p.name == "0001.png"]
+    blob = bytearray(png.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    png.write_bytes(bytes(blob))
+    with pytest.warns(CacheWarning, match="0001.png does not match its checksum"):
+        again = dbg.generate(request)
+    assert [im.tobytes() for im in again.images] == first
 
 
 def test_lazy_images_are_checked_to_exist_and_read_on_demand(tmp_path):
@@ -335,3 +356,119 @@ def test_bad_cache_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_every"):
         _debugger(tmp_path, TorchExtractor(_model()), checkpoint_every=0).features(WORLD.debug(10))
     assert np.isfinite(1.0)
+
+
+# ---------------------------------------------------------------- a cache that verifies
+def _filled(tmp_path) -> Cache:
+    cache = Cache(tmp_path / "c")
+    cache.put_json("captions", "a" * 64, [["in snow", 0.9]])
+    cache.put_tensors("features", "b" * 64, {"features": torch.arange(12.0).reshape(3, 4)})
+    images = [Image.new("RGB", (6, 6), (i * 50, 20, 200)) for i in range(3)]
+    cache.put_images("generated", "c" * 64, images, {"images": [{"seed": i} for i in range(3)]})
+    return cache
+
+
+def _flip(path, at=None):
+    blob = bytearray(path.read_bytes())
+    at = len(blob) // 2 if at is None else at
+    blob[at] ^= 0x5A
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "read"),
+    [
+        ("captions", "a" * 64 + ".json", lambda c: c.get_json("captions", "a" * 64)),
+        ("features", "b" * 64 + ".safetensors", lambda c: c.get_tensors("features", "b" * 64)),
+        ("generated", "0001.png", lambda c: c.get_images("generated", "c" * 64, lazy=True)),
+        ("generated", "manifest.json", lambda c: c.get_images("generated", "c" * 64)),
+    ],
+)
+def test_a_flipped_byte_is_a_miss_and_verify_finds_it(tmp_path, kind, name, read):
+    cache = _filled(tmp_path)
+    [path] = [p for p in cache.files() if p.name == name]
+    if name.endswith(".json") and kind == "captions":
+        text = path.read_text()
+        path.write_text(text.replace("in snow", "in snaw"))  # valid JSON, a wrong value
+    else:
+        _flip(path)
+    [(entry, reason)] = cache.verify()
+    assert entry.kind == kind and reason
+    if kind == "captions" or name == "0001.png":
+        assert "match its checksum" in reason
+    with pytest.warns(CacheWarning, match="cannot be used"):
+        assert read(cache) is None  # a miss, never a wrong value
+    assert cache.verify() == []  # the read removed it
+
+
+def test_entries_without_a_checksum_are_misses_with_a_warning(tmp_path):
+    cache = Cache(tmp_path)
+    path = cache.entry("proposals", "d" * 64).with_suffix(".json")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"value": ["in snow"], "provenance": null}')  # as an older failmodes wrote
+    assert "no checksum" in cache.verify()[0][1]
+    with pytest.warns(CacheWarning, match="no checksum"):
+        assert cache.get_json("proposals", "d" * 64) is None
+
+
+def test_verify_repair_removes_only_the_damaged_entries(tmp_path):
+    cache = _filled(tmp_path)
+    _flip(next(p for p in cache.files() if p.suffix == ".safetensors"))
+    assert len(cache.verify(repair=True)) == 1
+    assert cache.verify() == [] and cache.info()["entries"] == 2
+    assert cache.get_json("captions", "a" * 64) == [["in snow", 0.9]]
+
+
+def test_info_and_prune_by_last_use(tmp_path):
+    import os
+    import time
+
+    cache = _filled(tmp_path)
+    info = cache.info()
+    assert info["entries"] == 3 and set(info["kinds"]) == {"captions", "features", "generated"}
+    old = time.time() - 10 * 86400
+    json_path = cache.entry("captions", "a" * 64).with_suffix(".json")
+    os.utime(json_path, (old, old))
+    assert [e.kind for e in cache.prune(older_than=5 * 86400)] == ["captions"]
+    cache.get_tensors("features", "b" * 64)  # a use: the images become the least recent
+    removed = cache.prune(max_bytes=cache.info()["bytes"] - 1)
+    assert [e.kind for e in removed] == ["generated"] and cache.info()["entries"] == 1
+    with pytest.raises(ValueError, match="older_than or max_bytes"):
+        cache.prune()
+
+
+def test_the_cache_commands(tmp_path, capsys):
+    from failmodes.cli import main
+
+    cache = _filled(tmp_path)
+    where = ["--cache", str(cache.path)]
+    assert main(["cache", "info", *where]) == 0
+    assert "3 entries" in capsys.readouterr().out
+    _flip(next(p for p in cache.files() if p.suffix == ".png"))
+    assert main(["cache", "verify", *where]) == 1
+    out = capsys.readouterr().out
+    assert f"generated/{'c' * 64}: 0" in out and "1 damaged entry" in out
+    assert main(["cache", "verify", "--repair", *where]) == 0
+    assert main(["cache", "verify", *where]) == 0
+    assert main(["cache", "prune", *where]) == 2
+    assert "--older-than DAYS" in capsys.readouterr().err
+    assert main(["cache", "prune", "--max-size", "0", *where]) == 0
+    assert cache.info()["entries"] == 0
+    assert main(["cache", "info", "--cache", str(tmp_path / "none")]) == 2
+
+
+def test_a_cache_entry_naming_a_file_outside_its_folder_is_a_miss(tmp_path):
+    import json
+
+    cache = Cache(tmp_path / "cache")
+    images = [Image.new("RGB", (8, 8), (200, 40 * i, 30)) for i in range(2)]
+    cache.put_images("generated", "k1", images, {"images": [{}, {}]})
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8), "red").save(outside)
+    entry = cache.entry("generated", "k1")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["images"][0]["file"] = "../../../secret.png"
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning):
+        assert cache.get_images("generated", "k1") is None
+    assert outside.exists()  # refused, not read, and the file outside is left alone

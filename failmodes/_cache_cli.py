@@ -1,0 +1,112 @@
+"""``failmodes cache info | verify | prune``: look after a cache folder from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_cache_parser", "run_cache"]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _size(text: str) -> int:
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a size such as 500M or 20G, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def add_cache_parser(sub: Any, parents: list) -> None:
+    """Add ``cache`` and its three actions to the command's subparsers."""
+    cache = sub.add_parser(
+        "cache",
+        parents=parents,
+        help="show, verify or prune a cache folder",
+        description="Look after a cache folder. Entries are verified against the checksums "
+        "they were written with; a damaged one is recomputed when a run needs it.",
+    )
+    actions = cache.add_subparsers(dest="action", required=True, parser_class=type(cache))
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--cache", type=Path, default=None, metavar="FOLDER",
+                       help="the cache folder (default: $FAILMODES_CACHE, else the user cache "
+                       "folder)")  # fmt: skip
+    actions.add_parser("info", parents=[where], help="entries and bytes per kind, last uses")
+    verify = actions.add_parser(
+        "verify", parents=[where], help="check every entry against its checksums"
+    )
+    verify.add_argument("--repair", action="store_true",
+                        help="remove the damaged entries; safe while a run uses the cache "
+                        "(default: off)")  # fmt: skip
+    prune = actions.add_parser(
+        "prune", parents=[where], help="remove entries by last use (age or total size)"
+    )
+    prune.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
+                       help="remove entries unused for more than DAYS days, a number >= 0 "
+                       "(default: no age limit)")  # fmt: skip
+    prune.add_argument("--max-size", type=_size, default=None, metavar="SIZE",
+                       help="then remove the least recently used entries until the cache holds "
+                       "at most SIZE, e.g. 500M or 20G (default: no size limit)")  # fmt: skip
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    """Run ``failmodes cache <action>``; returns the exit status."""
+    from failmodes.cache import Cache
+
+    cache = Cache(args.cache)
+    if not cache.path.is_dir():
+        print(f"failmodes cache: error: --cache: no cache folder at {cache.path}", file=sys.stderr)
+        return 2
+    if args.action == "info":
+        _print_info(cache.info())
+        return 0
+    if args.action == "verify":
+        damaged = cache.verify(repair=args.repair)
+        for entry, reason in damaged:
+            print(f"{entry.kind}/{entry.path.name}: {reason}")
+        done = "removed" if args.repair else "damaged"
+        print(f"{len(damaged)} {done} entr{'y' if len(damaged) == 1 else 'ies'} in {cache.path}")
+        return 1 if damaged and not args.repair else 0
+    if args.older_than is None and args.max_size is None:
+        print("failmodes cache prune: error: give --older-than DAYS, --max-size SIZE or both",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    older = None if args.older_than is None else args.older_than * 86400
+    removed = cache.prune(older_than=older, max_bytes=args.max_size)
+    freed = sum(entry.size for entry in removed)
+    print(f"removed {len(removed)} entries ({_human(freed)}) from {cache.path}")
+    return 0
+
+
+def _print_info(info: dict) -> None:
+    print(f"{info['path']}: {info['entries']} entries, {_human(info['bytes'])}")
+    for kind, row in info["kinds"].items():
+        print(f"  {kind}: {row['entries']} entries, {_human(row['bytes'])}")
+    if info["oldest_use"] is not None:
+        fmt = "%Y-%m-%d %H:%M"
+        oldest = time.strftime(fmt, time.localtime(info["oldest_use"]))
+        newest = time.strftime(fmt, time.localtime(info["newest_use"]))
+        print(f"last used: {oldest} (oldest entry) to {newest} (newest)")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
