@@ -742,6 +742,8 @@ class GeneratedSet:
             went through the cache, else ``None``. The Debugger caches the set's features under
             these ids, so a rerun does not read the images at all; images read back from the
             cache come as an [`ImageList`][failmodes.images.ImageList] of their files.
+        generator: the class name of the generator that made the images (for error messages),
+            or ``None``.
 
     Examples:
         [`Debugger.generate`][failmodes.debugger.Debugger.generate] makes one; by hand, from a
@@ -775,6 +777,7 @@ class GeneratedSet:
     request_index: np.ndarray
     filter_report: pd.DataFrame | None = field(default=None, repr=False)
     image_ids: list[str] | None = field(default=None, repr=False)
+    generator: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_outputs(
@@ -872,6 +875,7 @@ class GeneratedSet:
             None
             if self.image_ids is None
             else [i for i, k in zip(self.image_ids, keep, strict=True) if k],
+            self.generator,
         )
 
     def __len__(self) -> int:

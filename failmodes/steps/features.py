@@ -244,10 +244,11 @@ def generated_features(
     except (RuntimeError, ValueError, TypeError) as err:
         request = generated.requests[int(generated.request_index[0])]
         image = generated.images[0]
+        maker = generated.generator or "the generator"
         raise ValueError(
-            f"the extractor {type(extractor).__name__} cannot take the generated images (the "
-            f"first is {_image_shape(image)}, for request {request.prompt!r}); does the "
-            f"generator make images of the size and mode the model takes? ({err})"
+            f"the extractor {type(extractor).__name__} cannot take the images of {maker} (the "
+            f"first is {_image_shape(image)}, for request {request.prompt!r}); does {maker} "
+            f"make images of the size and mode the model takes? ({err})"
         ) from err
 
 

@@ -162,6 +162,7 @@ def generate(
     generated = GeneratedSet.from_outputs(
         requests, images, filter_report=report, image_ids=flat_ids
     )
+    generated.generator = component_name(generator)
     logger.info(
         "generated %d images for %d requests in %.1fs",
         len(generated),

@@ -240,7 +240,7 @@ def test_generated_images_the_extractor_cannot_take_are_named():
 
     generated = generate(_Sized(make), [_request()], class_names=["class0", "class1"])
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))  # takes 3x2x2 images only
-    with pytest.raises(ValueError, match=r"cannot take the generated images .*8x8 RGB.*class0"):
+    with pytest.raises(ValueError, match=r"cannot take the images of _Sized .*8x8 RGB.*class0"):
         generated_features(TorchExtractor(model), generated)
 
 
