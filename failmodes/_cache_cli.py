@@ -80,7 +80,7 @@ def run_cache(args: argparse.Namespace) -> int:
         for entry, reason in damaged:
             print(f"{entry.kind}/{entry.path.name}: {reason}")
         done = "removed" if args.repair else "damaged"
-        print(f"{len(damaged)} {done} entr{'y' if len(damaged) == 1 else 'ies'} in {cache.path}")
+        print(f"{_entries(len(damaged), done)} in {cache.path}")
         return 1 if damaged and not args.repair else 0
     if args.older_than is None and args.max_size is None:
         print("failmodes cache prune: error: give --older-than DAYS, --max-size SIZE or both",
@@ -89,19 +89,24 @@ def run_cache(args: argparse.Namespace) -> int:
     older = None if args.older_than is None else args.older_than * 86400
     removed = cache.prune(older_than=older, max_bytes=args.max_size)
     freed = sum(entry.size for entry in removed)
-    print(f"removed {len(removed)} entries ({_human(freed)}) from {cache.path}")
+    print(f"removed {_entries(len(removed))} ({_human(freed)}) from {cache.path}")
     return 0
 
 
 def _print_info(info: dict) -> None:
-    print(f"{info['path']}: {info['entries']} entries, {_human(info['bytes'])}")
+    print(f"{info['path']}: {_entries(info['entries'])}, {_human(info['bytes'])}")
     for kind, row in info["kinds"].items():
-        print(f"  {kind}: {row['entries']} entries, {_human(row['bytes'])}")
+        print(f"  {kind}: {_entries(row['entries'])}, {_human(row['bytes'])}")
     if info["oldest_use"] is not None:
         fmt = "%Y-%m-%d %H:%M"
         oldest = time.strftime(fmt, time.localtime(info["oldest_use"]))
         newest = time.strftime(fmt, time.localtime(info["newest_use"]))
         print(f"last used: {oldest} (oldest entry) to {newest} (newest)")
+
+
+def _entries(n: int, adjective: str = "") -> str:
+    noun = "entry" if n == 1 else "entries"
+    return f"{n} {adjective} {noun}" if adjective else f"{n} {noun}"
 
 
 def _human(n: int) -> str:
