@@ -20,7 +20,15 @@ from failmodes.interfaces import (
 )
 from failmodes.ranking import ALLOCATIONS, RANKS
 
-__all__ = ["GRIDS", "INTERFACES", "check_settings", "checked_component", "described", "run_config"]
+__all__ = [
+    "GRIDS",
+    "INTERFACES",
+    "check_known",
+    "check_settings",
+    "checked_component",
+    "described",
+    "run_config",
+]
 
 INTERFACES: dict[str, type] = {
     "extractor": FeatureExtractor,
@@ -133,4 +141,14 @@ def check_settings(settings: dict[str, Any]) -> None:
         raise ValueError(
             'allocation="excess" needs captioned successes: use it with rank="excess" or '
             "significant=True"
+        )
+
+
+def check_known(changes: dict[str, Any], known: dict[str, Any], caller: str) -> None:
+    """Raise a TypeError naming the arguments of ``changes`` that are not in ``known``."""
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{caller} got unknown argument(s) {unknown}; expected Debugger's arguments: "
+            f"{sorted(known)}"
         )

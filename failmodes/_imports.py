@@ -14,6 +14,7 @@ EXTRAS = {
     "openai": "openai",
     "timm": "timm",
     "matplotlib": "plot",
+    "ray": "ray",
 }
 
 

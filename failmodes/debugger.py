@@ -19,11 +19,12 @@ import torch
 
 from failmodes import steps
 from failmodes._checks import check_class_names, check_grid, check_seed
-from failmodes._components import GRIDS, check_settings, checked_component, run_config
+from failmodes._components import GRIDS, check_known, check_settings, checked_component, run_config
 from failmodes._repairs import baseline_repairs, targeted_repair
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, resolve_cache
 from failmodes.data import groups_of, materialize
+from failmodes.engines import Engine, on_engine
 from failmodes.interfaces import (
     BackgroundProposer,
     FailureCaptioner,
@@ -97,6 +98,9 @@ class Debugger:
         batch_size: passed to the extractor; ``None`` keeps the extractor's own.
         progress: bars of extraction and generation (see
             [`failmodes.progress`][failmodes.progress]); ``None`` leaves it to each component.
+        engine: where extraction, captioning, generation and filtering run: ``None`` or a
+            [`LocalEngine`][failmodes.engines.LocalEngine] here, a
+            [`RayEngine`][failmodes.engines.RayEngine] on a Ray cluster.
 
     Examples:
         The steps one at a time, with only the components they need: a model that predicts
@@ -137,6 +141,7 @@ class Debugger:
     examples_per_mode: int = 4
     batch_size: int | None = None
     progress: bool | None = None
+    engine: Engine | None = None
 
     # ------------------------------------------------------------------ settings
     @property
@@ -160,12 +165,7 @@ class Debugger:
         Raises:
             TypeError: a name that is not a constructor argument.
         """
-        unknown = sorted(set(changes) - set(self.components))
-        if unknown:
-            raise TypeError(
-                f"replace() got unknown argument(s) {unknown}; expected Debugger's arguments: "
-                f"{sorted(self.components)}"
-            )
+        check_known(changes, self.components, "replace()")
         return dataclasses.replace(self, **changes)
 
     def grids(self) -> dict[str, list]:
@@ -177,10 +177,8 @@ class Debugger:
         Raises:
             ValueError: naming the setting that holds an invalid value.
         """
-        return {
-            name: check_grid(getattr(self, name), name, minimum=low, integer=integer)
-            for name, (low, integer) in GRIDS.items()
-        }
+        return {name: check_grid(getattr(self, name), name, minimum=low, integer=integer)
+                for name, (low, integer) in GRIDS.items()}  # fmt: skip
 
     def _component(self, name: str) -> Any:
         return checked_component(name, getattr(self, name))
@@ -197,6 +195,7 @@ class Debugger:
                 "checkpoint_every": self.checkpoint_every}  # fmt: skip
 
     # ------------------------------------------------------------------ steps
+    @on_engine
     def features(self, data: Any, *, name: str = "data") -> Features:
         """Features and labels of a dataset ([`extract_features`][failmodes.steps.features]).
 
@@ -242,6 +241,7 @@ class Debugger:
         proposer, names = self._component("proposer"), self._names()
         return steps.propose(proposer, names, attribute=self.attribute, cache=self._cache())
 
+    @on_engine
     def caption(
         self, debug: Any, failures: FailureSet, proposals: dict, *, k: int | None = None,
         seed: int = 0,
@@ -280,6 +280,7 @@ class Debugger:
         names = self._names()
         return steps.make_requests(counts, class_names=names, attribute=self.attribute, seed=seed)
 
+    @on_engine
     def generate(
         self, requests: Sequence[GenerationRequest], *, candidates: Mapping | None = None
     ) -> GeneratedSet:
@@ -376,6 +377,7 @@ class Debugger:
         validation = steps.validation_splits(failures, debug_f)
         return PreparedRun(train_f, debug_f, test_f, head, failures, validation, guard_f, extra_f)
 
+    @on_engine
     def select(
         self, prepared: PreparedRun, generated: GeneratedSet, candidates: Sequence[Candidate],
         *, seed: int = 0,
@@ -398,6 +400,7 @@ class Debugger:
                                  guard_tolerance=self.guard_tolerance, seed=seed,
                                  cache=self._cache())  # fmt: skip
 
+    @on_engine
     def run(
         self, train: Any, debug: Any, test: Any, *, seed: int = 0, guard: Any = None,
         extra: Mapping[str, Any] | None = None,

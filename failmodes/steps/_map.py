@@ -2,15 +2,17 @@
 
 Extraction, captioning, generation and filtering each express their work as a list of
 independent jobs (a part of a dataset, a chunk of failures, a group of generation requests)
-and a function that does one job, cache included, and returns its result. ``map_jobs`` runs
-them here, in order, in this process; an engine that runs them elsewhere replaces this
-function without touching the steps.
+and a function that does one job, cache included, and returns its result. ``map_jobs`` hands
+them to the engine in use ([`failmodes.engines`][failmodes.engines]): in this process, in
+order, by default; on a Ray cluster with a ``RayEngine``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+from failmodes.engines import current_engine
 
 __all__ = ["JOB_IMAGES", "chunks", "map_jobs"]
 
@@ -22,8 +24,8 @@ JOB_IMAGES = 4096
 
 
 def map_jobs(work: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
-    """``[work(job) for job in jobs]``: every job done, results in the jobs' order."""
-    return [work(job) for job in jobs]
+    """``[work(job) for job in jobs]`` on the engine in use: results in the jobs' order."""
+    return current_engine().map(work, jobs)
 
 
 def chunks(count: int, size: int) -> list[range]:

@@ -41,14 +41,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from failmodes._imports import require
+from failmodes.captioners.openclip import CLIPCaptioner
 
-if TYPE_CHECKING:
-    from failmodes.captioners.openclip import CLIPCaptioner
-
-__all__ = ["TOYCLIP", "register_toyclip", "toyclip_captioner", "toyclip_config", "toyclip_weights"]
+__all__ = [
+    "TOYCLIP",
+    "register_toyclip",
+    "toyclip_captioner",
+    "toyclip_config",
+    "toyclip_weights",
+]
 
 TOYCLIP = "toyclip"
 """The open_clip model name ToyCLIP is registered under."""
@@ -137,7 +141,7 @@ def toyclip_captioner(**kwargs: Any) -> CLIPCaptioner:
 
     Returns:
         ``CLIPCaptioner("toyclip", pretrained=str(toyclip_weights()), **kwargs)``, with
-        ToyCLIP registered with open_clip.
+        ToyCLIP registered with open_clip (also in any process the captioner is sent to).
 
     Raises:
         ImportError: if open_clip is not installed (it names the extra).
@@ -154,6 +158,24 @@ def toyclip_captioner(**kwargs: Any) -> CLIPCaptioner:
         ['on sand', 'on sand']
     """
     register_toyclip()
-    from failmodes.captioners.openclip import CLIPCaptioner
+    return _ToyCLIPCaptioner(TOYCLIP, pretrained=str(toyclip_weights()), **kwargs)
 
-    return CLIPCaptioner(TOYCLIP, pretrained=str(toyclip_weights()), **kwargs)
+
+class _ToyCLIPCaptioner(CLIPCaptioner):
+    """A ``CLIPCaptioner`` on ToyCLIP that registers ToyCLIP's config before it captions.
+
+    So it works in any process it is sent to (a Ray worker, say), not only the one that made it.
+    """
+
+    def caption(self, images: Any, **kwargs: Any) -> Any:
+        """``CLIPCaptioner.caption``, with ToyCLIP registered first.
+
+        Args:
+            images: the images.
+            **kwargs: ``image_classes``, ``candidates`` and ``attribute``.
+
+        Returns:
+            One [`Caption`][failmodes.interfaces.Caption] per image.
+        """
+        register_toyclip()
+        return super().caption(images, **kwargs)

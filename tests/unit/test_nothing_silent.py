@@ -256,3 +256,23 @@ def test_generated_images_the_extractor_cannot_take_are_named():
 def test_the_other_numeric_settings_are_checked_too(setting, value):
     with pytest.raises(ValueError, match=f"{setting} must be"):
         _onehot(**{setting: value}).run(_images(), _images(), _images(), seed=0)
+
+
+def test_an_engine_that_is_not_one_is_named():
+    with pytest.raises(TypeError, match="engine must be an Engine"):
+        _onehot(engine="ray").features([(torch.eye(2)[0], 0)])
+
+
+def test_a_component_that_does_not_pickle_is_named_before_ray_starts():
+    pytest.importorskip("ray")
+    from functools import partial
+
+    from failmodes.engines import RayEngine
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise TypeError("holds an open socket")
+
+    work = partial(lambda component, job: job, Unpicklable())
+    with pytest.raises(TypeError, match="RayEngine cannot send Unpicklable to its workers"):
+        RayEngine().map(work, [1, 2])
