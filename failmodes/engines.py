@@ -92,8 +92,8 @@ class RayEngine(Engine):
             CPUs.
         gpus_per_worker: GPUs each worker asks for (a generation or extraction stage on a GPU).
         cpus_per_worker: CPUs each worker asks for (fractions allowed).
-        batch_size: unused by the jobs themselves (each job is one row); kept for pipelines
-            that read images through Ray Data.
+        batch_size: reserved for pipelines that read images through Ray Data
+            (``read_images``); the steps' jobs are one row each, so it is not used yet.
 
     Raises:
         ImportError: from [`map`][map], if ``ray`` is not installed (it names the extra).
