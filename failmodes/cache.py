@@ -547,8 +547,20 @@ class Cache:
 
     def _discard(self, path: Path, err: Exception) -> None:
         message = f"cache entry {path} cannot be used ({err}); it is removed and recomputed"
-        logger.warning(message)
-        warnings.warn(message, CacheWarning, stacklevel=3)
+        if isinstance(err, _Unchecked):  # an older cache: announced once, each entry logged
+            logger.info(message)
+            if str(self.path) not in _OLD_CACHES_WARNED:
+                _OLD_CACHES_WARNED.add(str(self.path))
+                warnings.warn(
+                    f"the cache {self.path} holds entries written by an older failmodes, "
+                    "without checksums: each is recomputed when it is needed (this warning is "
+                    "shown once; `failmodes cache verify --repair` removes them all now)",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+        else:
+            logger.warning(message)
+            warnings.warn(message, CacheWarning, stacklevel=3)
         _remove(path)
 
     def entries(self) -> Iterator[CacheEntry]:
@@ -741,6 +753,13 @@ class _Damaged(ValueError):
     """An entry whose content is not what its checksum says (or that has none)."""
 
 
+class _Unchecked(_Damaged):
+    """An entry without a checksum: written by a failmodes from before checksums."""
+
+
+_OLD_CACHES_WARNED: set[str] = set()  # caches whose entries without checksums were announced
+
+
 def _json_blob(value: Any, provenance: Any) -> bytes:
     body = {"value": value, "provenance": provenance}
     return json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1).encode()
@@ -750,7 +769,7 @@ def _read_json(path: Path) -> Any:
     """The value of a JSON entry, verified against its checksum."""
     data = json.loads(path.read_bytes())
     if not isinstance(data, dict) or _SUM not in data:
-        raise _Damaged("it has no checksum (written by an older failmodes)")
+        raise _Unchecked("it has no checksum (written by an older failmodes)")
     body = {"value": data["value"], "provenance": data.get("provenance")}
     if digest(body) != data[_SUM]:
         raise _Damaged("its content does not match its checksum")
@@ -775,7 +794,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     header = json.loads(blob[8 : 8 + size])
     expected = (header.get("__metadata__") or {}).get(_SUM_KEY)
     if expected is None:
-        raise _Damaged("it has no checksum (written by an older failmodes)")
+        raise _Unchecked("it has no checksum (written by an older failmodes)")
     tensors = load(blob)
     if _tensors_sum(tensors) != expected:
         raise _Damaged("its tensors do not match their checksum")
@@ -794,7 +813,7 @@ def _read_image_entry(folder: Path) -> tuple[dict, list[Path]]:
     """The manifest and files of an image entry, verified against their checksums."""
     manifest = json.loads((folder / "manifest.json").read_bytes())
     if not isinstance(manifest, dict) or _SUM not in manifest:
-        raise _Damaged("its manifest has no checksum (written by an older failmodes)")
+        raise _Unchecked("its manifest has no checksum (written by an older failmodes)")
     body = {k: v for k, v in manifest.items() if k != _SUM}
     if digest(body) != manifest[_SUM]:
         raise _Damaged("its manifest does not match its checksum")

@@ -401,14 +401,22 @@ def test_a_flipped_byte_is_a_miss_and_verify_finds_it(tmp_path, kind, name, read
     assert cache.verify() == []  # the read removed it
 
 
-def test_entries_without_a_checksum_are_misses_with_a_warning(tmp_path):
+def test_entries_without_a_checksum_are_misses_with_one_warning(tmp_path):
+    import warnings
+
     cache = Cache(tmp_path)
-    path = cache.entry("proposals", "d" * 64).with_suffix(".json")
-    path.parent.mkdir(parents=True)
-    path.write_text('{"value": ["in snow"], "provenance": null}')  # as an older failmodes wrote
-    assert "no checksum" in cache.verify()[0][1]
-    with pytest.warns(CacheWarning, match="no checksum"):
+    for key in ("d" * 64, "e" * 64):
+        path = cache.entry("proposals", key).with_suffix(".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"value": ["in snow"], "provenance": null}')  # an older failmodes's
+    assert all("no checksum" in reason for _, reason in cache.verify())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         assert cache.get_json("proposals", "d" * 64) is None
+        assert cache.get_json("proposals", "e" * 64) is None
+    [warning] = [w for w in caught if issubclass(w.category, CacheWarning)]  # one, not two
+    assert "older failmodes, without checksums" in str(warning.message)
+    assert cache.verify() == []
 
 
 def test_verify_repair_removes_only_the_damaged_entries(tmp_path):
