@@ -388,14 +388,24 @@ class FailureModes:
             class with a captioned failure (in the order of their first failure) and captioned
             value, the usual value left out.
         """
-        frames = [
-            mode_stats(counts, class_failures=n_fail, class_total=n_all).assign(**{"class": name})
-            for name, (counts, n_fail, n_all) in self._class_counts().items()
-        ]
-        columns = ["class", *STATS_COLUMNS]
-        if not frames:
-            return pd.DataFrame(columns=columns)
-        return pd.concat(frames, ignore_index=True)[columns]
+        # counted once per captions: descriptions, top_k and the report ask for it per class
+        key = (len(self.captions), len(self.success_captions), tuple(self.usual.items()))
+        memo = self.__dict__.get("_stats_memo")
+        if memo is None or memo[0] != key:
+            frames = [
+                mode_stats(counts, class_failures=fails, class_total=total).assign(
+                    **{"class": name}
+                )
+                for name, (counts, fails, total) in self._class_counts().items()
+            ]
+            columns = ["class", *STATS_COLUMNS]
+            table = (
+                pd.concat(frames, ignore_index=True)[columns]
+                if frames
+                else pd.DataFrame(columns=columns)
+            )
+            memo = self.__dict__["_stats_memo"] = (key, table)
+        return memo[1].copy()
 
     def excess(self) -> dict[str, dict[str, float]]:
         """``{class_name: {value: excess failures}}`` from [`stats`][stats].
@@ -461,7 +471,8 @@ class FailureModes:
             order = self.candidates.get(name, [])
             ranked = rank_values(table, rank=self.rank, order=order)
             if self.rank == "excess" and self.has_successes:  # only values failing beyond it
-                ranked = [v for v in ranked if v in set(table.loc[table["excess"] > 0, "value"])]
+                beyond = set(table.loc[table["excess"] > 0, "value"])
+                ranked = [v for v in ranked if v in beyond]
             if not ranked:
                 continue
             if self.significant and self.has_successes:
