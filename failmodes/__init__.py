@@ -48,6 +48,7 @@ _LAZY = {
     "StableDiffusionGenerator": "failmodes.generators.diffusion",
     "LinearHeadTrainer": "failmodes.heads.linear",
     "patch_model": "failmodes.heads.linear",
+    "FeatureShards": "failmodes.shards",
 }
 
 __all__ = [

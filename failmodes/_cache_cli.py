@@ -6,7 +6,6 @@ import argparse
 import re
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 __all__ = ["add_cache_parser", "run_cache"]
@@ -43,9 +42,9 @@ def add_cache_parser(sub: Any, parents: list) -> None:
     )
     actions = cache.add_subparsers(dest="action", required=True, parser_class=type(cache))
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--cache", type=Path, default=None, metavar="FOLDER",
-                       help="the cache folder (default: $FAILMODES_CACHE, else the user cache "
-                       "folder)")  # fmt: skip
+    where.add_argument("--cache", type=str, default=None, metavar="FOLDER|URL",
+                       help="the cache folder or fsspec URL (default: $FAILMODES_CACHE, else "
+                       "the user cache folder)")  # fmt: skip
     actions.add_parser("info", parents=[where], help="entries and bytes per kind, last uses")
     verify = actions.add_parser(
         "verify", parents=[where], help="check every entry against its checksums"
@@ -69,8 +68,8 @@ def run_cache(args: argparse.Namespace) -> int:
     from failmodes.cache import Cache
 
     cache = Cache(args.cache)
-    if not cache.path.is_dir():
-        print(f"failmodes cache: error: --cache: no cache folder at {cache.path}", file=sys.stderr)
+    if not cache.exists():
+        print(f"failmodes cache: error: --cache: no cache at {cache.location}", file=sys.stderr)
         return 2
     if args.action == "info":
         _print_info(cache.info())
@@ -78,9 +77,9 @@ def run_cache(args: argparse.Namespace) -> int:
     if args.action == "verify":
         damaged = cache.verify(repair=args.repair)
         for entry, reason in damaged:
-            print(f"{entry.kind}/{entry.path.name}: {reason}")
+            print(f"{entry.kind}/{str(entry.path).rsplit('/', 1)[-1]}: {reason}")
         done = "removed" if args.repair else "damaged"
-        print(f"{_entries(len(damaged), done)} in {cache.path}")
+        print(f"{_entries(len(damaged), done)} in {cache.location}")
         return 1 if damaged and not args.repair else 0
     if args.older_than is None and args.max_size is None:
         print("failmodes cache prune: error: give --older-than DAYS, --max-size SIZE or both",
@@ -89,7 +88,7 @@ def run_cache(args: argparse.Namespace) -> int:
     older = None if args.older_than is None else args.older_than * 86400
     removed = cache.prune(older_than=older, max_bytes=args.max_size)
     freed = sum(entry.size for entry in removed)
-    print(f"removed {_entries(len(removed))} ({_human(freed)}) from {cache.path}")
+    print(f"removed {_entries(len(removed))} ({_human(freed)}) from {cache.location}")
     return 0
 
 

@@ -13,27 +13,31 @@ Every write goes to a temporary file (or folder) first and is renamed into place
 sees a whole entry or none, even when the writer is killed; an entry that cannot be read is
 treated as missing and rewritten.
 
-The cache lives in ``$FAILMODES_CACHE`` when set, else in the user cache folder that
-``platformdirs`` gives (``~/.cache/failmodes`` on Linux). A
+The cache can also live at an fsspec URL (``s3://bucket/path``, ``gs://...``, ``file://...``),
+so that workers on several machines share one store. Object stores cannot rename atomically,
+but an object appears whole when its upload ends: a JSON or tensors entry is one object, and
+an image entry's files are uploaded first and its ``manifest.json`` last, which commits it; an
+entry without a manifest is never read. Checksums catch anything else.
+
+The cache lives in ``$FAILMODES_CACHE`` (a folder or a URL) when set, else in the user cache
+folder that ``platformdirs`` gives (``~/.cache/failmodes`` on Linux). A
 [`Debugger`][failmodes.debugger.Debugger] uses it by default; ``Debugger(cache=False)`` turns it off
 and ``Debugger(cache="path")`` points it elsewhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -41,6 +45,7 @@ import torch
 from PIL import Image
 
 from failmodes._checks import check_number
+from failmodes._stores import COMMIT, is_url, open_store
 from failmodes.images import ImageList, file_inside
 
 __all__ = [
@@ -311,14 +316,19 @@ def _array_digest(array: np.ndarray) -> str:
 
 
 class Cache:
-    """A content-addressed store of JSON, tensors and images under one folder.
+    """A content-addressed store of JSON, tensors and images under one folder or URL.
 
     Entries are grouped by ``kind`` (``"features"``, ``"captions"``, ...) and found by a key
     from [`key`][key]; a ``get_*`` of an entry that is missing, or cannot be read, returns
-    ``None``.
+    ``None``. A cache sent to another process (a Ray worker) carries its root and options
+    only; each process opens the store itself.
 
     Args:
-        root: the folder; ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder.
+        root: the folder, or an fsspec URL (``s3://bucket/path``, ``gs://...``,
+            ``file:///scratch/cache``; the protocol's package, e.g. ``s3fs``, must be
+            installed); ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder.
+        storage_options: options of the fsspec filesystem of a URL (credentials,
+            ``endpoint_url``, ...); they travel with the cache to workers.
 
     Examples:
         >>> import tempfile, torch
@@ -330,22 +340,61 @@ class Cache:
         >>> cache.put_json("proposals", key, ["in a desert"])
         >>> cache.get_json("proposals", key), cache.get_json("proposals", "0" * 64)
         (['in a desert'], None)
+        >>> shared = Cache("memory://failmodes-example")  # any fsspec URL
+        >>> shared.put_json("proposals", key, ["on a glacier"])
+        >>> shared.get_json("proposals", key), shared.location
+        (['on a glacier'], 'memory://failmodes-example')
     """
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(
+        self, root: str | Path | None = None, *, storage_options: Mapping[str, Any] | None = None
+    ):
         self.root = root
+        self.storage_options = dict(storage_options or {})
+        self._store: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a cache travels to workers as its root and options; each process opens its own store
+        return {"root": self.root, "storage_options": self.storage_options, "_store": None}
 
     def __repr__(self) -> str:
-        return f"Cache({str(self.path)!r})"
+        return f"Cache({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """The cache in use: its folder, or its URL."""
+        return self.store.location
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the cache is a folder on this machine (not a URL)."""
+        return not is_url(self._root())
 
     @property
     def path(self) -> Path:
-        """The cache folder in use."""
+        """The cache folder in use.
+
+        Raises:
+            ValueError: if the cache is at a URL (use [`location`][location]).
+        """
+        root = self._root()
+        if is_url(root):
+            raise ValueError(f"the cache {root} is at a URL, not a folder; use Cache.location")
+        return Path(root).expanduser()
+
+    @property
+    def store(self) -> Any:
+        """Where the bytes go: a local folder, or an fsspec location (opened on first use)."""
+        if self._store is None:
+            self._store = open_store(self._root(), self.storage_options)
+        return self._store
+
+    def _root(self) -> str | Path:
         if self.root is not None:
-            return Path(self.root).expanduser()
+            return self.root if is_url(self.root) else Path(self.root)
         env = os.environ.get("FAILMODES_CACHE")
         if env:
-            return Path(env).expanduser()
+            return env if is_url(env) else Path(env)
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("failmodes"))
@@ -364,7 +413,7 @@ class Cache:
         return digest({"kind": kind, "format": FORMAT, "spec": spec})
 
     def entry(self, kind: str, key: str) -> Path:
-        """Where an entry lives (a file stem or a folder, by kind).
+        """Where an entry lives in a cache folder (a file stem or a folder, by kind).
 
         Args:
             kind: the entry's kind.
@@ -373,8 +422,11 @@ class Cache:
         Returns:
             ``<path>/<kind>/<first two characters of key>/<key>``; JSON and tensor entries add a
             suffix, image entries are this folder.
+
+        Raises:
+            ValueError: if the cache is at a URL.
         """
-        return self.path / kind / key[:2] / key
+        return self.path / _rel(kind, key)
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -390,15 +442,15 @@ class Cache:
             checksum or does not match it (such an entry is deleted, with a
             [`CacheWarning`][CacheWarning]).
         """
-        path = self.entry(kind, key).with_suffix(".json")
+        rel = _rel(kind, key, ".json")
         try:
-            value = _read_json(path)
+            value = _read_json(self.store.read(rel))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as err:
-            self._discard(path, err)
+            self._discard(rel, err)
             return None
-        _touch(path)
+        self.store.touch(rel)
         return value
 
     def put_json(self, kind: str, key: str, value: Any, *, provenance: Any = None) -> None:
@@ -410,7 +462,7 @@ class Cache:
             value: JSON-serialisable data; ``None`` reads back as a missing entry.
             provenance: JSON-serialisable notes kept beside the value (not read back).
         """
-        atomic_write(self.entry(kind, key).with_suffix(".json"), _json_blob(value, provenance))
+        self.store.write(_rel(kind, key, ".json"), _json_blob(value, provenance))
 
     # -- tensors -------------------------------------------------------------------------------
 
@@ -426,15 +478,17 @@ class Cache:
             read, or its tensors do not match their checksum (such an entry is deleted, with a
             [`CacheWarning`][CacheWarning]).
         """
-        path = self.entry(kind, key).with_suffix(".safetensors")
-        if not path.exists():
+        rel = _rel(kind, key, ".safetensors")
+        try:
+            blob = self.store.read(rel)
+        except FileNotFoundError:
             return None
         try:
-            tensors = _read_tensors(path)
+            tensors = _read_tensors(blob)
         except Exception as err:  # truncated, flipped, foreign or old: treat as missing
-            self._discard(path, err)
+            self._discard(rel, err)
             return None
-        _touch(path)
+        self.store.touch(rel)
         return tensors
 
     def put_tensors(
@@ -457,7 +511,7 @@ class Cache:
 
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         blob = save(cpu, metadata={**dict(metadata or {}), _SUM_KEY: _tensors_sum(cpu)})
-        atomic_write(self.entry(kind, key).with_suffix(".safetensors"), blob)
+        self.store.write(_rel(kind, key, ".safetensors"), blob)
 
     # -- images --------------------------------------------------------------------------------
 
@@ -468,8 +522,8 @@ class Cache:
 
         Every file is checked against the checksum its manifest records (its bytes are hashed,
         not decoded); a file named outside the entry's folder is refused. With ``lazy``, the
-        images come as an [`ImageList`][failmodes.images.ImageList] of their files, decoded when
-        indexed.
+        images of a cache folder come as an [`ImageList`][failmodes.images.ImageList] of their
+        files, decoded when indexed (a cache at a URL gives them decoded).
 
         Args:
             kind: the entry's kind.
@@ -481,32 +535,30 @@ class Cache:
             not match its checksums (such an entry is deleted, with a
             [`CacheWarning`][CacheWarning]).
         """
-        folder = self.entry(kind, key)
-        manifest_path = folder / "manifest.json"
-        if not manifest_path.exists():
+        rel = _rel(kind, key)
+        if not self.store.exists(f"{rel}/{COMMIT}"):
             return None
         try:
-            manifest, paths = _read_image_entry(folder)
-            if lazy:
+            manifest, files = _read_image_entry(self.store, rel)
+            paths = [self.store.local(f"{rel}/{name}") for name, _ in files]
+            if lazy and None not in paths:
                 result: tuple = (ImageList(paths), manifest)
             else:
-                images = []
-                for path in paths:
-                    with Image.open(path) as image:
-                        images.append(image.convert("RGB"))
-                result = (images, manifest)
+                result = ([_decode(blob) for _, blob in files], manifest)
         except Exception as err:
-            self._discard(folder, err)
+            self._discard(rel, err)
             return None
-        _touch(manifest_path)
+        self.store.touch(f"{rel}/{COMMIT}")
         return result
 
     def put_images(
         self, kind: str, key: str, images: Sequence[Image.Image], manifest: dict
     ) -> None:
-        """Write images as PNG files with a ``manifest.json``, atomically (a folder rename).
+        """Write images as PNG files with a ``manifest.json`` written last, which commits them.
 
-        When another writer stored the same entry first, its entry is kept.
+        In a cache folder the entry is built under a temporary name and renamed into place; at
+        a URL its files are uploaded first and the manifest last. When another writer stored
+        the same entry first, its entry is kept.
 
         Args:
             kind: the entry's kind.
@@ -519,40 +571,28 @@ class Cache:
         Raises:
             ValueError: if ``manifest["images"]`` does not have one entry per image.
         """
-        folder = self.entry(kind, key)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
-        try:
-            entries = [dict(item) for item in manifest.get("images") or [{} for _ in images]]
-            for i, (image, item) in enumerate(zip(images, entries, strict=True)):
-                item["file"] = f"{i:04d}.png"
-                image.save(staging / item["file"], format="PNG")
-                item[_SUM] = _file_sum(staging / item["file"])
-            body = {**manifest, "images": entries}
-            (staging / "manifest.json").write_text(  # written last: it commits the entry
-                json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1)
-            )
-            _fsync_dir(staging)
-            try:
-                os.rename(staging, folder)  # atomic; fails if another writer got there first
-            except OSError:
-                if not (folder / "manifest.json").exists():
-                    shutil.rmtree(folder, ignore_errors=True)
-                    os.rename(staging, folder)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+        entries = [dict(item) for item in manifest.get("images") or [{} for _ in images]]
+        files = []
+        for i, (image, item) in enumerate(zip(images, entries, strict=True)):
+            item["file"] = f"{i:04d}.png"
+            blob = _png(image)
+            item[_SUM] = hashlib.sha256(blob).hexdigest()
+            files.append((item["file"], blob))
+        body = {**manifest, "images": entries}
+        commit = json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1).encode()
+        self.store.write_folder(_rel(kind, key), files, commit)
 
     # -- housekeeping --------------------------------------------------------------------------
 
-    def _discard(self, path: Path, err: Exception) -> None:
-        message = f"cache entry {path} cannot be used ({err}); it is removed and recomputed"
+    def _discard(self, rel: str, err: Exception) -> None:
+        where = self.store.show(rel)
+        message = f"cache entry {where} cannot be used ({err}); it is removed and recomputed"
         if isinstance(err, _Unchecked):  # an older cache: announced once, each entry logged
             logger.info(message)
-            if str(self.path) not in _OLD_CACHES_WARNED:
-                _OLD_CACHES_WARNED.add(str(self.path))
+            if self.location not in _OLD_CACHES_WARNED:
+                _OLD_CACHES_WARNED.add(self.location)
                 warnings.warn(
-                    f"the cache {self.path} holds entries written by an older failmodes, "
+                    f"the cache {self.location} holds entries written by an older failmodes, "
                     "without checksums: each is recomputed when it is needed (this warning is "
                     "shown once; `failmodes cache verify --repair` removes them all now)",
                     CacheWarning,
@@ -561,7 +601,32 @@ class Cache:
         else:
             logger.warning(message)
             warnings.warn(message, CacheWarning, stacklevel=3)
-        _remove(path)
+        self.store.remove(rel)
+
+    def exists(self) -> bool:
+        """Whether the cache's folder (or location) is there.
+
+        Returns:
+            ``True`` when it exists, even empty.
+        """
+        return self.store.is_dir("")
+
+    def check_writable(self) -> None:
+        """Make sure entries can be written here, by writing and removing a small file.
+
+        Raises:
+            OSError: naming the folder or URL, when it cannot be written (a file in the way, no
+                permission, an unreachable store).
+        """
+        if self.is_local and self.path.exists() and not self.path.is_dir():
+            raise OSError(f"{self.path} is a file, not a folder")
+        probe = f".failmodes-check-{uuid.uuid4().hex}"
+        try:
+            self.store.write(probe, b"")
+            self.store.remove(probe)
+        except Exception as err:  # fsspec backends raise their own kinds
+            reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+            raise OSError(f"cannot write to {self.location} ({reason})") from err
 
     def entries(self) -> Iterator[CacheEntry]:
         """Every committed entry of the cache, kind by kind.
@@ -570,12 +635,13 @@ class Cache:
             A [`CacheEntry`][CacheEntry] per entry (files and folders of unfinished writes,
             whose names start with a dot, are left out).
         """
-        if not self.path.is_dir():
-            return
-        for kind in _visible(self.path):
-            for shard in _visible(kind):
-                for item in _visible(shard, dirs=None):
-                    yield _entry_of(kind.name, item)
+        store = self.store
+        for kind in store.children(""):
+            for shard in store.children(kind):
+                for name in store.children(f"{kind}/{shard}", dirs=None):
+                    rel = f"{kind}/{shard}/{name}"
+                    size, used = store.usage(rel)
+                    yield CacheEntry(kind, name.split(".")[0], store.show(rel), size, used)
 
     def verify(self, *, repair: bool = False) -> list[tuple[CacheEntry, str]]:
         """Check every entry against its checksums, as reading it would.
@@ -589,11 +655,11 @@ class Cache:
         """
         damaged = []
         for entry in self.entries():
-            reason = _damage(entry)
+            reason = _damage(self.store, _entry_rel(entry))
             if reason is not None:
                 damaged.append((entry, reason))
                 if repair:
-                    _remove(entry.path)
+                    self.store.remove(_entry_rel(entry))
         return damaged
 
     def info(self) -> dict[str, Any]:
@@ -601,7 +667,8 @@ class Cache:
 
         Returns:
             ``{"path", "entries", "bytes", "kinds": {kind: {"entries", "bytes"}},
-            "oldest_use", "newest_use"}`` (times as POSIX timestamps; ``None`` when empty).
+            "oldest_use", "newest_use"}`` (``path`` is the folder or URL; times as POSIX
+            timestamps; ``None`` when empty).
         """
         kinds: dict[str, dict[str, int]] = {}
         uses = []
@@ -611,7 +678,7 @@ class Cache:
             row["bytes"] += entry.size
             uses.append(entry.last_used)
         return {
-            "path": str(self.path),
+            "path": self.location,
             "entries": sum(r["entries"] for r in kinds.values()),
             "bytes": sum(r["bytes"] for r in kinds.values()),
             "kinds": dict(sorted(kinds.items())),
@@ -625,9 +692,9 @@ class Cache:
         """Remove entries by last use, by age or to fit a size.
 
         First the entries unused for ``older_than`` seconds, then the least recently used until
-        the cache holds at most ``max_bytes``. A read records a use (the entry's modification
-        time), so entries a run is using are the most recently used; each removal renames the
-        entry out of the way first.
+        the cache holds at most ``max_bytes``. In a cache folder a read records a use (the
+        entry's modification time), so entries a run is using are the most recently used; each
+        removal renames the entry out of the way first. At a URL, last use is the write time.
 
         Args:
             older_than: seconds since the last use; ``None`` for no age limit.
@@ -653,37 +720,19 @@ class Cache:
             too_big = max_bytes is not None and total > max_bytes
             if not (too_old or too_big):
                 continue
-            _remove(entry.path)
+            self.store.remove(_entry_rel(entry))
             total -= entry.size
             removed.append(entry)
         return removed
 
-    def files(self) -> Iterator[Path]:
+    def files(self) -> Iterator[Path | str]:
         """Every committed file of the cache (temporary files of unfinished writes excluded).
 
         Yields:
-            Paths of the files under [`path`][path], sorted.
+            Paths of the files (URLs, for a cache at a URL), sorted.
         """
-        if not self.path.exists():
-            return
-        for path in sorted(self.path.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.parts[-3:]):
-                yield path
-
-
-def atomic_write(path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for rel in self.store.files():
+            yield self.store.show(rel)
 
 
 @dataclass(frozen=True)
@@ -693,49 +742,42 @@ class CacheEntry:
     Attributes:
         kind: the entry's kind (``"features"``, ``"generated"``, ...).
         key: its key.
-        path: its file (JSON or safetensors) or folder (images).
+        path: its file (JSON or safetensors) or folder (images); a URL for a cache at a URL.
         size: its bytes on disk.
         last_used: when it was last written or read, as a POSIX timestamp.
     """
 
     kind: str
     key: str
-    path: Path
+    path: Path | str
     size: int
     last_used: float
 
 
-def _visible(folder: Path, dirs: bool | None = True) -> list[Path]:
-    """The entries of ``folder`` whose names do not start with a dot (only folders if ``dirs``)."""
-    return [
-        p for p in sorted(folder.iterdir())
-        if not p.name.startswith(".") and (dirs is None or p.is_dir() == dirs)
-    ]  # fmt: skip
+def _rel(kind: str, key: str, suffix: str = "") -> str:
+    """An entry's place under the cache's root: ``<kind>/<key[:2]>/<key><suffix>``."""
+    return f"{kind}/{key[:2]}/{key}{suffix}"
 
 
-def _entry_of(kind: str, item: Path) -> CacheEntry:
-    if item.is_dir():
-        files = [p for p in item.rglob("*") if p.is_file()]
-        stamp = item / "manifest.json"
-        used = stamp.stat().st_mtime if stamp.exists() else item.stat().st_mtime
-        return CacheEntry(kind, item.name, item, sum(p.stat().st_size for p in files), used)
-    stat = item.stat()
-    return CacheEntry(kind, item.name.split(".")[0], item, stat.st_size, stat.st_mtime)
+def _entry_rel(entry: CacheEntry) -> str:
+    name = str(entry.path).replace("\\", "/").rsplit("/", 1)[-1]
+    return f"{entry.kind}/{entry.key[:2]}/{name}"
 
 
-def _damage(entry: CacheEntry) -> str | None:
+def _damage(store: Any, rel: str) -> str | None:
     """Why an entry cannot be used, or ``None`` when it is whole."""
     try:
-        if entry.path.is_dir():
-            if not (entry.path / "manifest.json").exists():
+        if store.is_dir(rel):
+            if not store.exists(f"{rel}/{COMMIT}"):
                 return "no manifest (an unfinished or foreign folder)"
-            _read_image_entry(entry.path)
-        elif entry.path.suffix == ".json":
-            _read_json(entry.path)
-        elif entry.path.suffix == ".safetensors":
-            _read_tensors(entry.path)
+            _read_image_entry(store, rel)
+        elif rel.endswith(".json"):
+            _read_json(store.read(rel))
+        elif rel.endswith(".safetensors"):
+            _read_tensors(store.read(rel))
         else:
-            return f"not a cache file ({entry.path.suffix or 'no suffix'})"
+            suffix = rel.rsplit("/", 1)[-1].partition(".")[2]
+            return f"not a cache file ({'.' + suffix if suffix else 'no suffix'})"
     except Exception as err:
         return str(err) or type(err).__name__
     return None
@@ -765,9 +807,9 @@ def _json_blob(value: Any, provenance: Any) -> bytes:
     return json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1).encode()
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(blob: bytes) -> Any:
     """The value of a JSON entry, verified against its checksum."""
-    data = json.loads(path.read_bytes())
+    data = json.loads(blob)
     if not isinstance(data, dict) or _SUM not in data:
         raise _Unchecked("it has no checksum (written by an older failmodes)")
     body = {"value": data["value"], "provenance": data.get("provenance")}
@@ -785,11 +827,10 @@ def _tensors_sum(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(blob: bytes) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors entry, verified against the checksum in its metadata."""
     from safetensors.torch import load
 
-    blob = path.read_bytes()
     size = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8 : 8 + size])
     expected = (header.get("__metadata__") or {}).get(_SUM_KEY)
@@ -801,52 +842,45 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _file_sum(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_image_entry(folder: Path) -> tuple[dict, list[Path]]:
-    """The manifest and files of an image entry, verified against their checksums."""
-    manifest = json.loads((folder / "manifest.json").read_bytes())
+def _read_image_entry(store: Any, rel: str) -> tuple[dict, list[tuple[str, bytes]]]:
+    """The manifest and ``(name, bytes)`` of an image entry's files, verified."""
+    manifest = json.loads(store.read(f"{rel}/{COMMIT}"))
     if not isinstance(manifest, dict) or _SUM not in manifest:
         raise _Unchecked("its manifest has no checksum (written by an older failmodes)")
     body = {k: v for k, v in manifest.items() if k != _SUM}
     if digest(body) != manifest[_SUM]:
         raise _Damaged("its manifest does not match its checksum")
-    paths = []
+    files = []
     for item in body["images"]:
-        path = file_inside(folder, item["file"], f"the manifest of {folder}")
-        if _file_sum(path) != item.get(_SUM):
+        name = _inside(store, rel, item["file"])
+        blob = store.read(f"{rel}/{name}")
+        if hashlib.sha256(blob).hexdigest() != item.get(_SUM):
             raise _Damaged(f"{item['file']} does not match its checksum")
-        paths.append(path)
-    return body, paths
+        files.append((name, blob))
+    return body, files
 
 
-def _touch(path: Path) -> None:
-    """Record a use of an entry (its file's modification time), for ``prune``."""
-    with contextlib.suppress(OSError):
-        os.utime(path)
+def _inside(store: Any, rel: str, name: Any) -> str:
+    """``name`` as a file of the entry ``rel``; a name reaching outside it is refused."""
+    what = f"the manifest of {store.show(rel)}"
+    folder = store.local(rel)
+    if folder is not None:  # symbolic links are followed
+        return file_inside(folder, name, what).relative_to(folder).as_posix()
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise ValueError(f"{what} names {name!r}, which is not a file inside it")
+    return "/".join(parts)
 
 
-def _remove(path: Path) -> None:
-    """Remove an entry: renamed out of the way first, so readers never see half of it."""
-    with contextlib.suppress(OSError):
-        trash = path.with_name(f".trash-{path.name}.{uuid.uuid4().hex}")
-        os.rename(path, trash)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            trash.unlink()
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
-def _fsync_dir(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
+def _decode(blob: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(blob)) as image:
+        return image.convert("RGB")
 
 
 def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
@@ -876,7 +910,9 @@ def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
         return cache
     if isinstance(cache, str | os.PathLike):
         return Cache(cache)
-    raise TypeError(f"cache must be True, False, a folder or a Cache, got {type(cache).__name__}")
+    raise TypeError(
+        f"cache must be True, False, a folder, a URL or a Cache, got {type(cache).__name__}"
+    )
 
 
 def cache_spec(**parts: Any) -> dict | None:

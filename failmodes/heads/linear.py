@@ -14,7 +14,7 @@ import copy
 import logging
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from torch import nn
 from failmodes._modules import replace_head
 from failmodes.interfaces import HeadTrainer
 from failmodes.progress import progress_bar
+from failmodes.shards import FeatureShards
 
 __all__ = ["LinearHeadTrainer", "patch_model"]
 
@@ -32,6 +33,8 @@ _SOLVERS = ("lbfgs", "sgd")
 # Rows per block when evaluating the loss, chosen so a block's logits hold at most this many
 # numbers (bounds memory for ImageNet-sized problems; small problems are a single block).
 _BLOCK_ELEMENTS = 1 << 24
+# Numbers per piece when checking that features are finite (the check's temporaries stay small).
+_CHECK_ELEMENTS = 1 << 20
 _TOLERANCE_CHANGE = 1e-30
 # precision -> the dtypes L-BFGS runs in, one after the other while the tolerance is not met
 _PRECISIONS = {
@@ -69,6 +72,11 @@ class LinearHeadTrainer(HeadTrainer):
       ``weight_decay`` for ``epochs`` epochs, in float32. ``batch_size=None`` is full batch (the
       paper gives no batch size); with mini-batches the rows are shuffled every epoch with
       ``seed`` and each step follows an unbiased estimate of the full objective.
+
+    Features too large for memory are given as
+    [`FeatureShards`][failmodes.shards.FeatureShards]: the objective and the solvers are the
+    same, and the full-batch loss and gradients are summed shard by shard, each shard read,
+    cast to the solver's dtype and moved to ``device`` in turn, then freed (see [`fit`][fit]).
 
     The constructor only stores its arguments; they are checked in [`fit`][fit].
 
@@ -136,8 +144,8 @@ class LinearHeadTrainer(HeadTrainer):
 
     def fit(
         self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
+        features: torch.Tensor | FeatureShards,
+        labels: torch.Tensor | None = None,
         *,
         extra_features: torch.Tensor | None = None,
         extra_labels: torch.Tensor | None = None,
@@ -148,9 +156,24 @@ class LinearHeadTrainer(HeadTrainer):
     ) -> nn.Linear:
         """Fit a head on ``mean CE(features) + lam * mean CE(extra_features)`` + the penalty.
 
+        From [`FeatureShards`][failmodes.shards.FeatureShards] the fit holds one shard at a
+        time (plus the labels and the extra features, which stay in memory): every evaluation
+        of the objective reads the shards in order, casts each to the solver's dtype, moves it
+        to ``device``, adds its rows' loss and gradient (weight ``1/n`` each, as in memory) and
+        frees it. The result equals an in-memory fit on the same rows to within floating-point
+        rounding (sums are taken in another order). L-BFGS and full-batch SGD can read shards;
+        mini-batch SGD cannot.
+
+        ```python
+        shards = FeatureShards.write("train-shards", features, labels)  # or FeatureShards.open
+        head = LinearHeadTrainer(device="cuda").fit(shards, init=model.fc)
+        ```
+
         Args:
-            features: ``(n, d)`` features of the original training images.
-            labels: ``(n,)`` integer labels in ``[0, num_classes)``.
+            features: ``(n, d)`` features of the original training images, or
+                [`FeatureShards`][failmodes.shards.FeatureShards] of them (with their labels).
+            labels: ``(n,)`` integer labels in ``[0, num_classes)``; ``None`` with shards,
+                which carry theirs.
             extra_features: ``(m, d)`` features of generated images, or ``None``. With ``m = 0``
                 rows the extra term is dropped.
             extra_labels: ``(m,)`` their labels; required with ``extra_features``.
@@ -168,34 +191,28 @@ class LinearHeadTrainer(HeadTrainer):
         Raises:
             ValueError: on an unknown ``solver``, a bad hyper-parameter, mismatched lengths or
                 dimensions, labels out of range, negative ``lam``, non-finite features, or
-                ``init`` of the wrong shape.
+                ``init`` of the wrong shape; with shards, on ``labels`` given too or mini-batch
+                SGD.
             TypeError: if ``init`` is not an ``nn.Linear`` or labels are not integers.
         """
         self._check_params()
-        x, y, xe, ye = _inputs(features, labels, extra_features, extra_labels)
+        if isinstance(features, FeatureShards):
+            x, y = features, self._shard_labels(features, labels)
+            d = features.dim
+        else:
+            x, y = _train_inputs(features, labels)
+            d = x.shape[1]
+        xe, ye = _extra_inputs(extra_features, extra_labels, d, y)
         if not _is_real(lam, 0):
             raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
         lam = float(lam)
-        d = x.shape[1]
         num_classes = _num_classes(init, num_classes, d, y, ye)
-        device = torch.device(self.device)
-        data, target, weights = _weighted_rows(x, y, xe, ye, lam)
+        rows = _row_source(x, y, xe, ye, lam, torch.device(self.device))
 
         def make_objective(dtype: torch.dtype) -> _Objective:
-            return _Objective(
-                data.to(device=device, dtype=dtype),
-                target.to(device),
-                weights.to(device=device, dtype=dtype),
-                float(self.weight_decay),
-            )
+            return _Objective(rows(dtype), float(self.weight_decay))
 
-        w0 = torch.zeros(num_classes, d, dtype=torch.float64)
-        b0 = torch.zeros(num_classes, dtype=torch.float64)
-        if init is not None:
-            w0 = init.weight.detach().to(device="cpu", dtype=torch.float64, copy=True)
-            if init.bias is not None:
-                b0 = init.bias.detach().to(device="cpu", dtype=torch.float64, copy=True)
-
+        w0, b0 = _start(init, num_classes, d)
         if self.solver == "lbfgs":
             weight, bias = self._fit_lbfgs(make_objective, w0, b0)
         else:
@@ -208,6 +225,21 @@ class LinearHeadTrainer(HeadTrainer):
             head.bias.copy_(bias.to(device="cpu", dtype=torch.float32))
         self.head_ = copy.deepcopy(head)
         return head
+
+    def _shard_labels(self, shards: FeatureShards, labels: Any) -> torch.Tensor:
+        """The labels of shards, refusing what cannot go with them."""
+        if labels is not None:
+            raise ValueError(
+                "labels must be None when features are FeatureShards: the shards carry their labels"
+            )
+        if self.solver == "sgd" and self.batch_size is not None:
+            raise ValueError(
+                f"mini-batch SGD (batch_size={self.batch_size}) cannot fit from FeatureShards; "
+                "use solver='lbfgs' or batch_size=None (full batch)"
+            )
+        if len(shards) == 0:
+            raise ValueError("features is empty; at least one training row is needed")
+        return shards.labels
 
     def _check_params(self) -> None:
         if self.solver not in _SOLVERS:
@@ -241,8 +273,8 @@ class LinearHeadTrainer(HeadTrainer):
         n_iter, n_evals, tolerance = 0, 0, 0.0
         for dtype in phases:
             objective = make_objective(dtype)
-            weight = weight.to(device=objective.x.device, dtype=dtype)
-            bias = bias.to(device=objective.x.device, dtype=dtype)
+            weight = weight.to(device=objective.device, dtype=dtype)
+            bias = bias.to(device=objective.device, dtype=dtype)
             if not tolerance:
                 # The stopping scale: the gradient at the all-zero head, fixed by the data alone.
                 _, gw, gb = objective(torch.zeros_like(weight), torch.zeros_like(bias))
@@ -326,8 +358,8 @@ class LinearHeadTrainer(HeadTrainer):
     def _fit_sgd(
         self, objective: _Objective, w0: torch.Tensor, b0: torch.Tensor, seed: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        weight = w0.to(device=objective.x.device, dtype=objective.x.dtype).requires_grad_(True)
-        bias = b0.to(device=objective.x.device, dtype=objective.x.dtype).requires_grad_(True)
+        weight = w0.to(device=objective.device, dtype=objective.dtype).requires_grad_(True)
+        bias = b0.to(device=objective.device, dtype=objective.dtype).requires_grad_(True)
         # SGD's weight_decay adds wd * param to each gradient: the objective's penalty.
         optimizer = torch.optim.SGD(
             [weight, bias], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
@@ -343,7 +375,7 @@ class LinearHeadTrainer(HeadTrainer):
             if batch == n:
                 batches = [None]
             else:
-                order = torch.randperm(n, generator=generator).to(objective.x.device)
+                order = torch.randperm(n, generator=generator).to(objective.device)
                 batches = list(order.split(batch))
             for rows in batches:
                 _, grad_w, grad_b = objective(
@@ -362,11 +394,90 @@ class LinearHeadTrainer(HeadTrainer):
         return weight, bias
 
 
+class _Rows:
+    """Rows held in memory, in one piece: ``(x, y, w)`` on the device, in the solver's dtype."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> None:
+        self.x, self.y, self.weights = x, y, weights
+        self.n, self.device, self.dtype = len(x), x.device, x.dtype
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        yield self.x, self.y, self.weights
+
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Those rows, weighted by ``n / len(rows)``: an unbiased estimate of the whole sum."""
+        return self.x[rows], self.y[rows], self.weights[rows] * (self.n / len(rows))
+
+
+class _ShardRows:
+    """The rows of shards, read one shard at a time, then the extra rows held in memory.
+
+    Each shard is cast to ``dtype`` and moved to ``device`` as it is read; its rows weigh
+    ``1/n`` each, ``n`` the rows of all shards. Nothing here keeps a shard once it is handed
+    over. The first full pass checks that the features are finite.
+    """
+
+    def __init__(
+        self,
+        shards: FeatureShards,
+        extra: _Rows | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.shards, self.extra, self.device, self.dtype = shards, extra, device, dtype
+        self.n = len(shards) + (0 if extra is None else extra.n)
+        self.checked = False
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for index in range(self.shards.num_shards):
+            yield self._shard(index)
+        if self.extra is not None:
+            yield from self.extra
+        self.checked = True
+
+    def _shard(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = self.shards.load(index)
+        x = x.to(device=self.device, dtype=self.dtype)
+        if not self.checked and not _all_finite(x):
+            raise ValueError(f"shard {index} of the features contains NaN or infinite values")
+        weights = torch.full((len(x),), 1.0 / len(self.shards), dtype=torch.float64)
+        return x, y.to(self.device), weights.to(device=self.device, dtype=self.dtype)
+
+
+def _row_source(
+    x: torch.Tensor | FeatureShards,
+    y: torch.Tensor,
+    xe: torch.Tensor,
+    ye: torch.Tensor,
+    lam: float,
+    device: torch.device,
+) -> Callable[[torch.dtype], _Rows | _ShardRows]:
+    """The rows the objective sums over, in a given dtype: in memory, or shards then extras."""
+    if isinstance(x, FeatureShards):
+        extra = _extra_rows(xe, ye, lam)
+
+        def from_shards(dtype: torch.dtype) -> _ShardRows:
+            moved = None if extra is None else _moved(*extra, device, dtype)
+            return _ShardRows(x, moved, device, dtype)
+
+        return from_shards
+    data, target, weights = _weighted_rows(x, y, xe, ye, lam)
+    return lambda dtype: _moved(data, target, weights, device, dtype)
+
+
+def _moved(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, device: torch.device, dtype: torch.dtype
+) -> _Rows:
+    return _Rows(x.to(device=device, dtype=dtype), y.to(device), w.to(device=device, dtype=dtype))
+
+
 class _Objective:
     """``sum_i w_i CE(W x_i + b, y_i) + (wd / 2) (||W||^2 + ||b||^2)`` and its gradient.
 
-    The gradient is computed in closed form (softmax minus one-hot), in blocks of rows to bound
-    memory, with care for confident rows, which dominate once the fit is good:
+    The rows come from a source that hands them over in pieces (``_Rows``: all at once;
+    ``_ShardRows``: shard by shard). The gradient is computed in closed form (softmax minus
+    one-hot), in blocks of rows to bound memory, with care for confident rows, which dominate
+    once the fit is good:
 
     - with ``r`` the sum of the other classes' ``exp(z_j - z_max)``, a row's loss is
       ``log1p(r) - (z_y - z_max)`` and, when the label is the top class, its gradient entry
@@ -378,12 +489,10 @@ class _Objective:
       down by orders of magnitude) out of the arithmetic.
     """
 
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, weight_decay: float
-    ) -> None:
-        self.x, self.y, self.weights, self.weight_decay = x, y, weights, weight_decay
-        self.n = len(x)
-        self.cutoff = math.log(torch.finfo(x.dtype).eps) - 20.0
+    def __init__(self, rows: _Rows | _ShardRows, weight_decay: float) -> None:
+        self.rows, self.weight_decay = rows, weight_decay
+        self.n, self.device, self.dtype = rows.n, rows.device, rows.dtype
+        self.cutoff = math.log(torch.finfo(self.dtype).eps) - 20.0
 
     def __call__(
         self,
@@ -395,19 +504,36 @@ class _Objective:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss and gradients at ``(weight, bias)``.
 
-        With ``rows``, an unbiased estimate over those rows (weights scaled by n / len(rows)).
-        With ``penalty=False``, the penalty is left out of the loss and the gradients.
+        With ``rows`` (rows held in memory only), an unbiased estimate over those rows
+        (weights scaled by n / len(rows)). With ``penalty=False``, the penalty is left out of
+        the loss and the gradients.
         """
-        if rows is None:
-            x, y, w = self.x, self.y, self.weights
-        else:
-            x, y = self.x[rows], self.y[rows]
-            w = self.weights[rows] * (self.n / len(rows))
-        num_classes = weight.shape[0]
-        block = max(1, _BLOCK_ELEMENTS // num_classes)
-        loss = torch.zeros((), dtype=torch.float64, device=x.device)
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
         grad_w = torch.zeros_like(weight)
         grad_b = torch.zeros_like(bias)
+        pieces = self.rows if rows is None else [self.rows.take(rows)]
+        for piece in pieces:
+            self._add(*piece, weight, bias, (loss, grad_w, grad_b))
+            del piece  # let a shard go before the next one is read
+        if penalty:
+            wd = self.weight_decay
+            loss += 0.5 * wd * (weight.double().pow(2).sum() + bias.double().pow(2).sum())
+            grad_w.add_(weight, alpha=wd)
+            grad_b.add_(bias, alpha=wd)
+        return loss, grad_w, grad_b
+
+    def _add(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> None:
+        """Add the loss and gradients of rows ``x`` to ``sums``, in place, block by block."""
+        loss, grad_w, grad_b = sums
+        block = max(1, _BLOCK_ELEMENTS // weight.shape[0])
         for start in range(0, len(x), block):
             rows_b = slice(start, start + block)
             xb, yb, wb = x[rows_b], y[rows_b], w[rows_b]
@@ -428,12 +554,6 @@ class _Objective:
             g[torch.arange(len(yb), device=g.device), yb] -= torch.where(hit, 0.0, wb)
             grad_w.addmm_(g.T, xb)
             grad_b += g.sum(dim=0)
-        if penalty:
-            wd = self.weight_decay
-            loss += 0.5 * wd * (weight.double().pow(2).sum() + bias.double().pow(2).sum())
-            grad_w.add_(weight, alpha=wd)
-            grad_b.add_(bias, alpha=wd)
-        return loss, grad_w, grad_b
 
 
 def patch_model(model: nn.Module, head: nn.Linear, *, name: str | None = None) -> nn.Module:
@@ -484,9 +604,18 @@ def _as_features(name: str, value: Any) -> torch.Tensor:
         raise ValueError(f"{name} must be a 2-D (rows, dim) tensor, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.float()
-    if not bool(torch.isfinite(x).all()):
+    if not _all_finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether every entry of the 2-D ``x`` is finite, checked a few rows at a time.
+
+    ``torch.isfinite`` of the whole matrix would allocate temporaries larger than the matrix.
+    """
+    rows = max(1, _CHECK_ELEMENTS // max(1, x.shape[1]))
+    return all(bool(torch.isfinite(part).all()) for part in x.split(rows))
 
 
 def _as_labels(name: str, value: Any) -> torch.Tensor:
@@ -500,22 +629,28 @@ def _as_labels(name: str, value: Any) -> torch.Tensor:
     return y.long()
 
 
-def _inputs(
-    features: Any, labels: Any, extra_features: Any, extra_labels: Any
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The train and extra rows, checked; no extra rows give empty tensors."""
+def _train_inputs(features: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train rows, checked."""
+    if labels is None:
+        raise ValueError("labels are required with a tensor of features (only shards carry theirs)")
     x, y = _as_features("features", features), _as_labels("labels", labels)
     if len(x) != len(y):
         raise ValueError(f"features has {len(x)} rows but labels has {len(y)}; they must match")
     if len(x) == 0:
         raise ValueError("features is empty; at least one training row is needed")
+    return x, y
+
+
+def _extra_inputs(
+    extra_features: Any, extra_labels: Any, d: int, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The extra rows, checked against the train rows' dimension; none give empty tensors."""
     if (extra_features is None) != (extra_labels is None):
         given = "extra_features" if extra_labels is None else "extra_labels"
         missing = "extra_labels" if extra_labels is None else "extra_features"
         raise ValueError(f"{given} was given without {missing}; pass both or neither")
-    d = x.shape[1]
     if extra_features is None:
-        return x, y, x.new_zeros(0, d), y.new_zeros(0)
+        return torch.zeros(0, d), y.new_zeros(0)
     xe = _as_features("extra_features", extra_features)
     ye = _as_labels("extra_labels", extra_labels)
     if len(xe) != len(ye):
@@ -524,7 +659,7 @@ def _inputs(
         )
     if xe.shape[1] != d:
         raise ValueError(f"extra_features has dimension {xe.shape[1]} but features has {d}")
-    return x, y, xe, ye
+    return xe, ye
 
 
 def _num_classes(
@@ -557,18 +692,36 @@ def _num_classes(
     return num_classes
 
 
+def _start(init: nn.Linear | None, num_classes: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 start: ``init``'s weight and bias (a zero bias if it has none), or zeros."""
+    w0 = torch.zeros(num_classes, d, dtype=torch.float64)
+    b0 = torch.zeros(num_classes, dtype=torch.float64)
+    if init is not None:
+        w0 = init.weight.detach().to(device="cpu", dtype=torch.float64, copy=True)
+        if init.bias is not None:
+            b0 = init.bias.detach().to(device="cpu", dtype=torch.float64, copy=True)
+    return w0, b0
+
+
+def _extra_rows(
+    xe: torch.Tensor, ye: torch.Tensor, lam: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The extra rows with their weight, ``lam/m`` each; ``None`` when they weigh nothing."""
+    if len(xe) > 0 and lam > 0:
+        return xe, ye, torch.full((len(xe),), lam / len(xe), dtype=torch.float64)
+    return None
+
+
 def _weighted_rows(
     x: torch.Tensor, y: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All rows with one weight each: ``1/n`` on train rows, ``lam/m`` on extra rows."""
-    if len(xe) > 0 and lam > 0:
-        data = torch.cat([x, xe.to(x.dtype)])
-        target = torch.cat([y, ye])
-        weights = torch.cat(
-            [
-                torch.full((len(x),), 1.0 / len(x), dtype=torch.float64),
-                torch.full((len(xe),), lam / len(xe), dtype=torch.float64),
-            ]
-        )
-        return data, target, weights
-    return x, y, torch.full((len(x),), 1.0 / len(x), dtype=torch.float64)
+    """All rows in one piece, one weight each: ``1/n`` on train rows, ``lam/m`` on extra rows."""
+    weights = torch.full((len(x),), 1.0 / len(x), dtype=torch.float64)
+    extra = _extra_rows(xe, ye, lam)
+    if extra is None:
+        return x, y, weights
+    return (
+        torch.cat([x, extra[0].to(x.dtype)]),
+        torch.cat([y, extra[1]]),
+        torch.cat([weights, extra[2]]),
+    )

@@ -480,3 +480,140 @@ def test_a_cache_entry_naming_a_file_outside_its_folder_is_a_miss(tmp_path):
     with pytest.warns(UserWarning):
         assert cache.get_images("generated", "k1") is None
     assert outside.exists()  # refused, not read, and the file outside is left alone
+
+
+# -- a cache at a URL ----------------------------------------------------------------------------
+
+_URL_COUNT = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["file", "memory"])
+def url(request, tmp_path):
+    """A cache URL through fsspec: a local folder as ``file://``, or fsspec's in-memory store."""
+    if request.param == "file":
+        return (tmp_path / "store").as_uri()
+    return f"memory://failmodes-test-{os.getpid()}-{next(_URL_COUNT)}"
+
+
+def _images(n: int) -> list[Image.Image]:
+    rng = np.random.default_rng(n)
+    return [Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_a_cache_at_a_url_round_trips_every_kind(url):
+    cache = Cache(url)
+    assert cache.location == url and not cache.is_local and repr(cache) == f"Cache({url!r})"
+    with pytest.raises(ValueError, match="at a URL, not a folder"):
+        cache.path  # noqa: B018
+    key = cache.key("kind", {"a": 1})
+    cache.put_json("proposals", key, {"fox": ["in a desert"]})
+    cache.put_tensors("features", key, {"features": torch.arange(6.0).reshape(2, 3)})
+    images = _images(3)
+    cache.put_images("generated", key, images, {"images": [{"seed": s} for s in range(3)]})
+    assert cache.get_json("proposals", key) == {"fox": ["in a desert"]}
+    assert torch.equal(
+        cache.get_tensors("features", key)["features"], torch.arange(6.0).reshape(2, 3)
+    )
+    read, manifest = cache.get_images("generated", key, lazy=True)
+    assert [np.asarray(i).tolist() for i in read] == [np.asarray(i).tolist() for i in images]
+    assert [item["seed"] for item in manifest["images"]] == [0, 1, 2]
+    info = cache.info()
+    assert info["path"] == url and info["entries"] == 3
+    assert {k: v["entries"] for k, v in info["kinds"].items()} == {
+        "features": 1, "generated": 1, "proposals": 1
+    }  # fmt: skip
+    assert cache.verify() == []
+    assert all(str(f).startswith(url) for f in cache.files())
+
+
+def test_an_image_entry_at_a_url_exists_once_its_manifest_is_written(url):
+    """Object stores have no atomic rename: the manifest, written last, commits an entry."""
+    cache = Cache(url)
+    key = cache.key("generated", {"request": 1})
+    folder = f"generated/{key[:2]}/{key}"
+    cache.store.write(f"{folder}/0000.png", b"a writer was killed after its first image")
+    assert cache.get_images("generated", key) is None  # uncommitted: a miss, nothing removed
+    assert cache.store.exists(f"{folder}/0000.png")
+    [(entry, reason)] = cache.verify()
+    assert entry.kind == "generated" and "no manifest" in reason
+    cache.put_images("generated", key, _images(2), {})
+    assert len(cache.get_images("generated", key)[0]) == 2
+
+
+def test_a_damaged_object_at_a_url_is_a_miss_and_is_removed(url):
+    cache = Cache(url)
+    key = cache.key("features", {"x": 1})
+    cache.put_tensors("features", key, {"features": torch.ones(3)})
+    rel = f"features/{key[:2]}/{key}.safetensors"
+    blob = bytearray(cache.store.read(rel))
+    blob[-1] ^= 0xFF
+    cache.store.write(rel, bytes(blob))
+    with pytest.warns(CacheWarning, match=f"{url}/{rel}"):
+        assert cache.get_tensors("features", key) is None
+    assert not cache.store.exists(rel)
+    cache.put_tensors("features", key, {"features": torch.ones(3)})
+    assert cache.prune(max_bytes=0)[0].key == key and cache.info()["entries"] == 0
+
+
+def test_a_cache_at_a_url_travels_as_text(url):
+    cache = Cache(url, storage_options={"auto_mkdir": True} if url.startswith("file") else None)
+    cache.put_json("k", cache.key("k", 1), [1])
+    state = cache.__getstate__()
+    assert state["_store"] is None and state["root"] == url
+    twin = Cache.__new__(Cache)
+    twin.__dict__.update(state)
+    assert twin.get_json("k", twin.key("k", 1)) == [1]
+
+
+def test_a_whole_run_with_a_file_url_cache_equals_one_with_a_folder(tmp_path):
+    world = ToyWorld(seed=3)
+    train, debug, test = world.train(20), world.debug(600), world.test(300)
+    url = (tmp_path / "store").as_uri()
+    summaries, counts = [], []
+    for cache in (tmp_path / "folder", url, url):
+        extractor, generator = CountingExtractor(_model()), FlakyGenerator(world)
+        dbg = Debugger(extractor=extractor, proposer=StaticProposer(world.uncommon_values()),
+                       captioner=_toyclip(), generator=generator,
+                       head_trainer=LinearHeadTrainer(weight_decay=1e-2),
+                       class_names=world.class_names, k=[1, 2], lam=[0.5, 1.0],
+                       images_per_mode=5, cache=cache)  # fmt: skip
+        summary = dbg.run(train, debug, test, seed=0).summary()
+        summary.pop("seconds")
+        assert summary["config"].pop("cache") == str(cache)
+        summaries.append(summary)
+        counts.append((len(extractor.calls), len(generator.asked)))
+    assert summaries[0] == summaries[1] == summaries[2]
+    assert counts[1][0] > 0 and counts[1][1] > 0 and counts[2] == (0, 0)  # the rerun reads back
+    folder, at_url = Cache(tmp_path / "folder").info(), Cache(url).info()
+    assert {k: v["entries"] for k, v in folder["kinds"].items()} == {
+        k: v["entries"] for k, v in at_url["kinds"].items()
+    }
+
+
+def test_the_cache_commands_take_a_url(tmp_path, capsys, monkeypatch):
+    from failmodes.cli import main
+
+    url = (tmp_path / "store").as_uri()
+    cache = Cache(url)
+    cache.put_json("proposals", "a" * 64, ["in a desert"])
+    cache.put_images("generated", "c" * 64, _images(2), {})
+    assert main(["cache", "info", "--cache", url]) == 0
+    assert capsys.readouterr().out.startswith(f"{url}: 2 entries")
+    monkeypatch.setenv("FAILMODES_CACHE", url)
+    assert main(["cache", "verify"]) == 0
+    assert f"0 damaged entries in {url}" in capsys.readouterr().out
+    assert main(["cache", "prune", "--max-size", "0"]) == 0
+    assert cache.info()["entries"] == 0
+    assert main(["cache", "info", "--cache", f"{url}-none"]) == 2
+    assert "no cache at" in capsys.readouterr().err
+
+
+def test_check_writable_names_the_folder_or_url(tmp_path):
+    Cache((tmp_path / "ok").as_uri()).check_writable()
+    assert [p.name for p in (tmp_path / "ok").iterdir()] == []  # the probe is removed
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(OSError, match="is a file, not a folder"):
+        Cache(tmp_path / "file").check_writable()
+    url = (tmp_path / "file" / "sub").as_uri()
+    with pytest.raises(OSError, match=f"cannot write to {url}"):
+        Cache(url).check_writable()
