@@ -12,9 +12,14 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import re
+import time
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from failmodes._imports import require
@@ -118,6 +123,19 @@ class ChatGPTProposer(BackgroundProposer):
     classes not answered yet, in particular after a [`ProposalError`][ProposalError]. Clear the
     cache (``proposer.answers_.clear()``) to ask again.
 
+    The classes are asked concurrently, at most ``concurrency`` requests in flight through one
+    client; the first request goes alone, so that a server that rejects JSON schemas (or a wrong
+    model name or key) is found out by one request, not by ``concurrency`` of them. When a class
+    fails, no further class is asked, the requests in flight are waited for and their answers
+    kept. A 429 (rate limit) that outlasts the client's retries slows the pool down rather than
+    failing it: the limit on requests in flight is halved (at most once per round of requests),
+    no request is sent for the time the answer's ``retry-after-ms`` or ``retry-after`` header
+    asks (else 0.5 s, doubled for each pause of the class, at most 8 s), and the class goes back
+    in the queue; the limit then grows by one after as many answers in a row as it allows, up to
+    ``concurrency``. A class rate limited after 3 pauses fails. Each change of the limit is
+    logged at INFO. ``concurrency=1`` asks one class after another, in order, and a 429 that
+    outlasts the client's retries fails the class.
+
     The API key is never logged, shown in ``repr``, nor put in error messages or results.
 
     Args:
@@ -148,6 +166,10 @@ class ChatGPTProposer(BackgroundProposer):
             plain text, for servers that neither support nor reject it.
         request_options: further keyword arguments of ``chat.completions.create``
             (``max_tokens``, ``extra_body``, ...); they override the ones above.
+        concurrency: the most requests in flight at once (a positive integer); it does not
+            change the answers, so it is not part of [`cache_key`][cache_key]. The requests
+            are sent from a pool of threads: a ``client`` of your own must be thread-safe
+            (``openai.OpenAI`` is), or use ``concurrency=1``.
 
     Attributes:
         answers_: ``{(attribute, class_name): [value, ...]}``, every answer received, merged and
@@ -192,6 +214,7 @@ class ChatGPTProposer(BackgroundProposer):
         templates: Mapping[str, str] | None = None,
         schema: bool = True,
         request_options: Mapping[str, Any] | None = None,
+        concurrency: int = 4,
     ):
         self.model = model
         self.client = client
@@ -205,12 +228,13 @@ class ChatGPTProposer(BackgroundProposer):
         self.templates = templates
         self.schema = schema
         self.request_options = request_options
+        self.concurrency = concurrency
 
     def cache_key(self) -> dict[str, Any]:
         """What the answers depend on, for [`failmodes.cache`][failmodes.cache] (never the API key).
 
         The server is named by its URL (``base_url``, the client's, ``OPENAI_BASE_URL`` or
-        OpenAI's); the key, timeouts and retries do not change an answer.
+        OpenAI's); the key, timeouts, retries and ``concurrency`` do not change an answer.
 
         Returns:
             JSON-ready settings: the class, ``model``, the server, ``temperature``, ``seed``,
@@ -267,12 +291,14 @@ class ChatGPTProposer(BackgroundProposer):
             each with at least one value.
 
         Raises:
-            ProposalError: for the first class whose request failed after the client's retries,
-                whose answer was empty, malformed or held no value, or that the model refused;
-                it names the class and keeps the answers already received in ``partial``
-                (they are also cached in ``answers_``).
+            ProposalError: for a class whose request failed after the client's retries (or, for
+                a 429, after 3 pauses of the pool), whose answer was empty, malformed or held no
+                value, or that the model refused; the first such class in ``class_names`` order.
+                No class is asked after a failure; the requests already in flight are waited
+                for. It names the class and keeps every answer received in ``partial`` (they
+                are also cached in ``answers_``).
             ValueError: if ``attribute`` has no question, a template lacks ``{class_name}``, a
-                class name is blank, or ``max_values`` is not positive.
+                class name is blank, or ``max_values`` or ``concurrency`` is not positive.
             TypeError: if ``class_names`` is a single string.
             ImportError: if the ``openai`` package is not installed (it names the extra).
         """
@@ -282,11 +308,7 @@ class ChatGPTProposer(BackgroundProposer):
         for name in names:
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"class names must be non-empty strings, got {name!r}")
-        limit = self.max_values
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValueError(f"max_values must be a positive integer or None, not {limit!r}")
+        self._check_settings()
         attribute_name, question = self._question(attribute)
         if not hasattr(self, "answers_"):
             self.answers_: dict[tuple[str, str], list[str]] = {}
@@ -318,98 +340,138 @@ class ChatGPTProposer(BackgroundProposer):
             )
         return name, question
 
+    def _check_settings(self) -> None:
+        """Raise ValueError for a ``max_values`` or ``concurrency`` that is not positive."""
+        if self.max_values is not None and not _positive_int(self.max_values):
+            raise ValueError(
+                f"max_values must be a positive integer or None, not {self.max_values!r}"
+            )
+        if not _positive_int(self.concurrency):
+            raise ValueError(
+                "concurrency must be a positive integer (the most requests in flight at once), "
+                f"not {self.concurrency!r}"
+            )
+
     def _ask_all(self, missing: list[str], names: list[str], attribute: str, question: str) -> None:
-        """Ask about each class of ``missing`` in turn, caching each answer as it comes."""
+        """Ask about the classes of ``missing``, caching each answer as it comes."""
         openai = require("openai", feature="ChatGPTProposer")
         client = self.client if self.client is not None else self._make_client(openai)
-        secrets = self._secrets(client)
-        use_schema = bool(self.schema)
+        talk = _Talk(openai, client, attribute, question, self._secrets(client), bool(self.schema))
         try:
-            for name in missing:
-                try:
-                    values, use_schema = self._ask(
-                        openai, client, name, attribute, question, use_schema, secrets
-                    )
-                except _Failure as failure:
-                    partial = {
-                        n: self.answers_[(attribute, n)][: self.max_values]
-                        for n in dict.fromkeys(names)
-                        if (attribute, n) in self.answers_
-                    }
-                    kept = (
-                        f"; the answers for {sorted(partial)} are kept (error.partial, "
-                        "proposer.answers_), and calling propose again asks only for the "
-                        "missing classes"
-                        if partial
-                        else ""
-                    )
-                    message = (
-                        f"ChatGPTProposer could not get the {attribute} values of class {name!r} "
-                        f"from model {self.model!r}: {failure.reason}{kept}"
-                    )
-                    # not chained: the original error's text may carry request data (a server
-                    # that echoes the key); its type and redacted text are in the message
-                    raise ProposalError(
-                        _redact(message, secrets),
-                        class_name=name,
-                        attribute=attribute,
-                        partial=partial,
-                    ) from None
-                self.answers_[(attribute, name)] = values
+            failures = self._ask_pooled(missing, talk)
         finally:
             if self.client is None:
                 client.close()
+        if failures:
+            name = next(n for n in missing if n in failures)
+            # not chained: the original error's text may carry request data (a server that
+            # echoes the key); its type and redacted text are in the message
+            raise self._proposal_error(name, failures[name], names, talk) from None
 
-    def _ask(
-        self,
-        openai: Any,
-        client: Any,
-        name: str,
-        attribute: str,
-        question: str,
-        use_schema: bool,
-        secrets: list[str],
-    ) -> tuple[list[str], bool]:
-        """One class's values, and whether to keep sending the JSON schema."""
-        spec = get_attribute(attribute)
+    def _ask_pooled(self, missing: list[str], talk: _Talk) -> dict[str, _Failure]:
+        """Ask with at most ``concurrency`` requests in flight; the classes that failed."""
+        pool = _Pool(missing, self.concurrency)
+        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ChatGPTProposer")
+        try:
+            while pool.busy():
+                for name in pool.to_start():
+                    pool.running[executor.submit(self._ask, talk, name)] = (name, pool.cuts)
+                for future in pool.wait():
+                    self._collect(pool, future, talk.attribute)
+        except BaseException:  # an interrupt, or an error that is no _Failure: stop at once
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        executor.shutdown()
+        return pool.failures
+
+    def _collect(self, pool: _Pool, future: Future, attribute: str) -> None:
+        """Take one finished request's answer, failure or rate limit (in the calling thread)."""
+        name, sent = pool.running.pop(future)
+        pool.opened = True
+        try:
+            values = future.result()
+        except _RateLimited as limited:
+            if not pool.requeue(name, sent, limited.pause):
+                pool.failures[name] = limited.after(pool.pauses[name])
+        except _Failure as failure:
+            pool.failures[name] = failure
+        else:
+            self.answers_[(attribute, name)] = values
+            pool.answered()
+
+    def _proposal_error(
+        self, name: str, failure: _Failure, names: list[str], talk: _Talk
+    ) -> ProposalError:
+        """The error for a failed class, with every answer received in ``partial``."""
+        attribute = talk.attribute
+        partial = {
+            n: self.answers_[(attribute, n)][: self.max_values]
+            for n in dict.fromkeys(names)
+            if (attribute, n) in self.answers_
+        }
+        kept = (
+            f"; the answers for {sorted(partial)} are kept (error.partial, proposer.answers_), "
+            "and calling propose again asks only for the missing classes"
+            if partial
+            else ""
+        )
+        message = (
+            f"ChatGPTProposer could not get the {attribute} values of class {name!r} "
+            f"from model {self.model!r}: {failure.reason}{kept}"
+        )
+        return ProposalError(
+            _redact(message, talk.secrets), class_name=name, attribute=attribute, partial=partial
+        )
+
+    def _ask(self, talk: _Talk, name: str) -> list[str]:
+        """One class's values (on one of the pool's threads)."""
+        spec = get_attribute(talk.attribute)
         messages = [
-            {"role": "system", "content": _instructions(attribute, self.max_values)},
-            {"role": "user", "content": _format_question(question, name)},
+            {"role": "system", "content": _instructions(talk.attribute, self.max_values)},
+            {"role": "user", "content": _format_question(talk.question, name)},
         ]
         logger.debug(
             "ChatGPTProposer asks %s about class %r%s: %s",
             self.model,
             name,
-            " (JSON schema)" if use_schema else "",
+            " (JSON schema)" if talk.use_schema else "",
             messages[1]["content"],
         )
-        try:
-            try:
-                completion = self._create(client, messages, use_schema)
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as err:
-                if not (use_schema and _about_response_format(err)):
-                    raise
-                logger.info(
-                    "the server rejects JSON schemas (%s); ChatGPTProposer asks in plain text",
-                    _redact(_shorten(str(err)), secrets),
-                )
-                use_schema = False
-                completion = self._create(client, messages, use_schema)
-        except openai.APIError as err:
-            retries = getattr(client, "max_retries", None)
-            after = f" after {retries} retries" if isinstance(retries, int) and retries else ""
-            raise _Failure(f"the request failed{after}: {type(err).__name__}: {err}") from err
-        except json.JSONDecodeError as err:  # a 200 answer whose body is not JSON
-            raise _Failure(f"the server's answer is not JSON ({err})") from err
+        completion, strict = self._complete(talk, messages)
         content, cut = _content(completion)
-        values = _parse(_redact(content, secrets), strict=use_schema, cut=cut)
+        values = _parse(_redact(content, talk.secrets), strict=strict, cut=cut)
         values = merge_values(
-            v for v in (_tidy(raw, name, attribute, spec.value_before_class) for raw in values) if v
+            v
+            for v in (_tidy(raw, name, talk.attribute, spec.value_before_class) for raw in values)
+            if v
         )
         if not values:
             raise _Failure(f"the answer holds no values: {_shorten(content)!r}")
         logger.debug("ChatGPTProposer got %d values for class %r", len(values), name)
-        return values, use_schema
+        return values
+
+    def _complete(self, talk: _Talk, messages: list[dict[str, str]]) -> tuple[Any, bool]:
+        """The server's completion, and whether it was asked for with the JSON schema."""
+        openai, use_schema = talk.openai, talk.use_schema
+        try:
+            try:
+                return self._create(talk.client, messages, use_schema), use_schema
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as err:
+                if not (use_schema and _about_response_format(err)):
+                    raise
+                if talk.use_schema:  # the first request to learn it; later ones ask plainly
+                    talk.use_schema = False
+                    logger.info(
+                        "the server rejects JSON schemas (%s); ChatGPTProposer asks in plain text",
+                        _redact(_shorten(str(err)), talk.secrets),
+                    )
+                return self._create(talk.client, messages, False), False
+        except openai.RateLimitError as err:
+            raise _RateLimited(_request_failed(talk.client, err), _retry_after(err)) from err
+        except openai.APIError as err:
+            raise _Failure(_request_failed(talk.client, err)) from err
+        except json.JSONDecodeError as err:  # a 200 answer whose body is not JSON
+            raise _Failure(f"the server's answer is not JSON ({err})") from err
 
     def _create(self, client: Any, messages: list[dict[str, str]], use_schema: bool) -> Any:
         options: dict[str, Any] = {"model": self.model, "messages": messages}
@@ -454,6 +516,122 @@ class _Failure(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class _RateLimited(_Failure):
+    """A class's request still answered 429 after the client's retries.
+
+    ``pause`` is the wait its ``retry-after-ms`` or ``retry-after`` header asks for, if any.
+    """
+
+    def __init__(self, reason: str, pause: float | None):
+        super().__init__(reason)
+        self.pause = pause
+
+    def after(self, pauses: int) -> _Failure:
+        """The failure of a class still rate limited after ``pauses`` pauses of the pool."""
+        return _Failure(
+            f"{self.reason}; still rate limited after {pauses} pauses" if pauses else self.reason
+        )
+
+
+_MAX_PAUSES = 3  # a class rate limited after this many pauses of the pool fails
+_FIRST_PAUSE_S = 0.5  # the pause after a 429 without retry-after, doubled for each pause
+_LONGEST_BACKOFF_S = 8.0
+_LONGEST_PAUSE_S = 60.0  # a retry-after header asking for more is cut to this
+
+
+@dataclass
+class _Talk:
+    """What every request of one ``propose`` call shares.
+
+    ``use_schema`` is turned off, for the requests not yet sent, by the first request that
+    learns the server rejects JSON schemas (a plain attribute write: the threads only ever set
+    it to False).
+    """
+
+    openai: Any
+    client: Any
+    attribute: str
+    question: str
+    secrets: list[str]
+    use_schema: bool
+
+
+class _Pool:
+    """The schedule of one ``propose`` call, kept by the calling thread.
+
+    Classes wait in ``waiting``; ``running`` maps each request in flight to its class and the
+    number of cuts of the limit when it was sent. Until one request has finished
+    (``opened``) only one flies. The limit on requests in flight is additive-increase,
+    multiplicative-decrease: halved by a 429 (once per round: a request sent before the last
+    cut does not cut again), one more after ``limit`` answers in a row, up to ``ceiling``.
+    """
+
+    def __init__(self, names: list[str], ceiling: int):
+        self.waiting = deque(names)
+        self.running: dict[Future, tuple[str, int]] = {}
+        self.failures: dict[str, _Failure] = {}
+        self.pauses: Counter[str] = Counter()
+        self.ceiling = self.limit = ceiling
+        self.cuts = 0
+        self.opened = False
+        self._streak = 0
+        self._resume_at = 0.0
+
+    def busy(self) -> bool:
+        """Whether a request is in flight or a class is still to be asked."""
+        return bool(self.running) or (bool(self.waiting) and not self.failures)
+
+    def to_start(self) -> list[str]:
+        """The classes to send now: none after a failure or during a pause."""
+        if self.failures or time.monotonic() < self._resume_at:
+            return []
+        room = (self.limit if self.opened else 1) - len(self.running)
+        return [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
+
+    def wait(self) -> set[Future]:
+        """The requests finished once one is; an empty set when a pause ends first."""
+        pause = self._resume_at - time.monotonic()
+        if not self.running:
+            time.sleep(max(pause, 0.0))
+            return set()
+        timeout = pause if pause > 0 and self.waiting and not self.failures else None
+        done, _ = wait(self.running, timeout=timeout, return_when=FIRST_COMPLETED)
+        return done
+
+    def answered(self) -> None:
+        """Count an answer; after ``limit`` in a row, allow one more request in flight."""
+        self._streak += 1
+        if self.limit < self.ceiling and self._streak >= self.limit:
+            self.limit += 1
+            self._streak = 0
+            logger.info("ChatGPTProposer sends up to %d requests at once again", self.limit)
+
+    def requeue(self, name: str, sent: int, pause: float | None) -> bool:
+        """After a 429: pause, cut the limit and queue ``name`` again; False if it is to fail."""
+        if self.ceiling == 1 or self.pauses[name] >= _MAX_PAUSES:
+            return False
+        self.pauses[name] += 1
+        if pause is None:
+            pause = min(_FIRST_PAUSE_S * 2 ** (self.pauses[name] - 1), _LONGEST_BACKOFF_S)
+        self._resume_at = max(self._resume_at, time.monotonic() + pause)
+        self._streak = 0
+        self.waiting.append(name)
+        if sent == self.cuts:  # the first 429 of the requests sent since the last cut
+            self.cuts += 1
+            before, self.limit = self.limit, max(1, self.limit // 2)
+            if self.limit < before:
+                logger.info(
+                    "the server rate-limits ChatGPTProposer (429 for class %r): up to %d "
+                    "requests at once, not %d, after a pause of %.3g s",
+                    name,
+                    self.limit,
+                    before,
+                    pause,
+                )
+        logger.debug("ChatGPTProposer pauses %.3g s and asks about class %r later", pause, name)
+        return True
 
 
 def _instructions(attribute: str, max_values: int | None) -> str:
@@ -677,6 +855,30 @@ def _reads_after_a_name(words: list[str]) -> bool:
         return True
     # "covered in snow", "surrounded by trees"
     return len(first) == 2 and first[0].endswith("ed") and first[1] in PREPOSITIONS
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _request_failed(client: Any, err: Exception) -> str:
+    """Why a request failed, with the client's retries."""
+    retries = getattr(client, "max_retries", None)
+    after = f" after {retries} retries" if isinstance(retries, int) and retries else ""
+    return f"the request failed{after}: {type(err).__name__}: {err}"
+
+
+def _retry_after(err: Any) -> float | None:
+    """Seconds a 429 answer's ``retry-after-ms`` or ``retry-after`` header asks to wait."""
+    headers = getattr(getattr(err, "response", None), "headers", None) or {}
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(header)) * scale
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, _LONGEST_PAUSE_S)
+    return None
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -21,13 +21,16 @@ headers={"retry-after-ms": "1"})``), server errors, refusals and servers that re
 in order (the last one repeats) may be given.
 
 Every request received is kept in ``OpenAIServer.requests``, with its headers, so a test can
-check what was sent. ``GET /v1/models`` lists one model; other paths answer 404. Streaming is not
-supported.
+check what was sent. ``delay`` makes each chat request take that long, the waits of concurrent
+requests overlapping, and ``max_in_flight`` tells how many were handled at once, so that a
+client's concurrency can be measured. ``GET /v1/models`` lists one model; other paths answer
+404. Streaming is not supported.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -102,8 +105,10 @@ class OpenAIServer:
     """A local OpenAI-protocol server on ``127.0.0.1`` that answers what a handler says.
 
     Use it as a context manager (or call [`start`][start] and [`close`][close]);
-    [`base_url`][base_url] is what to give an ``openai.OpenAI`` client. Requests are answered one at
-    a time, so a handler need not be thread-safe.
+    [`base_url`][base_url] is what to give an ``openai.OpenAI`` client. Each request is handled on
+    its own thread, but the handler is called for one request at a time, so it need not be
+    thread-safe; only the ``delay`` is waited outside that lock, so that concurrent requests
+    overlap.
 
     Args:
         handler: what to answer to ``POST /v1/chat/completions``: a callable
@@ -111,9 +116,18 @@ class OpenAIServer:
             or string given every time; or a list of them, answered in order, the last one
             repeating. An exception in the handler answers 500 with its message.
         model: the model id listed by ``GET /v1/models``.
+        delay: seconds to wait before answering each ``POST /v1/chat/completions`` (a finite
+            number, at least 0), as a model would; requests wait at the same time.
 
     Attributes:
-        requests: every request received, in order ([`ReceivedRequest`][ReceivedRequest]).
+        requests: every request received, in the order they were answered
+            ([`ReceivedRequest`][ReceivedRequest]).
+        max_in_flight: the most chat-completions requests handled at once so far (from the
+            request's arrival, through ``delay``, to its answer): with a ``delay``, how many
+            requests a client had in flight at most.
+
+    Raises:
+        ValueError: if ``delay`` is negative, not finite or not a number.
 
     Examples:
         >>> import openai
@@ -127,14 +141,39 @@ class OpenAIServer:
         ('in a desert', 2)
         >>> server.requests[-1].headers["authorization"]
         'Bearer test-key'
+
+        With a ``delay``, ``max_in_flight`` shows how many requests overlapped:
+
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with OpenAIServer("in a desert", delay=0.1) as server:
+        ...     client = openai.OpenAI(base_url=server.base_url, api_key="test-key")
+        ...     ask = lambda _: client.chat.completions.create(model="any", messages=[])
+        ...     with ThreadPoolExecutor(3) as threads:
+        ...         answers = list(threads.map(ask, range(3)))
+        >>> len(answers), server.max_in_flight
+        (3, 3)
     """
 
     def __init__(
-        self, handler: Handler | Reply | str | Sequence[Reply | str], *, model: str = "test-model"
+        self,
+        handler: Handler | Reply | str | Sequence[Reply | str],
+        *,
+        model: str = "test-model",
+        delay: float = 0.0,
     ):
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not math.isfinite(delay)
+            or delay < 0
+        ):
+            raise ValueError(f"delay must be a finite number of seconds, at least 0, not {delay!r}")
         self.handler = handler
         self.model = model
+        self.delay = delay
         self.requests: list[ReceivedRequest] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._played = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -195,14 +234,28 @@ class OpenAIServer:
     def respond(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body for one request, as the server answers it (thread-safe).
 
+        A chat-completions request first waits ``delay`` seconds, outside the lock.
+
         Args:
             request: the request received.
 
         Returns:
             ``(status, headers, body)``; the request is added to ``requests``.
         """
+        if not (request.method == "POST" and _is_chat(request.path)):
+            with self._lock:
+                return self._answer(request)
         with self._lock:
-            return self._answer(request)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            with self._lock:
+                return self._answer(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _answer(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body for one request (called under the lock)."""
@@ -210,7 +263,7 @@ class OpenAIServer:
         if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
             models = {"object": "list", "data": [_model_entry(self.model)]}
             return _json(200, models)
-        if request.method != "POST" or request.path.rstrip("/") != "/v1/chat/completions":
+        if request.method != "POST" or not _is_chat(request.path):
             return _error(404, f"OpenAIServer has no {request.method} {request.path}")
         body = request.body
         if not isinstance(body, dict):
@@ -272,6 +325,10 @@ def _make_request_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return _RequestHandler
+
+
+def _is_chat(path: str) -> bool:
+    return path.rstrip("/") == "/v1/chat/completions"
 
 
 def _render(reply: Reply, request_body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

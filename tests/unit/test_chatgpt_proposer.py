@@ -7,6 +7,8 @@ import logging
 import pickle
 import re
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -307,7 +309,7 @@ def test_a_rate_limit_is_retried():
 def test_a_server_error_after_retries_names_the_class_and_keeps_the_answers():
     broken = Reply(status=500, error="the model is down", headers=FAST)
     with OpenAIServer(per_class({**GOOD, "owl": broken})) as server:
-        proposer = make(server, max_retries=2)
+        proposer = make(server, max_retries=2, concurrency=1)  # one class after another
         with pytest.raises(ProposalError) as caught:
             proposer.propose(["fox", "owl", "cat"])
     err = caught.value
@@ -331,7 +333,7 @@ def test_propose_again_asks_only_for_the_missing_classes():
         return GOOD[class_of(body)]
 
     with OpenAIServer(handler) as server:
-        proposer = make(server, max_retries=0)
+        proposer = make(server, max_retries=0, concurrency=1)  # in order: cat is asked last
         with pytest.raises(ProposalError, match="'owl'") as caught:
             proposer.propose(["fox", "owl", "cat"])
         assert caught.value.partial == {"fox": GOOD_FOX}
@@ -390,6 +392,156 @@ def test_proposal_errors_pickle():
         "color",
         {"owl": ["red"]},
     )
+
+
+# -- many classes at once -------------------------------------------------------------------------
+
+MANY = {f"animal{i}": values(f"in cave number {i}", "on a frozen lake") for i in range(40)}
+
+
+def test_concurrent_answers_equal_the_one_at_a_time_answers():
+    names = list(MANY)[:24][::-1]
+    with OpenAIServer(per_class(MANY)) as server:
+        one = make(server, concurrency=1).propose(names)
+        assert asked(server) == names  # one class after another, in order
+        server.requests.clear()
+        eight = make(server, concurrency=8).propose(names)
+    assert eight == one and list(eight) == names
+    assert eight["animal7"] == ["in cave number 7", "on a frozen lake"]
+    assert sorted(asked(server)) == sorted(names)  # each class asked once
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_requests_in_flight_reach_but_never_exceed_the_concurrency(concurrency):
+    names = list(MANY)[:12]
+    with OpenAIServer(per_class(MANY), delay=0.03) as server:
+        make(server, concurrency=concurrency).propose(names)
+    assert server.max_in_flight == concurrency
+    assert len(server.requests) == len(names)
+
+
+def test_a_server_that_rejects_the_schema_learns_it_once_for_every_class():
+    rejected = Reply(status=422, error="unsupported: response_format json_schema")
+
+    def handler(body):
+        return rejected if "response_format" in body else values(f"in {class_of(body)} land")
+
+    names = list(MANY)[:10]
+    with OpenAIServer(handler) as server:
+        proposals = make(server, concurrency=4).propose(names)
+    assert proposals["animal3"] == ["in animal3 land"]
+    # the first class goes alone, so no other request is sent before the server's answer
+    assert ["response_format" in r.body for r in server.requests] == [True] + [False] * 10
+
+
+def test_a_rate_limit_storm_slows_the_pool_down_and_every_class_is_answered(caplog):
+    storm = {"left": 10}
+
+    def handler(body):  # the first 10 requests, whatever their class, answer 429
+        if storm["left"]:
+            storm["left"] -= 1
+            return Reply(status=429, error="slow down", headers=FAST)
+        return MANY[class_of(body)]
+
+    names = list(MANY)[:8]
+    with caplog.at_level(logging.INFO, logger="failmodes"), OpenAIServer(handler) as server:
+        proposer = make(server, max_retries=0, concurrency=4)
+        proposals = proposer.propose(names)
+    assert proposals == {n: json.loads(MANY[n])["values"] for n in names}
+    assert len(server.requests) == 18
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("up to 2 requests at once, not 4" in m for m in info)
+    assert any("up to 1 requests at once, not 2" in m for m in info)
+    assert any("up to 4 requests at once again" in m for m in info)  # the limit grew back
+
+
+def test_a_rate_limit_pauses_the_pool_as_retry_after_says():
+    sent: dict[str, list[float]] = {}
+    limited = {"owl": [Reply(status=429, headers={"retry-after-ms": "400"}), GOOD["owl"]]}
+    answer = per_class({**GOOD, **limited, **MANY})
+
+    def handler(body):
+        sent.setdefault(class_of(body), []).append(time.monotonic())
+        return answer(body)
+
+    names = ["fox", "owl", "cat", *list(MANY)[:4]]
+    with OpenAIServer(handler) as server:
+        proposals = make(server, max_retries=0, concurrency=2).propose(names)
+    assert proposals["owl"] == ["at the beach", "in a busy city"]
+    owl_429, owl_again = sent["owl"]
+    assert owl_again - owl_429 >= 0.4
+    # a request sent before the 429 came back may arrive just after it; then nothing is sent
+    # until the pause ends
+    times = sorted(t - owl_429 for ts in sent.values() for t in ts)
+    assert not [t for t in times if 0.1 < t < 0.4]
+    assert len([t for t in times if t >= 0.4]) >= 3
+
+
+@pytest.mark.parametrize(("concurrency", "owl_requests"), [(1, 1), (4, 4)])
+def test_a_class_rate_limited_after_its_pauses_fails(concurrency, owl_requests):
+    always = Reply(status=429, error="quota exceeded", headers=FAST)
+    names = ["fox", "owl", "cat"]
+    with OpenAIServer(per_class({**GOOD, "owl": always})) as server:
+        proposer = make(server, max_retries=0, concurrency=concurrency)
+        with pytest.raises(ProposalError) as caught:
+            proposer.propose(names)
+    err = caught.value
+    assert err.class_name == "owl" and "RateLimitError" in str(err)
+    assert asked(server).count("owl") == owl_requests
+    if concurrency == 1:  # as before: the 429 fails the class, and cat is not asked
+        assert "pauses" not in str(err) and asked(server) == ["fox", "owl"]
+        assert err.partial == {"fox": GOOD_FOX}
+    else:  # owl is asked again after 3 pauses; cat, sent with it, is answered
+        assert "still rate limited after 3 pauses" in str(err)
+        assert err.partial == {"fox": GOOD_FOX, "cat": ["underwater"]}
+
+
+def test_a_failing_class_keeps_the_answers_of_the_requests_in_flight():
+    broken = Reply(status=500, error="the model is down", headers=FAST)
+    answers = {**GOOD, "owl": broken, "dog": values("in a bath")}
+    with OpenAIServer(per_class(answers)) as server:
+        proposer = make(server, max_retries=0, concurrency=3)
+        with pytest.raises(ProposalError) as caught:
+            proposer.propose(["fox", "owl", "cat", "dog"])
+    err = caught.value
+    assert err.class_name == "owl" and "InternalServerError" in str(err)
+    # fox went alone, then owl, cat and dog together: cat's and dog's answers are kept
+    assert err.partial == {"fox": GOOD_FOX, "cat": ["underwater"], "dog": ["in a bath"]}
+    assert set(proposer.answers_) == {("background", n) for n in ("fox", "cat", "dog")}
+    assert "['cat', 'dog', 'fox'] are kept" in str(err)
+    assert err.__cause__ is None and err.__suppress_context__
+
+
+def test_no_class_is_sent_after_a_failure():
+    broken = Reply(status=500, error="the model is down", headers=FAST)
+    names = ["fox", "owl", *MANY]
+    with OpenAIServer(per_class({**GOOD, **MANY, "owl": broken})) as server:
+        proposer = make(server, max_retries=0, concurrency=4)
+        with pytest.raises(ProposalError) as caught:
+            proposer.propose(names)
+    err = caught.value
+    assert err.class_name == "owl"
+    answered = [n for n in asked(server) if n != "owl"]
+    assert list(err.partial) == [n for n in names if n in answered]  # every answer, in order
+    assert len(answered) < 12  # of 41: only those sent before owl's failure came back
+
+
+def test_of_two_failing_classes_the_error_names_the_first_in_order():
+    broken = Reply(status=500, error="the model is down", headers=FAST)
+    gate = threading.Event()
+
+    def handler(body):
+        name = class_of(body)
+        if name == "dog":
+            gate.set()
+            return broken
+        return broken if name == "owl" else GOOD[name]
+
+    with OpenAIServer(handler) as server, pytest.raises(ProposalError) as caught:
+        make(server, max_retries=0, concurrency=4).propose(["fox", "owl", "cat", "dog"])
+    assert gate.is_set()  # dog was asked, and failed too
+    assert caught.value.class_name == "owl"
+    assert caught.value.partial == {"fox": GOOD_FOX, "cat": ["underwater"]}
 
 
 # -- the API key -----------------------------------------------------------------------------------
@@ -462,8 +614,15 @@ def test_constructor_only_stores():
         "templates": templates,
         "schema": True,
         "request_options": None,
+        "concurrency": 4,
     }
     assert proposer.templates is templates
+
+
+def test_concurrency_is_not_part_of_the_cache_key():
+    key = ChatGPTProposer("m", base_url="http://127.0.0.1:9/v1").cache_key()
+    assert ChatGPTProposer("m", base_url="http://127.0.0.1:9/v1", concurrency=16).cache_key() == key
+    assert ChatGPTProposer("m", base_url="http://127.0.0.1:9/v1", seed=1).cache_key() != key
 
 
 def test_repr_shows_what_differs_from_the_defaults():
@@ -474,6 +633,7 @@ def test_repr_shows_what_differs_from_the_defaults():
     assert repr(proposer) == (
         "ChatGPTProposer('llama3.1', max_values=5, schema=False, request_options=<extra_headers>)"
     )
+    assert repr(ChatGPTProposer("m", concurrency=8)) == "ChatGPTProposer('m', concurrency=8)"
 
 
 def test_a_client_can_be_given(monkeypatch):
@@ -523,6 +683,12 @@ def test_templates_add_and_replace_questions(answering):
         (["fox", " "], {}, ValueError, "non-empty"),
         (["fox"], {"max_values": 0}, ValueError, "max_values"),
         (["fox"], {"max_values": 2.5}, ValueError, "max_values"),
+        (["fox"], {"concurrency": 0}, ValueError, "concurrency must be a positive integer"),
+        (["fox"], {"concurrency": -2}, ValueError, "concurrency must be a positive integer"),
+        (["fox"], {"concurrency": 2.0}, ValueError, "concurrency must be a positive integer"),
+        (["fox"], {"concurrency": True}, ValueError, r"concurrency .*, not True"),
+        (["fox"], {"concurrency": "4"}, ValueError, "concurrency must be a positive integer"),
+        (["fox"], {"concurrency": None}, ValueError, "concurrency must be a positive integer"),
     ],
 )
 def test_bad_arguments(names, options, error, match):
@@ -560,6 +726,31 @@ def test_server_plays_a_list_of_replies_and_records_requests():
     assert repr(server) == "OpenAIServer(not running, 6 requests)"
     with pytest.raises(RuntimeError, match="not running"):
         _ = server.base_url
+
+
+def test_server_delay_lets_requests_overlap_and_counts_them():
+    with OpenAIServer("in a desert", delay=0.2) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
+        ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        threads = [
+            threading.Thread(target=client.chat.completions.create, kwargs=ask) for _ in range(4)
+        ]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.monotonic() - started
+        assert [m.id for m in client.models.list()] == ["test-model"]  # not counted, no delay
+    assert len(server.requests) == 5
+    assert server.max_in_flight == 4
+    assert 0.2 <= seconds < 0.7  # the waits overlap: not 4 x 0.2 s
+
+
+@pytest.mark.parametrize("delay", [-1, -0.5, float("nan"), float("inf"), "1", True, None])
+def test_server_delay_must_be_a_finite_number_at_least_zero(delay):
+    with pytest.raises(ValueError, match="delay must be a finite number of seconds"):
+        OpenAIServer("x", delay=delay)
 
 
 def test_server_answers_errors_for_unknown_paths_and_failing_handlers():
