@@ -68,9 +68,18 @@ def split_debug_test(dataset: Any, debug_size: int, *, seed: int = 0) -> tuple[S
     )
 
 
+def imagenet_class_names() -> list[str]:
+    """Readable, unique names in the sorted order of the wnid folders.
+
+    They are open_clip's ``IMAGENET_CLASSNAMES`` with its two repeated names made unique
+    (744 "projectile", 836 "sunglass"), read from ``imagenet-classes.txt`` beside this script.
+    """
+    path = Path(__file__).with_name("imagenet-classes.txt")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
 def imagenet_data(root: Path, *, seed: int = 0) -> tuple[Any, Any, Any, list[str]]:
     """The paper's train, debug and test sets from an ImageNet folder, and readable names."""
-    from open_clip import IMAGENET_CLASSNAMES  # readable names, in the standard wnid order
     from torchvision.datasets import ImageFolder
 
     train = ImageFolder(root / "train")
@@ -82,7 +91,7 @@ def imagenet_data(root: Path, *, seed: int = 0) -> tuple[Any, Any, Any, list[str
         per_class_subset(train, PAPER["train_per_class"], seed=seed),
         debug,
         test,
-        list(IMAGENET_CLASSNAMES),
+        imagenet_class_names(),
     )
 
 

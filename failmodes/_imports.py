@@ -15,6 +15,8 @@ EXTRAS = {
     "timm": "timm",
     "matplotlib": "plot",
     "ray": "ray",
+    "datasets": "datasets",
+    "tomli": "all",
 }
 
 

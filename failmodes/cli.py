@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from failmodes._cache_cli import add_cache_parser, run_cache
+from failmodes._stores import is_url
 
 __all__ = ["main"]
 
@@ -96,8 +97,40 @@ def _parser() -> argparse.ArgumentParser:
         "beside the random and uniform baselines and a plain refit.",
     )
     _demo_arguments(demo)
+    run = sub.add_parser(
+        "run",
+        parents=[verbose],
+        help="run the whole method on your model and data, as a TOML file describes them",
+        description="Run the whole method as CONFIG.toml describes it: the model, the datasets, "
+        "the components and their settings, the engine. The whole file is checked before any "
+        "work; relative paths in it are read from its folder.",
+    )
+    _run_arguments(run)
     add_cache_parser(sub, [verbose])
     return parser
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("config", type=Path, metavar="CONFIG.toml",
+                     help="the run's file (see the guide 'Run from a config file')")  # fmt: skip
+    run.add_argument("--out", type=Path, default=Path("failmodes-run"), metavar="FOLDER",
+                     help="folder for summary.json and report.html, created if missing "
+                     "(default: %(default)s)")  # fmt: skip
+    _cache_arguments(
+        run,
+        "cache folder or fsspec URL, in place of the file's debugger.cache "
+        "(default: the file's, else $FAILMODES_CACHE, else the user cache folder)",
+    )
+    run.add_argument("--check", action="store_true",
+                     help="check the file and exit without running (default: off)")  # fmt: skip
+
+
+def _cache_arguments(parser: argparse.ArgumentParser, help_cache: str) -> None:
+    """``--cache FOLDER|URL`` or ``--no-cache``, one of them."""
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--cache", type=str, default=None, metavar="FOLDER|URL", help=help_cache)
+    cache.add_argument("--no-cache", action="store_true",
+                       help="compute everything afresh (default: off)")  # fmt: skip
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
@@ -130,13 +163,12 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--rank", choices=["excess", "count"], default="excess",
                       help="rank a class's values by failures beyond its base rate, or by "
                       "failure count (default: %(default)s)")  # fmt: skip
-    cache = demo.add_mutually_exclusive_group()
-    cache.add_argument("--cache", type=Path, default=None, metavar="FOLDER",
-                       help="cache folder; a rerun with the same arguments reads every step "
-                       "back, a killed run resumes (default: $FAILMODES_CACHE, else the user "
-                       "cache folder)")  # fmt: skip
-    cache.add_argument("--no-cache", action="store_true",
-                       help="compute everything afresh (default: off)")  # fmt: skip
+    _cache_arguments(
+        demo,
+        "cache folder or fsspec URL (s3://bucket/path, ...); a rerun with the "
+        "same arguments reads every step back, a killed run resumes (default: "
+        "$FAILMODES_CACHE, else the user cache folder)",
+    )
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress bars (default: when stderr is a terminal)")  # fmt: skip
 
@@ -154,6 +186,19 @@ def _writable(folder: Path) -> str | None:
     return None
 
 
+def _cache_writable(root: str) -> str | None:
+    """Why a cache folder or URL cannot be written, or ``None`` when it can."""
+    if not is_url(root):
+        return _writable(Path(root).expanduser())
+    from failmodes.cache import Cache
+
+    try:
+        Cache(root).check_writable()
+    except OSError as err:
+        return str(err)
+    return None
+
+
 def _check_folders(args: argparse.Namespace) -> str | None:
     """One line naming the flag (or $FAILMODES_CACHE) whose folder cannot be used."""
     problem = _writable(args.out)
@@ -162,11 +207,11 @@ def _check_folders(args: argparse.Namespace) -> str | None:
     if args.no_cache:
         return None
     if args.cache is not None:
-        problem = _writable(args.cache)
+        problem = _cache_writable(args.cache)
         return f"--cache: {problem}" if problem else None
     env = os.environ.get("FAILMODES_CACHE")
     if env:
-        problem = _writable(Path(env).expanduser())
+        problem = _cache_writable(env)
         if problem:
             return f"$FAILMODES_CACHE: {problem} (set it to a writable folder, or pass --cache)"
     return None
@@ -223,20 +268,56 @@ def _demo(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache if args.cache is not None else True),
     )
     result.seconds = time.perf_counter() - started
-    summary_path = result.save_summary(args.out / "summary.json")
-    report_path = result.report(args.out / "report.html")
-    _print_result(args, result)
-    print(f"\nwrote {summary_path} and {report_path} ({result.seconds:.0f} s)")
+    _write(args, _world(args), result)
     return 0
 
 
-def _print_result(args: argparse.Namespace, result) -> None:
+def _run(args: argparse.Namespace) -> int:
+    """``failmodes run``: the file checked whole, then built and run."""
+    started = time.perf_counter()
+    from failmodes.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except (ConfigError, ImportError) as err:
+        print(f"failmodes run: error: {args.config}: {err}", file=sys.stderr)
+        return 2
+    title = f"{args.config} (seed {config.seed}, engine {config.engine})"
+    if args.check:
+        print(f"failmodes run: {title}: checked, nothing run")
+        return 0
+    problem = _check_folders(args)
+    if problem:
+        print(f"failmodes run: error: {problem}", file=sys.stderr)
+        return 2
+    print(f"failmodes run: {title}, writing to {args.out}", flush=True)
+    if not getattr(args, "verbose", False):
+        _show_stages()
+    try:
+        result = config.run(cache=False if args.no_cache else args.cache)
+    except ConfigError as err:
+        print(f"failmodes run: error: {args.config}: {err}", file=sys.stderr)
+        return 2
+    result.seconds = time.perf_counter() - started
+    _write(args, str(args.config), result)
+    return 0
+
+
+def _write(args: argparse.Namespace, title: str, result) -> None:
+    summary_path = result.save_summary(args.out / "summary.json")
+    report_path = result.report(args.out / "report.html")
+    _print_result(title, result)
+    print(f"\nwrote {summary_path} and {report_path} ({result.seconds:.0f} s)")
+
+
+def _print_result(title: str, result) -> None:
     summary, cfg = result.summary(), result.config
     print(
-        f"\n{_world(args)}: {summary['n_failures']} failures, {summary['n_seed']} debug_seed, "
+        f"\n{title}: {summary['n_failures']} failures, {summary['n_seed']} debug_seed, "
         f"{summary['n_heldout']} debug_heldout"
     )
-    print(f"caption accuracy: {summary['caption_accuracy']:.3f}")
+    if summary["caption_accuracy"] is not None:
+        print(f"caption accuracy: {summary['caption_accuracy']:.3f}")
     print("\nfailure modes (debug_seed):")
     for line in result.modes.describe():
         print(f"  {line}")
@@ -253,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Args:
         argv: the command's arguments, without the program name (``["demo", "--out",
-            "folder"]``); ``None`` reads ``sys.argv``.
+            "folder"]``, ``["run", "config.toml"]``); ``None`` reads ``sys.argv``.
 
     Returns:
         The exit status: 0 on success, 2 for a user error (reported in one line).
@@ -278,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failmodes demo: error: {problem}", file=sys.stderr)
             return 2
         return _demo(args)
+    if args.command == "run":
+        return _run(args)
     if args.command == "cache":
         return run_cache(args)
     return 2  # pragma: no cover - argparse enforces the commands

@@ -12,6 +12,7 @@ no torch) and are importable from here too.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from failmodes.images import ImageList, is_blank, to_rgb
 
 __all__ = [
+    "HFDataset",
     "ImageDataset",
     "ImageList",
     "as_labels",
@@ -88,6 +90,78 @@ class ImageDataset(torch.utils.data.Dataset):
     def targets(self) -> list[int]:
         """The labels, under the name torchvision's datasets give them."""
         return self.labels
+
+
+class HFDataset(torch.utils.data.Dataset):
+    """A Hugging Face ``datasets.Dataset`` read as ``(image, label)`` pairs.
+
+    Rows are read by index, so images are decoded only when an item is read; the labels are
+    read as one column. The class names come from the label column's ``ClassLabel`` feature
+    when it has one. A dataset backed by files (one that ``load_dataset`` read or prepared) is
+    known to the cache by those files, without reading its images.
+
+    Args:
+        dataset: a ``datasets.Dataset`` (one split, e.g. ``load_dataset(name, split="test")``).
+        image: the column of images (PIL images, as the ``Image`` feature decodes them).
+        label: the column of integer labels.
+
+    Attributes:
+        dataset: the ``datasets.Dataset``.
+        image: the image column's name.
+        label: the label column's name.
+
+    Raises:
+        KeyError: from [`targets`][targets] or an item, if a column does not exist.
+
+    Examples:
+        ```python
+        from datasets import load_dataset
+
+        from failmodes.data import HFDataset
+
+        test = HFDataset(load_dataset("cifar10", split="test"), image="img", label="label")
+        image, label = test[0]
+        test.classes[:2]  # ['airplane', 'automobile']
+        ```
+    """
+
+    def __init__(self, dataset: Any, *, image: str = "image", label: str = "label"):
+        self.dataset = dataset
+        self.image = image
+        self.label = label
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        row = self.dataset[int(index)]
+        return row[self.image], _item(row[self.label])
+
+    @property
+    def targets(self) -> list[int]:
+        """The labels, read as one column."""
+        return as_labels(list(self.dataset[self.label]), f"the {self.label!r} column").tolist()
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The label column's class names (its ``ClassLabel``'s ``names``), or ``None``."""
+        feature = self.dataset.features.get(self.label)
+        names = getattr(feature, "names", None)
+        return None if names is None else list(names)
+
+    @property
+    def cache_key(self) -> Any:
+        """The dataset's files (paths, sizes, times), columns and length, for the cache.
+
+        [`data_fingerprint`][failmodes.cache.data_fingerprint] reads it. A dataset held in
+        memory has no files, and no ``cache_key`` (reading it raises ``AttributeError``): the
+        cache then reads its items to describe it.
+        """
+        files = [entry["filename"] for entry in getattr(self.dataset, "cache_files", None) or []]
+        if not files:
+            raise AttributeError("a dataset held in memory has no cache_key")
+        stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+        return {"hf": stats, "rows": len(self), "image": self.image, "label": self.label}
 
 
 def _is_label(value: Any) -> bool:

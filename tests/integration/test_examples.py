@@ -53,6 +53,15 @@ def test_imagenet_splits_follow_the_paper():
     assert not set(debug.indices) & set(test.indices)
 
 
+def test_imagenet_class_names_are_open_clips_made_unique():
+    open_clip = pytest.importorskip("open_clip")
+    names = _load("imagenet").imagenet_class_names()
+    assert len(names) == 1000 and len(set(names)) == 1000
+    pairs = enumerate(zip(names, open_clip.IMAGENET_CLASSNAMES, strict=True))
+    changed = [i for i, (a, b) in pairs if a != b]
+    assert changed == [744, 836]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["quickstart.py", "custom_generator.py"])
 def test_toyworld_example_scripts_run(script, monkeypatch, tmp_path, capsys):
