@@ -19,6 +19,7 @@ from failmodes.interfaces import (
     ImageGenerator,
 )
 from failmodes.ranking import ALLOCATIONS, RANKS
+from failmodes.shards import SHARD_DTYPES
 
 __all__ = [
     "GRIDS",
@@ -69,7 +70,7 @@ def described(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [described(v) for v in value]
     if isinstance(value, Cache | Path):
-        return str(value.path if isinstance(value, Cache) else value)
+        return value.location if isinstance(value, Cache) else str(value)
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
@@ -130,7 +131,9 @@ def check_settings(settings: dict[str, Any]) -> None:
         check_number(settings[name], name, minimum=low, integer=True)
     if settings["batch_size"] is not None:
         check_number(settings["batch_size"], "batch_size", minimum=1, integer=True)
-    for name, choices in (("rank", RANKS), ("allocation", ALLOCATIONS)):
+    check_instance(settings["train_shards"], "train_shards", bool, "True or False")
+    choices_of = {"rank": RANKS, "allocation": ALLOCATIONS, "shard_dtype": SHARD_DTYPES}
+    for name, choices in choices_of.items():
         if settings[name] not in choices:
             raise ValueError(f"{name} must be one of {list(choices)}, got {settings[name]!r}")
     if (

@@ -94,6 +94,9 @@ class Debugger:
             back ([`failmodes.cache`][failmodes.cache]): ``True`` for ``$FAILMODES_CACHE`` or the
             user cache folder, a folder, a [`Cache`][failmodes.cache.Cache], ``False`` for none.
         checkpoint_every: features are computed and cached this many images at a time.
+        train_shards: keep the train features as shards in the cache and fit heads from them
+            shard by shard, for train sets larger than memory (needs a cache).
+        shard_dtype: how train shards are stored: ``"float32"`` or ``"float16"`` (half the size).
         examples_per_mode: failure thumbnails kept per mode for the report; 0 keeps none.
         batch_size: passed to the extractor; ``None`` keeps the extractor's own.
         progress: bars of extraction and generation (see
@@ -138,6 +141,8 @@ class Debugger:
     filter_rounds: int = 2
     cache: bool | str | Path | Cache = True
     checkpoint_every: int = 1024
+    train_shards: bool = False
+    shard_dtype: str = "float32"
     examples_per_mode: int = 4
     batch_size: int | None = None
     progress: bool | None = None
@@ -196,20 +201,21 @@ class Debugger:
 
     # ------------------------------------------------------------------ steps
     @on_engine
-    def features(self, data: Any, *, name: str = "data") -> Features:
+    def features(self, data: Any, *, name: str = "data", shards: bool = False) -> Features:
         """Features and labels of a dataset ([`extract_features`][failmodes.steps.features]).
 
         Args:
             data: a dataset of ``(image, label)`` pairs (see [`failmodes.data`][failmodes.data]).
             name: what to call the data in log lines and error messages.
+            shards: keep them as shards in the cache (stored as ``shard_dtype``), not in memory.
 
         Returns:
             [`Features`][failmodes.results.Features]; ``features, labels = dbg.features(data)``.
         """
-        extractor, names = self._component("extractor"), self._names()
         return steps.extract_features(
-            extractor, data, class_names=names, name=name, **self._extraction()
-        )
+            self._component("extractor"), data, class_names=self._names(), name=name,
+            shards=shards, shard_dtype=self.shard_dtype, **self._extraction(),
+        )  # fmt: skip
 
     def find_failures(
         self, debug: Any, *, seed: int = 0, features: Features | tuple | None = None
@@ -295,15 +301,10 @@ class Debugger:
             A [`GeneratedSet`][failmodes.results.GeneratedSet] of every kept image.
         """
         return steps.generate(
-            self._component("generator"),
-            requests,
-            class_names=self._names(),
-            cache=self._cache(),
-            image_filter=self.image_filter,
-            filter_rounds=self.filter_rounds,
-            candidates=candidates,
+            self._component("generator"), requests, class_names=self._names(), cache=self._cache(),
+            image_filter=self.image_filter, filter_rounds=self.filter_rounds, candidates=candidates,
             progress=self.progress,
-        )
+        )  # fmt: skip
 
     def repair(
         self, train_features: Any, train_labels: Any = None, extra_features: Any = None,
@@ -312,8 +313,8 @@ class Debugger:
         """The head refit from the model's own ([`fit_head`][failmodes.steps.repair.fit_head]).
 
         Args:
-            train_features: ``(n, d)`` train features, or [`Features`][failmodes.results.Features].
-            train_labels: their labels (``None`` with ``Features``).
+            train_features: ``(n, d)`` train features, ``Features`` or ``FeatureShards``.
+            train_labels: their labels (``None`` with ``Features`` or shards).
             extra_features: generated features (or ``Features``); ``None``: a plain refit.
             extra_labels: their labels.
             lam: the weight (``>= 0``) of the generated images' mean loss.
@@ -366,7 +367,7 @@ class Debugger:
             A [`PreparedRun`][failmodes.results.PreparedRun].
         """
         extra = steps.check_extra(extra)
-        train_f = self.features(train, name="train")
+        train_f = self.features(train, name="train", shards=self.train_shards)
         debug_f = self.features(debug, name="debug")
         test_f = None if test is None else self.features(test, name="test")
         guard_f = None if guard is None else self.features(guard, name="guard")

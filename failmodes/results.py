@@ -39,7 +39,9 @@ class Features:
     It unpacks like a pair, ``features, labels = dbg.features(data)``.
 
     Attributes:
-        features: an ``(n, d)`` float32 tensor on the CPU.
+        features: an ``(n, d)`` float32 tensor on the CPU, or
+            [`FeatureShards`][failmodes.shards.FeatureShards] of a set kept out of memory
+            (``Debugger(train_shards=True)``), which head fits read shard by shard.
         labels: the ``n`` int64 labels.
         key: what the features were computed from, as a digest (the extractor's settings and
             the data's fingerprint); the cache keys of head fits on them use it. ``None`` when
@@ -64,14 +66,17 @@ class Features:
         """``Features`` from a tensor (or array) and labels; ``Features`` pass through.
 
         Args:
-            features: ``(n, d)`` features, a ``(features, labels)`` pair, or ``Features``.
-            labels: their ``n`` labels (``None`` for a pair or ``Features``).
+            features: ``(n, d)`` features, a ``(features, labels)`` pair, ``Features``, or
+                [`FeatureShards`][failmodes.shards.FeatureShards] (which carry their labels).
+            labels: their ``n`` labels (``None`` for a pair, ``Features`` or shards).
 
         Returns:
-            The features as ``Features``, in a tensor.
+            The features as ``Features``, in a tensor (shards stay shards).
         """
         if isinstance(features, Features):
             return features
+        if labels is None and hasattr(features, "num_shards"):  # FeatureShards: labels with them
+            return cls(features, features.labels.numpy())
         if labels is None and isinstance(features, tuple | list) and len(features) == 2:
             features, labels = features
         import torch  # results stay importable without torch
@@ -107,6 +112,11 @@ class Features:
         """
         import torch  # results stay importable without torch
 
+        if not isinstance(self.features, torch.Tensor):
+            raise TypeError(
+                f"rows cannot be selected from {type(self.features).__name__}; select needs "
+                "features held in a tensor"
+            )
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)

@@ -24,6 +24,7 @@ from failmodes.data import ImageDataset, labels_of, materialize
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
 from failmodes.results import Features, GeneratedSet
+from failmodes.shards import SHARD_DTYPES, FeatureShards
 from failmodes.steps._map import map_jobs
 
 __all__ = ["extract_features", "generated_features", "original_head", "read_labels"]
@@ -77,6 +78,8 @@ def extract_features(
     progress: bool | None = None,
     checkpoint_every: int = 1024,
     name: str = "data",
+    shards: bool = False,
+    shard_dtype: str = "float32",
 ) -> Features:
     """Backbone features and labels of a dataset of ``(image, label)`` pairs.
 
@@ -84,6 +87,12 @@ def extract_features(
     in an earlier call; otherwise they are computed ``checkpoint_every`` images at a time,
     each part cached as soon as it is done, so a killed run resumes from its last finished
     part. Without a cache the extractor sees the whole dataset at once.
+
+    With ``shards=True`` the parts are never joined: the features come back as
+    [`FeatureShards`][failmodes.shards.FeatureShards] over the cache's parts, each read when a
+    pass over them asks for it, so a set larger than memory can be extracted and a head fitted
+    from it ([`LinearHeadTrainer`][failmodes.heads.linear.LinearHeadTrainer]). The driver holds
+    the labels only, on either engine.
 
     Args:
         extractor: the model's backbone and head.
@@ -94,14 +103,21 @@ def extract_features(
         progress: passed to the extractor (see [`failmodes.progress`][failmodes.progress]).
         checkpoint_every: images per cached part.
         name: what to call the data in log lines and error messages.
+        shards: keep the features as shards in the cache instead of one tensor; needs a cache.
+        shard_dtype: how shards are stored: ``"float32"`` or ``"float16"`` (half the size;
+            computed in float32, rounded when stored). Only with ``shards=True``.
 
     Returns:
-        [`Features`][failmodes.results.Features]: an ``(n, d)`` float32 tensor and ``n`` labels.
+        [`Features`][failmodes.results.Features]: an ``(n, d)`` float32 tensor (or
+        [`FeatureShards`][failmodes.shards.FeatureShards] with ``shards=True``) and ``n``
+        labels.
 
     Raises:
         ValueError: if ``data`` is empty or its labels do not fit ``class_names``,
             ``checkpoint_every`` is not a positive integer, or the extractor returns features
-            of the wrong shape or with NaN or infinite values.
+            of the wrong shape or with NaN or infinite values (or beyond float16's range with
+            ``shard_dtype="float16"``); with ``shards=True``, if there is no cache or
+            ``shard_dtype`` is not one of the shard dtypes.
         TypeError: if ``extractor`` is not a
             [`FeatureExtractor`][failmodes.interfaces.FeatureExtractor].
 
@@ -117,6 +133,7 @@ def extract_features(
         (torch.Size([5, 12]), [0, 1, 0, 1, 0])
     """
     check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
+    _check_shards(shards, shard_dtype, cache)
     data = materialize(data)  # a one-shot iterable is read once, here
     labels = read_labels(data, name, class_names)
     stage("features of %s (%s images)", name, f"{len(labels):,}")
@@ -128,6 +145,13 @@ def extract_features(
     def extract(part: Any) -> torch.Tensor:
         return extractor.extract(part, batch_size=batch_size, progress=progress)
 
+    if shards:
+        held = _sharded(cache, spec, extract, data, labels, checkpoint_every, shard_dtype, name)
+        logger.info(
+            "features of %s: %s rows in %s shards in %.1fs",
+            name, f"{len(labels):,}", held.num_shards, time.perf_counter() - started,
+        )  # fmt: skip
+        return Features(held, labels, digest({**spec, "shards": shard_dtype}))
     if spec is None:
         feats = extract(data)
     else:
@@ -137,6 +161,19 @@ def extract_features(
         "features of %s: %s in %.1fs", name, tuple(feats.shape), time.perf_counter() - started
     )
     return Features(feats.float(), labels, None if spec is None else digest(spec))
+
+
+def _check_shards(shards: Any, shard_dtype: Any, cache: Cache | None) -> None:
+    check_instance(shards, "shards", bool, "True or False")
+    if not shards:
+        return
+    if shard_dtype not in SHARD_DTYPES:
+        raise ValueError(f"shard_dtype must be one of {sorted(SHARD_DTYPES)}, got {shard_dtype!r}")
+    if cache is None:
+        raise ValueError(
+            "shards=True needs a cache: the shards are its feature parts; give the Debugger a "
+            "cache (cache=True or a folder or URL), or shards=False"
+        )
 
 
 def _check_features(feats: Any, n: int, name: str) -> None:
@@ -171,6 +208,83 @@ def _cached(
     return feats
 
 
+def _sharded(
+    cache: Cache,
+    spec: dict,
+    extract: Callable[[Any], torch.Tensor],
+    data: Any,
+    labels: np.ndarray,
+    checkpoint_every: int,
+    dtype: str,
+    name: str,
+) -> FeatureShards:
+    """Every part, computed and cached where missing, as shards that read the cache."""
+    n = len(labels)
+    step = check_number(checkpoint_every, "checkpoint_every", minimum=1, integer=True)
+    jobs = [(start, min(start + step, n)) for start in range(0, n, step)]
+    work = partial(_shard_part, cache, spec, extract, data, n, dtype, name)
+    loaders = map_jobs(work, jobs)  # each job returns its loader, never its features
+    return FeatureShards(loaders, labels, rows=[stop - start for start, stop in jobs])
+
+
+def _part_key(cache: Cache, spec: dict, start: int, stop: int, dtype: str) -> str:
+    """The key of a part; a float32 part is the same entry as one of an in-memory extraction."""
+    of = {"of": spec, "start": start, "stop": stop}
+    return cache.key("feature-parts", of if dtype == "float32" else {**of, "dtype": dtype})
+
+
+def _shard_part(
+    cache: Cache,
+    spec: dict,
+    extract: Callable[[Any], torch.Tensor],
+    data: Any,
+    n: int,
+    dtype: str,
+    name: str,
+    job: tuple[int, int],
+) -> _CachedPart:
+    """One job of a sharded extraction: the part is cached, and a loader of it returned."""
+    start, stop = job
+    key = _part_key(cache, spec, start, stop, dtype)
+    if cache.get_tensors("feature-parts", key) is None:  # read back whole: checked, then freed
+        feats = extract(_rows(data, start, stop, n))
+        what = f"{name} (images {start}:{stop})"
+        _check_features(feats, stop - start, what)
+        stored = feats.float().to(SHARD_DTYPES[dtype])
+        if not torch.isfinite(stored).all():
+            raise ValueError(
+                f"the features of {what} exceed float16's range (largest magnitude "
+                f"{feats.abs().max().item():.3g}); use shard_dtype='float32'"
+            )
+        cache.put_tensors("feature-parts", key, {"features": stored})
+    return _CachedPart(cache, key, f"{name} (images {start}:{stop})")
+
+
+class _CachedPart:
+    """A shard's loader: the features of one cached part, read when called."""
+
+    def __init__(self, cache: Cache, key: str, what: str) -> None:
+        self.cache, self.key, self.what = cache, key, what
+
+    def __call__(self) -> torch.Tensor:
+        part = self.cache.get_tensors("feature-parts", self.key)
+        if part is None:
+            raise FileNotFoundError(
+                f"the cached features of {self.what} are gone from {self.cache.location} "
+                f"(feature-parts/{self.key}, pruned or damaged); extract them again"
+            )
+        return part["features"]
+
+
+def _rows(data: Any, start: int, stop: int, n: int) -> Any:
+    """Images ``start:stop`` of ``data``, without copying when they are all of it."""
+    if start == 0 and stop == n:
+        return data
+    if isinstance(data, torch.Tensor):
+        return data[start:stop]
+    return torch.utils.data.Subset(data, range(start, stop))
+
+
 def _part(
     cache: Cache,
     spec: dict,
@@ -181,16 +295,10 @@ def _part(
 ) -> torch.Tensor:
     """One job: the features of images ``start:stop``, from the cache or computed and cached."""
     start, stop = job
-    key = cache.key("feature-parts", {"of": spec, "start": start, "stop": stop})
+    key = _part_key(cache, spec, start, stop, "float32")
     part = cache.get_tensors("feature-parts", key)
     if part is None:
-        if start == 0 and stop == n:
-            view = data
-        elif isinstance(data, torch.Tensor):
-            view = data[start:stop]
-        else:
-            view = torch.utils.data.Subset(data, range(start, stop))
-        part = {"features": extract(view).float()}
+        part = {"features": extract(_rows(data, start, stop, n)).float()}
         cache.put_tensors("feature-parts", key, part)
     return part["features"]
 

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 import torch
 
 from failmodes._checks import check_instance, check_number, check_seed
-from failmodes.cache import Cache, cache_spec, cached, fingerprint, tensor_digest
+from failmodes.cache import Cache, cache_spec, cached, digest, fingerprint, tensor_digest
 from failmodes.interfaces import HeadTrainer
 from failmodes.results import Features
+from failmodes.shards import FeatureShards
 
 __all__ = ["fit_head"]
 
@@ -71,7 +72,7 @@ def fit_head(
     def fit() -> dict[str, torch.Tensor]:
         head = trainer.fit(
             train.features,
-            labels,
+            None if isinstance(train.features, FeatureShards) else labels,
             extra_features=None if extra is None else extra.features,
             extra_labels=extra_labels,
             lam=lam,
@@ -102,7 +103,11 @@ def fit_head(
 
 def _identity(features: Features) -> str:
     """The cache identity of features: their key, else a hash of their values."""
-    return features.key if features.key is not None else tensor_digest([features.features])
+    if features.key is not None:
+        return features.key
+    if isinstance(features.features, FeatureShards):  # one shard at a time
+        return digest([tensor_digest([x]) for x, _ in features.features])
+    return tensor_digest([features.features])
 
 
 def _linear(params: Mapping[str, torch.Tensor]) -> torch.nn.Linear:

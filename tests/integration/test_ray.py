@@ -1,13 +1,19 @@
 """RayEngine on a real local Ray cluster: the same results as LocalEngine, in the jobs' order.
 
 The cluster is started by the tests on loopback, with more logical CPUs than the workers need
-(Ray Data can hang when actors take every CPU), and a temporary folder of its own.
+(Ray Data can hang when actors take every CPU), and a temporary folder of its own. The cache
+the workers share is a folder, a ``file://`` URL, or a bucket of a local S3-compatible server
+(moto's), which the tests start on loopback.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import tempfile
+import uuid
+from dataclasses import asdict
 
 import pytest
 
@@ -15,8 +21,9 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("open_clip")
 
 from failmodes import Debugger  # noqa: E402
+from failmodes.cache import Cache, fingerprint  # noqa: E402
 from failmodes.engines import LocalEngine, RayEngine  # noqa: E402
-from failmodes.toyworld import ToyWorld, demo_components  # noqa: E402
+from failmodes.toyworld import ToyWorld, ToyWorldGenerator, demo_components  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +52,121 @@ def test_results_come_back_in_the_jobs_order_even_after_a_worker_dies(cluster, t
     assert marker.exists()  # a worker did die, and its job was run again
 
 
-@pytest.mark.slow
-def test_a_run_on_ray_equals_a_local_run(cluster, tmp_path):
-    world = ToyWorld(seed=7)
+@pytest.fixture(scope="module")
+def s3():
+    """A bucket on a local S3-compatible server (moto's), as cache storage options."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"key": "testing", "secret": "testing", "endpoint_url": f"http://127.0.0.1:{port}"}
+    import s3fs
+
+    s3fs.S3FileSystem(**options).mkdir("failmodes-test")
+    yield options
+    server.stop()
+
+
+def _small_run(cache, engine, world, generator=None, **changes):
     train, debug, test = world.train(20), world.debug(600), world.test(300)
-    summaries = {}
-    for name, engine in (("local", LocalEngine()), ("ray", RayEngine(workers=2))):
-        settings = demo_components(world, cache=tmp_path / name, train=train, k=[1, 2],
-                                   lam=[0.5, 1.0], images_per_mode=[5])  # fmt: skip
-        summary = Debugger(**settings, engine=engine).run(train, debug, test, seed=0).summary()
-        summary.pop("seconds")
-        for key in ("cache", "engine"):
-            summary["config"].pop(key)
-        summaries[name] = summary
-    assert summaries["ray"] == summaries["local"]
+    settings = demo_components(world, cache=cache, train=train, k=[1, 2], lam=[0.5, 1.0],
+                               images_per_mode=[5], **changes)  # fmt: skip
+    if generator is not None:
+        settings["generator"] = generator
+    summary = Debugger(**settings, engine=engine).run(train, debug, test, seed=0).summary()
+    summary.pop("seconds")
+    for key in ("cache", "engine", "generator"):  # the generator: the renderer or a subclass
+        summary["config"].pop(key)
+    return summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["folder", "file-url", "s3"])
+def test_a_run_on_ray_equals_a_local_run(cluster, tmp_path, store, request):
+    world = ToyWorld(seed=7)
+    local = _small_run(tmp_path / "local", LocalEngine(), world)
+    if store == "folder":
+        cache = Cache(tmp_path / "ray")
+    elif store == "file-url":
+        cache = Cache((tmp_path / "ray").as_uri())
+    else:
+        cache = Cache(f"s3://failmodes-test/{uuid.uuid4().hex}",
+                      storage_options=request.getfixturevalue("s3"))  # fmt: skip
+    assert _small_run(cache, RayEngine(workers=2), world) == local
+    kinds = cache.info()["kinds"]
+    assert kinds["generated"]["entries"] > 0 and kinds["feature-parts"]["entries"] > 0
+    assert cache.verify() == []
+    if store != "folder":  # what the workers wrote, the driver reads back: nothing is redone
+        recording = _recording_generator(world, tmp_path / "asked")
+        assert _small_run(cache, LocalEngine(), world, recording) == local
+        assert not (tmp_path / "asked").exists()
+
+
+@pytest.mark.slow
+def test_train_shards_written_by_workers_fit_as_they_do_here(cluster, tmp_path):
+    world = ToyWorld(seed=7)
+    changes = {"train_shards": True, "checkpoint_every": 128}
+    local = _small_run(tmp_path / "local", LocalEngine(), world, **changes)
+    cache = Cache((tmp_path / "ray").as_uri())
+    assert _small_run(cache, RayEngine(workers=2), world, **changes) == local
+    assert cache.info()["kinds"]["feature-parts"]["entries"] > 1
+
+
+def _recording_generator(world, log, fail_class=None, crash_marker=None):
+    """ToyWorld's renderer that writes each request it is asked for into ``log``, fails on a
+    request of ``fail_class``, and ends its process in the middle of its first job when
+    ``crash_marker`` is given and missing. Defined in a function, so Ray ships it by value.
+    """
+
+    class RecordingGenerator(ToyWorldGenerator):
+        def cache_key(self):  # the renderer's own key: its images are the renderer's
+            return fingerprint(ToyWorldGenerator(world))
+
+        def generate(self, requests, *, progress=None):
+            log.mkdir(parents=True, exist_ok=True)
+            if crash_marker is not None and not crash_marker.exists():
+                crash_marker.write_text("a worker died here")
+                os._exit(1)  # the actor's process exits in the middle of a generation job
+            for r in requests:
+                if r.class_name == fail_class:
+                    raise RuntimeError(f"the worker lost its GPU while drawing {r.class_name}")
+                (log / uuid.uuid4().hex).write_text(json.dumps(asdict(r)))
+            return super().generate(requests, progress=progress)
+
+    return RecordingGenerator(world)
+
+
+@pytest.mark.slow
+def test_a_stopped_run_on_ray_skips_every_finished_job_when_started_again(cluster, tmp_path):
+    world = ToyWorld(seed=7)
+    cache = Cache((tmp_path / "cache").as_uri())
+    fail = world.class_names[-1]
+    with pytest.raises(Exception, match="lost its GPU"):
+        _small_run(
+            cache, RayEngine(workers=2), world, _recording_generator(world, tmp_path / "a", fail)
+        )
+    key_of = fingerprint(ToyWorldGenerator(world))
+    finished = {e.key for e in cache.entries() if e.kind == "generated"}
+    assert finished  # some jobs were done before the run stopped
+    resumed = _small_run(
+        cache, RayEngine(workers=2), world, _recording_generator(world, tmp_path / "b")
+    )
+    asked = [json.loads(p.read_text()) for p in (tmp_path / "b").iterdir()]
+    asked_keys = {cache.key("generated", {"generator": key_of, "request": r}) for r in asked}
+    assert asked and not asked_keys & finished  # nothing finished is asked again
+    everything = {e.key for e in cache.entries() if e.kind == "generated"}
+    assert everything == finished | asked_keys
+    assert resumed == _small_run(tmp_path / "local", LocalEngine(), world)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_generation_costs_only_its_job(cluster, tmp_path):
+    world = ToyWorld(seed=7)
+    marker = tmp_path / "crashed"
+    crashing = _recording_generator(world, tmp_path / "asked", crash_marker=marker)
+    summary = _small_run(tmp_path / "ray", RayEngine(workers=2), world, crashing)
+    assert marker.exists()  # a worker did die, and its job was run again elsewhere
+    assert summary == _small_run(tmp_path / "local", LocalEngine(), world)
