@@ -85,6 +85,7 @@ def test_cli_demo_writes_summary(tmp_path, capsys):
 
 
 PINNED = Path(__file__).parent / "pinned"
+ACCURACY_SLACK = 0.002  # four images of 2,000: what another kind of CPU may move, not a change
 
 
 @pytest.mark.slow
@@ -103,6 +104,14 @@ def test_the_default_world_gives_the_pinned_figures(tmp_path, args, pin):
     so in the CHANGELOG; ``config`` may only gain keys. The figures were measured with two
     torch threads (the README's machine), and float sums depend on the thread count, so the
     demo runs in a process of its own with two.
+
+    Float sums also depend on the CPU: torch picks its vector kernels by the instructions the
+    CPU has, and the last bits of a head's logits can differ between two kinds of machine, so
+    that an image on the decision boundary falls on the other side (one of the 2,237 held-out
+    failures, or of the 2,000 train-like images, between the two kinds of 2-core machine
+    these figures were measured on). Accuracies must therefore equal the pin within
+    ``ACCURACY_SLACK`` (a few images); everything else (counts, modes, descriptions, caption
+    accuracy, the chosen settings) must equal it exactly.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     command = [sys.executable, "-m", "failmodes.cli", "demo", "--no-cache", "--out", str(tmp_path)]
@@ -112,7 +121,13 @@ def test_the_default_world_gives_the_pinned_figures(tmp_path, args, pin):
     pinned = json.loads((PINNED / pin).read_text())
     config, pinned_config = summary.pop("config"), pinned.pop("config")
     summary.pop("seconds")
-    assert summary == pinned
+    assert summary.keys() == pinned.keys()
+    accuracies = {key for key in pinned if key.endswith("_acc") or "_acc_" in key}
+    assert {k: summary[k] for k in pinned if k not in accuracies} == {
+        k: v for k, v in pinned.items() if k not in accuracies
+    }
+    for key in sorted(accuracies):
+        assert summary[key] == pytest.approx(pinned[key], abs=ACCURACY_SLACK), key
     assert {key: config.get(key) for key in pinned_config} == pinned_config
 
 
