@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+from failmodes._checks import check_number
 from failmodes._imports import require
 
 __all__ = ["Engine", "LocalEngine", "RayEngine", "current_engine", "on_engine", "using"]
@@ -92,10 +93,15 @@ class RayEngine(Engine):
             CPUs.
         gpus_per_worker: GPUs each worker asks for (a generation or extraction stage on a GPU).
         cpus_per_worker: CPUs each worker asks for (fractions allowed).
-        batch_size: reserved for pipelines that read images through Ray Data
-            (``read_images``); the steps' jobs are one row each, so it is not used yet.
+        batch_size: jobs per block, the unit a worker takes at once and Ray runs again when
+            the worker dies; ``None``: one job per block. More jobs per block save Ray's
+            per-block work on many small jobs, and a dead worker costs its unfinished block.
+            The jobs themselves (their rows and seeds) are set by the steps, so results do not
+            depend on it.
 
     Raises:
+        ValueError: a setting out of its range (``workers`` and ``batch_size`` positive
+            integers or ``None``, ``gpus_per_worker >= 0``, ``cpus_per_worker > 0``).
         ImportError: from [`map`][map], if ``ray`` is not installed (it names the extra).
     """
 
@@ -108,6 +114,13 @@ class RayEngine(Engine):
         cpus_per_worker: float = 1,
         batch_size: int | None = None,
     ):
+        for name, value in (("workers", workers), ("batch_size", batch_size)):
+            if value is not None:
+                check_number(value, name, minimum=1, integer=True)
+        check_number(gpus_per_worker, "gpus_per_worker", minimum=0)
+        check_number(cpus_per_worker, "cpus_per_worker", minimum=0)
+        if cpus_per_worker == 0:
+            raise ValueError("cpus_per_worker must be > 0 (a fraction shares a CPU), got 0")
         self.address = address
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
@@ -117,7 +130,9 @@ class RayEngine(Engine):
     def __repr__(self) -> str:
         return (
             f"RayEngine(address={self.address!r}, workers={self.workers!r}, "
-            f"gpus_per_worker={self.gpus_per_worker!r}, cpus_per_worker={self.cpus_per_worker!r})"
+            f"gpus_per_worker={self.gpus_per_worker!r}, cpus_per_worker={self.cpus_per_worker!r}"
+            + ("" if self.batch_size is None else f", batch_size={self.batch_size!r}")
+            + ")"
         )
 
     def map(self, work: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
@@ -147,14 +162,16 @@ class RayEngine(Engine):
             ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
+        per_block = self.batch_size or 1
+        blocks = -(-len(jobs) // per_block)
         rows = ray.data.from_items([{"id": i} for i in range(len(jobs))])
-        rows = rows.repartition(len(jobs))  # a block per job: what Ray retries is one job
+        rows = rows.repartition(blocks)  # what Ray retries is one block of jobs
         done = rows.map_batches(
             _Worker,
             fn_constructor_args=(work, jobs, torch.get_num_threads()),
-            batch_size=1,
+            batch_size=per_block,
             batch_format="numpy",
-            concurrency=min(self.workers or _cluster_cpus(ray), len(jobs)),
+            concurrency=min(self.workers or _cluster_cpus(ray), blocks),
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker or None,
         )
@@ -214,8 +231,9 @@ def _check_picklable(work: Callable[[Any], Any]) -> None:
             within = f" (it holds {', '.join(inner)})" if inner else ""
             raise TypeError(
                 f"RayEngine cannot send {type(part).__name__} to its workers: it does not "
-                f"pickle{within}. A component must be picklable (or built from its settings, "
-                "as every shipped component is)"
+                f"pickle{within}. A component must be picklable, or travel as the call that "
+                "builds it from its settings, as every shipped component does: give it a "
+                "__reduce__ returning (factory, args)"
             )
 
 

@@ -52,6 +52,22 @@ def test_results_come_back_in_the_jobs_order_even_after_a_worker_dies(cluster, t
     assert marker.exists()  # a worker did die, and its job was run again
 
 
+@pytest.mark.slow
+def test_jobs_in_blocks_of_batch_size_come_back_whole_and_in_order(cluster, tmp_path):
+    marker = tmp_path / "crashed"
+
+    def cube_after_a_crash(job: int) -> int:
+        if job == 5 and not marker.exists():
+            marker.write_text("crashed once")
+            os._exit(1)  # the worker dies with its block of three jobs unfinished
+        return job**3
+
+    assert RayEngine(workers=2, batch_size=3).map(cube_after_a_crash, list(range(11))) == [
+        j**3 for j in range(11)
+    ]
+    assert marker.exists()
+
+
 @pytest.fixture(scope="module")
 def s3():
     """A bucket on a local S3-compatible server (moto's), as cache storage options."""

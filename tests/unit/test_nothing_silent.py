@@ -276,3 +276,19 @@ def test_a_component_that_does_not_pickle_is_named_before_ray_starts():
     work = partial(lambda component, job: job, Unpicklable())
     with pytest.raises(TypeError, match="RayEngine cannot send Unpicklable to its workers"):
         RayEngine().map(work, [1, 2])
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [({"workers": 0}, "workers must be an integer >= 1"),
+     ({"workers": 2.5}, "workers must be an integer >= 1"),
+     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+     ({"gpus_per_worker": -1}, "gpus_per_worker must be a number >= 0"),
+     ({"cpus_per_worker": 0}, "cpus_per_worker must be > 0"),
+     ({"cpus_per_worker": float("nan")}, "cpus_per_worker must be")],
+)  # fmt: skip
+def test_a_ray_engine_refuses_its_settings_out_of_range_without_importing_ray(settings, says):
+    from failmodes.engines import RayEngine
+
+    with pytest.raises(ValueError, match=says):
+        RayEngine(**settings)
