@@ -116,8 +116,8 @@ def extract_features(
         ValueError: if ``data`` is empty or its labels do not fit ``class_names``,
             ``checkpoint_every`` is not a positive integer, or the extractor returns features
             of the wrong shape or with NaN or infinite values (or beyond float16's range with
-            ``shard_dtype="float16"``); with ``shards=True``, if there is no cache or
-            ``shard_dtype`` is not one of the shard dtypes.
+            ``shard_dtype="float16"``); with ``shards=True``, if there is no cache, the
+            extractor or the data has no fingerprint, or ``shard_dtype`` is not a shard dtype.
         TypeError: if ``extractor`` is not a
             [`FeatureExtractor`][failmodes.interfaces.FeatureExtractor].
 
@@ -146,6 +146,13 @@ def extract_features(
         return extractor.extract(part, batch_size=batch_size, progress=progress)
 
     if shards:
+        if spec is None:
+            raise ValueError(
+                f"shards=True keeps the features of {name} in the cache, but the cache cannot "
+                f"name them: the extractor {type(extractor).__name__} or the data has no "
+                "fingerprint (see failmodes.cache.fingerprint: give it a cache_key(), or the "
+                "data a cache_key)"
+            )
         held = _sharded(cache, spec, extract, data, labels, checkpoint_every, shard_dtype, name)
         logger.info(
             "features of %s: %s rows in %s shards in %.1fs",

@@ -115,6 +115,13 @@ def test_bad_shard_settings_are_refused(tmp_path, changes, error, match):
         extract_features(_Counting(), _data(), **kwargs)
 
 
+def test_shards_of_features_the_cache_cannot_name_are_refused(tmp_path):
+    extractor = _Counting()
+    extractor.opaque = object()  # a setting the cache cannot describe: no key, no shards
+    with pytest.raises(ValueError, match="the cache cannot name them: the extractor _Counting"):
+        extract_features(extractor, _data(), cache=Cache(tmp_path), shards=True, name="train")
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "match"),
     [("train_shards", 1, "train_shards must be True or False"),
