@@ -171,7 +171,9 @@ class RayEngine(Engine):
             fn_constructor_args=(work, jobs, torch.get_num_threads()),
             batch_size=per_block,
             batch_format="numpy",
-            concurrency=min(self.workers or _cluster_cpus(ray), blocks),
+            compute=ray.data.ActorPoolStrategy(
+                size=min(self.workers or _cluster_cpus(ray), blocks)
+            ),
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker or None,
         )
