@@ -25,7 +25,7 @@ from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
 from failmodes.results import Features, GeneratedSet
 from failmodes.shards import SHARD_DTYPES, FeatureShards
-from failmodes.steps._map import map_jobs
+from failmodes.steps._map import chunks, map_jobs
 
 __all__ = ["extract_features", "generated_features", "original_head", "read_labels"]
 
@@ -207,8 +207,7 @@ def _cached(
     hit = cache.get_tensors("features", key)
     if hit is not None:
         return hit["features"]
-    step = check_number(checkpoint_every, "checkpoint_every", minimum=1, integer=True)
-    jobs = [(start, min(start + step, n)) for start in range(0, n, step)]
+    jobs = _part_jobs(n, checkpoint_every)
     parts = map_jobs(partial(_part, cache, spec, extract, data, n), jobs)
     feats = torch.cat(parts)
     cache.put_tensors("features", key, {"features": feats})
@@ -227,11 +226,16 @@ def _sharded(
 ) -> FeatureShards:
     """Every part, computed and cached where missing, as shards that read the cache."""
     n = len(labels)
-    step = check_number(checkpoint_every, "checkpoint_every", minimum=1, integer=True)
-    jobs = [(start, min(start + step, n)) for start in range(0, n, step)]
+    jobs = _part_jobs(n, checkpoint_every)
     work = partial(_shard_part, cache, spec, extract, data, n, dtype, name)
     loaders = map_jobs(work, jobs)  # each job returns its loader, never its features
     return FeatureShards(loaders, labels, rows=[stop - start for start, stop in jobs])
+
+
+def _part_jobs(n: int, checkpoint_every: int) -> list[tuple[int, int]]:
+    """The parts of ``n`` images, ``(start, stop)`` of ``checkpoint_every`` images each."""
+    step = check_number(checkpoint_every, "checkpoint_every", minimum=1, integer=True)
+    return [(part.start, part.stop) for part in chunks(n, step)]
 
 
 def _part_key(cache: Cache, spec: dict, start: int, stop: int, dtype: str) -> str:
@@ -253,9 +257,9 @@ def _shard_part(
     """One job of a sharded extraction: the part is cached, and a loader of it returned."""
     start, stop = job
     key = _part_key(cache, spec, start, stop, dtype)
+    what = f"{name} (images {start}:{stop})"
     if cache.get_tensors("feature-parts", key) is None:  # read back whole: checked, then freed
         feats = extract(_rows(data, start, stop, n))
-        what = f"{name} (images {start}:{stop})"
         _check_features(feats, stop - start, what)
         stored = feats.float().to(SHARD_DTYPES[dtype])
         if not torch.isfinite(stored).all():
@@ -264,7 +268,7 @@ def _shard_part(
                 f"{feats.abs().max().item():.3g}); use shard_dtype='float32'"
             )
         cache.put_tensors("feature-parts", key, {"features": stored})
-    return _CachedPart(cache, key, f"{name} (images {start}:{stop})")
+    return _CachedPart(cache, key, what)
 
 
 class _CachedPart:
