@@ -1,8 +1,10 @@
 """Run ``failmodes demo`` on many worlds and check the goals of the ToyWorld demo.
 
 Prints one JSON line per (world, rank, budget) run (the summary's accuracies, the baselines'
-ratios to targeted repair, seconds and which goals hold), then one line per (rank, budget) with
-the mean and spread over the worlds, and, for worlds with a ``debug_strength``, whether a value
+ratios to targeted repair, seconds and which goals hold, and where the held-out failures lie:
+the share in the chosen modes, by the world's true values, and each repair's accuracy on those
+inside and outside them), then one line per (rank, budget) with the mean and spread over the
+worlds, and, for worlds with a ``debug_strength``, whether a value
 that is frequent but rarely fails is in the top k by counts and not by excess.
 
 A world is ``attribute:strength:world_seed[:cues[:debug_strength]]``. ``--budgets`` takes numbers
@@ -21,7 +23,13 @@ import json
 import statistics
 import time
 
-from failmodes.toyworld.demo import run_demo
+import numpy as np
+import torch
+
+from failmodes import Debugger
+from failmodes.cache import resolve_cache
+from failmodes.toyworld import ToyWorld
+from failmodes.toyworld.demo import DEMO_SETTINGS, cached_split, demo_components, run_demo
 
 DEFAULT_WORLDS = [
     f"{attribute}:{strength}:{seed}"
@@ -85,6 +93,38 @@ def frequent_not_failing(modes, k: int) -> bool:
     return False
 
 
+def in_modes(result, world: dict, seed: int) -> dict[str, float]:
+    """Where the held-out failures lie, by the world's true values: the share in the chosen
+    modes (and, with cues, on a cue value), and each repair's accuracy inside and outside them.
+    """
+    options = {k: v for k, v in world.items() if k != "world_seed"}
+    toy = ToyWorld(seed=world["world_seed"], **options)
+    store = resolve_cache(True)
+    debug = cached_split(toy, "debug", DEMO_SETTINGS["debug_size"], store)
+    train = cached_split(toy, "train", DEMO_SETTINGS["train_per_class"], store)
+    features = Debugger(**demo_components(toy, seed=seed, train=train, progress=False)).features(
+        debug, name="debug"
+    )
+    heldout = result.failures.heldout
+    labels = np.asarray(debug.labels)[heldout]
+    values = [debug.groups[i] for i in heldout]
+    modes = result.modes.modes
+    names = [result.class_names[y] for y in labels]
+    inside = np.array([v in modes.get(n, []) for n, v in zip(names, values, strict=True)])
+    out = {"heldout_in_modes": float(inside.mean())}
+    if toy.cue_values:
+        cues = set(toy.cue_values.values())
+        out["heldout_on_cues"] = float(np.mean([v in cues for v in values]))
+    with torch.no_grad():
+        x = torch.as_tensor(features.features, dtype=torch.float32)[heldout]
+        for method in ("failmodes", "uniform", "random"):
+            fixed = result.heads[method](x).argmax(1).numpy() == labels
+            name = "targeted" if method == "failmodes" else method
+            out[f"{name}_in_modes"] = float(fixed[inside].mean()) if inside.any() else None
+            out[f"{name}_out_of_modes"] = float(fixed[~inside].mean()) if (~inside).any() else None
+    return out
+
+
 def parse_world(spec: str) -> dict:
     parts = spec.split(":")
     if not 3 <= len(parts) <= 5:
@@ -116,6 +156,7 @@ def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **setting
         "images_per_mode": s["config"]["images_per_mode"],
         "n_generated": s["n_generated"],
         "seconds": round(s["seconds"], 1),
+        **in_modes(result, world, seed),
     }
     if world.get("debug_strength") and result.modes.has_successes:
         row["frequent_not_failing_in_count_top_k"] = frequent_not_failing(
@@ -146,6 +187,18 @@ def aggregate(rows: list[dict]) -> dict:
             [r["train_like_acc_after"] - r["train_like_acc_before"] for r in rows]
         ),
         "meet_every_goal": sum(all(r["goals"].values()) for r in rows),
+        **{
+            key: mean_sd([r[key] for r in rows])
+            for key in (
+                "heldout_in_modes",
+                "targeted_in_modes",
+                "uniform_in_modes",
+                "random_in_modes",
+                "targeted_out_of_modes",
+                "uniform_out_of_modes",
+                "random_out_of_modes",
+            )
+        },
     }
     flags = [r["frequent_not_failing_in_count_top_k"] for r in rows
              if "frequent_not_failing_in_count_top_k" in r]  # fmt: skip
