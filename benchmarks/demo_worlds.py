@@ -2,10 +2,10 @@
 
 Prints one JSON line per (world, rank, budget) run (the summary's accuracies, the baselines'
 ratios to targeted repair, seconds and which goals hold, and where the held-out failures lie:
-the share in the chosen modes, by the world's true values, and each repair's accuracy on those
-inside and outside them), then one line per (rank, budget) with the mean and spread over the
-worlds, and, for worlds with a ``debug_strength``, whether a value
-that is frequent but rarely fails is in the top k by counts and not by excess.
+the share in the modes the repair targeted, by the world's true values, and each repair's
+accuracy on those inside and outside them), then one line per (rank, budget) with the mean and
+spread over the worlds, and, for worlds with a ``debug_strength``, whether a value that is
+frequent but rarely fails is in the top k by counts and not by excess.
 
 A world is ``attribute:strength:world_seed[:cues[:debug_strength]]``. ``--budgets`` takes numbers
 of images per mode and ``grid`` (the demo's own choice among 20 and 40).
@@ -24,12 +24,10 @@ import statistics
 import time
 
 import numpy as np
-import torch
 
-from failmodes import Debugger
 from failmodes.cache import resolve_cache
 from failmodes.toyworld import ToyWorld
-from failmodes.toyworld.demo import DEMO_SETTINGS, cached_split, demo_components, run_demo
+from failmodes.toyworld.demo import DEMO_SETTINGS, cached_split, run_demo
 
 DEFAULT_WORLDS = [
     f"{attribute}:{strength}:{seed}"
@@ -93,35 +91,24 @@ def frequent_not_failing(modes, k: int) -> bool:
     return False
 
 
-def in_modes(result, world: dict, seed: int) -> dict[str, float]:
-    """Where the held-out failures lie, by the world's true values: the share in the chosen
-    modes (and, with cues, on a cue value), and each repair's accuracy inside and outside them.
+def in_modes(result, world: dict) -> dict[str, float]:
+    """Where the held-out failures lie: the share in the modes the repair targeted (the run's
+    ``mode_accuracy``), with cues the share on a cue value, and each repair's accuracy inside
+    and outside the modes.
     """
-    options = {k: v for k, v in world.items() if k != "world_seed"}
-    toy = ToyWorld(seed=world["world_seed"], **options)
-    store = resolve_cache(True)
-    debug = cached_split(toy, "debug", DEMO_SETTINGS["debug_size"], store)
-    train = cached_split(toy, "train", DEMO_SETTINGS["train_per_class"], store)
-    features = Debugger(**demo_components(toy, seed=seed, train=train, progress=False)).features(
-        debug, name="debug"
-    )
-    heldout = result.failures.heldout
-    labels = np.asarray(debug.labels)[heldout]
-    values = [debug.groups[i] for i in heldout]
-    modes = result.modes.modes
-    names = [result.class_names[y] for y in labels]
-    inside = np.array([v in modes.get(n, []) for n, v in zip(names, values, strict=True)])
-    out = {"heldout_in_modes": float(inside.mean())}
-    if toy.cue_values:
+    modes = result.mode_accuracy
+    out = {"heldout_in_modes": modes.share}
+    for method, sides in modes.accuracy.items():
+        name = "targeted" if method == "failmodes" else method
+        out[f"{name}_in_modes"] = sides["in_modes"]
+        out[f"{name}_out_of_modes"] = sides["out_of_modes"]
+    if world.get("cues"):
+        options = {k: v for k, v in world.items() if k != "world_seed"}
+        toy = ToyWorld(seed=world["world_seed"], **options)
+        debug = cached_split(toy, "debug", DEMO_SETTINGS["debug_size"], resolve_cache(True))
         cues = set(toy.cue_values.values())
-        out["heldout_on_cues"] = float(np.mean([v in cues for v in values]))
-    with torch.no_grad():
-        x = torch.as_tensor(features.features, dtype=torch.float32)[heldout]
-        for method in ("failmodes", "uniform", "random"):
-            fixed = result.heads[method](x).argmax(1).numpy() == labels
-            name = "targeted" if method == "failmodes" else method
-            out[f"{name}_in_modes"] = float(fixed[inside].mean()) if inside.any() else None
-            out[f"{name}_out_of_modes"] = float(fixed[~inside].mean()) if (~inside).any() else None
+        out["heldout_on_cues"] = float(np.mean([debug.groups[i] in cues
+                                                for i in result.failures.heldout]))  # fmt: skip
     return out
 
 
@@ -156,7 +143,7 @@ def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **setting
         "images_per_mode": s["config"]["images_per_mode"],
         "n_generated": s["n_generated"],
         "seconds": round(s["seconds"], 1),
-        **in_modes(result, world, seed),
+        **in_modes(result, world),
     }
     if world.get("debug_strength") and result.modes.has_successes:
         row["frequent_not_failing_in_count_top_k"] = frequent_not_failing(

@@ -27,6 +27,7 @@ from failmodes.results import (
     FailureSet,
     Features,
     GeneratedSet,
+    ModeAccuracy,
     PreparedRun,
     RunResult,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "HeadTrainer",
     "ImageFilter",
     "ImageGenerator",
+    "ModeAccuracy",
     "PreparedRun",
     "RunResult",
     *_LAZY,

@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ __all__ = ["Debugger"]
 logger = logging.getLogger("failmodes")
 
 
-@dataclass(kw_only=True, eq=False)
+@dataclasses.dataclass(kw_only=True, eq=False)
 class Debugger:
     """Find, describe, cover and repair a classifier's failure modes.
 
@@ -156,7 +155,7 @@ class Debugger:
         ``Debugger(**{**dbg.components, "generator": g})`` builds the same Debugger with another
         generator; [`replace`][replace] does the same in one call.
         """
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def replace(self, **changes: Any) -> Debugger:
         """A new Debugger with the same components and settings, except those given.
@@ -468,6 +467,7 @@ class Debugger:
             selection=steps.selection_table(tables),
             config=run_config(self.components, grids, choice.settings, seed, prep),
             caption_accuracy=steps.caption_accuracy(debug, modes),
+            mode_accuracy=steps.evaluate_modes(prep, heads, groups_of(debug), modes, generated),
             baseline_generated=baseline_sets,
             heads=heads,
             examples=failure_examples(debug, modes, per_mode=self.examples_per_mode),

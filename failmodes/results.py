@@ -26,6 +26,7 @@ __all__ = [
     "FailureSet",
     "Features",
     "GeneratedSet",
+    "ModeAccuracy",
     "PreparedRun",
     "RunResult",
     "failure_examples",
@@ -1014,6 +1015,36 @@ class GeneratedSet:
         )
 
 
+@dataclass(frozen=True)
+class ModeAccuracy:
+    """Each repair on the held-out failures inside and outside the modes it targeted.
+
+    A held-out failure is inside when its true value (the debug set's ``groups``) is one of
+    the values its class was given images of. Targeting pays where repair fixes more of the
+    failures inside than a blunt baseline does; the share inside bounds what it can gain.
+
+    Attributes:
+        n_in: held-out failures inside the targeted modes.
+        n_out: the other held-out failures.
+        accuracy: ``{method: {"in_modes": acc, "out_of_modes": acc}}`` for each repair
+            (``nan`` for a side with no failures).
+
+    Examples:
+        >>> m = ModeAccuracy(30, 70, {"failmodes": {"in_modes": 0.4, "out_of_modes": 0.2}})
+        >>> m.share
+        0.3
+    """
+
+    n_in: int
+    n_out: int
+    accuracy: dict[str, dict[str, float]]
+
+    @property
+    def share(self) -> float:
+        """The share of held-out failures inside the targeted modes."""
+        return self.n_in / max(self.n_in + self.n_out, 1)
+
+
 METHODS = ("before", "failmodes", "random", "uniform", "refit")
 SPLITS = ("test", "debug_seed", "debug_heldout", "validation")
 
@@ -1038,6 +1069,9 @@ class RunResult:
         config: the chosen ``k``, ``lam``, ``images_per_mode`` and the run's settings.
         caption_accuracy: among captioned failures whose true value is a candidate, the share
             captioned with it (when true values are known).
+        mode_accuracy: each repair on the held-out failures inside and outside the modes it
+            targeted, by their true values; ``None`` when the debug set carries no groups,
+            none of them is a proposed value, or nothing was generated for a mode.
         heads: the fitted heads, per method.
         seconds: wall-clock time of the run.
         examples: thumbnails of a few failures of each failure mode, shown by [`report`][report]
@@ -1089,6 +1123,7 @@ class RunResult:
     selection: pd.DataFrame
     config: dict[str, Any]
     caption_accuracy: float | None = None
+    mode_accuracy: ModeAccuracy | None = None
     baseline_generated: dict[str, GeneratedSet] = field(default_factory=dict, repr=False)
     heads: dict[str, Any] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
@@ -1133,7 +1168,10 @@ class RunResult:
             ``seed_acc_after``, ``heldout_acc_after``, the baselines' ``<method>_<split>_acc_after``
             and worst-group accuracies; for a guard and each extra set ``<name>_acc_before``,
             ``<name>_acc_after`` and ``<method>_<name>_acc_after``), ``guard_given`` and
-            ``kept_original`` (whether a guard refused every candidate), counts (``n_failures``,
+            ``kept_original`` (whether a guard refused every candidate); when ``mode_accuracy``
+            is known, ``heldout_in_modes_share`` and each repair's ``heldout_in_modes_acc_after``
+            and ``heldout_out_of_modes_acc_after`` (baselines prefixed by their name); counts
+            (``n_failures``,
             ``n_seed``, ``n_heldout``,
             ``n_generated``, ``n_filtered_out``), ``caption_accuracy``, ``failure_modes``,
             ``descriptions``, ``config`` and ``seconds``.
@@ -1167,6 +1205,7 @@ class RunResult:
         if "guard" in self.config:
             out["guard_given"] = bool(self.config["guard"])
             out["kept_original"] = bool(self.config.get("kept_original", False))
+        out.update(self._mode_summary())
         for method in METHODS:
             worst = self.worst_group(method)
             if worst is not None:
@@ -1183,6 +1222,17 @@ class RunResult:
             config=self.config,
             seconds=self.seconds,
         )
+        return out
+
+    def _mode_summary(self) -> dict[str, float]:
+        """The summary's keys of ``mode_accuracy`` (none when it is unknown)."""
+        if self.mode_accuracy is None:
+            return {}
+        out = {"heldout_in_modes_share": self.mode_accuracy.share}
+        for method, sides in self.mode_accuracy.accuracy.items():
+            key = "" if method == "failmodes" else f"{method}_"
+            for side, value in sides.items():
+                out[f"{key}heldout_{side}_acc_after"] = value
         return out
 
     def save_summary(self, path: str | Path) -> Path:

@@ -28,6 +28,7 @@ from failmodes.steps.evaluation import (
     accuracy,
     check_extra,
     evaluate,
+    evaluate_modes,
     evaluate_run,
     group_accuracy,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "check_outputs",
     "derive_seed",
     "evaluate",
+    "evaluate_modes",
     "evaluate_run",
     "extract_features",
     "find_failures",

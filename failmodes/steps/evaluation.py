@@ -8,10 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from failmodes.results import SPLITS, PreparedRun
+from failmodes.results import SPLITS, FailureModes, GeneratedSet, ModeAccuracy, PreparedRun
 from failmodes.steps._common import logits
 
-__all__ = ["accuracy", "check_extra", "evaluate", "evaluate_run", "group_accuracy"]
+__all__ = [
+    "accuracy",
+    "check_extra",
+    "evaluate",
+    "evaluate_modes",
+    "evaluate_run",
+    "group_accuracy",
+]
 
 _TAKEN = (*SPLITS, "guard")  # the names of the splits a run evaluates every head on
 
@@ -103,6 +110,48 @@ def evaluate_run(
     accuracy = {method: evaluate(head, splits) for method, head in heads.items()}
     by_group = {} if groups is None else group_accuracy(heads, prepared.test, groups)
     return accuracy, by_group
+
+
+def evaluate_modes(
+    prepared: PreparedRun,
+    heads: Mapping[str, torch.nn.Linear],
+    groups: list[str | None] | None,
+    modes: FailureModes,
+    generated: GeneratedSet,
+) -> ModeAccuracy | None:
+    """Each repair on the held-out failures inside and outside the modes it was given images of.
+
+    Args:
+        prepared: the run's features and failures.
+        heads: ``{method: head}``; ``before`` is left out (it fails every held-out failure).
+        groups: each debug sample's true value, or ``None`` when unknown.
+        modes: the captions (their ``candidates`` are the proposed values).
+        generated: the targeted repair's images; their requests name the modes.
+
+    Returns:
+        A [`ModeAccuracy`][failmodes.results.ModeAccuracy], or ``None`` without ``groups``,
+        when no held-out failure's true value was proposed for its class (the values do not
+        speak the same words), or when no image was made for a mode.
+    """
+    targeted = {(r.class_name, r.value) for r in generated.requests if r.value is not None}
+    heldout = prepared.failures.heldout
+    if groups is None or not targeted or len(heldout) == 0:
+        return None
+    names = [modes.class_names[int(y)] for y in prepared.debug.labels[heldout]]
+    values = [groups[int(i)] for i in heldout]
+    if not any(v in modes.candidates.get(n, []) for n, v in zip(names, values, strict=True)):
+        return None
+    inside = np.array([(n, v) in targeted for n, v in zip(names, values, strict=True)])
+    split = prepared.debug.select(heldout)
+    accuracy = {}
+    for method, head in heads.items():
+        if method != "before":
+            scores = logits(head, split.features)
+            accuracy[method] = {
+                "in_modes": _share(scores, split.labels, np.flatnonzero(inside)),
+                "out_of_modes": _share(scores, split.labels, np.flatnonzero(~inside)),
+            }
+    return ModeAccuracy(int(inside.sum()), int((~inside).sum()), accuracy)
 
 
 def check_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:

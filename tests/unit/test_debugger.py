@@ -162,6 +162,16 @@ def test_run_end_to_end_with_user_components(world_data):
     frame = result.to_frame()
     assert list(frame.index) == ["before", "failmodes", "random", "uniform", "refit"]
     assert "worst_group_test" in frame.columns
+    # the debug set knows its true values: held-out failures inside and outside the modes
+    m = result.mode_accuracy
+    assert m.n_in > 0 and m.n_in + m.n_out == len(result.failures.heldout)
+    assert set(m.accuracy) == {"failmodes", "random", "uniform", "refit"}
+    for method, sides in m.accuracy.items():
+        parts = m.n_in * sides["in_modes"] + m.n_out * sides["out_of_modes"]
+        assert parts == pytest.approx(acc[method]["debug_heldout"] * (m.n_in + m.n_out))
+    assert summary["heldout_in_modes_share"] == m.share
+    uniform_out = m.accuracy["uniform"]["out_of_modes"]
+    assert summary["uniform_heldout_out_of_modes_acc_after"] == uniform_out
 
 
 def test_run_is_deterministic(world_data):

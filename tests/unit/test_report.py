@@ -81,6 +81,11 @@ def test_report_shows_settings_counts_accuracy_and_modes(small_run, tmp_path):
         if any(result.generated.request_index == result.generated.requests.index(request)):
             assert f"\u201c{request.prompt}\u201d" in page
     assert '<tr class="chosen">' in page  # the chosen candidate of the search
+    m = result.mode_accuracy  # ToyWorld's debug set knows each image's true value
+    assert f"{m.n_in} of {m.n_in + m.n_out} debug_heldout failures" in page
+    row = "".join(f'<td class="main">{m.accuracy["uniform"][side]:.3f}</td>'
+                  for side in ("in_modes", "out_of_modes"))  # fmt: skip
+    assert f'<td class="l"><b>uniform</b></td>{row}' in page
 
 
 def test_report_embeds_failure_thumbnails(small_run, tmp_path):

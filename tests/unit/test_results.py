@@ -123,3 +123,31 @@ def test_a_selection_keeps_unread_files_unread_and_ids_aligned(tmp_path):
         generated.select([True])
     with pytest.raises(ValueError, match="image_ids must have one id per image"):
         GeneratedSet.from_outputs([_request(1)], [[red]], image_ids=["a", "b"])
+
+
+def test_mode_accuracy_splits_the_held_out_failures_by_the_targeted_modes():
+    import torch
+
+    from failmodes import FailureSet, Features, PreparedRun
+    from failmodes.steps import evaluate_modes
+
+    # six held-out failures of wallet (label 0); the head predicts the larger coordinate
+    x = torch.tensor([[1.0, 0], [0, 1], [1, 0], [0, 1], [0, 1], [1, 0]])
+    debug = Features(x, np.zeros(6, dtype=int))
+    failures = FailureSet(debug.labels, np.ones(6, dtype=int), np.array([], dtype=int),
+                          np.array([], dtype=int), np.arange(6))  # fmt: skip
+    prep = PreparedRun(debug, debug, None, None, failures, {})
+    head = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+    groups = ["on ice", "on ice", "in a jungle", "in a jungle", "in a jungle", "at home"]
+    tile = Image.new("RGB", (2, 2))
+    generated = GeneratedSet.from_outputs([_request(1, "in a jungle")], [[tile]])
+    m = evaluate_modes(prep, {"before": head, "failmodes": head}, groups, _modes(), generated)
+    # inside: rows 2, 3, 4 (one of three right); outside: 0, 1, 5 (two of three right)
+    assert (m.n_in, m.n_out, m.share) == (3, 3, 0.5)
+    assert m.accuracy == {"failmodes": {"in_modes": pytest.approx(1 / 3),
+                                        "out_of_modes": pytest.approx(2 / 3)}}  # fmt: skip
+    # unknown without groups, or when no true value was proposed for the class
+    assert evaluate_modes(prep, {"failmodes": head}, None, _modes(), generated) is None
+    assert evaluate_modes(prep, {"failmodes": head}, ["x"] * 6, _modes(), generated) is None
