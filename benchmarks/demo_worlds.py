@@ -3,9 +3,10 @@
 Prints one JSON line per (world, rank, budget) run (the summary's accuracies, the baselines'
 ratios to targeted repair, seconds and which goals hold, and where the held-out failures lie:
 the share in the modes the repair targeted, by the world's true values, and each repair's
-accuracy on those inside and outside them), then one line per (rank, budget) with the mean and
-spread over the worlds, and, for worlds with a ``debug_strength``, whether a value that is
-frequent but rarely fails is in the top k by counts and not by excess.
+accuracy on those inside and outside them; with cues, each kind of failure's share and rate,
+see ``failure_kinds``), then one line per (rank, budget) with the mean and spread over the
+worlds, and, for worlds with a ``debug_strength``, whether a value that is frequent but rarely
+fails is in the top k by counts and not by excess.
 
 A world is ``attribute:strength:world_seed[:cues[:debug_strength]]``. ``--budgets`` takes numbers
 of images per mode and ``grid`` (the demo's own choice among 20 and 40).
@@ -109,6 +110,42 @@ def in_modes(result, world: dict) -> dict[str, float]:
         cues = set(toy.cue_values.values())
         out["heldout_on_cues"] = float(np.mean([debug.groups[i] in cues
                                                 for i in result.failures.heldout]))  # fmt: skip
+        out.update(failure_kinds(result, toy, debug))
+    return out
+
+
+KINDS = ("cue_class_off_its_cue", "other_class_on_a_cue", "rest")
+
+
+def failure_kinds(result, toy: ToyWorld, debug) -> dict[str, float]:
+    """In a world with cues, each kind of debug image: its share of the held-out failures and
+    its failure rate (among the debug images outside the validation part). A class with a cue
+    shown off it has lost its crutch on every other value alike; another class shown on a cue
+    is drawn to the cue's class; the rest (a class on its own cue among them) fail for other
+    reasons.
+    """
+    cue_of = toy.cue_values
+    cues = set(cue_of.values())
+
+    def kind(label: int, value: str) -> str:
+        if label in cue_of and value != cue_of[label]:
+            return KINDS[0]
+        if value in cues and cue_of.get(label) != value:
+            return KINDS[1]
+        return KINDS[2]
+
+    kinds = np.array([kind(int(y), g) for y, g in zip(debug.labels, debug.groups, strict=True)])
+    failed = np.zeros(len(kinds), dtype=bool)
+    failed[result.failures.failures] = True
+    outside = np.ones(len(kinds), dtype=bool)
+    outside[result.failures.validation] = False
+    heldout = kinds[result.failures.heldout]
+    out = {}
+    for name in KINDS:
+        rows = outside & (kinds == name)
+        out[f"heldout_{name}"] = float(np.mean(heldout == name))
+        out[f"rate_{name}"] = float(failed[rows].mean()) if rows.any() else None
+    out["rate_overall"] = float(failed[outside].mean())
     return out
 
 
@@ -187,6 +224,9 @@ def aggregate(rows: list[dict]) -> dict:
             )
         },
     }
+    for key in [f"{part}_{name}" for name in KINDS for part in ("heldout", "rate")]:
+        if all(key in r for r in rows):
+            out[key] = mean_sd([r[key] for r in rows])
     flags = [r["frequent_not_failing_in_count_top_k"] for r in rows
              if "frequent_not_failing_in_count_top_k" in r]  # fmt: skip
     if flags:
