@@ -1170,9 +1170,8 @@ class RunResult:
             ``<name>_acc_after`` and ``<method>_<name>_acc_after``), ``guard_given`` and
             ``kept_original`` (whether a guard refused every candidate); when ``mode_accuracy``
             is known, ``heldout_in_modes_share`` and each repair's ``heldout_in_modes_acc_after``
-            and ``heldout_out_of_modes_acc_after`` (baselines prefixed by their name); counts
-            (``n_failures``,
-            ``n_seed``, ``n_heldout``,
+            and ``heldout_out_of_modes_acc_after`` (baselines prefixed by their name; ``None``
+            for a side without failures); counts (``n_failures``, ``n_seed``, ``n_heldout``,
             ``n_generated``, ``n_filtered_out``), ``caption_accuracy``, ``failure_modes``,
             ``descriptions``, ``config`` and ``seconds``.
 
@@ -1232,7 +1231,7 @@ class RunResult:
         for method, sides in self.mode_accuracy.accuracy.items():
             key = "" if method == "failmodes" else f"{method}_"
             for side, value in sides.items():
-                out[f"{key}heldout_{side}_acc_after"] = value
+                out[f"{key}heldout_{side}_acc_after"] = None if math.isnan(value) else value
         return out
 
     def save_summary(self, path: str | Path) -> Path:

@@ -1,8 +1,11 @@
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
-from failmodes import Caption, FailureModes, GeneratedSet, GenerationRequest
+from failmodes import Caption, FailureModes, GeneratedSet, GenerationRequest, RunResult
 
 NAMES = ["wallet", "fox"]
 
@@ -148,6 +151,19 @@ def test_mode_accuracy_splits_the_held_out_failures_by_the_targeted_modes():
     assert (m.n_in, m.n_out, m.share) == (3, 3, 0.5)
     assert m.accuracy == {"failmodes": {"in_modes": pytest.approx(1 / 3),
                                         "out_of_modes": pytest.approx(2 / 3)}}  # fmt: skip
+    # a side without failures is nan here, and None in summary.json (which has no NaN)
+    every = evaluate_modes(prep, {"failmodes": head}, ["in a jungle"] * 6, _modes(), generated)
+    assert (every.n_in, every.n_out) == (6, 0)
+    assert math.isnan(every.accuracy["failmodes"]["out_of_modes"])
+    splits = dict.fromkeys(("test", "debug_seed", "debug_heldout", "validation"), 0.5)
+    result = RunResult(class_names=NAMES, attribute="background", group_accuracy={},
+                       accuracy={"before": splits, "failmodes": splits}, failures=failures,
+                       modes=_modes(), generated=generated, selection=pd.DataFrame(), config={},
+                       mode_accuracy=every)  # fmt: skip
+    summary = result.summary()
+    assert summary["heldout_in_modes_share"] == 1.0
+    assert summary["heldout_in_modes_acc_after"] == 0.5
+    assert summary["heldout_out_of_modes_acc_after"] is None
     # unknown without groups, or when no true value was proposed for the class
     assert evaluate_modes(prep, {"failmodes": head}, None, _modes(), generated) is None
     assert evaluate_modes(prep, {"failmodes": head}, ["x"] * 6, _modes(), generated) is None
