@@ -327,6 +327,14 @@ def _print_result(title: str, result) -> None:
     )
     print("\naccuracy (before = original head; failmodes = targeted repair):")
     print(_table(result))
+    modes = result.mode_accuracy
+    if modes is not None:
+        print(
+            f"\ndebug_heldout failures in the targeted modes (by true value): {modes.n_in} of "
+            f"{modes.n_in + modes.n_out} ({modes.share:.0%})\nfixed inside / outside them:"
+        )
+        for method, sides in modes.accuracy.items():
+            print(f"{method:9} {sides['in_modes']:.3f} / {sides['out_of_modes']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

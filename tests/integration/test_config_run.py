@@ -69,6 +69,10 @@ def test_a_smaller_tiny_run_through_the_command(tmp_path, capsys):
     assert summary["config"]["config_file"] == str(config)
     assert summary["n_generated"] == 200  # 10 classes x k=2 x 10 images
     assert "circle" in (out / "report.html").read_text()
+    # ToyWorld's images know their true background: where the held-out failures lie is printed
+    m = summary["heldout_in_modes_share"]
+    assert "debug_heldout failures in the targeted modes (by true value): " in printed
+    assert f"({m:.0%})\nfixed inside / outside them:\nfailmodes " in printed
 
 
 @pytest.mark.slow
