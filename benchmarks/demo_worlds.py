@@ -107,9 +107,6 @@ def in_modes(result, world: dict) -> dict[str, float]:
         options = {k: v for k, v in world.items() if k != "world_seed"}
         toy = ToyWorld(seed=world["world_seed"], **options)
         debug = cached_split(toy, "debug", DEMO_SETTINGS["debug_size"], resolve_cache(True))
-        cues = set(toy.cue_values.values())
-        out["heldout_on_cues"] = float(np.mean([debug.groups[i] in cues
-                                                for i in result.failures.heldout]))  # fmt: skip
         out.update(failure_kinds(result, toy, debug))
     return out
 
@@ -118,11 +115,11 @@ KINDS = ("cue_class_off_its_cue", "other_class_on_a_cue", "rest")
 
 
 def failure_kinds(result, toy: ToyWorld, debug) -> dict[str, float]:
-    """In a world with cues, each kind of debug image: its share of the held-out failures and
-    its failure rate (among the debug images outside the validation part). A class with a cue
-    shown off it has lost its crutch on every other value alike; another class shown on a cue
-    is drawn to the cue's class; the rest (a class on its own cue among them) fail for other
-    reasons.
+    """In a world with cues, the share of held-out failures on a cue value, and each kind of
+    debug image: its share of the held-out failures and its failure rate (among the debug images
+    outside the validation part). A class with a cue shown off it has lost its crutch on every
+    other value alike; another class shown on a cue is drawn to the cue's class; the rest (a
+    class on its own cue among them) fail for other reasons.
     """
     cue_of = toy.cue_values
     cues = set(cue_of.values())
@@ -140,7 +137,8 @@ def failure_kinds(result, toy: ToyWorld, debug) -> dict[str, float]:
     outside = np.ones(len(kinds), dtype=bool)
     outside[result.failures.validation] = False
     heldout = kinds[result.failures.heldout]
-    out = {}
+    values = [debug.groups[i] for i in result.failures.heldout]
+    out = {"heldout_on_cues": float(np.mean([v in cues for v in values]))}
     for name in KINDS:
         rows = outside & (kinds == name)
         out[f"heldout_{name}"] = float(np.mean(heldout == name))

@@ -141,17 +141,14 @@ def evaluate_modes(
     values = [groups[int(i)] for i in heldout]
     if not any(v in modes.candidates.get(n, []) for n, v in zip(names, values, strict=True)):
         return None
-    inside = np.array([(n, v) in targeted for n, v in zip(names, values, strict=True)])
-    split = prepared.debug.select(heldout)
-    accuracy = {}
-    for method, head in heads.items():
-        if method != "before":
-            scores = logits(head, split.features)
-            accuracy[method] = {
-                "in_modes": _share(scores, split.labels, np.flatnonzero(inside)),
-                "out_of_modes": _share(scores, split.labels, np.flatnonzero(~inside)),
-            }
-    return ModeAccuracy(int(inside.sum()), int((~inside).sum()), accuracy)
+    sides = ["in_modes" if (n, v) in targeted else "out_of_modes"
+             for n, v in zip(names, values, strict=True)]  # fmt: skip
+    repairs = {method: head for method, head in heads.items() if method != "before"}
+    by_side = group_accuracy(repairs, prepared.debug.select(heldout), sides)
+    accuracy = {method: {side: acc.get(side, float("nan")) for side in ("in_modes", "out_of_modes")}
+                for method, acc in by_side.items()}  # fmt: skip
+    n_in = sides.count("in_modes")
+    return ModeAccuracy(n_in, len(sides) - n_in, accuracy)
 
 
 def check_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:
