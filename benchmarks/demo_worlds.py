@@ -14,6 +14,10 @@ of images per mode and ``grid`` (the demo's own choice among 20 and 40).
     python benchmarks/demo_worlds.py                       # the default worlds and the cue worlds
     python benchmarks/demo_worlds.py --worlds background:0.95:0 color:0.85:3
     python benchmarks/demo_worlds.py --worlds background:0.4:0:3 --budgets 5 grid --ranks excess
+    python benchmarks/demo_worlds.py --worlds background:0.4:0:3 --budgets 5 --train-per-class 200
+
+``--train-per-class`` fits the classifier's head on another number of training images per class
+than the demo's 50: an experiment on the world, not the demo.
 """
 
 from __future__ import annotations
@@ -167,6 +171,7 @@ def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **setting
     s = result.summary()
     row = {
         "world": spec,
+        "train_per_class": DEMO_SETTINGS["train_per_class"],
         "rank": rank,
         **settings,
         "budget": budget,
@@ -259,7 +264,14 @@ def main() -> None:
     parser.add_argument(
         "--budgets", nargs="+", default=["grid"], help="images per mode: numbers, or 'grid'"
     )
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        default=DEMO_SETTINGS["train_per_class"],
+        help="training images per class the head is fitted on (default: the demo's %(default)s)",
+    )
     args = parser.parse_args()
+    DEMO_SETTINGS["train_per_class"] = args.train_per_class
     groups: dict[tuple, list[dict]] = {}
     for spec in args.worlds:
         world = parse_world(spec)
@@ -272,7 +284,8 @@ def main() -> None:
                 groups.setdefault((kind, rank, budget), []).append(row)
     for (kind, rank, budget), rows in groups.items():
         head = {"kind": kind, "rank": rank, "allocation": args.allocation,
-                "significant": args.significant, "budget": budget}  # fmt: skip
+                "significant": args.significant, "budget": budget,
+                "train_per_class": args.train_per_class}  # fmt: skip
         print(json.dumps({**head, **aggregate(rows)}))
 
 
