@@ -5,10 +5,12 @@ The interface each component implements; the settings given as grids of candidat
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 from failmodes._checks import check_instance, check_number
+from failmodes.attributes import with_article
 from failmodes.cache import Cache
 from failmodes.interfaces import (
     BackgroundProposer,
@@ -28,6 +30,7 @@ __all__ = [
     "check_settings",
     "checked_component",
     "described",
+    "keyword_problem",
     "run_config",
 ]
 
@@ -59,8 +62,45 @@ def checked_component(name: str, component: Any) -> Any:
     if component is None:
         raise ValueError(f"{name} is needed for this step; pass {name}= to Debugger")
     kind = INTERFACES[name]
-    check_instance(component, name, kind, f"a {kind.__name__}")
+    check_instance(component, name, kind, with_article(kind.__name__))
+    problem = keyword_problem(component, kind)
+    if problem:
+        raise TypeError(f"{name}: {problem}")
     return component
+
+
+def keyword_problem(component: Any, kind: type) -> str | None:
+    """Why a method of ``component`` cannot be called as the steps call ``kind``'s, or ``None``.
+
+    The steps pass every keyword-only argument of an interface's method, so a component that
+    leaves one out (``generate(self, requests)``) would fail at its first call, after the work
+    before it; this names the method, the keywords and the signature to write.
+    """
+    for method in sorted(getattr(kind, "__abstractmethods__", ())):
+        declared, given = getattr(kind, method, None), getattr(type(component), method, None)
+        if not callable(declared) or not callable(given):
+            continue  # a property (an extractor's head)
+        try:
+            wanted, have = inspect.signature(declared), inspect.signature(given).parameters
+        except (TypeError, ValueError):  # a builtin or a wrapper without a signature
+            continue
+        if any(p.kind is p.VAR_KEYWORD for p in have.values()):
+            continue
+        missing = [p.name for p in wanted.parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in have]  # fmt: skip
+        if missing:
+            return (
+                f"{type(component).__name__}.{method} does not take {', '.join(missing)}, which "
+                f"the steps pass: write it as {method}{_plain(wanted)}; it may ignore what it "
+                "does not need"
+            )
+    return None
+
+
+def _plain(signature: inspect.Signature) -> str:
+    """A signature without ``self`` and annotations: ``(requests, *, progress=None)``."""
+    params = [p.replace(annotation=p.empty) for n, p in signature.parameters.items() if n != "self"]
+    return str(signature.replace(parameters=params, return_annotation=signature.empty))
 
 
 def described(value: Any) -> Any:
@@ -136,6 +176,13 @@ def check_settings(settings: dict[str, Any]) -> None:
     for name, choices in choices_of.items():
         if settings[name] not in choices:
             raise ValueError(f"{name} must be one of {list(choices)}, got {settings[name]!r}")
+    made = getattr(settings.get("generator"), "attribute", None)
+    if isinstance(made, str) and made != settings["attribute"]:
+        raise ValueError(
+            f"attribute is {settings['attribute']!r} but the generator "
+            f"({type(settings['generator']).__name__}) makes only {made!r} values: pass "
+            f"attribute={made!r} or another generator"
+        )
     if (
         settings["allocation"] == "excess"
         and settings["rank"] == "count"

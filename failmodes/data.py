@@ -310,7 +310,7 @@ def _subset_parts(data: Any) -> tuple[Any, list[int]] | None:
     return inner, [int(i) for i in indices]
 
 
-def labels_of(data: Any) -> np.ndarray:
+def labels_of(data: Any, name: str = "data") -> np.ndarray:
     """The integer labels of a dataset, read from ``targets``/``labels`` when it has them.
 
     A ``torch.utils.data.Subset`` of such a dataset (an ``ImageFolder``) is read the same way,
@@ -318,12 +318,14 @@ def labels_of(data: Any) -> np.ndarray:
 
     Args:
         data: a dataset of ``(image, label)`` pairs.
+        name: what to call the data in error messages.
 
     Returns:
         An int64 array, one label per sample.
 
     Raises:
-        ValueError: if ``data`` has no ``targets`` or ``labels`` and yields bare images.
+        ValueError: if ``data`` has no ``targets`` or ``labels`` and yields bare images, or a
+            label that is not an integer (naming the item and what it holds).
 
     Examples:
         >>> from failmodes.data import labels_of
@@ -333,15 +335,31 @@ def labels_of(data: Any) -> np.ndarray:
     parts = _subset_parts(data)
     if parts is not None:
         inner, indices = parts
-        return labels_of(inner)[indices]
-    for name in ("targets", "labels"):
-        values = getattr(data, name, None)
+        return labels_of(inner, name)[indices]
+    for field in ("targets", "labels"):
+        values = getattr(data, field, None)
         if values is not None and not callable(values):
-            return as_labels(values, f"the data's {name}")
+            return as_labels(values, f"{name}'s {field}")
     labels = [label for _, label in iter_items(data)]
-    if any(label is None for label in labels):
-        raise ValueError("data must yield (image, label) pairs to read labels from it")
-    return as_labels(labels)
+    if None in labels:
+        raise ValueError(_unlabelled(data, labels.index(None), name))
+    return as_labels(labels, f"{name}'s labels")
+
+
+def _unlabelled(data: Any, index: int, name: str) -> str:
+    """Why item ``index`` of ``data`` gave no label: a pair whose label is not a number, or none."""
+    try:
+        item = data[index]
+    except Exception:  # an iterable without indexing: say what is known
+        item = None
+    if isinstance(item, tuple | list) and len(item) == 2:
+        label = item[1]
+        return (
+            f"{name}'s labels must be integers (class indices), got {label!r} "
+            f"({type(label).__name__}) as the label of item {index}"
+        )
+    what = "not a pair" if item is None else f"a {type(item).__name__}, not a pair"
+    return f"{name} must yield (image, label) pairs to read labels from it; item {index} is {what}"
 
 
 def _item(label: Any) -> Any:

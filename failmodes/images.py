@@ -15,7 +15,17 @@ from typing import Any, overload
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageList", "file_inside", "is_blank", "png_bytes", "thumbnail", "to_rgb"]
+__all__ = [
+    "ImageList",
+    "describe_image",
+    "describe_shape",
+    "file_inside",
+    "image_shape",
+    "is_blank",
+    "png_bytes",
+    "thumbnail",
+    "to_rgb",
+]
 
 
 class ImageList(Sequence[Image.Image]):
@@ -261,3 +271,64 @@ def file_inside(folder: str | os.PathLike[str], name: Any, what: str = "a manife
     if resolved == top or not resolved.is_relative_to(top):
         raise ValueError(f"{what} names {name!r}, which is not a file inside {root}")
     return path
+
+
+def image_shape(image: Any) -> tuple | None:
+    """The size and kind of an image, to compare images and name them in errors.
+
+    Args:
+        image: a PIL image, a ``(C, H, W)`` tensor or array, or anything else.
+
+    Returns:
+        ``("PIL", mode, width, height)`` or ``("tensor", C, H, W)``; ``None`` for a non-image.
+
+    Examples:
+        >>> from PIL import Image
+        >>> from failmodes.images import image_shape
+        >>> image_shape(Image.new("RGB", (4, 3)))
+        ('PIL', 'RGB', 4, 3)
+    """
+    if isinstance(image, Image.Image):
+        return ("PIL", image.mode, *image.size)
+    shape = getattr(image, "shape", None)
+    if shape is not None and len(shape) == 3:
+        return ("tensor", *tuple(int(d) for d in shape))
+    return None
+
+
+def describe_shape(shape: tuple) -> str:
+    """An [`image_shape`][image_shape] in words.
+
+    Args:
+        shape: what [`image_shape`][image_shape] returned for an image.
+
+    Returns:
+        ``"4x3 RGB"`` for a PIL image, ``"a tensor of shape (3, 8, 8)"`` for a tensor.
+    """
+    if shape[0] == "PIL":
+        return f"{shape[2]}x{shape[3]} {shape[1]}"
+    return f"a tensor of shape {tuple(shape[1:])}"
+
+
+def describe_image(image: Any) -> str:
+    """What an image (or anything given as one) is, for error messages.
+
+    Args:
+        image: anything given as an image.
+
+    Returns:
+        Its size and mode, its shape, or its type in words.
+
+    Examples:
+        >>> import torch
+        >>> from failmodes.images import describe_image
+        >>> describe_image(torch.zeros(3, 8, 8)), describe_image(torch.zeros(3072))
+        ('a tensor of shape (3, 8, 8)', 'a tensor of shape (3072,)')
+    """
+    shape = image_shape(image)
+    if shape is not None:
+        return describe_shape(shape)
+    dims = getattr(image, "shape", None)
+    kind = {"Tensor": "a tensor", "ndarray": "an array"}.get(type(image).__name__)
+    kind = kind or f"a {type(image).__name__}"
+    return kind + ("" if dims is None else f" of shape {tuple(dims)}")

@@ -309,7 +309,15 @@ class ImageGenerator(abc.ABC):
         ...     def generate(self, requests, *, progress=None):
         ...         return [[noise(r.image_seed(i)) for i in range(r.count)] for r in requests]
         >>> check_generator(Noise())
+
+    Attributes:
+        attribute: the one attribute whose values the generator can make (a renderer of one
+            world's backgrounds), or ``None`` (the default) for any; the
+            [`Debugger`][failmodes.debugger.Debugger] refuses another ``attribute`` before any
+            work.
     """
+
+    attribute: str | None = None
 
     @abc.abstractmethod
     def generate(

@@ -20,7 +20,8 @@ import torch
 
 from failmodes._checks import check_instance, check_number
 from failmodes.cache import Cache, cache_spec, data_fingerprint, digest, fingerprint
-from failmodes.data import ImageDataset, labels_of, materialize
+from failmodes.data import ImageDataset, iter_items, labels_of, materialize
+from failmodes.images import describe_image
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
 from failmodes.results import Features, GeneratedSet
@@ -47,7 +48,7 @@ def read_labels(data: Any, name: str, class_names: Sequence[str] | None = None) 
         ValueError: if ``data`` is empty, names another number of classes (``data.classes``)
             or holds labels outside ``[0, len(class_names))``.
     """
-    labels = labels_of(data)
+    labels = labels_of(data, name)
     if len(labels) == 0:
         raise ValueError(f"{name} is empty")
     if class_names is None:
@@ -66,6 +67,18 @@ def read_labels(data: Any, name: str, class_names: Sequence[str] | None = None) 
             f"e.g. {bad[:5].tolist()}"
         )
     return labels
+
+
+def _reading(extractor: FeatureExtractor, data: Any, name: str) -> str:
+    """What the extractor was reading when it failed: the data's name and its first image."""
+    try:
+        first = f"the first is {describe_image(next(iter(iter_items(data)))[0])}"
+    except Exception:  # the data itself cannot be read: its own error says why
+        first = "the first cannot be read"
+    return (
+        f"failmodes: while {type(extractor).__name__} extracted the features of {name} "
+        f"({first}); check that {name}'s images are what the model reads"
+    )
 
 
 def extract_features(
@@ -143,7 +156,12 @@ def extract_features(
         spec = cache_spec(extractor=fingerprint(extractor), data=data_fingerprint(data))
 
     def extract(part: Any) -> torch.Tensor:
-        return extractor.extract(part, batch_size=batch_size, progress=progress)
+        try:
+            return extractor.extract(part, batch_size=batch_size, progress=progress)
+        except Exception as err:  # the model's own error, with which data it was reading
+            if hasattr(err, "add_note"):  # Python 3.11+
+                err.add_note(_reading(extractor, data, name))
+            raise
 
     if shards:
         if spec is None:

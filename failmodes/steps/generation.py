@@ -21,7 +21,7 @@ import pandas as pd
 from failmodes._checks import check_instance, check_number, check_seed, component_name
 from failmodes.attributes import prompt
 from failmodes.cache import Cache, fingerprint
-from failmodes.images import is_blank
+from failmodes.images import describe_shape, image_shape, is_blank
 from failmodes.interfaces import REASONS, GenerationRequest, ImageFilter, ImageGenerator
 from failmodes.progress import stage
 from failmodes.results import GeneratedSet
@@ -202,7 +202,7 @@ def check_outputs(
                 f"count={request.count}"
             )
         for i, image in enumerate(images):
-            shape = _shape(image)
+            shape = image_shape(image)
             if shape is None:
                 raise TypeError(
                     f"{generator} returned {type(image).__name__ if image is not None else None} "
@@ -212,8 +212,8 @@ def check_outputs(
             if shape != first[0]:
                 raise ValueError(
                     f"{generator} returned, for image {i} of {where}, an image of "
-                    f"{_describe(shape)}, but {_describe(first[0])} for {first[1]}; a generated "
-                    "set must have one size and mode (resize them in the generator)"
+                    f"{describe_shape(shape)}, but {describe_shape(first[0])} for {first[1]}; a "
+                    "generated set must have one size and mode (resize them in the generator)"
                 )
         if any(is_blank(image) for image in images):
             raise ValueError(
@@ -221,22 +221,6 @@ def check_outputs(
                 f"(class {request.class_name!r}, value {request.value!r}); blank images are not "
                 "used as training data: fix the generator or have it replace them"
             )
-
-
-def _shape(image: Any) -> tuple | None:
-    """``("PIL", mode, width, height)`` or ``("tensor", shape)``; ``None`` for a non-image."""
-    if hasattr(image, "mode") and hasattr(image, "size"):
-        return ("PIL", image.mode, *image.size)
-    shape = getattr(image, "shape", None)
-    if shape is not None and len(shape) == 3:
-        return ("tensor", *tuple(int(d) for d in shape))
-    return None
-
-
-def _describe(shape: tuple) -> str:
-    if shape[0] == "PIL":
-        return f"{shape[2]}x{shape[3]} {shape[1]}"
-    return f"a tensor of shape {tuple(shape[1:])}"
 
 
 def _run_generator(

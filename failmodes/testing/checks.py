@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from failmodes._components import keyword_problem
 from failmodes.images import is_blank
 from failmodes.interfaces import (
     REASONS,
@@ -81,6 +82,15 @@ def _fail(component: Any, message: str) -> AssertionError:
     return AssertionError(f"{type(component).__name__}: {message}")
 
 
+def _check_interface(component: Any, kind: type) -> None:
+    """An AssertionError unless ``component`` is a ``kind`` whose methods take every keyword."""
+    if not isinstance(component, kind):
+        raise _fail(component, f"is not a failmodes.interfaces.{kind.__name__}")
+    problem = keyword_problem(component, kind)
+    if problem:
+        raise AssertionError(problem)
+
+
 # -- FeatureExtractor ----------------------------------------------------------------------------
 
 
@@ -112,8 +122,7 @@ def check_extractor(
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 4))
         >>> check_extractor(TorchExtractor(model))
     """
-    if not isinstance(extractor, FeatureExtractor):
-        raise _fail(extractor, "is not a failmodes.interfaces.FeatureExtractor")
+    _check_interface(extractor, FeatureExtractor)
     images = list(images) if images is not None else sample_images(4)
     if len(images) < 3:
         raise ValueError(f"check_extractor needs at least 3 images, got {len(images)}")
@@ -187,8 +196,7 @@ def check_proposer(
         >>> from failmodes.testing import check_proposer
         >>> check_proposer(StaticProposer({"fox": ["in a desert"], "wallet": ["in a jungle"]}))
     """
-    if not isinstance(proposer, BackgroundProposer):
-        raise _fail(proposer, "is not a failmodes.interfaces.BackgroundProposer")
+    _check_interface(proposer, BackgroundProposer)
     names = list(class_names)
     proposals = proposer.propose(names, attribute=attribute)
     if not isinstance(proposals, Mapping):
@@ -259,8 +267,7 @@ def check_captioner(
         ...
         AssertionError: Reversed: caption 0 has value 'on a kitchen table', not one of ...
     """
-    if not isinstance(captioner, FailureCaptioner):
-        raise _fail(captioner, "is not a failmodes.interfaces.FailureCaptioner")
+    _check_interface(captioner, FailureCaptioner)
     images = list(images) if images is not None else sample_images(4)
     if image_classes is None:
         image_classes = [("fox", "wallet")[i % 2] for i in range(len(images))]
@@ -351,8 +358,7 @@ def check_generator(
         ...     GenerationRequest(1, "square", None, "a photo of a square", 1, 0),
         ... ])
     """
-    if not isinstance(generator, ImageGenerator):
-        raise _fail(generator, "is not a failmodes.interfaces.ImageGenerator")
+    _check_interface(generator, ImageGenerator)
     if requests is None:
         requests = [
             GenerationRequest(0, "fox", "in a desert", "a photo of a fox in a desert", 2, 0),
@@ -433,8 +439,7 @@ def check_head_trainer(trainer: HeadTrainer, *, seed: int = 0) -> None:
         >>> from failmodes.testing import check_head_trainer
         >>> check_head_trainer(LinearHeadTrainer())
     """
-    if not isinstance(trainer, HeadTrainer):
-        raise _fail(trainer, "is not a failmodes.interfaces.HeadTrainer")
+    _check_interface(trainer, HeadTrainer)
     g = torch.Generator().manual_seed(seed)
     centers = 4.0 * torch.eye(3, 6)
     labels = torch.arange(30) % 3
@@ -518,8 +523,7 @@ def check_filter(
         ...
         AssertionError: Yes: verdict 0 is True; expected None or one of ('class', 'value')
     """
-    if not isinstance(image_filter, ImageFilter):
-        raise _fail(image_filter, "is not a failmodes.interfaces.ImageFilter")
+    _check_interface(image_filter, ImageFilter)
     images = list(images) if images is not None else sample_images(4)
     candidates = _CANDIDATES if candidates is None else candidates
     if requests is None:

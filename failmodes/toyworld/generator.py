@@ -49,6 +49,11 @@ class ToyWorldGenerator(ImageGenerator):
         self.style = style
         self.progress = progress
 
+    @property
+    def attribute(self) -> str:
+        """The world's attribute: the only one whose values this generator renders."""
+        return self.world.attribute
+
     def _class_index(self, request: GenerationRequest) -> int:
         name = request.class_name.strip().lower() if isinstance(request.class_name, str) else ""
         if name not in SHAPES:
@@ -70,8 +75,8 @@ class ToyWorldGenerator(ImageGenerator):
         attribute = self.world.attribute
         if request.attribute != attribute:
             raise ValueError(
-                f"request is for attribute {request.attribute!r} but the world's attribute is "
-                f"{attribute!r}"
+                f"request is for attribute {request.attribute!r} but this world renders only "
+                f"{attribute!r} values: use Debugger(attribute={attribute!r})"
             )
         allowed = self.world.values
         text = value.strip().lower()

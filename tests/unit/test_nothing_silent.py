@@ -292,3 +292,95 @@ def test_a_ray_engine_refuses_its_settings_out_of_range_without_importing_ray(se
 
     with pytest.raises(ValueError, match=says):
         RayEngine(**settings)
+
+
+# ---------------------------------------------------------------- what a newcomer tried
+@pytest.mark.parametrize(
+    ("items", "says"),
+    [
+        ([("a", 0), ("b", "3")], r"debug's labels must be integers.*'3' \(str\).*item 1"),
+        ([("a", None)], r"debug's labels must be integers.*None \(NoneType\).*item 0"),
+        (["a", "b"], r"debug must yield \(image, label\) pairs.*item 0 is a str, not a pair"),
+        ([("a", 0.7)], r"debug's labels must be integers.*0\.7"),
+    ],  # fmt: skip
+)
+def test_a_label_that_is_not_an_integer_is_named_with_its_data_and_item(items, says):
+    with pytest.raises(ValueError, match=says):
+        labels_of(items, "debug")
+    with pytest.raises(ValueError, match=says):
+        _onehot().features(items, name="debug")
+
+
+class _OldGenerator(ImageGenerator):
+    def generate(self, requests):  # written without the keyword the steps pass
+        return [[Image.new("RGB", (8, 8), "red")] * r.count for r in requests]
+
+
+def _ready(generator: ImageGenerator, **kwargs) -> Debugger:
+    return _onehot(
+        proposer=StaticProposer({"class0": ["in a desert"], "class1": ["in a desert"]}),
+        captioner=_Captioner(lambda i: Caption("in a desert", 1.0)),
+        generator=generator,
+        **kwargs,
+    )
+
+
+def test_a_component_method_without_a_keyword_the_steps_pass_is_refused_before_any_work():
+    with pytest.raises(TypeError, match=r"generator: _OldGenerator.generate does not take "
+                       r"progress.*generate\(requests, \*, progress=None\)"):  # fmt: skip
+        _ready(_OldGenerator()).run(_images(), _images(), _images(), seed=0)
+    from failmodes.testing import check_generator
+
+    with pytest.raises(AssertionError, match="_OldGenerator.generate does not take progress"):
+        check_generator(_OldGenerator())
+
+
+def test_a_component_of_the_wrong_kind_is_named_with_its_article():
+    with pytest.raises(TypeError, match="generator must be an ImageGenerator, got str"):
+        _ready("stable diffusion").run(_images(), _images(), _images(), seed=0)
+
+
+class _ColourRenderer(_OldGenerator):
+    attribute = "color"
+
+    def generate(self, requests, *, progress=None):
+        return super().generate(requests)
+
+
+def test_an_attribute_the_generator_cannot_make_is_refused_before_any_work():
+    with pytest.raises(ValueError, match=r"attribute is 'background' but the generator "
+                       r"\(_ColourRenderer\) makes only 'color' values"):  # fmt: skip
+        _ready(_ColourRenderer()).run(_images(), _images(), _images(), seed=0)
+    assert ImageGenerator.attribute is None  # a generator of any attribute, by default
+
+
+def test_a_toyworld_generator_makes_its_worlds_attribute_only():
+    from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+
+    generator = ToyWorldGenerator(ToyWorld(seed=0, attribute="color"))
+    assert generator.attribute == "color"
+    request = GenerationRequest(0, "circle", "on grass", "a circle on grass", 1, 0)
+    with pytest.raises(ValueError, match=r"renders only 'color'.*Debugger\(attribute='color'\)"):
+        generator.generate([request])
+
+
+def test_the_models_own_error_says_which_data_it_was_reading():
+    flat = [(torch.zeros(12), i % 2) for i in range(4)]  # vectors, not (C, H, W) images
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten(), nn.Linear(8, 2))
+    dbg = Debugger(extractor=TorchExtractor(model), class_names=["a", "b"], cache=False)
+    with pytest.raises(Exception) as caught:  # noqa: PT011 (the model's own error, kept)
+        dbg.features(flat, name="debug")
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    if hasattr(caught.value, "add_note"):  # Python 3.11+
+        assert "features of debug" in notes and "a tensor of shape (12,)" in notes
+
+
+def test_image_tensors_of_another_size_than_clips_are_named(tiny_clip):
+    from failmodes.captioners.openclip import CLIPCaptioner
+
+    model, preprocess, tokenizer = tiny_clip
+    captioner = CLIPCaptioner(model, tokenizer=tokenizer, preprocess=preprocess)
+    with pytest.raises(ValueError, match=r"shape \(3, 8, 8\) cannot be read by the CLIP model, "
+                       r"which reads \d+x\d+ images"):  # fmt: skip
+        captioner.caption([torch.zeros(3, 8, 8)], image_classes=["fox"],
+                          candidates={"fox": ["in a desert", "in a jungle"]})  # fmt: skip
