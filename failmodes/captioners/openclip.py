@@ -305,18 +305,20 @@ class CLIPCaptioner(FailureCaptioner):
             raise ValueError(
                 f"images must all have one shape after preprocessing, got {sorted(shapes)}"
             )
-        size = getattr(getattr(self.model_, "visual", None), "image_size", None)
-        size = (size, size) if isinstance(size, int) else size
-        got = next(iter(shapes), None)
-        if isinstance(size, tuple | list) and got is not None and got[1:] != tuple(size):
-            raise ValueError(
-                f"images of shape {got} cannot be read by the CLIP model, which reads "
-                f"{tuple(size)[0]}x{tuple(size)[1]} images: image tensors are taken as already "
-                "preprocessed; pass PIL images (preprocess resizes them) or tensors of that size"
-            )
         dtype = _input_dtype(self.model_)
         batch = torch.stack(tensors).to(device=device, dtype=dtype)
-        return self.model_.encode_image(batch, normalize=True).float()
+        try:
+            return self.model_.encode_image(batch, normalize=True).float()
+        except RuntimeError as err:
+            size = getattr(getattr(self.model_, "visual", None), "image_size", None)
+            size = tuple(size) if isinstance(size, tuple | list) else (size, size)
+            if batch.ndim != 4 or tuple(batch.shape[2:]) == size:
+                raise
+            raise ValueError(
+                f"images of shape {tuple(batch.shape[1:])} cannot be read by the CLIP model, "
+                f"made for {size[0]}x{size[1]} images: image tensors are taken as already "
+                "preprocessed; pass PIL images (preprocess resizes them) or tensors of that size"
+            ) from err
 
     def _to_tensor(self, image: Any) -> torch.Tensor:
         image = to_rgb(image)

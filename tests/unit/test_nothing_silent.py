@@ -381,6 +381,6 @@ def test_image_tensors_of_another_size_than_clips_are_named(tiny_clip):
     model, preprocess, tokenizer = tiny_clip
     captioner = CLIPCaptioner(model, tokenizer=tokenizer, preprocess=preprocess)
     with pytest.raises(ValueError, match=r"shape \(3, 8, 8\) cannot be read by the CLIP model, "
-                       r"which reads \d+x\d+ images"):  # fmt: skip
+                       r"made for \d+x\d+ images"):  # fmt: skip
         captioner.caption([torch.zeros(3, 8, 8)], image_classes=["fox"],
                           candidates={"fox": ["in a desert", "in a jungle"]})  # fmt: skip
