@@ -365,7 +365,7 @@ class Debugger:
         Returns:
             A [`PreparedRun`][failmodes.results.PreparedRun].
         """
-        extra = steps.check_extra(extra)
+        extra = steps.check_sets(train, debug, test, guard, extra)
         train_f = self.features(train, name="train", shards=self.train_shards)
         debug_f = self.features(debug, name="debug")
         test_f = None if test is None else self.features(test, name="test")

@@ -34,6 +34,7 @@ from failmodes.steps.evaluation import (
 )
 from failmodes.steps.failures import find_failures, sample_successes, validation_splits
 from failmodes.steps.features import (
+    check_sets,
     extract_features,
     generated_features,
     original_head,
@@ -63,6 +64,7 @@ __all__ = [
     "check_extra",
     "check_enough_values",
     "check_outputs",
+    "check_sets",
     "derive_seed",
     "evaluate",
     "evaluate_modes",

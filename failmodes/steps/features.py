@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -21,14 +22,21 @@ import torch
 from failmodes._checks import check_instance, check_number
 from failmodes.cache import Cache, cache_spec, data_fingerprint, digest, fingerprint
 from failmodes.data import ImageDataset, iter_items, labels_of, materialize
-from failmodes.images import describe_image
+from failmodes.images import describe_image, image_shape
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
 from failmodes.results import Features, GeneratedSet
 from failmodes.shards import SHARD_DTYPES, FeatureShards
 from failmodes.steps._map import chunks, map_jobs
+from failmodes.steps.evaluation import check_extra
 
-__all__ = ["extract_features", "generated_features", "original_head", "read_labels"]
+__all__ = [
+    "check_sets",
+    "extract_features",
+    "generated_features",
+    "original_head",
+    "read_labels",
+]
 
 logger = logging.getLogger("failmodes")
 
@@ -67,6 +75,59 @@ def read_labels(data: Any, name: str, class_names: Sequence[str] | None = None) 
             f"e.g. {bad[:5].tolist()}"
         )
     return labels
+
+
+def check_sets(
+    train: Any, debug: Any, test: Any = None, guard: Any = None, extra: Any = None
+) -> dict[str, Any]:
+    """A run's data checked before any work: ``extra`` (see ``check_extra``), and image shapes.
+
+    Tensors usually reach the model as they are (the extractors' own preprocessing sizes PIL
+    images; a tensor passes unless a transform is given), so a set whose first image is a
+    tensor of another shape than train's is read at another size, and a model that pools over
+    any size gives features for it without a word. That is warned about; PIL images of
+    different sizes are not. Only sets that can be read by index are looked at, so a one-shot
+    iterable is not consumed.
+
+    Args:
+        train: the training data, whose first image the others are compared with.
+        debug: the debug set.
+        test: the test set, or ``None``.
+        guard: the guard set, or ``None``.
+        extra: ``{name: data}`` or ``None``.
+
+    Returns:
+        ``extra`` as a dict (empty for ``None``).
+
+    Raises:
+        TypeError, ValueError: from ``check_extra``.
+    """
+    extra = check_extra(extra)
+    sets = {"debug": debug, "test": test, "guard": guard, **extra}
+    first = _first_tensor_shape(train)
+    for name, data in sets.items():
+        shape = None if first is None else _first_tensor_shape(data)
+        if shape is not None and shape != first:
+            warnings.warn(
+                f"{name}'s images are tensors of shape {shape} but train's are {first}: unless "
+                "the extractor's transform resizes tensors, the model reads them at another "
+                "size than the images its head was fitted on; resize them, or give PIL images",
+                stacklevel=3,
+            )
+    return extra
+
+
+def _first_tensor_shape(data: Any) -> tuple | None:
+    """The shape of the first image of an indexable set when it is a tensor or array."""
+    if data is None or isinstance(data, Iterator) or not hasattr(data, "__getitem__"):
+        return None
+    try:
+        item = data[0]
+    except Exception:  # empty, or not indexable by position: the steps say why, later
+        return None
+    image = item[0] if isinstance(item, tuple | list) and len(item) == 2 else item
+    shape = image_shape(image)
+    return tuple(shape[1:]) if shape is not None and shape[0] == "tensor" else None
 
 
 def _reading(extractor: FeatureExtractor, data: Any, name: str) -> str:

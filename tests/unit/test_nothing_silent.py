@@ -384,3 +384,20 @@ def test_image_tensors_of_another_size_than_clips_are_named(tiny_clip):
                        r"made for \d+x\d+ images"):  # fmt: skip
         captioner.caption([torch.zeros(3, 8, 8)], image_classes=["fox"],
                           candidates={"fox": ["in a desert", "in a jungle"]})  # fmt: skip
+
+
+def test_tensor_images_of_another_shape_than_trains_are_a_warning():
+    from failmodes.steps import check_sets
+
+    train = [(torch.zeros(3, 32, 32), i % 2) for i in range(4)]
+    small = [(torch.zeros(3, 8, 8), i % 2) for i in range(4)]
+    with pytest.warns(UserWarning, match=r"debug's images are tensors of shape \(3, 8, 8\) but "
+                      r"train's are \(3, 32, 32\)"):  # fmt: skip
+        assert check_sets(train, small, extra={"x": train}) == {"x": train}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same shapes, PIL images, one-shot iterables: quiet
+        check_sets(train, train, train, train)
+        check_sets(_images(), [(Image.new("RGB", (16, 16)), 0)])
+        check_sets(train, iter(small))
+    with pytest.raises(ValueError, match="taken by a split"):
+        check_sets(train, train, extra={"test": train})
