@@ -103,10 +103,9 @@ def check_sets(
         TypeError, ValueError: from ``check_extra``.
     """
     extra = check_extra(extra)
-    sets = {"debug": debug, "test": test, "guard": guard, **extra}
-    first = _first_tensor_shape(train)
-    for name, data in sets.items():
-        shape = None if first is None else _first_tensor_shape(data)
+    first = _tensor_shape(_first_image(train))
+    for name, data in {"debug": debug, "test": test, "guard": guard, **extra}.items():
+        shape = None if first is None else _tensor_shape(_first_image(data))
         if shape is not None and shape != first:
             warnings.warn(
                 f"{name}'s images are tensors of shape {shape} but train's are {first}: unless "
@@ -117,25 +116,26 @@ def check_sets(
     return extra
 
 
-def _first_tensor_shape(data: Any) -> tuple | None:
-    """The shape of the first image of an indexable set when it is a tensor or array."""
+def _first_image(data: Any) -> Any:
+    """The first image of a set read by index (a one-shot iterable is not consumed), or None."""
     if data is None or isinstance(data, Iterator) or not hasattr(data, "__getitem__"):
         return None
     try:
-        item = data[0]
+        return next(iter_items([data[0]]))[0]
     except Exception:  # empty, or not indexable by position: the steps say why, later
         return None
-    image = item[0] if isinstance(item, tuple | list) and len(item) == 2 else item
+
+
+def _tensor_shape(image: Any) -> tuple | None:
+    """``(C, H, W)`` of an image given as a tensor or array, else ``None``."""
     shape = image_shape(image)
     return tuple(shape[1:]) if shape is not None and shape[0] == "tensor" else None
 
 
 def _reading(extractor: FeatureExtractor, data: Any, name: str) -> str:
     """What the extractor was reading when it failed: the data's name and its first image."""
-    try:
-        first = f"the first is {describe_image(next(iter(iter_items(data)))[0])}"
-    except Exception:  # the data itself cannot be read: its own error says why
-        first = "the first cannot be read"
+    image = _first_image(data)
+    first = "the first cannot be read" if image is None else f"the first is {describe_image(image)}"
     return (
         f"failmodes: while {type(extractor).__name__} extracted the features of {name} "
         f"({first}); check that {name}'s images are what the model reads"
