@@ -311,9 +311,9 @@ class CLIPCaptioner(FailureCaptioner):
             return self.model_.encode_image(batch, normalize=True).float()
         except RuntimeError as err:
             size = getattr(getattr(self.model_, "visual", None), "image_size", None)
-            size = tuple(size) if isinstance(size, tuple | list) else (size, size)
-            if batch.ndim != 4 or tuple(batch.shape[2:]) == size:
-                raise
+            size = (size, size) if isinstance(size, int) else size
+            if not isinstance(size, tuple | list) or tuple(batch.shape[2:]) == tuple(size):
+                raise  # not a size the model names, or not the size: the model's own error
             raise ValueError(
                 f"images of shape {tuple(batch.shape[1:])} cannot be read by the CLIP model, "
                 f"made for {size[0]}x{size[1]} images: image tensors are taken as already "
