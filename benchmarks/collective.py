@@ -146,8 +146,9 @@ def run_world(world_seed: int, names: list[str], seed: int, store: Cache) -> dic
             "type1_table": _table(pooled.table),
             "type2_table": _table(source.table),
         }
-        logger.info("world %d, %s: type 1 %s, type 2 %s", world_seed, category,
-                    pooled.ratio, source.ratio)  # fmt: skip
+        logger.info(
+            "world %d, %s: type 1 %s, type 2 %s", world_seed, category, pooled.ratio, source.ratio
+        )
 
     type1 = [c["type1"] for c in per_category.values() if c["type1"] is not None]
     type2 = [c["type2"] for c in per_category.values() if c["type2"] is not None]
@@ -172,10 +173,12 @@ def run_world(world_seed: int, names: list[str], seed: int, store: Cache) -> dic
 def _table(table) -> dict:
     columns = ["individual_gain", "collective_gain", "relative_gain", "test_after", "lam"]
     return {
-        name: {c: (None if row[c] is None or row[c] != row[c] else round(float(row[c]), 4))
-               for c in columns}
+        name: {
+            c: (None if row[c] is None or row[c] != row[c] else round(float(row[c]), 4))
+            for c in columns
+        }
         for name, row in table.iterrows()
-    }  # fmt: skip
+    }
 
 
 def cifar_resnet_iou(store: Cache) -> dict:
@@ -196,8 +199,11 @@ def cifar_resnet_iou(store: Cache) -> dict:
     predictions = {}
     for depth in CIFAR_DEPTHS:
         path = data.cifar_resnet_path(depth)
-        spec = {"checkpoint": fingerprint(str(path)), "data": fingerprint(str(test_zip)),
-                "transform": "cifar_transform()"}  # fmt: skip
+        spec = {
+            "checkpoint": fingerprint(str(path)),
+            "data": fingerprint(str(test_zip)),
+            "transform": "cifar_transform()",
+        }
         key = store.key("benchmark-cifar-predictions", spec)
         hit = store.get_tensors("benchmark-cifar-predictions", key)
         if hit is None:

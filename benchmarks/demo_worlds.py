@@ -230,8 +230,11 @@ def aggregate(rows: list[dict]) -> dict:
     for key in [f"{part}_{name}" for name in KINDS for part in ("heldout", "rate")]:
         if all(key in r for r in rows):
             out[key] = mean_sd([r[key] for r in rows])
-    flags = [r["frequent_not_failing_in_count_top_k"] for r in rows
-             if "frequent_not_failing_in_count_top_k" in r]  # fmt: skip
+    flags = [
+        r["frequent_not_failing_in_count_top_k"]
+        for r in rows
+        if "frequent_not_failing_in_count_top_k" in r
+    ]
     if flags:
         out["frequent_not_failing_in_count_top_k"] = f"{sum(flags)} of {len(flags)}"
     return out
@@ -283,9 +286,14 @@ def main() -> None:
                 kind = "cues" if "cues" in world else "default"
                 groups.setdefault((kind, rank, budget), []).append(row)
     for (kind, rank, budget), rows in groups.items():
-        head = {"kind": kind, "rank": rank, "allocation": args.allocation,
-                "significant": args.significant, "budget": budget,
-                "train_per_class": args.train_per_class}  # fmt: skip
+        head = {
+            "kind": kind,
+            "rank": rank,
+            "allocation": args.allocation,
+            "significant": args.significant,
+            "budget": budget,
+            "train_per_class": args.train_per_class,
+        }
         print(json.dumps({**head, **aggregate(rows)}))
 
 

@@ -85,9 +85,13 @@ def timed_fit(trainer, train, extra, init, classes):
     """Fit and return the head, wall-clock seconds and CPU seconds of this process."""
     wall, cpu = time.perf_counter(), time.process_time()
     head = trainer.fit(
-        *train, extra_features=extra[0], extra_labels=extra[1], lam=LAM, init=init,
+        *train,
+        extra_features=extra[0],
+        extra_labels=extra[1],
+        lam=LAM,
+        init=init,
         num_classes=classes,
-    )  # fmt: skip
+    )
     return head, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -130,9 +134,13 @@ def run_case(name: str, n: int, d: int, classes: int, noise: float, seed: int, a
         }
 
     sgd = LinearHeadTrainer(
-        solver="sgd", weight_decay=WEIGHT_DECAY, lr=0.2, momentum=0.9, epochs=args.epochs,
+        solver="sgd",
+        weight_decay=WEIGHT_DECAY,
+        lr=0.2,
+        momentum=0.9,
+        epochs=args.epochs,
         progress=True,
-    )  # fmt: skip
+    )
     head_sgd, sgd_s, sgd_cpu_s = timed_fit(sgd, train, extra, init, classes)
     acc_fast, acc_sgd = accuracy(head_fast, *test), accuracy(head_sgd, *test)
     return {

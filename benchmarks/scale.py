@@ -278,13 +278,25 @@ def head_from_shards(n: int, dim: int, classes: int, step: int, heldout: int = 2
         write_s = time.perf_counter() - started
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         for mode in ("idle", "memory", "shards"):
-            spec = {"mode": mode, "n": n, "dim": dim, "classes": classes, "step": step,
-                    "seed": seed, "spread": spread, "heldout": heldout, "out": out,
-                    "shards": f"{out}/shards"}  # fmt: skip
+            spec = {
+                "mode": mode,
+                "n": n,
+                "dim": dim,
+                "classes": classes,
+                "step": step,
+                "seed": seed,
+                "spread": spread,
+                "heldout": heldout,
+                "out": out,
+                "shards": f"{out}/shards",
+            }
             done = subprocess.run(
                 [sys.executable, __file__, "--child", json.dumps(spec)],
-                capture_output=True, text=True, env=env, check=True,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
             runs[mode] = json.loads(done.stdout.strip().splitlines()[-1])
         heads = {m: load_file(f"{out}/head-{m}.safetensors") for m in ("memory", "shards")}
     memory, shards = runs["memory"], runs["shards"]

@@ -84,8 +84,9 @@ class StatisticsCaptioner(FailureCaptioner):
 
     def _fit(self) -> dict[str, np.ndarray]:
         if self._centres is None:
-            stats = {c: np.array([statistics(apply_cast(im, c)) for im in self.reference])
-                     for c in CASTS}  # fmt: skip
+            stats = {
+                c: np.array([statistics(apply_cast(im, c)) for im in self.reference]) for c in CASTS
+            }
             pooled = np.concatenate(list(stats.values()))
             self._scale = pooled.std(axis=0) + 1e-6
             self._centres = {c: s.mean(axis=0) for c, s in stats.items()}
@@ -147,8 +148,9 @@ def with_casts(images, labels, seed: int) -> ImageDataset:
     """Each photo with a uniformly drawn cast ("as taken" among them); the cast is its group."""
     rng = np.random.default_rng(seed)
     casts = [list(CASTS)[j] for j in rng.integers(len(CASTS), size=len(images))]
-    return ImageDataset([apply_cast(im, c) for im, c in zip(images, casts, strict=True)], labels,
-                        groups=casts)  # fmt: skip
+    return ImageDataset(
+        [apply_cast(im, c) for im, c in zip(images, casts, strict=True)], labels, groups=casts
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -157,15 +159,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("cifar-casts"))
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: yours)")
     args = parser.parse_args(argv)
-    register_attribute(Attribute("cast", "What colour casts can a photo of a {class_name} have?",
-                                 plural="casts"), replace=True)  # fmt: skip
+    register_attribute(
+        Attribute("cast", "What colour casts can a photo of a {class_name} have?", plural="casts"),
+        replace=True,
+    )
 
     test_images, test_labels = read_cifar10(args.data, "test", 1000)
     order = np.random.default_rng(0).permutation(len(test_images))
-    part = {"debug": order[:5000], "test": order[5000:7000], "guard": order[7000:8500],
-            "original": order[8500:]}  # fmt: skip
-    pick = {name: ([test_images[i] for i in idx], [test_labels[i] for i in idx])
-            for name, idx in part.items()}  # fmt: skip
+    part = {
+        "debug": order[:5000],
+        "test": order[5000:7000],
+        "guard": order[7000:8500],
+        "original": order[8500:],
+    }
+    pick = {
+        name: ([test_images[i] for i in idx], [test_labels[i] for i in idx])
+        for name, idx in part.items()
+    }
     debug = with_casts(*pick["debug"], seed=1)
     test = with_casts(*pick["test"], seed=2)
     guard, original = ImageDataset(*pick["guard"]), ImageDataset(*pick["original"])
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         extractor=TorchExtractor(model, transform=cifar_transform(), batch_size=250),
         proposer=StaticProposer(
             {c: uncommon for c in CIFAR10_CLASSES}, usual={c: USUAL for c in CIFAR10_CLASSES}
-        ),  # fmt: skip
+        ),
         captioner=StatisticsCaptioner(reference),
         generator=CastGenerator(pool),
         class_names=list(CIFAR10_CLASSES),
@@ -197,9 +207,21 @@ def main(argv: list[str] | None = None) -> dict:
     print(result.to_frame().round(3).to_string())
     for line in result.modes.describe()[:10]:
         print(" ", line)
-    print(json.dumps({k: summary[k] for k in ("caption_accuracy", "guard_acc_before",
-                                              "guard_acc_after", "original_acc_before",
-                                              "original_acc_after", "kept_original")}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "caption_accuracy",
+                    "guard_acc_before",
+                    "guard_acc_after",
+                    "original_acc_before",
+                    "original_acc_after",
+                    "kept_original",
+                )
+            }
+        )
+    )
     return summary
 
 

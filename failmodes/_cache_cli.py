@@ -42,25 +42,41 @@ def add_cache_parser(sub: Any, parents: list) -> None:
     )
     actions = cache.add_subparsers(dest="action", required=True, parser_class=type(cache))
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--cache", type=str, default=None, metavar="FOLDER|URL",
-                       help="the cache folder or fsspec URL (default: $FAILMODES_CACHE, else "
-                       "the user cache folder)")  # fmt: skip
+    where.add_argument(
+        "--cache",
+        type=str,
+        default=None,
+        metavar="FOLDER|URL",
+        help="the cache folder or fsspec URL (default: $FAILMODES_CACHE, else "
+        "the user cache folder)",
+    )
     actions.add_parser("info", parents=[where], help="entries and bytes per kind, last uses")
     verify = actions.add_parser(
         "verify", parents=[where], help="check every entry against its checksums"
     )
-    verify.add_argument("--repair", action="store_true",
-                        help="remove the damaged entries; safe while a run uses the cache "
-                        "(default: off)")  # fmt: skip
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove the damaged entries; safe while a run uses the cache (default: off)",
+    )
     prune = actions.add_parser(
         "prune", parents=[where], help="remove entries by last use (age or total size)"
     )
-    prune.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
-                       help="remove entries unused for more than DAYS days, a number >= 0 "
-                       "(default: no age limit)")  # fmt: skip
-    prune.add_argument("--max-size", type=_size, default=None, metavar="SIZE",
-                       help="then remove the least recently used entries until the cache holds "
-                       "at most SIZE, e.g. 500M or 20G (default: no size limit)")  # fmt: skip
+    prune.add_argument(
+        "--older-than",
+        type=_days,
+        default=None,
+        metavar="DAYS",
+        help="remove entries unused for more than DAYS days, a number >= 0 (default: no age limit)",
+    )
+    prune.add_argument(
+        "--max-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="then remove the least recently used entries until the cache holds "
+        "at most SIZE, e.g. 500M or 20G (default: no size limit)",
+    )
 
 
 def run_cache(args: argparse.Namespace) -> int:
@@ -82,8 +98,10 @@ def run_cache(args: argparse.Namespace) -> int:
         print(f"{_entries(len(damaged), done)} in {cache.location}")
         return 1 if damaged and not args.repair else 0
     if args.older_than is None and args.max_size is None:
-        print("failmodes cache prune: error: give --older-than DAYS, --max-size SIZE or both",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "failmodes cache prune: error: give --older-than DAYS, --max-size SIZE or both",
+            file=sys.stderr,
+        )
         return 2
     older = None if args.older_than is None else args.older_than * 86400
     removed = cache.prune(older_than=older, max_bytes=args.max_size)

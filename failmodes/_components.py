@@ -1,59 +1,24 @@
-"""The Debugger's components and settings, and how a run records them in its ``config``.
-
-The interface each component implements; the settings given as grids of candidates.
-"""
+"""The Debugger's components as the steps get them, and how a run records its ``config``."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
-from failmodes._checks import check_instance, check_number
-from failmodes.attributes import with_article
 from failmodes.cache import Cache
-from failmodes.interfaces import (
-    BackgroundProposer,
-    FailureCaptioner,
-    FeatureExtractor,
-    HeadTrainer,
-    ImageFilter,
-    ImageGenerator,
-)
-from failmodes.ranking import ALLOCATIONS, RANKS
-from failmodes.shards import SHARD_DTYPES
+from failmodes.ranking import Ranking
+from failmodes.settings import GRIDS
 
-__all__ = [
-    "GRIDS",
-    "INTERFACES",
-    "check_known",
-    "check_settings",
-    "checked_component",
-    "described",
-    "keyword_problem",
-    "run_config",
-]
-
-INTERFACES: dict[str, type] = {
-    "extractor": FeatureExtractor,
-    "proposer": BackgroundProposer,
-    "captioner": FailureCaptioner,
-    "generator": ImageGenerator,
-    "head_trainer": HeadTrainer,
-    "image_filter": ImageFilter,
-}
-"""The interface each component must implement."""
-
-GRIDS = {"k": (1, True), "lam": (0, False), "images_per_mode": (1, True)}
-"""Settings given as one value or a list of candidates: ``(minimum, integer)`` of each."""
+__all__ = ["check_known", "checked_component", "described", "run_config"]
 
 
 def checked_component(name: str, component: Any) -> Any:
-    """The component of slot ``name``; the default head trainer for ``None``.
+    """The component of slot ``name``, checked when the Debugger was made.
+
+    For ``head_trainer``, ``None`` is the default trainer.
 
     Raises:
         ValueError: when the component is needed and missing.
-        TypeError: when it does not implement its interface.
     """
     if name == "head_trainer" and component is None:
         from failmodes.heads.linear import LinearHeadTrainer
@@ -61,46 +26,7 @@ def checked_component(name: str, component: Any) -> Any:
         return LinearHeadTrainer()
     if component is None:
         raise ValueError(f"{name} is needed for this step; pass {name}= to Debugger")
-    kind = INTERFACES[name]
-    check_instance(component, name, kind, with_article(kind.__name__))
-    problem = keyword_problem(component, kind)
-    if problem:
-        raise TypeError(f"{name}: {problem}")
     return component
-
-
-def keyword_problem(component: Any, kind: type) -> str | None:
-    """Why a method of ``component`` cannot be called as the steps call ``kind``'s, or ``None``.
-
-    The steps pass every keyword-only argument of an interface's method, so a component that
-    leaves one out (``generate(self, requests)``) would fail at its first call, after the work
-    before it; this names the method, the keywords and the signature to write.
-    """
-    for method in sorted(getattr(kind, "__abstractmethods__", ())):
-        declared, given = getattr(kind, method, None), getattr(type(component), method, None)
-        if not callable(declared) or not callable(given):
-            continue  # a property (an extractor's head)
-        try:
-            wanted, have = inspect.signature(declared), inspect.signature(given).parameters
-        except (TypeError, ValueError):  # a builtin or a wrapper without a signature
-            continue
-        if any(p.kind is p.VAR_KEYWORD for p in have.values()):
-            continue
-        missing = [p.name for p in wanted.parameters.values()
-                   if p.kind is p.KEYWORD_ONLY and p.name not in have]  # fmt: skip
-        if missing:
-            return (
-                f"{type(component).__name__}.{method} does not take {', '.join(missing)}, which "
-                f"the steps pass: write it as {method}{_plain(wanted)}; it may ignore what it "
-                "does not need"
-            )
-    return None
-
-
-def _plain(signature: inspect.Signature) -> str:
-    """A signature without ``self`` and annotations: ``(requests, *, progress=None)``."""
-    params = [p.replace(annotation=p.empty) for n, p in signature.parameters.items() if n != "self"]
-    return str(signature.replace(parameters=params, return_annotation=signature.empty))
 
 
 def described(value: Any) -> Any:
@@ -109,6 +35,8 @@ def described(value: Any) -> Any:
         return value
     if isinstance(value, list | tuple):
         return [described(v) for v in value]
+    if isinstance(value, Ranking):
+        return value.name
     if isinstance(value, Cache | Path):
         return value.location if isinstance(value, Cache) else str(value)
     return f"{type(value).__module__}.{type(value).__qualname__}"
@@ -153,45 +81,6 @@ def run_config(
             kept_original=bool(chosen.get("kept_original", False)),
         )
     return config
-
-
-def check_settings(settings: dict[str, Any]) -> None:
-    """The Debugger's plain settings checked before any work: ranges, choices, NaN refused.
-
-    Args:
-        settings: the Debugger's constructor arguments.
-
-    Raises:
-        ValueError: naming the first setting that holds an invalid value.
-    """
-    for name in ("tolerance", "guard_tolerance"):
-        check_number(settings[name], name, minimum=0, maximum=1)
-    check_number(settings["validation_fraction"], "validation_fraction", minimum=0, below=1)
-    for name, low in (("filter_rounds", 0), ("checkpoint_every", 1), ("examples_per_mode", 0)):
-        check_number(settings[name], name, minimum=low, integer=True)
-    if settings["batch_size"] is not None:
-        check_number(settings["batch_size"], "batch_size", minimum=1, integer=True)
-    check_instance(settings["train_shards"], "train_shards", bool, "True or False")
-    choices_of = {"rank": RANKS, "allocation": ALLOCATIONS, "shard_dtype": SHARD_DTYPES}
-    for name, choices in choices_of.items():
-        if settings[name] not in choices:
-            raise ValueError(f"{name} must be one of {list(choices)}, got {settings[name]!r}")
-    made = getattr(settings.get("generator"), "attribute", None)
-    if isinstance(made, str) and made != settings["attribute"]:
-        raise ValueError(
-            f"attribute is {settings['attribute']!r} but the generator "
-            f"({type(settings['generator']).__name__}) makes only {made!r} values: pass "
-            f"attribute={made!r} or another generator"
-        )
-    if (
-        settings["allocation"] == "excess"
-        and settings["rank"] == "count"
-        and not settings["significant"]
-    ):
-        raise ValueError(
-            'allocation="excess" needs captioned successes: use it with rank="excess" or '
-            "significant=True"
-        )
 
 
 def check_known(changes: dict[str, Any], known: dict[str, Any], caller: str) -> None:

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from failmodes.attributes import get_attribute
 from failmodes.images import png_bytes, thumbnail
+from failmodes.methods import METHODS
+from failmodes.methods import SPLITS as ALL_SPLITS
+from failmodes.ranking import get_ranking
 
 if TYPE_CHECKING:
     from failmodes.results import RunResult
@@ -25,23 +28,8 @@ __all__ = ["render"]
 PAPER = "https://arxiv.org/abs/2312.05464"
 THUMB = 96  # displayed thumbnail side, CSS pixels
 
-METHODS = {
-    "before": "the model's original head, before any repair.",
-    "failmodes": "the head refit on the training data plus images generated for the failure "
-    "modes (the targeted repair).",
-    "random": "the same number of images per class, generated from the bare class name "
-    "(\u201ca photo of a {class}\u201d), so in the class's usual context.",
-    "uniform": "the same number of images per class, with values drawn uniformly among all "
-    "proposed values.",
-    "refit": "the head refit on the training data alone (\u03bb = 0): what refitting by itself "
-    "does.",
-}
 SPLITS = {
-    "test": "the test set, used only for reporting.",
-    "debug_seed": "the failures used for debugging: captioned, and their modes generated. "
-    "0 before repair by construction.",
-    "debug_heldout": "the failures never used: an unbiased measure of the repair. "
-    "0 before repair by construction.",
+    **{name: text for name, text in ALL_SPLITS.items() if name != "validation"},
     "worst_group_test": "the lowest test accuracy over the attribute's values (when the data "
     "names each sample's value).",
 }
@@ -155,8 +143,12 @@ def _accuracy(result: RunResult) -> dict[str, Any]:
             cells.append({"value": value, "delta": delta})
         rows.append({"method": str(method), "cells": cells})
     methods = [(m, METHODS[m]) for m in frame.index if m in METHODS]
-    return {"columns": columns, "rows": rows, "methods": methods,
-            "splits": [(c, SPLITS[c]) for c in columns]}  # fmt: skip
+    return {
+        "columns": columns,
+        "rows": rows,
+        "methods": methods,
+        "splits": [(c, SPLITS[c]) for c in columns],
+    }
 
 
 def _chart(result: RunResult) -> dict[str, Any] | None:
@@ -219,7 +211,8 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
     generated = _generated_samples(result, generated_per_mode, {names.index(n) for n in with_modes})
     return {
         "plural": get_attribute(result.attribute).plural or "values",
-        "by_excess": modes.has_successes and modes.rank == "excess",
+        "with_successes": modes.has_successes,
+        "rule": get_ranking(modes.rank).explain(has_successes=modes.has_successes),
         "has_examples": bool(result.examples),
         "classes": [_class(result, name, per_class[name], generated) for name in with_modes],
         "rest": [described[(n, v)] for n in rest for v in modes.modes[n]],

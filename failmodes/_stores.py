@@ -126,9 +126,10 @@ class LocalStore:
         if not folder.is_dir():
             return []
         return [
-            p.name for p in sorted(folder.iterdir())
+            p.name
+            for p in sorted(folder.iterdir())
             if not p.name.startswith(".") and (dirs is None or p.is_dir() == dirs)
-        ]  # fmt: skip
+        ]
 
     def usage(self, rel: str) -> tuple[int, float]:
         """Bytes of a file or folder, and its last use (a folder's: its manifest's)."""

@@ -36,8 +36,13 @@ class _Version(argparse.Action):
     """``--version``: the package is imported only when asked."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
-                         help="show the version and exit")  # fmt: skip
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show the version and exit",
+        )
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
         from failmodes import __version__
@@ -78,9 +83,12 @@ def _share(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
         help="log each step (default: off)",
-    )  # fmt: skip
+    )
     parser = _Parser(
         prog="failmodes",
         description="Find, describe, cover and repair an image classifier's failure modes.",
@@ -111,66 +119,126 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("config", type=Path, metavar="CONFIG.toml",
-                     help="the run's file (see the guide 'Run from a config file')")  # fmt: skip
-    run.add_argument("--out", type=Path, default=Path("failmodes-run"), metavar="FOLDER",
-                     help="folder for summary.json and report.html, created if missing "
-                     "(default: %(default)s)")  # fmt: skip
+    run.add_argument(
+        "config",
+        type=Path,
+        metavar="CONFIG.toml",
+        help="the run's file (see the guide 'Run from a config file')",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("failmodes-run"),
+        metavar="FOLDER",
+        help="folder for summary.json and report.html, created if missing (default: %(default)s)",
+    )
     _cache_arguments(
         run,
         "cache folder or fsspec URL, in place of the file's debugger.cache "
         "(default: the file's, else $FAILMODES_CACHE, else the user cache folder)",
     )
-    run.add_argument("--check", action="store_true",
-                     help="check the file and exit without running (default: off)")  # fmt: skip
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="check the file and exit without running (default: off)",
+    )
 
 
 def _cache_arguments(parser: argparse.ArgumentParser, help_cache: str) -> None:
     """``--cache FOLDER|URL`` or ``--no-cache``, one of them."""
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument("--cache", type=str, default=None, metavar="FOLDER|URL", help=help_cache)
-    cache.add_argument("--no-cache", action="store_true",
-                       help="compute everything afresh (default: off)")  # fmt: skip
+    cache.add_argument(
+        "--no-cache", action="store_true", help="compute everything afresh (default: off)"
+    )
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    from failmodes.ranking import DEFAULT_RANK, RANKINGS
+
     seeds = f"an integer in [0, {SEED_MAX}]"
-    demo.add_argument("--out", type=Path, default=Path("failmodes-demo"), metavar="FOLDER",
-                      help="folder for summary.json and report.html, created if missing "
-                      "(default: %(default)s)")  # fmt: skip
-    demo.add_argument("--seed", type=_seed, default=0, metavar="N",
-                      help=f"the pipeline's randomness (split, generation, solver): {seeds} "
-                      "(default: %(default)s)")  # fmt: skip
-    demo.add_argument("--world-seed", type=_seed, default=0, metavar="N",
-                      help=f"the world's randomness (its common values and images): {seeds} "
-                      "(default: %(default)s)")  # fmt: skip
-    demo.add_argument("--strength", type=_share, default=0.95, metavar="R",
-                      help="share of training images with their class's common value, in "
-                      "[0, 1] (default: %(default)s)")  # fmt: skip
-    demo.add_argument("--attribute", choices=["background", "color"], default="background",
-                      help="the spurious attribute (default: %(default)s)")  # fmt: skip
-    demo.add_argument("--cues", type=_integer(1, 10), default=None, metavar="N",
-                      help="a world where N values each predict one class (in the train split "
-                      "a cue value appears only with its class, with probability --strength), "
-                      "an integer in [1, 10] (default: none, every class has a common "
-                      "value)")  # fmt: skip
-    demo.add_argument("--debug-strength", type=_share, default=0.0, metavar="R",
-                      help="share of debug and test images whose value is drawn as in the train "
-                      "split, in [0, 1] (default: %(default)s, balanced)")  # fmt: skip
-    demo.add_argument("--images-per-mode", type=_integer(1, None), default=None, metavar="N",
-                      help="images generated per failure mode, an integer >= 1 (default: "
-                      "chosen among 20 and 40 on the validation part)")  # fmt: skip
-    demo.add_argument("--rank", choices=["excess", "count"], default="excess",
-                      help="rank a class's values by failures beyond its base rate, or by "
-                      "failure count (default: %(default)s)")  # fmt: skip
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("failmodes-demo"),
+        metavar="FOLDER",
+        help="folder for summary.json and report.html, created if missing (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        metavar="N",
+        help=f"the pipeline's randomness (split, generation, solver): {seeds} "
+        "(default: %(default)s)",
+    )
+    demo.add_argument(
+        "--world-seed",
+        type=_seed,
+        default=0,
+        metavar="N",
+        help=f"the world's randomness (its common values and images): {seeds} "
+        "(default: %(default)s)",
+    )
+    demo.add_argument(
+        "--strength",
+        type=_share,
+        default=0.95,
+        metavar="R",
+        help="share of training images with their class's common value, in "
+        "[0, 1] (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--attribute",
+        choices=["background", "color"],
+        default="background",
+        help="the spurious attribute (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--cues",
+        type=_integer(1, 10),
+        default=None,
+        metavar="N",
+        help="a world where N values each predict one class (in the train split "
+        "a cue value appears only with its class, with probability --strength), "
+        "an integer in [1, 10] (default: none, every class has a common "
+        "value)",
+    )
+    demo.add_argument(
+        "--debug-strength",
+        type=_share,
+        default=0.0,
+        metavar="R",
+        help="share of debug and test images whose value is drawn as in the train "
+        "split, in [0, 1] (default: %(default)s, balanced)",
+    )
+    demo.add_argument(
+        "--images-per-mode",
+        type=_integer(1, None),
+        default=None,
+        metavar="N",
+        help="images generated per failure mode, an integer >= 1 (default: "
+        "chosen among 20 and 40 on the validation part)",
+    )
+    demo.add_argument(
+        "--rank",
+        choices=list(RANKINGS),
+        default=DEFAULT_RANK,
+        help="how a class's values are ranked: by failures beyond its base rate "
+        "(excess), by failure count (count), ... (default: %(default)s)",
+    )
     _cache_arguments(
         demo,
         "cache folder or fsspec URL (s3://bucket/path, ...); a rerun with the "
         "same arguments reads every step back, a killed run resumes (default: "
         "$FAILMODES_CACHE, else the user cache folder)",
     )
-    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                      help="progress bars (default: when stderr is a terminal)")  # fmt: skip
+    demo.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
 
 
 def _writable(folder: Path) -> str | None:

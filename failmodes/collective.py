@@ -205,8 +205,15 @@ def plot_failure_iou(frame: pd.DataFrame, *, ax: Any = None, annotate: bool = Tr
     if annotate and len(order) <= 20:
         for i, j in itertools.product(range(len(order)), repeat=2):
             value = data.values[i, j]
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if value > 0.6 else "white")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if value > 0.6 else "white",
+            )
     ax.figure.colorbar(image, ax=ax, label="IoU of failure sets")
     ax.set_title("Failure overlap (intersection over union)")
     return ax
@@ -380,18 +387,24 @@ def collective_repair(
     else:
         modes = individual[source].modes.top_k(k)
 
-    from failmodes.steps import evaluate, lam_candidates  # torch: imported when used
+    from failmodes.steps import evaluate, repair, targeted_plan  # torch: imported when used
 
-    maker = debuggers[names[0]]
-    counts = {(c, v): n for c in maker.class_names for v in modes.get(c, [])}
-    generated = maker.generate(maker.requests(counts, seed=seed))
-
-    rows, heads = [], {}
-    for name in names:
+    proposals = individual[names[0]].modes.candidates
+    rows, heads, generated = [], {}, None
+    for name in names:  # the first model's generator makes the set; the others reuse it
         dbg, result = debuggers[name], individual[name]
         prep = dbg.prepare(train, debug, test, seed=seed, failures=result.failures)
-        candidates = lam_candidates(len(generated), dbg.grids()["lam"])
-        pick = dbg.select(prep, generated, candidates, seed=seed)
+        plan = targeted_plan(
+            modes,
+            class_names=dbg.class_names,
+            attribute=dbg.attribute,
+            k=[k],
+            images_per_mode=[n],
+            lam=dbg.grids()["lam"],
+            seed=seed,
+        )
+        fixed = repair(dbg.tools(), prep, plan, proposals=proposals, generated=generated, seed=seed)
+        generated, pick = fixed.pool, fixed.selection
         heads[name] = pick.head
         held = prep.debug.select(result.failures.heldout)
         after = evaluate(pick.head, {"heldout": held, "test": prep.test})
@@ -458,8 +471,9 @@ class Comparison:
         return lines
 
 
-def compare(result_a: RunResult, result_b: RunResult, *, names: tuple[str, str] = ("a", "b")
-            ) -> Comparison:  # fmt: skip
+def compare(
+    result_a: RunResult, result_b: RunResult, *, names: tuple[str, str] = ("a", "b")
+) -> Comparison:
     """The modes where one model fails and the other does not.
 
     Both runs must be of one debug set (the same labels) with one proposal set, and should
@@ -509,21 +523,36 @@ def compare(result_a: RunResult, result_b: RunResult, *, names: tuple[str, str] 
     for (cls, value), (total, fail_a, fail_b) in tally.items():
         ci_a, ci_b = wilson_interval(fail_a, total), wilson_interval(fail_b, total)
         fails = a if ci_a[0] > ci_b[1] else b if ci_b[0] > ci_a[1] else None
-        rows.append({"class": cls, "value": value, "total": total,
-                     f"failures_{a}": fail_a, f"rate_{a}": fail_a / total,
-                     f"ci_low_{a}": ci_a[0], f"ci_high_{a}": ci_a[1],
-                     f"failures_{b}": fail_b, f"rate_{b}": fail_b / total,
-                     f"ci_low_{b}": ci_b[0], f"ci_high_{b}": ci_b[1], "fails": fails})  # fmt: skip
+        rows.append(
+            {
+                "class": cls,
+                "value": value,
+                "total": total,
+                f"failures_{a}": fail_a,
+                f"rate_{a}": fail_a / total,
+                f"ci_low_{a}": ci_a[0],
+                f"ci_high_{a}": ci_a[1],
+                f"failures_{b}": fail_b,
+                f"rate_{b}": fail_b / total,
+                f"ci_low_{b}": ci_b[0],
+                f"ci_high_{b}": ci_b[1],
+                "fails": fails,
+            }
+        )
     order = {name: i for i, name in enumerate(result_a.class_names)}
     table = pd.DataFrame(rows, columns=_comparison_columns(a, b))
-    table = table.sort_values(["class", "value"], key=lambda col: col.map(order)
-                              if col.name == "class" else col, kind="stable")  # fmt: skip
+    table = table.sort_values(
+        ["class", "value"],
+        key=lambda col: col.map(order) if col.name == "class" else col,
+        kind="stable",
+    )
     return Comparison((a, b), result_a.attribute, table.reset_index(drop=True))
 
 
 def _comparison_columns(a: str, b: str) -> list[str]:
-    per_model = [f"{kind}_{name}" for name in (a, b)
-                 for kind in ("failures", "rate", "ci_low", "ci_high")]  # fmt: skip
+    per_model = [
+        f"{kind}_{name}" for name in (a, b) for kind in ("failures", "rate", "ci_low", "ci_high")
+    ]
     return ["class", "value", "total", *per_model, "fails"]
 
 

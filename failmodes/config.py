@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from failmodes._checks import check_class_names, check_grid, check_seed
-from failmodes._components import GRIDS, INTERFACES, check_settings
+from failmodes._checks import check_class_names, check_seed
 from failmodes._imports import require
 from failmodes.progress import stage
+from failmodes.settings import INTERFACES, check_setting, check_settings
 
 if TYPE_CHECKING:
     from failmodes.debugger import Debugger
@@ -73,14 +73,26 @@ SHORT_NAMES = {
 
 _TOP = ("seed", "class_names", "model", "datasets", *COMPONENTS, "debugger", "engine")
 _SETS = ("train", "debug", "test", "guard")
-_SOURCES = {"path": (), "hf": ("split", "config", "revision", "image", "label", "kwargs"),
-            "factory": ("kwargs",)}  # fmt: skip
+_SOURCES = {
+    "path": (),
+    "hf": ("split", "config", "revision", "image", "label", "kwargs"),
+    "factory": ("kwargs",),
+}
 _SUBSETS = ("per_class", "skip", "take", "cache_key")
 _MODELS = {"timm": ("pretrained", "model_kwargs"), "factory": ("kwargs",)}
 _EXTRACTOR = ("transform", "batch_size", "device", "num_workers", "precision", "progress")
 _NOT_SETTINGS = ("extractor", *COMPONENTS, "class_names", "engine")
-_SEQUENCES = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Iterable,
-              abc.Collection, abc.Set)  # fmt: skip
+_SEQUENCES = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    abc.Sequence,
+    abc.MutableSequence,
+    abc.Iterable,
+    abc.Collection,
+    abc.Set,
+)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
 
@@ -340,14 +352,14 @@ def _target(spec: dict, key: str) -> Callable:
     name = _text(spec[which], f"{key}.{which}", "the name of a class or function")
     if name not in SHORT_NAMES and ":" not in name and "." not in name:
         raise ConfigError(
-            f"{key}.{which}", f"expected a short name ({', '.join(SHORT_NAMES)}), "
-            f"'module:name' or 'package.module.Name', got {name!r}"
-        )  # fmt: skip
+            f"{key}.{which}",
+            f"expected a short name ({', '.join(SHORT_NAMES)}), "
+            f"'module:name' or 'package.module.Name', got {name!r}",
+        )
     return _import(SHORT_NAMES.get(name, name), f"{key}.{which}")
 
 
 def _check_debugger(table: dict) -> None:
-    from failmodes.attributes import get_attribute
     from failmodes.debugger import Debugger
 
     fields = {f.name: f for f in dataclasses.fields(Debugger) if f.name not in _NOT_SETTINGS}
@@ -355,16 +367,13 @@ def _check_debugger(table: dict) -> None:
         if name not in fields:
             hint = f" ([{name}] is a table of its own)" if name in _NOT_SETTINGS else ""
             raise ConfigError(
-                f"debugger.{name}", f"not a Debugger setting{hint}; expected one of: "
-                f"{', '.join(fields)}"
-            )  # fmt: skip
+                f"debugger.{name}",
+                f"not a Debugger setting{hint}; expected one of: {', '.join(fields)}",
+            )
     _check_types(Debugger, table, "debugger")
     settings = {name: f.default for name, f in fields.items()} | table
     try:
         check_settings(settings)
-        for name, (low, integer) in GRIDS.items():
-            check_grid(settings[name], name, minimum=low, integer=integer)
-        get_attribute(settings["attribute"])
     except ValueError as err:
         raise ConfigError(*_named(str(err), fields)) from None
 
@@ -388,9 +397,10 @@ def _engine_spec(value: Any) -> tuple[str, dict]:
     table = value if isinstance(value, dict) else None
     if table is None or len(table) != 1 or next(iter(table)) not in ("local", "ray"):
         raise ConfigError(
-            "engine", 'expected "local", "ray" or a table {ray = {address = "auto", ...}}, got '
-            f"{_got(value)}"
-        )  # fmt: skip
+            "engine",
+            'expected "local", "ray" or a table {ray = {address = "auto", ...}}, got '
+            f"{_got(value)}",
+        )
     kind = next(iter(table))
     return kind, _table(table[kind], f"engine.{kind}")
 
@@ -415,10 +425,11 @@ def _class_names(value: Any, folder: Path, check_paths: bool = True) -> list[str
         value = list(value) if isinstance(value, tuple | list) else value
     if not isinstance(value, list):
         raise ConfigError(
-            "class_names", "expected a list of names by label index, 'module:name' of one or "
-            "{file = \"names.txt\"} (leave it out to read the train set's classes), got "
-            f"{_got(value)}"
-        )  # fmt: skip
+            "class_names",
+            "expected a list of names by label index, 'module:name' of one or "
+            '{file = "names.txt"} (leave it out to read the train set\'s classes), got '
+            f"{_got(value)}",
+        )
     try:
         return check_class_names(value)
     except ValueError as err:
@@ -434,8 +445,11 @@ def _names_file(table: dict, folder: Path, check_paths: bool) -> list[str] | Non
     if not path.is_file():
         if not check_paths:
             return None
-        raise ConfigError("class_names.file", f"expected a file of names, one a line; {path} "
-                          f"{'is not a file' if path.exists() else 'does not exist'}")  # fmt: skip
+        raise ConfigError(
+            "class_names.file",
+            f"expected a file of names, one a line; {path} "
+            f"{'is not a file' if path.exists() else 'does not exist'}",
+        )
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -561,8 +575,13 @@ def _expected(hint: Any) -> str:
         return f"a list of {plural[args[0]]}" if args and args[0] in plural else "a list"
     if origin in _MAPPINGS:
         return "a table"
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             Path: "a path"}  # fmt: skip
+    words = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        Path: "a path",
+    }
     if hint in words:
         return words[hint]
     kind = getattr(origin or hint, "__name__", str(hint))
@@ -570,8 +589,14 @@ def _expected(hint: Any) -> str:
 
 
 def _got(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a table"}  # fmt: skip
+    kinds = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }
     kind = kinds.get(type(value), f"a {type(value).__name__}")
     shown = repr(value)
     return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
@@ -599,11 +624,9 @@ def _call(target: Callable, kwargs: dict, key: str) -> Any:
 
 
 def _build_component(value: Any, slot: str) -> Any:
-    from failmodes._components import checked_component
-
     component = _build(_component_spec(value, slot), slot)
     try:
-        return checked_component(slot, component)
+        return check_setting(slot, component)
     except TypeError as err:
         raise ConfigError(slot, str(err).removeprefix(f"{slot} ")) from None
 
@@ -621,28 +644,32 @@ def _build_model(table: dict) -> Any:
         if name in table
     }
     if "timm" in table:
-        options = {"pretrained": table.get("pretrained", True),
-                   "model_kwargs": table.get("model_kwargs")}  # fmt: skip
+        options = {
+            "pretrained": table.get("pretrained", True),
+            "model_kwargs": table.get("model_kwargs"),
+        }
         return _call(TimmExtractor, {"model": table["timm"], **options, **settings}, "model")
     model = _build({"factory": table["factory"], **table.get("kwargs", {})}, "model.factory")
     if isinstance(model, FeatureExtractor):
         if settings:
             raise ConfigError(
-                f"model.{next(iter(settings))}", f"the factory returned a {type(model).__name__}"
-                " (a FeatureExtractor): give its settings to the factory, in model.kwargs"
-            )  # fmt: skip
+                f"model.{next(iter(settings))}",
+                f"the factory returned a {type(model).__name__}"
+                " (a FeatureExtractor): give its settings to the factory, in model.kwargs",
+            )
         return model
     if not isinstance(model, nn.Module):
         raise ConfigError(
-            "model.factory", f"returned a {type(model).__name__}; expected a torch nn.Module or "
-            "a FeatureExtractor"
-        )  # fmt: skip
+            "model.factory",
+            f"returned a {type(model).__name__}; expected a torch nn.Module or a FeatureExtractor",
+        )
     timm_like = all(
         callable(getattr(model, name, None))
         for name in ("forward_features", "forward_head", "get_classifier")
     )
-    return _call(TimmExtractor if timm_like else TorchExtractor, {"model": model, **settings},
-                 "model")  # fmt: skip
+    return _call(
+        TimmExtractor if timm_like else TorchExtractor, {"model": model, **settings}, "model"
+    )
 
 
 def _build_engine(value: Any) -> Any:
@@ -659,9 +686,9 @@ def _build_dataset(spec: dict, key: str, folder: Path, seed: int) -> Any:
         data = _build({"factory": spec["factory"], **spec.get("kwargs", {})}, f"{key}.factory")
         if not (hasattr(data, "__len__") or isinstance(data, abc.Iterable)):
             raise ConfigError(
-                f"{key}.factory", f"returned a {type(data).__name__}; expected a dataset of "
-                "(image, label) pairs"
-            )  # fmt: skip
+                f"{key}.factory",
+                f"returned a {type(data).__name__}; expected a dataset of (image, label) pairs",
+            )
     return _subset(data, spec, key, seed)
 
 
@@ -688,9 +715,10 @@ def _hf_dataset(spec: dict, key: str) -> Any:
     for column in ("image", "label"):
         if getattr(data, column) not in loaded.column_names:
             raise ConfigError(
-                f"{key}.{column}", f"no column {getattr(data, column)!r}; the columns are "
-                f"{', '.join(loaded.column_names)}"
-            )  # fmt: skip
+                f"{key}.{column}",
+                f"no column {getattr(data, column)!r}; the columns are "
+                f"{', '.join(loaded.column_names)}",
+            )
     return data
 
 
@@ -769,9 +797,13 @@ class BuiltRun:
             The [`RunResult`][failmodes.results.RunResult].
         """
         return self.debugger.run(
-            self.train, self.debug, self.test, seed=self.seed, guard=self.guard,
+            self.train,
+            self.debug,
+            self.test,
+            seed=self.seed,
+            guard=self.guard,
             extra=self.extra or None,
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -832,18 +864,24 @@ class RunConfig:
         )
         if names is None:
             raise ConfigError(
-                "class_names", "missing: the train set has no classes to read them from; give "
-                "class_names = [...] or 'module:name'"
-            )  # fmt: skip
+                "class_names",
+                "missing: the train set has no classes to read them from; give "
+                "class_names = [...] or 'module:name'",
+            )
         settings = self._settings(cache)
-        components = {slot: _build_component(self.data[slot], slot) for slot in COMPONENTS
-                      if slot in self.data}  # fmt: skip
+        components = {
+            slot: _build_component(self.data[slot], slot)
+            for slot in COMPONENTS
+            if slot in self.data
+        }
         engine = _build_engine(self.data.get("engine", "local"))
         model = _build_model(self.data["model"])
-        debugger = Debugger(extractor=model, class_names=names, engine=engine, **components,
-                            **settings)  # fmt: skip
-        return BuiltRun(debugger, built["train"], built["debug"], built["test"],
-                        built.get("guard"), extra, seed)  # fmt: skip
+        debugger = Debugger(
+            extractor=model, class_names=names, engine=engine, **components, **settings
+        )
+        return BuiltRun(
+            debugger, built["train"], built["debug"], built["test"], built.get("guard"), extra, seed
+        )
 
     def _settings(self, cache: Any) -> dict[str, Any]:
         settings = dict(self.data.get("debugger", {}))

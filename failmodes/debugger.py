@@ -17,10 +17,8 @@ import pandas as pd
 import torch
 
 from failmodes import steps
-from failmodes._checks import check_class_names, check_grid, check_seed
-from failmodes._components import GRIDS, check_known, check_settings, checked_component, run_config
-from failmodes._repairs import baseline_repairs, targeted_repair
-from failmodes.attributes import get_attribute
+from failmodes._checks import check_seed
+from failmodes._components import check_known, checked_component, run_config
 from failmodes.cache import Cache, resolve_cache
 from failmodes.data import groups_of, materialize
 from failmodes.engines import Engine, on_engine
@@ -34,6 +32,7 @@ from failmodes.interfaces import (
     ImageGenerator,
 )
 from failmodes.progress import stage
+from failmodes.ranking import DEFAULT_RANK, Ranking, allocation_weights
 from failmodes.results import (
     FailureModes,
     FailureSet,
@@ -41,21 +40,24 @@ from failmodes.results import (
     GeneratedSet,
     PreparedRun,
     RunResult,
-    failure_examples,
 )
-from failmodes.steps import Candidate, Selection
+from failmodes.settings import GRIDS, check_settings
+from failmodes.steps import Candidate, Repair, RepairTools, Selection
+from failmodes.thumbnails import failure_examples
 
 __all__ = ["Debugger"]
 
 logger = logging.getLogger("failmodes")
 
 
-@dataclasses.dataclass(kw_only=True, eq=False)
+@dataclasses.dataclass(kw_only=True, eq=False, frozen=True)
 class Debugger:
     """Find, describe, cover and repair a classifier's failure modes.
 
-    The constructor only stores its keyword arguments (the fields below, the one list of
-    settings); every step is a method that can be called on its own (each wraps a function of
+    The constructor stores its keyword arguments (the fields below, the one list of settings)
+    and checks each by its rule in [`failmodes.settings`][failmodes.settings], so a Debugger
+    that exists is valid; it does not change afterwards ([`replace`][replace] makes another).
+    Every step is a method that can be called on its own (each wraps a function of
     [`failmodes.steps`][failmodes.steps]), and [`run`][run] calls them all.
 
     Args:
@@ -76,15 +78,16 @@ class Debugger:
             much below the original head's.
         guard_tolerance: with a guard set (``run(..., guard=...)``), a candidate whose guard
             accuracy is more than this below the original head's is refused.
-        rank: how a class's values are ranked: ``"excess"`` (failures beyond the class's base
-            rate, from captioned successes as well; see
-            [`FailureModes.stats`][failmodes.results.FailureModes.stats]) or ``"count"``
-            (failures, the paper's ranking).
+        rank: how a class's values are ranked: the name of a registered
+            [`Ranking`][failmodes.ranking.Ranking] (``"excess"``: failures beyond the class's
+            base rate, from captioned successes as well, see
+            [`FailureModes.stats`][failmodes.results.FailureModes.stats]; ``"count"``: failures,
+            the paper's ranking) or a Ranking.
         significant: keep only values whose failure rate's interval clears the class's base rate
             (a class with none keeps its top ``k``, with a warning).
         allocation: how a class's images (``k`` x ``images_per_mode``) are shared among its
             modes: ``"even"``, or ``"excess"`` (in proportion to excess failures; needs
-            captioned successes, so ``rank="excess"`` or ``significant``).
+            captioned successes: a ranking that captions them, or ``significant``).
         baselines: also fit the ``random``, ``uniform`` and ``refit`` baselines in [`run`][run].
         image_filter: drops generated images it rejects, which are replaced (e.g. a
             [`CaptionFilter`][failmodes.filters.CaptionFilter]); ``None`` keeps every image.
@@ -132,7 +135,7 @@ class Debugger:
     validation_fraction: float = 0.2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
-    rank: str = "excess"
+    rank: str | Ranking = DEFAULT_RANK
     significant: bool = False
     allocation: str = "even"
     baselines: bool = True
@@ -146,6 +149,10 @@ class Debugger:
     batch_size: int | None = None
     progress: bool | None = None
     engine: Engine | None = None
+
+    def __post_init__(self) -> None:
+        """Check every setting by its rule ([`check_settings`][failmodes.settings])."""
+        check_settings(self.components)
 
     # ------------------------------------------------------------------ settings
     @property
@@ -173,30 +180,42 @@ class Debugger:
         return dataclasses.replace(self, **changes)
 
     def grids(self) -> dict[str, list]:
-        """``k``, ``lam`` and ``images_per_mode`` as sorted lists of candidates, checked.
+        """``k``, ``lam`` and ``images_per_mode`` as sorted lists of candidates.
 
         Returns:
             ``{"k": [...], "lam": [...], "images_per_mode": [...]}``.
-
-        Raises:
-            ValueError: naming the setting that holds an invalid value.
         """
-        return {name: check_grid(getattr(self, name), name, minimum=low, integer=integer)
-                for name, (low, integer) in GRIDS.items()}  # fmt: skip
+        return {name: rule.check(getattr(self, name), name) for name, rule in GRIDS.items()}
+
+    def tools(self) -> RepairTools:
+        """The components and settings a repair runs with ([`RepairTools`][failmodes.steps]).
+
+        Returns:
+            The extractor, head trainer (the default one for ``None``), generator, filter,
+            cache, engine and the settings of generation and selection.
+        """
+        return RepairTools(
+            extractor=self._component("extractor"),
+            head_trainer=self._component("head_trainer"),
+            generator=self.generator,
+            class_names=list(self.class_names),
+            attribute=self.attribute,
+            cache=self._cache(),
+            image_filter=self.image_filter,
+            filter_rounds=self.filter_rounds,
+            tolerance=self.tolerance,
+            guard_tolerance=self.guard_tolerance,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            checkpoint_every=self.checkpoint_every,
+            engine=self.engine,
+        )
 
     def _component(self, name: str) -> Any:
         return checked_component(name, getattr(self, name))
 
-    def _names(self) -> list[str]:
-        return check_class_names(self.class_names)
-
     def _cache(self) -> Cache | None:
         return resolve_cache(self.cache)
-
-    def _extraction(self) -> dict[str, Any]:
-        """The settings every feature extraction runs with."""
-        return {"cache": self._cache(), "batch_size": self.batch_size, "progress": self.progress,
-                "checkpoint_every": self.checkpoint_every}  # fmt: skip
 
     # ------------------------------------------------------------------ steps
     @on_engine
@@ -212,9 +231,17 @@ class Debugger:
             [`Features`][failmodes.results.Features]; ``features, labels = dbg.features(data)``.
         """
         return steps.extract_features(
-            self._component("extractor"), data, class_names=self._names(), name=name,
-            shards=shards, shard_dtype=self.shard_dtype, **self._extraction(),
-        )  # fmt: skip
+            self._component("extractor"),
+            data,
+            class_names=self.class_names,
+            name=name,
+            shards=shards,
+            shard_dtype=self.shard_dtype,
+            cache=self._cache(),
+            batch_size=self.batch_size,
+            progress=self.progress,
+            checkpoint_every=self.checkpoint_every,
+        )
 
     def find_failures(
         self, debug: Any, *, seed: int = 0, features: Features | tuple | None = None
@@ -230,11 +257,13 @@ class Debugger:
             A [`FailureSet`][failmodes.results.FailureSet].
         """
         feats = self.features(debug, name="debug") if features is None else Features.of(features)
-        names = self._names()
-        head = steps.original_head(self._component("extractor"), feats, names)
-        fraction = self.validation_fraction
+        head = steps.original_head(self._component("extractor"), feats, self.class_names)
         return steps.find_failures(
-            head, feats, num_classes=len(names), validation_fraction=fraction, seed=seed
+            head,
+            feats,
+            num_classes=len(self.class_names),
+            validation_fraction=self.validation_fraction,
+            seed=seed,
         )
 
     def propose(self) -> dict[str, list[str]]:
@@ -243,14 +272,21 @@ class Debugger:
         Returns:
             ``{class_name: [value, ...]}`` for every class, in ``class_names`` order.
         """
-        proposer, names = self._component("proposer"), self._names()
-        return steps.propose(proposer, names, attribute=self.attribute, cache=self._cache())
+        proposer = self._component("proposer")
+        return steps.propose(
+            proposer, self.class_names, attribute=self.attribute, cache=self._cache()
+        )
 
     @on_engine
     def caption(
-        self, debug: Any, failures: FailureSet, proposals: dict, *, k: int | None = None,
+        self,
+        debug: Any,
+        failures: FailureSet,
+        proposals: dict,
+        *,
+        k: int | None = None,
         seed: int = 0,
-    ) -> FailureModes:  # fmt: skip
+    ) -> FailureModes:
         """The failures' captions and top-``k`` modes ([`caption_failures`][failmodes.steps]).
 
         Args:
@@ -258,19 +294,28 @@ class Debugger:
             failures: the split from [`find_failures`][find_failures].
             proposals: ``{class_name: [value, ...]}`` from [`propose`][propose].
             k: failure modes kept per class; ``None``: the largest of the Debugger's ``k``.
-            seed: draws the captioned successes (with ``rank="excess"`` or ``significant``).
+            seed: draws the captioned successes (with a ranking that needs them, or
+                ``significant``).
 
         Returns:
             A [`FailureModes`][failmodes.results.FailureModes].
         """
-        proposer, names = self.proposer, self._names()
+        names, proposer = self.class_names, self.proposer
         usual = {} if proposer is None else proposer.usual_values(names, attribute=self.attribute)
         return steps.caption_failures(
-            self._component("captioner"), debug, failures, proposals, class_names=names,
-            k=max(self.grids()["k"]) if k is None else k, attribute=self.attribute,
-            cache=self._cache(), rank=self.rank, significant=self.significant, usual=usual,
+            self._component("captioner"),
+            debug,
+            failures,
+            proposals,
+            class_names=names,
+            k=max(self.grids()["k"]) if k is None else k,
+            attribute=self.attribute,
+            cache=self._cache(),
+            rank=self.rank,
+            significant=self.significant,
+            usual=usual,
             seed=seed,
-        )  # fmt: skip
+        )
 
     def requests(self, counts: dict, *, seed: int = 0) -> list[GenerationRequest]:
         """Jobs for ``{(class_name, value or None): count}`` ([`make_requests`][failmodes.steps]).
@@ -282,8 +327,8 @@ class Debugger:
         Returns:
             One [`GenerationRequest`][failmodes.interfaces.GenerationRequest] per positive count.
         """
-        names = self._names()
-        return steps.make_requests(counts, class_names=names, attribute=self.attribute, seed=seed)
+        names, attribute = self.class_names, self.attribute
+        return steps.make_requests(counts, class_names=names, attribute=attribute, seed=seed)
 
     @on_engine
     def generate(
@@ -299,16 +344,19 @@ class Debugger:
         Returns:
             A [`GeneratedSet`][failmodes.results.GeneratedSet] of every kept image.
         """
-        return steps.generate(
-            self._component("generator"), requests, class_names=self._names(), cache=self._cache(),
-            image_filter=self.image_filter, filter_rounds=self.filter_rounds, candidates=candidates,
-            progress=self.progress,
-        )  # fmt: skip
+        self._component("generator")  # a missing generator is named
+        return self.tools().generate(requests, candidates=candidates)
 
     def repair(
-        self, train_features: Any, train_labels: Any = None, extra_features: Any = None,
-        extra_labels: Any = None, *, lam: float = 0.5, seed: int = 0,
-    ) -> torch.nn.Linear:  # fmt: skip
+        self,
+        train_features: Any,
+        train_labels: Any = None,
+        extra_features: Any = None,
+        extra_labels: Any = None,
+        *,
+        lam: float = 0.5,
+        seed: int = 0,
+    ) -> torch.nn.Linear:
         """The head refit from the model's own ([`fit_head`][failmodes.steps.repair.fit_head]).
 
         Args:
@@ -324,9 +372,11 @@ class Debugger:
         """
         train = Features.of(train_features, train_labels)
         extra = None if extra_features is None else Features.of(extra_features, extra_labels)
-        head = steps.original_head(self._component("extractor"), train, self._names())
-        trainer = self._component("head_trainer")
-        return steps.fit_head(trainer, head, train, extra, lam=lam, seed=seed, cache=self._cache())
+        tools = self.tools()
+        head = steps.original_head(tools.extractor, train, self.class_names)
+        return steps.fit_head(
+            tools.head_trainer, head, train, extra, lam=lam, seed=seed, cache=tools.cache
+        )
 
     @staticmethod
     def evaluate(head: torch.nn.Linear, splits: Mapping[str, Any]) -> dict[str, float]:
@@ -343,10 +393,16 @@ class Debugger:
 
     # ------------------------------------------------------------------ the method
     def prepare(
-        self, train: Any, debug: Any, test: Any = None, *, seed: int = 0,
-        failures: FailureSet | None = None, guard: Any = None,
+        self,
+        train: Any,
+        debug: Any,
+        test: Any = None,
+        *,
+        seed: int = 0,
+        failures: FailureSet | None = None,
+        guard: Any = None,
         extra: Mapping[str, Any] | None = None,
-    ) -> PreparedRun:  # fmt: skip
+    ) -> PreparedRun:
         """Features, original head, failures and validation part: where every use starts.
 
         [`run`][run], [`refit_on`][refit_on], the [sweeps][failmodes.sweeps] and
@@ -371,7 +427,7 @@ class Debugger:
         test_f = None if test is None else self.features(test, name="test")
         guard_f = None if guard is None else self.features(guard, name="guard")
         extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
-        head = steps.original_head(self._component("extractor"), train_f, self._names())
+        head = steps.original_head(self._component("extractor"), train_f, self.class_names)
         if failures is None:
             failures = self.find_failures(debug, seed=seed, features=debug_f)
         validation = steps.validation_splits(failures, debug_f)
@@ -379,9 +435,13 @@ class Debugger:
 
     @on_engine
     def select(
-        self, prepared: PreparedRun, generated: GeneratedSet, candidates: Sequence[Candidate],
-        *, seed: int = 0,
-    ) -> Selection:  # fmt: skip
+        self,
+        prepared: PreparedRun,
+        generated: GeneratedSet,
+        candidates: Sequence[Candidate],
+        *,
+        seed: int = 0,
+    ) -> Selection:
         """Each candidate fitted, one chosen on validation ([`select_head`][failmodes.steps]).
 
         Args:
@@ -393,23 +453,26 @@ class Debugger:
         Returns:
             A [`Selection`][failmodes.steps.selection.Selection].
         """
-        stage("choosing among %d candidates on the validation part", len(candidates))
-        extractor, trainer = self._component("extractor"), self._component("head_trainer")
-        feats = steps.generated_features(extractor, generated, **self._extraction())
-        return steps.select_head(trainer, prepared, feats, candidates, tolerance=self.tolerance,
-                                 guard_tolerance=self.guard_tolerance, seed=seed,
-                                 cache=self._cache())  # fmt: skip
+        return self.tools().select(prepared, generated, candidates, seed=seed)
 
     @on_engine
     def run(
-        self, train: Any, debug: Any, test: Any, *, seed: int = 0, guard: Any = None,
+        self,
+        train: Any,
+        debug: Any,
+        test: Any,
+        *,
+        seed: int = 0,
+        guard: Any = None,
         extra: Mapping[str, Any] | None = None,
-    ) -> RunResult:  # fmt: skip
+    ) -> RunResult:
         """Run the whole method and its baselines.
 
-        In order: [`propose`][propose], [`prepare`][prepare], [`caption`][caption], one
-        [`generate`][generate] at the largest ``k`` and images per mode, a repair per candidate
-        chosen on the validation part ([`select`][select]), then the baselines.
+        In order: [`propose`][propose], [`prepare`][prepare], [`caption`][caption], the targeted
+        repair ([`steps.repair`][failmodes.steps.plans.repair] of a
+        [`targeted_plan`][failmodes.steps.plans.targeted_plan]: one set generated at the largest
+        ``k`` and images per mode, a candidate per setting chosen on the validation part), then
+        the baselines through the same step.
 
         Args:
             train: the training data (or a subset, e.g. 30 images per class) to refit on.
@@ -427,48 +490,47 @@ class Debugger:
             A [`RunResult`][failmodes.results.RunResult].
 
         Raises:
-            ValueError: a missing component, an invalid setting, fewer proposals than ``k``.
-            TypeError: a component that does not implement its interface.
+            ValueError: a missing component, fewer proposals than ``k``, bad data.
         """
         started = time.perf_counter()
-        grids = self.grids()
-        check_settings(self.components)
-        seed = check_seed(seed)
+        seed, grids = check_seed(seed), self.grids()
         train, debug, test, guard = (materialize(d) for d in (train, debug, test, guard))
-        for name in ("proposer", "captioner", "generator", "head_trainer"):
+        for name in ("proposer", "captioner", "generator"):
             self._component(name)
-        get_attribute(self.attribute)
         proposals = self.propose()  # cheap, and an error here costs nothing
         steps.check_enough_values(proposals, max(grids["k"]), self.attribute)
         prep = self.prepare(train, debug, test, seed=seed, guard=guard, extra=extra)
-        modes = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
-        generated, choice = targeted_repair(self, prep, modes, proposals, grids, seed)
-        heads = {"before": prep.head, "failmodes": choice.head}
-        tables = {"failmodes": choice.table}
-        baseline_sets: dict[str, GeneratedSet] = {}
+        captioned = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
+        repairs = self._repairs(prep, captioned, proposals, grids, seed)
+        targeted = repairs.pop("failmodes")
+        modes = dataclasses.replace(captioned, modes=targeted.modes)
+        heads = {"before": prep.head, "failmodes": targeted.selection.head}
+        heads.update((method, fixed.selection.head) for method, fixed in repairs.items())
         if self.baselines:
-            baseline_sets, fits = baseline_repairs(self, prep, modes, proposals, choice, seed)
-            heads.update((method, pick.head) for method, pick in fits.items())
-            tables.update((method, pick.table) for method, pick in fits.items())
-            trainer = self._component("head_trainer")
+            tools = self.tools()
             heads["refit"] = steps.fit_head(
-                trainer, prep.head, prep.train, lam=0.0, seed=seed, cache=self._cache()
+                tools.head_trainer, prep.head, prep.train, lam=0.0, seed=seed, cache=tools.cache
             )
         stage("evaluating %d heads", len(heads))
         accuracy, group_accuracy = steps.evaluate_run(prep, heads, groups_of(test))
         result = RunResult(
-            class_names=self._names(),
+            class_names=list(self.class_names),
             attribute=self.attribute,
             accuracy=accuracy,
             group_accuracy=group_accuracy,
             failures=prep.failures,
             modes=modes,
-            generated=generated,
-            selection=steps.selection_table(tables),
-            config=run_config(self.components, grids, choice.settings, seed, prep),
+            generated=targeted.generated,
+            selection=steps.selection_table(
+                {"failmodes": targeted.selection.table}
+                | {method: fixed.selection.table for method, fixed in repairs.items()}
+            ),
+            config=run_config(self.components, grids, targeted.selection.settings, seed, prep),
             caption_accuracy=steps.caption_accuracy(debug, modes),
-            mode_accuracy=steps.evaluate_modes(prep, heads, groups_of(debug), modes, generated),
-            baseline_generated=baseline_sets,
+            mode_accuracy=steps.evaluate_modes(
+                prep, heads, groups_of(debug), modes, targeted.generated
+            ),
+            baseline_generated={method: fixed.generated for method, fixed in repairs.items()},
             heads=heads,
             examples=failure_examples(debug, modes, per_mode=self.examples_per_mode),
             seconds=time.perf_counter() - started,
@@ -476,10 +538,48 @@ class Debugger:
         logger.info("run finished in %.1fs", result.seconds)
         return result
 
+    def _repairs(
+        self, prep: PreparedRun, modes: FailureModes, proposals: dict, grids: dict, seed: int
+    ) -> dict[str, Repair]:
+        """The targeted repair, then (with ``baselines``) the random and uniform ones."""
+        tools = self.tools()
+        plan = steps.targeted_plan(
+            modes.top_k(max(grids["k"])),
+            class_names=self.class_names,
+            attribute=self.attribute,
+            weights=allocation_weights(modes, self.allocation),
+            seed=seed,
+            **grids,
+        )
+        targeted = steps.repair(tools, prep, plan, proposals=proposals, seed=seed)
+        out = {"failmodes": targeted}
+        if not self.baselines:
+            return out
+        chosen = targeted.selection.settings
+        plans = steps.baseline_plans(
+            targeted.modes,
+            proposals,
+            class_names=self.class_names,
+            attribute=self.attribute,
+            k=chosen["k"],
+            images_per_mode=chosen["images_per_mode"],
+            lam=grids["lam"],
+            seed=seed,
+        )
+        for method, baseline in plans.items():
+            stage("baseline: %s", method)
+            out[method] = steps.repair(tools, prep, baseline, proposals=proposals, seed=seed)
+        return out
+
     def refit_on(
-        self, generated: GeneratedSet, train: Any, debug: Any, *,
-        failures: FailureSet | None = None, seed: int = 0,
-    ) -> tuple[torch.nn.Linear, float, pd.DataFrame]:  # fmt: skip
+        self,
+        generated: GeneratedSet,
+        train: Any,
+        debug: Any,
+        *,
+        failures: FailureSet | None = None,
+        seed: int = 0,
+    ) -> tuple[torch.nn.Linear, float, pd.DataFrame]:
         """This model's head repaired with a given set; ``lam`` chosen as [`run`][run] does.
 
         Args:
@@ -494,6 +594,7 @@ class Debugger:
             ``(head, lam, selection table)``, one row per candidate ``lam``.
         """
         prep = self.prepare(train, debug, seed=seed, failures=failures)
-        candidates = steps.lam_candidates(len(generated), self.grids()["lam"])
-        pick = self.select(prep, generated, candidates, seed=seed)
+        plan = steps.given_plan(self.grids()["lam"], method="refit_on")
+        fixed = steps.repair(self.tools(), prep, plan, generated=generated, seed=seed)
+        pick = fixed.selection
         return pick.head, float(pick.settings["lam"]), pick.table

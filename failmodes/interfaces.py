@@ -315,9 +315,14 @@ class ImageGenerator(abc.ABC):
             world's backgrounds), or ``None`` (the default) for any; the
             [`Debugger`][failmodes.debugger.Debugger] refuses another ``attribute`` before any
             work.
+        seeds_: after a call to [`generate`][generate], for each of its requests, the seed
+            each returned image came from, when some differ from ``request.image_seed(i)`` (a
+            generator that replaced a blank image with a new seed); ``None`` (the default):
+            every image came from ``request.image_seed(i)``. The cache's manifests record it.
     """
 
     attribute: str | None = None
+    seeds_: list[list[int]] | None = None
 
     @abc.abstractmethod
     def generate(

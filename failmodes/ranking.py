@@ -19,24 +19,32 @@ Examples:
 
 from __future__ import annotations
 
+import abc
 import math
+import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 __all__ = [
     "ALLOCATIONS",
-    "RANKS",
+    "DEFAULT_RANK",
+    "RANKINGS",
     "STATS_COLUMNS",
+    "CountRanking",
+    "ExcessRanking",
+    "Ranking",
     "allocate",
+    "allocation_weights",
+    "get_ranking",
     "mode_counts",
     "mode_stats",
     "rank_values",
+    "register_ranking",
+    "top_modes",
     "wilson_interval",
 ]
-
-RANKS = ("excess", "count")
-"""The ways to rank a class's values: by excess failures, or by failure count (the paper's)."""
 
 ALLOCATIONS = ("even", "excess")
 """How a class's images are shared among its modes: evenly, or in proportion to excess failures."""
@@ -124,34 +132,301 @@ def mode_stats(
     return pd.DataFrame(rows, columns=list(STATS_COLUMNS))
 
 
+class Ranking(abc.ABC):
+    """How a class's captioned values are ranked into its failure modes.
+
+    A ranking orders the rows of a class's [`mode_stats`][mode_stats] (one per value) and may
+    leave some out. Register a new one with [`register_ranking`][register_ranking]; its
+    ``name`` is then accepted wherever a ranking is (``Debugger(rank=...)``, ``failmodes demo
+    --rank``), and ``Debugger(rank=MyRanking())`` takes an unregistered one.
+
+    Attributes:
+        name: how settings, configs and the command line name it.
+        needs_successes: whether it needs a sample of each class's successes captioned too
+            (failure rates against the class's base rate); the captions step then captions them.
+        explanation: how the report words the rule, after "per class,".
+
+    Examples:
+        A ranking by lift (failure rate over the class's), used without registering it:
+
+        >>> from failmodes.ranking import Ranking, mode_stats
+        >>> class ByLift(Ranking):
+        ...     name = "lift"
+        ...     needs_successes = True
+        ...     explanation = "the values that fail most often against the class are its modes"
+        ...     def key(self, row):
+        ...         return (-row.lift, -row.failures)
+        >>> table = mode_stats({"on a table": (40, 400), "in snow": (3, 4)},
+        ...                    class_failures=100, class_total=1000)
+        >>> ByLift().rank(table)
+        ['in snow', 'on a table']
+    """
+
+    name: str = ""
+    needs_successes: bool = False
+    explanation: str = ""
+
+    @abc.abstractmethod
+    def key(self, row: Any) -> tuple:
+        """The sort key of one value (a row of [`mode_stats`][mode_stats]); smaller first.
+
+        Args:
+            row: the value's row, with the fields of [`STATS_COLUMNS`][STATS_COLUMNS].
+
+        Returns:
+            A tuple; ties are broken by the class's candidate order, then the value.
+        """
+
+    def keeps(self, row: Any, *, has_successes: bool) -> bool:
+        """Whether a value with at least one failure may be a mode (by default, every one).
+
+        Args:
+            row: the value's row of [`mode_stats`][mode_stats].
+            has_successes: whether successes were captioned, so that its rate is known.
+
+        Returns:
+            ``True`` to keep the value among the ranked ones.
+        """
+        return True
+
+    def rank(
+        self, stats: pd.DataFrame, *, order: Sequence[str] = (), has_successes: bool = False
+    ) -> list[str]:
+        """A class's values with failures that this ranking keeps, best first.
+
+        Args:
+            stats: the class's [`mode_stats`][mode_stats].
+            order: the class's candidates; their order breaks the remaining ties.
+            has_successes: whether successes were captioned (see [`keeps`][keeps]).
+
+        Returns:
+            The ranked values.
+        """
+        position = {v: i for i, v in enumerate(order)}
+        rows = [
+            r
+            for r in stats.itertuples(index=False)
+            if r.failures > 0 and self.keeps(r, has_successes=has_successes)
+        ]
+        rows.sort(key=lambda r: (*self.key(r), position.get(r.value, len(position)), r.value))
+        return [r.value for r in rows]
+
+    def explain(self, *, has_successes: bool) -> str:
+        """How the report words the rule, after "per class,".
+
+        Args:
+            has_successes: whether successes were captioned.
+
+        Returns:
+            ``explanation``, unless the ranking reads otherwise without successes.
+        """
+        return self.explanation
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class CountRanking(Ranking):
+    """The paper's ranking: the values with the most failures first."""
+
+    name = "count"
+    needs_successes = False
+    explanation = "the most frequent ones are its failure modes"
+
+    def key(self, row: Any) -> tuple:
+        """Failures, most first.
+
+        Args:
+            row: the value's row of [`mode_stats`][mode_stats].
+
+        Returns:
+            ``(-failures,)``.
+        """
+        return (-row.failures,)
+
+
+class ExcessRanking(Ranking):
+    """Failures beyond the class's base rate first; with captioned successes, only values above it.
+
+    A value that is merely frequent among a class's images collects many of its failures;
+    ranking by excess failures (``failures - total x base rate``) puts a rare value that nearly
+    always fails above it.
+    """
+
+    name = "excess"
+    needs_successes = True
+    explanation = "the values with the most failures beyond the class's rate are its failure modes"
+
+    def key(self, row: Any) -> tuple:
+        """Excess failures, then failures, most first.
+
+        Args:
+            row: the value's row of [`mode_stats`][mode_stats].
+
+        Returns:
+            ``(-excess, -failures)``, the excess rounded to 9 decimals (float noise ties).
+        """
+        return (-round(row.excess, 9), -row.failures)
+
+    def keeps(self, row: Any, *, has_successes: bool) -> bool:
+        """Only values failing beyond the class's rate, once that rate is known.
+
+        Args:
+            row: the value's row of [`mode_stats`][mode_stats].
+            has_successes: whether successes were captioned.
+
+        Returns:
+            Whether the value's excess is positive (always ``True`` without successes).
+        """
+        return not has_successes or row.excess > 0
+
+    def explain(self, *, has_successes: bool) -> str:
+        """Without captioned successes every excess is 0, and the ranking is by count.
+
+        Args:
+            has_successes: whether successes were captioned.
+
+        Returns:
+            The rule, in words.
+        """
+        return self.explanation if has_successes else CountRanking.explanation
+
+
+RANKINGS: dict[str, Ranking] = {}
+"""The registered rankings by name; [`register_ranking`][register_ranking] adds one."""
+
+DEFAULT_RANK = "excess"
+"""The ranking used where none is given."""
+
+
+def register_ranking(ranking: Ranking) -> Ranking:
+    """Make ``ranking`` available by its name.
+
+    Args:
+        ranking: a [`Ranking`][Ranking] with a non-empty ``name``.
+
+    Returns:
+        ``ranking``.
+
+    Raises:
+        TypeError: if ``ranking`` is not a Ranking.
+        ValueError: if its name is empty.
+    """
+    if not isinstance(ranking, Ranking):
+        raise TypeError(f"ranking must be a Ranking, got {type(ranking).__name__}")
+    if not isinstance(ranking.name, str) or not ranking.name:
+        raise ValueError(f"{type(ranking).__name__}.name must be a non-empty string")
+    RANKINGS[ranking.name] = ranking
+    return ranking
+
+
+for _builtin in (ExcessRanking(), CountRanking()):
+    register_ranking(_builtin)
+
+
+def get_ranking(rank: str | Ranking) -> Ranking:
+    """The ranking named ``rank`` (a [`Ranking`][Ranking] passes through).
+
+    Args:
+        rank: a registered name (see [`RANKINGS`][RANKINGS]) or a Ranking.
+
+    Returns:
+        The ranking.
+
+    Raises:
+        ValueError: naming the registered rankings, if ``rank`` is neither.
+    """
+    if isinstance(rank, Ranking):
+        return rank
+    if isinstance(rank, str) and rank in RANKINGS:
+        return RANKINGS[rank]
+    raise ValueError(f"rank must be one of {list(RANKINGS)} or a Ranking, got {rank!r}")
+
+
 def rank_values(
-    stats: pd.DataFrame, *, rank: str = "excess", order: Sequence[str] = ()
+    stats: pd.DataFrame,
+    *,
+    rank: str | Ranking = DEFAULT_RANK,
+    order: Sequence[str] = (),
+    has_successes: bool = False,
 ) -> list[str]:
-    """A class's values with failures, best first.
+    """A class's values with failures, best first, by the ranking ``rank``.
 
     Args:
         stats: the class's [`mode_stats`][mode_stats].
-        rank: ``"excess"`` (excess failures, then failures) or ``"count"`` (failures).
+        rank: a ranking's name or a [`Ranking`][Ranking].
         order: the class's candidates; their order breaks the remaining ties.
+        has_successes: whether successes were captioned (a ranking may then leave values out).
 
     Returns:
-        The values that have at least one failure, ranked.
+        The values the ranking keeps, ranked.
 
     Raises:
-        ValueError: if ``rank`` is not one of [`RANKS`][RANKS].
+        ValueError: if ``rank`` is not a registered ranking.
     """
-    if rank not in RANKS:
-        raise ValueError(f"rank must be one of {list(RANKS)}, got {rank!r}")
-    position = {v: i for i, v in enumerate(order)}
-    rows = [r for r in stats.itertuples(index=False) if r.failures > 0]
+    return get_ranking(rank).rank(stats, order=order, has_successes=has_successes)
 
-    def key(r) -> tuple:
-        tie = (position.get(r.value, len(position)), r.value)
-        if rank == "count":
-            return (-r.failures, *tie)
-        return (-round(r.excess, 9), -r.failures, *tie)
 
-    return [r.value for r in sorted(rows, key=key)]
+def top_modes(modes: Any, k: int, *, warn: bool = False) -> dict[str, list[str]]:
+    """The ``k`` best-ranked values of each class of ``modes``, by its ranking.
+
+    Each class's values are ranked by ``modes.rank`` (see [`Ranking.rank`][Ranking.rank]), ties
+    broken by the class's candidate order. With ``modes.significant`` and captioned successes,
+    only values whose failure rate's Wilson interval lies above the class's base rate are kept;
+    a class with none keeps its ranked values.
+
+    Args:
+        modes: a [`FailureModes`][failmodes.results.FailureModes].
+        k: values kept per class.
+        warn: warn when ``significant`` is set and a class has no value that clears its rate.
+
+    Returns:
+        ``{class_name: [value, ...]}``, best first; classes without a ranked value are left out.
+    """
+    ranking = get_ranking(modes.rank)
+    out, fallback = {}, []
+    for name, table in modes.stats().groupby("class", sort=False):
+        ranked = ranking.rank(
+            table, order=modes.candidates.get(name, []), has_successes=modes.has_successes
+        )
+        if not ranked:
+            continue
+        if modes.significant and modes.has_successes:
+            clear = set(table.loc[table["ci_low"] > table["base_rate"], "value"])
+            if clear:
+                ranked = [v for v in ranked if v in clear]
+            else:
+                fallback.append(name)
+        out[name] = ranked[:k]
+    if warn and fallback:
+        more = f", ... ({len(fallback) - 5} more)" if len(fallback) > 5 else ""
+        shown = ", ".join(fallback[:5]) + more
+        warnings.warn(
+            f"{len(fallback)} classes have no value whose failure rate is clearly above the "
+            f"class's ({shown}): they keep their top {k} values by {ranking.name}; caption more "
+            "images to tell modes from chance",
+            stacklevel=4,  # the caller of FailureModes.from_captions
+        )
+    return out
+
+
+def allocation_weights(modes: Any, allocation: str) -> dict[str, dict[str, float]] | None:
+    """How a class's images are shared among its modes, for [`mode_counts`][mode_counts].
+
+    Args:
+        modes: a [`FailureModes`][failmodes.results.FailureModes].
+        allocation: one of [`ALLOCATIONS`][ALLOCATIONS]: ``"even"`` (``None``: evenly) or
+            ``"excess"`` (in proportion to each value's excess failures).
+
+    Returns:
+        ``{class_name: {value: weight}}``, or ``None`` for an even share.
+
+    Raises:
+        ValueError: if ``allocation`` is not one of [`ALLOCATIONS`][ALLOCATIONS].
+    """
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {list(ALLOCATIONS)}, got {allocation!r}")
+    return modes.excess() if allocation == "excess" else None
 
 
 def allocate(weights: Sequence[float], total: int) -> list[int]:

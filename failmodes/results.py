@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,9 +15,17 @@ import numpy as np
 import pandas as pd
 
 from failmodes.attributes import phrase
-from failmodes.images import ImageList, file_inside, png_bytes, thumbnail
+from failmodes.images import ImageList
 from failmodes.interfaces import Caption, GenerationRequest
-from failmodes.ranking import RANKS, STATS_COLUMNS, mode_stats, rank_values
+from failmodes.methods import SPLITS
+from failmodes.ranking import (
+    DEFAULT_RANK,
+    STATS_COLUMNS,
+    Ranking,
+    get_ranking,
+    mode_stats,
+    top_modes,
+)
 
 __all__ = [
     "FailureExample",
@@ -29,7 +36,6 @@ __all__ = [
     "ModeAccuracy",
     "PreparedRun",
     "RunResult",
-    "failure_examples",
 ]
 
 
@@ -254,8 +260,9 @@ class FailureModes:
         success_captions: one [`Caption`][failmodes.interfaces.Caption] per success.
         usual: ``{class_name: value}``: each class's usual value, captioned beside the
             candidates; it counts in the class's totals and is never a mode.
-        rank: ``"count"`` (values with the most failures first) or ``"excess"`` (the most
-            failures beyond the class's base rate first; see [`stats`][stats]).
+        rank: the [ranking][failmodes.ranking.Ranking] of each class's values, by name
+            (``"excess"``: the most failures beyond the class's base rate first, see
+            [`stats`][stats]; ``"count"``: the most failures first) or as an object.
         significant: whether only values whose failure rate's interval clears the class's base
             rate are modes.
 
@@ -294,7 +301,7 @@ class FailureModes:
     success_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     success_captions: list[Caption] = field(default_factory=list)
     usual: dict[str, str] = field(default_factory=dict)
-    rank: str = "count"
+    rank: str | Ranking = DEFAULT_RANK
     significant: bool = False
 
     @classmethod
@@ -311,7 +318,7 @@ class FailureModes:
         k: int,
         successes: tuple[np.ndarray, np.ndarray, Sequence[Caption]] | None = None,
         usual: dict[str, str] | None = None,
-        rank: str = "count",
+        rank: str | Ranking = DEFAULT_RANK,
         significant: bool = False,
     ) -> FailureModes:
         """Count the captions per class and keep the ``k`` best-ranked values.
@@ -332,7 +339,7 @@ class FailureModes:
                 values were captioned.
             successes: ``(indices, labels, captions)`` of captioned successes, or ``None``.
             usual: each class's usual value (never a mode), or ``None``.
-            rank: ``"count"`` or ``"excess"`` (see [`stats`][stats]).
+            rank: a ranking's name or a [`Ranking`][failmodes.ranking.Ranking].
             significant: keep only values whose failure rate's interval lies above the class's
                 base rate (a class with none keeps its top ``k``, with a warning).
 
@@ -344,8 +351,7 @@ class FailureModes:
         """
         if k < 1:
             raise ValueError(f"k must be a positive number of modes per class, got {k}")
-        if rank not in RANKS:
-            raise ValueError(f"rank must be one of {list(RANKS)}, got {rank!r}")
+        get_ranking(rank)  # a ValueError naming the rankings
         s_idx, s_labels, s_caps = successes if successes is not None else ([], [], [])
         result = cls(
             list(class_names),
@@ -427,8 +433,9 @@ class FailureModes:
         """
         out: dict[str, dict[str, float]] = {}
         table = self.stats()
-        for name, value, excess in zip(table["class"], table["value"], table["excess"],
-                                       strict=True):  # fmt: skip
+        for name, value, excess in zip(
+            table["class"], table["value"], table["excess"], strict=True
+        ):
             out.setdefault(name, {})[value] = float(excess)
         return out
 
@@ -451,8 +458,9 @@ class FailureModes:
             usual = self.usual.get(name)
             counts = {v: (f, t) for v, (f, t) in row.items() if v is not None and v != usual}
             order = {v: i for i, v in enumerate(self.candidates.get(name, []))}
-            counts = dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)),
-                                                                 kv[0])))  # fmt: skip
+            counts = dict(
+                sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+            )
             out[name] = (
                 counts,
                 sum(f for f, _ in row.values()),
@@ -463,9 +471,10 @@ class FailureModes:
     def top_k(self, k: int, *, warn: bool = False) -> dict[str, list[str]]:
         """The ``k`` best-ranked values per class (by ``rank``), ties broken by candidate order.
 
-        With ``rank="excess"`` and captioned successes, only values that fail more often than
-        their class (positive excess) can be modes: a class whose failures are spread evenly
-        over its values keeps fewer, or none.
+        The policy is [`failmodes.ranking.top_modes`][failmodes.ranking.top_modes]: with
+        ``rank="excess"`` and captioned successes, only values that fail more often than their
+        class (positive excess) can be modes, so a class whose failures are spread evenly over
+        its values keeps fewer, or none.
 
         Args:
             k: values kept per class.
@@ -476,31 +485,7 @@ class FailureModes:
             ``{class_name: [value, ...]}``, best first; classes without a captioned failure are
             left out.
         """
-        modes, fallback = {}, []
-        stats = self.stats()
-        for name, table in stats.groupby("class", sort=False):
-            order = self.candidates.get(name, [])
-            ranked = rank_values(table, rank=self.rank, order=order)
-            if self.rank == "excess" and self.has_successes:  # only values failing beyond it
-                beyond = set(table.loc[table["excess"] > 0, "value"])
-                ranked = [v for v in ranked if v in beyond]
-            if not ranked:
-                continue
-            if self.significant and self.has_successes:
-                clear = set(table.loc[table["ci_low"] > table["base_rate"], "value"])
-                if clear:
-                    ranked = [v for v in ranked if v in clear]
-                else:
-                    fallback.append(name)
-            modes[name] = ranked[:k]
-        if warn and fallback:
-            warnings.warn(
-                f"{len(fallback)} classes have no value whose failure rate is clearly above "
-                f"the class's ({_shorten(fallback)}): they keep their top {k} values by "
-                f"{self.rank}; caption more images to tell modes from chance",
-                stacklevel=3,
-            )
-        return modes
+        return top_modes(self, k, warn=warn)
 
     def top_prediction(self, class_name: str, value: str) -> str | None:
         """The class most often predicted for failures of ``class_name`` captioned ``value``.
@@ -629,7 +614,7 @@ class FailureExample:
         value: the value it was captioned with (``None`` when no candidate was likely enough).
         score: the captioner's score for ``value``.
         png: the thumbnail, PNG-encoded, at most ``size`` pixels a side (see
-            [`failure_examples`][failure_examples]).
+            [`failure_examples`][failmodes.thumbnails.failure_examples]).
 
     Examples:
         >>> from failmodes import FailureExample
@@ -652,100 +637,6 @@ def _count(n: int, noun: str) -> str:
 
 def _times(lift: float) -> str:
     return "n/a\u00d7" if math.isnan(lift) else f"{lift:.1f}\u00d7"
-
-
-def _shorten(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"
-
-
-def failure_examples(
-    debug: Any, modes: FailureModes, *, per_mode: int = 4, size: int = 96
-) -> list[FailureExample]:
-    """Thumbnails of a few ``debug_seed`` failures of every failure mode, for reports.
-
-    For each (class, value) of ``modes.modes``, ``per_mode`` of the failures captioned with
-    that value are kept, spread evenly over them in debug-set order (so the same run always
-    keeps the same ones). Only those images are read from ``debug``. Images larger than
-    ``size`` pixels are shrunk, smaller ones kept as they are; images that are neither PIL
-    images nor ``(C, H, W)`` / ``(H, W, C)`` arrays or tensors are skipped.
-
-    Args:
-        debug: the debug set the failures index into.
-        modes: the captioned failures and their modes.
-        per_mode: failures kept per mode (0 keeps none).
-        size: the thumbnails' largest side in pixels (at least 8).
-
-    Returns:
-        One [`FailureExample`][FailureExample] per kept failure, mode by mode (classes in
-        label order, each class's modes in rank order).
-
-    Raises:
-        ValueError: if ``per_mode`` is not an integer >= 0 or ``size`` not an integer >= 8.
-
-    Examples:
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> from failmodes import Caption, FailureModes
-        >>> from failmodes.results import failure_examples
-        >>> debug = [(Image.new("RGB", (128, 128), "red"), i % 2) for i in range(10)]
-        >>> modes = FailureModes.from_captions(
-        ...     class_names=["fox", "wallet"],
-        ...     attribute="background",
-        ...     indices=np.array([3, 5, 8]),
-        ...     labels=np.array([1, 1, 0]),
-        ...     predictions=np.array([0, 0, 1]),
-        ...     captions=[Caption("in a desert", 0.9), Caption("in a desert", 0.7),
-        ...               Caption("in a jungle", 0.8)],
-        ...     candidates={"wallet": ["in a desert"], "fox": ["in a jungle"]},
-        ...     k=1,
-        ... )
-        >>> examples = failure_examples(debug, modes, per_mode=1, size=32)
-        >>> [(example.index, example.value) for example in examples]
-        [(8, 'in a jungle'), (3, 'in a desert')]
-    """
-    from failmodes.data import images_at
-
-    if isinstance(per_mode, bool) or not isinstance(per_mode, int) or per_mode < 0:
-        raise ValueError(f"per_mode must be an integer >= 0, got {per_mode!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
-    if per_mode == 0:
-        return []
-    picks: list[int] = []  # positions in modes.indices
-    for name in modes.class_names:
-        label = modes.class_names.index(name)
-        for value in modes.modes.get(name, []):
-            rows = sorted(
-                (
-                    i
-                    for i, (y, cap) in enumerate(zip(modes.labels, modes.captions, strict=True))
-                    if int(y) == label and cap.value == value
-                ),
-                key=lambda i: int(modes.indices[i]),
-            )
-            if len(rows) > per_mode:
-                spread = np.unique(np.linspace(0, len(rows) - 1, per_mode).round().astype(int))
-                rows = [rows[j] for j in spread]
-            picks.extend(rows)
-    images = images_at(debug, [int(modes.indices[i]) for i in picks])
-    examples = []
-    for i, image in zip(picks, images, strict=True):
-        thumb = thumbnail(image, size)
-        if thumb is None:
-            continue
-        caption = modes.captions[i]
-        examples.append(
-            FailureExample(
-                index=int(modes.indices[i]),
-                label=int(modes.labels[i]),
-                prediction=int(modes.predictions[i]),
-                value=caption.value,
-                score=float(caption.score),
-                png=png_bytes(thumb),
-            )
-        )
-    return examples
 
 
 @dataclass
@@ -906,10 +797,7 @@ class GeneratedSet:
     def export(self, folder: str | Path) -> Path:
         """Write the images as an image folder, ``<class>/<value>/NNNN.png``, with a manifest.
 
-        ``manifest.json`` lists every request (class, value, prompt, count, seed) and every
-        image (its file, request, index in the request and seed), so that a debugging set can
-        be shared, inspected and read back with [`load`][load]. Bare-class images go in a
-        ``_none`` folder. The filter report and the image ids are not written.
+        See [`export_generated`][failmodes.generated_files.export_generated].
 
         Args:
             folder: where to write; it must not exist yet or be empty (it is created).
@@ -920,39 +808,15 @@ class GeneratedSet:
         Raises:
             FileExistsError: if ``folder`` exists and is not empty.
         """
-        from dataclasses import asdict
+        from failmodes.generated_files import export_generated
 
-        folder = Path(folder)
-        if folder.exists() and any(folder.iterdir()):
-            raise FileExistsError(f"{folder} is not empty; export into a new folder")
-        offsets = _offsets(self.request_index)
-        entries = []
-        for i, image in enumerate(self.images):
-            request = self.requests[int(self.request_index[i])]
-            value = "_none" if self.values[i] is None else _safe_name(self.values[i])
-            sub = Path(_safe_name(request.class_name)) / value
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-            name = sub / f"{i:04d}.png"
-            image.save(folder / name, format="PNG")
-            entries.append(
-                {
-                    "file": name.as_posix(),
-                    "request": int(self.request_index[i]),
-                    "index": int(offsets[i]),
-                    "seed": request.image_seed(int(offsets[i])),
-                }
-            )
-        manifest = {
-            "format": "failmodes.GeneratedSet/1",
-            "requests": [asdict(r) for r in self.requests],
-            "images": entries,
-        }
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        return folder
+        return export_generated(self, folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> GeneratedSet:
         """Read a set written by [`export`][export].
+
+        See [`read_generated`][failmodes.generated_files.read_generated].
 
         Args:
             folder: the folder [`export`][export] wrote, with its ``manifest.json``.
@@ -963,28 +827,22 @@ class GeneratedSet:
 
         Raises:
             FileNotFoundError: if the folder has no ``manifest.json`` or an image is missing.
-            ValueError: if the manifest names a file outside the folder (an absolute path,
-                ``..``, a link out of it).
+            ValueError: if the manifest names a file outside the folder.
         """
-        from PIL import Image
+        from failmodes.generated_files import read_generated
 
-        folder = Path(folder)
-        manifest = json.loads((folder / "manifest.json").read_text())
-        requests = [GenerationRequest(**r) for r in manifest["requests"]]
-        images, owner = [], []
-        for entry in manifest["images"]:
-            path = file_inside(folder, entry["file"], f"{folder / 'manifest.json'}")
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-            owner.append(int(entry["request"]))
-        owner_array = np.asarray(owner, dtype=np.int64)
-        return cls(
-            requests,
-            images,
-            np.asarray([requests[j].class_index for j in owner], dtype=np.int64),
-            [requests[j].value for j in owner],
-            owner_array,
-        )
+        requests, images, owner = read_generated(folder)
+        labels = np.asarray([requests[j].class_index for j in owner], dtype=np.int64)
+        return cls(requests, images, labels, [requests[j].value for j in owner], owner)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """For each image, its index within its request (``request.image_seed(offset)``)."""
+        offsets = np.zeros(len(self.request_index), dtype=np.int64)
+        for j in np.unique(self.request_index):
+            where = np.flatnonzero(self.request_index == j)
+            offsets[where] = np.arange(len(where))
+        return offsets
 
     @property
     def n_filtered_out(self) -> int | None:
@@ -1002,7 +860,7 @@ class GeneratedSet:
             request) and ``seed`` (the image's own, ``request.image_seed(i)``).
         """
         reqs = [self.requests[int(j)] for j in self.request_index]
-        offsets = _offsets(self.request_index)
+        offsets = self.offsets
         return pd.DataFrame(
             {
                 "label": self.labels,
@@ -1045,10 +903,6 @@ class ModeAccuracy:
         return self.n_in / max(self.n_in + self.n_out, 1)
 
 
-METHODS = ("before", "failmodes", "random", "uniform", "refit")
-SPLITS = ("test", "debug_seed", "debug_heldout", "validation")
-
-
 @dataclass
 class RunResult:
     """Everything one [`failmodes.Debugger.run`][failmodes.debugger.Debugger.run] measured.
@@ -1075,7 +929,8 @@ class RunResult:
         heads: the fitted heads, per method.
         seconds: wall-clock time of the run.
         examples: thumbnails of a few failures of each failure mode, shown by [`report`][report]
-            (see [`failure_examples`][failure_examples]); empty when none were kept.
+            (see [`failure_examples`][failmodes.thumbnails.failure_examples]); empty when none
+            were kept.
 
     Examples:
         [`Debugger.run`][failmodes.debugger.Debugger.run] makes one; by hand, with two methods
@@ -1178,61 +1033,9 @@ class RunResult:
         Raises:
             KeyError: if ``accuracy`` lacks the ``before`` or ``failmodes`` method.
         """
-        acc = self.accuracy
-        out: dict[str, Any] = {
-            "test_acc_before": acc["before"]["test"],
-            "test_acc_after": acc["failmodes"]["test"],
-            "seed_acc_after": acc["failmodes"]["debug_seed"],
-            "heldout_acc_after": acc["failmodes"]["debug_heldout"],
-        }
-        for method in ("random", "uniform", "refit"):
-            if method not in acc:
-                continue
-            for split, key in (
-                ("test", "test"),
-                ("debug_seed", "seed"),
-                ("debug_heldout", "heldout"),
-            ):
-                out[f"{method}_{key}_acc_after"] = acc[method][split]
-        more = [split for split in acc["before"] if split not in SPLITS]  # guard, extra
-        for split in more:
-            out[f"{split}_acc_before"] = acc["before"][split]
-            for method in METHODS:
-                if method != "before" and method in acc:
-                    key = "" if method == "failmodes" else f"{method}_"
-                    out[f"{key}{split}_acc_after"] = acc[method][split]
-        if "guard" in self.config:
-            out["guard_given"] = bool(self.config["guard"])
-            out["kept_original"] = bool(self.config.get("kept_original", False))
-        out.update(self._mode_summary())
-        for method in METHODS:
-            worst = self.worst_group(method)
-            if worst is not None:
-                out[f"{method}_worst_group_test_acc"] = worst
-        out.update(
-            n_failures=int(len(self.failures.seed) + len(self.failures.heldout)),
-            n_seed=int(len(self.failures.seed)),
-            n_heldout=int(len(self.failures.heldout)),
-            n_generated=len(self.generated),
-            n_filtered_out=self.generated.n_filtered_out,
-            caption_accuracy=self.caption_accuracy,
-            failure_modes=self.modes.modes,
-            descriptions=self.modes.describe(),
-            config=self.config,
-            seconds=self.seconds,
-        )
-        return out
+        from failmodes.summary import run_summary
 
-    def _mode_summary(self) -> dict[str, float]:
-        """The summary's keys of ``mode_accuracy`` (none when it is unknown)."""
-        if self.mode_accuracy is None:
-            return {}
-        out = {"heldout_in_modes_share": self.mode_accuracy.share}
-        for method, sides in self.mode_accuracy.accuracy.items():
-            key = "" if method == "failmodes" else f"{method}_"
-            for side, value in sides.items():
-                out[f"{key}heldout_{side}_acc_after"] = None if math.isnan(value) else value
-        return out
+        return run_summary(self)
 
     def save_summary(self, path: str | Path) -> Path:
         """Write [`summary`][summary] as JSON.
@@ -1274,18 +1077,3 @@ class RunResult:
         page = render(self, generated_per_mode=generated_per_mode, max_classes=max_classes)
         path.write_text(page, encoding="utf-8")
         return path
-
-
-def _offsets(request_index: np.ndarray) -> np.ndarray:
-    """For each image, its index within its request."""
-    offsets = np.zeros(len(request_index), dtype=np.int64)
-    for j in np.unique(request_index):
-        where = np.flatnonzero(request_index == j)
-        offsets[where] = np.arange(len(where))
-    return offsets
-
-
-def _safe_name(text: str) -> str:
-    """A folder name from a class or value: spaces to underscores, no path separators."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip())
-    return cleaned.strip("._") or "_"

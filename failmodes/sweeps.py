@@ -1,9 +1,11 @@
 """Sweeps of the repair's two knobs, lambda and k (Chegini & Feizi, figure 5).
 
-Each sweep is one call: it runs the method's steps once (features, failures, captions, one
-generated set at the largest setting), then refits the head for every value and measures it on
-the validation part of the debug set (never on ``debug_heldout`` or test, which stay unbiased):
-overall accuracy and accuracy on the validation part's failures.
+Each sweep is one call: it runs the method's steps once (features, failures, captions), then one
+targeted repair ([`failmodes.steps.repair`][failmodes.steps.plans.repair], as a run makes it:
+one generated set at the largest setting, the Debugger's allocation) whose candidates are the
+swept values, each measured on the validation part of the debug set (never on
+``debug_heldout`` or test, which stay unbiased): overall accuracy and accuracy on the
+validation part's failures.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from failmodes._imports import require
-from failmodes.steps import evaluate, targeted_candidates
+from failmodes.ranking import allocation_weights
+from failmodes.steps import evaluate, repair, targeted_plan
 
 if TYPE_CHECKING:
     from failmodes.debugger import Debugger
@@ -80,8 +83,9 @@ class SweepResult:
         x = self.table[self.parameter]
         ax.plot(x, self.table["val_acc"], marker="o", label="validation (all)")
         ax.plot(x, self.table["val_failure_acc"], marker="o", label="validation failures")
-        ax.axhline(self.table["val_acc_before"].iloc[0], ls="--", lw=1, color="grey",
-                   label="before (all)")  # fmt: skip
+        ax.axhline(
+            self.table["val_acc_before"].iloc[0], ls="--", lw=1, color="grey", label="before (all)"
+        )
         ax.set_xlabel("λ" if self.parameter == "lam" else "k (failure modes per class)")
         ax.set_ylabel("accuracy")
         ax.legend()
@@ -135,7 +139,7 @@ def sweep_lam(
     if not lams or any(not np.isfinite(v) or v < 0 for v in lams):
         raise ValueError(f"values must be a non-empty list of lam >= 0, got {list(values)!r}")
     k = max(dbg.grids()["k"]) if k is None else int(k)
-    return _sweep(dbg, train, debug, "lam", [(k, lam) for lam in lams], images_per_mode, seed)
+    return _sweep(dbg, train, debug, "lam", {"k": [k], "lam": lams}, images_per_mode, seed)
 
 
 def sweep_k(
@@ -179,7 +183,7 @@ def sweep_k(
     ks = [int(v) for v in values]
     if not ks or any(v < 1 for v in ks):
         raise ValueError(f"values must be a non-empty list of k >= 1, got {list(values)!r}")
-    return _sweep(dbg, train, debug, "k", [(k, float(lam)) for k in ks], images_per_mode, seed)
+    return _sweep(dbg, train, debug, "k", {"k": ks, "lam": [float(lam)]}, images_per_mode, seed)
 
 
 def _sweep(
@@ -187,25 +191,27 @@ def _sweep(
     train: Any,
     debug: Any,
     parameter: str,
-    settings: list[tuple[int, float]],
+    grids: dict[str, list],
     images_per_mode: int | None,
     seed: int,
 ) -> SweepResult:
+    """One targeted repair of the Debugger's modes with the swept grids; its search as a table."""
     n = max(dbg.grids()["images_per_mode"]) if images_per_mode is None else int(images_per_mode)
-    k_max = max(k for k, _ in settings)
     proposals = dbg.propose()
     prep = dbg.prepare(train, debug, seed=seed)
-    ranked = dbg.caption(debug, prep.failures, proposals, k=k_max).top_k(k_max)
-    counts = {(c, v): n for c in dbg.class_names for v in ranked.get(c, [])}
-    generated = dbg.generate(dbg.requests(counts, seed=seed), candidates=proposals)
-    candidates = [
-        candidate
-        for k, lam in settings
-        for candidate in targeted_candidates(
-            generated, ranked, k=[k], images_per_mode=[n], lam=[lam]
-        )
-    ]
-    table = dbg.select(prep, generated, candidates, seed=seed).table
+    k_max = max(grids["k"])
+    modes = dbg.caption(debug, prep.failures, proposals, k=k_max, seed=seed)
+    plan = targeted_plan(
+        modes.top_k(k_max),
+        class_names=dbg.class_names,
+        attribute=dbg.attribute,
+        images_per_mode=[n],
+        weights=allocation_weights(modes, dbg.allocation),
+        seed=seed,
+        **grids,
+    )
+    fixed = repair(dbg.tools(), prep, plan, proposals=proposals, seed=seed)
+    table = fixed.selection.table
     before = evaluate(prep.head, prep.validation)
     return SweepResult(
         parameter,
@@ -216,7 +222,7 @@ def _sweep(
                 "images_per_mode": table["images_per_mode"],
                 "val_acc": table["val_acc"],
                 "val_failure_acc": table["val_failure_acc"],
-                "n_generated": [int(c.keep.sum()) for c in candidates],
+                "n_generated": [int(c.keep.sum()) for c in fixed.candidates],
                 "val_acc_before": before["validation"],
                 "val_failure_acc_before": before["validation_failures"],
             }

@@ -206,8 +206,9 @@ class TorchExtractor(FeatureExtractor):
             for root in roots:
                 root.eval()
             with torch.inference_mode():
-                chunks = [forward(number, start, batch) for number, (start, batch) in
-                          enumerate(batches)]  # fmt: skip
+                chunks = [
+                    forward(number, start, batch) for number, (start, batch) in enumerate(batches)
+                ]
         finally:
             batches.close()
             source.close()  # releases DataLoader workers right away

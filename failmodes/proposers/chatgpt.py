@@ -797,11 +797,25 @@ def _drop_explanation(item: str) -> str:
 # First words after which a background reads on its own ("a fox underwater").
 _STANDALONE = frozenset(
     {
-        "aboard", "abroad", "afloat", "airborne", "aloft", "amidst", "downstairs", "downtown",
-        "indoors", "outdoors", "overhead", "underground", "underwater", "upside", "upstairs",
-        "while", "during",
+        "aboard",
+        "abroad",
+        "afloat",
+        "airborne",
+        "aloft",
+        "amidst",
+        "downstairs",
+        "downtown",
+        "indoors",
+        "outdoors",
+        "overhead",
+        "underground",
+        "underwater",
+        "upside",
+        "upstairs",
+        "while",
+        "during",
     }
-)  # fmt: skip
+)
 _DETERMINERS = frozenset({"a", "an", "the", "some", "this", "that", "its", "their", "his", "her"})
 _QUOTES = "\"'`\u2018\u2019\u201c\u201d*_"
 

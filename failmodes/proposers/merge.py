@@ -23,17 +23,59 @@ _ARTICLES = frozenset({"a", "an", "the"})
 # "on" it ("in front of a house" -> "house", "next to a river" -> "river").
 PREPOSITIONS = frozenset(
     {
-        "about", "above", "across", "against", "along", "alongside", "amid", "amidst", "among",
-        "amongst", "around", "at", "atop", "before", "behind", "below", "beneath", "beside",
-        "besides", "between", "beyond", "by", "during", "from", "in", "inside", "into", "near",
-        "off", "on", "onto", "outside", "over", "through", "throughout", "toward", "towards",
-        "under", "underneath", "upon", "with", "within",
+        "about",
+        "above",
+        "across",
+        "against",
+        "along",
+        "alongside",
+        "amid",
+        "amidst",
+        "among",
+        "amongst",
+        "around",
+        "at",
+        "atop",
+        "before",
+        "behind",
+        "below",
+        "beneath",
+        "beside",
+        "besides",
+        "between",
+        "beyond",
+        "by",
+        "during",
+        "from",
+        "in",
+        "inside",
+        "into",
+        "near",
+        "off",
+        "on",
+        "onto",
+        "outside",
+        "over",
+        "through",
+        "throughout",
+        "toward",
+        "towards",
+        "under",
+        "underneath",
+        "upon",
+        "with",
+        "within",
     }
-)  # fmt: skip
+)
 PREPOSITION_PHRASES = (
-    ("bottom", "of"), ("close", "to"), ("front", "of"), ("middle", "of"), ("next", "to"),
-    ("out", "of"), ("top", "of"),
-)  # fmt: skip
+    ("bottom", "of"),
+    ("close", "to"),
+    ("front", "of"),
+    ("middle", "of"),
+    ("next", "to"),
+    ("out", "of"),
+    ("top", "of"),
+)
 
 # Punctuation and symbols split words ("snow-covered" = "snow covered"); apostrophes join them.
 _APOSTROPHES = re.compile(r"['\u2019\u02bc`]")

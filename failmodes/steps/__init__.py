@@ -12,14 +12,20 @@ a result dataclass, so any step can be called, tested or replaced on its own:
    [`FailureModes`][failmodes.results.FailureModes];
 5. generation: [`generate`][failmodes.steps.generation.generate] gives a
    [`GeneratedSet`][failmodes.results.GeneratedSet];
-6. repair: [`fit_head`][failmodes.steps.repair.fit_head] gives a new ``nn.Linear``;
-7. selection: [`select_head`][failmodes.steps.selection.select_head] gives a
-   [`Selection`][failmodes.steps.selection.Selection];
+6. fit: [`fit_head`][failmodes.steps.repair.fit_head] gives a new ``nn.Linear``, and
+   [`select_head`][failmodes.steps.selection.select_head] fits candidates and chooses one on
+   the validation part: a [`Selection`][failmodes.steps.selection.Selection];
+7. repair: [`repair`][failmodes.steps.plans.repair] runs a
+   [`RepairPlan`][failmodes.steps.plans.RepairPlan] (what to generate, which candidates to try:
+   [`targeted_plan`][failmodes.steps.plans.targeted_plan],
+   [`baseline_plans`][failmodes.steps.plans.baseline_plans]) with generation and selection: a
+   [`Repair`][failmodes.steps.plans.Repair];
 8. evaluation: [`evaluate`][failmodes.steps.evaluation.evaluate] gives
    ``{split: accuracy}``.
 
 The steps that map over data (extraction, captioning, generation, filtering) cut their work
-into independent jobs and run them through one function, so an engine can run them elsewhere.
+into independent jobs and hand them to the engine in use
+([`failmodes.engines`][failmodes.engines]), with or without a cache.
 """
 
 from failmodes.steps._common import derive_seed
@@ -41,23 +47,32 @@ from failmodes.steps.features import (
     read_labels,
 )
 from failmodes.steps.generation import check_outputs, generate, make_requests
+from failmodes.steps.plans import (
+    Repair,
+    RepairPlan,
+    RepairTools,
+    Trial,
+    baseline_plans,
+    baseline_requests,
+    given_plan,
+    lam_candidates,
+    repair,
+    targeted_counts,
+    targeted_plan,
+)
 from failmodes.steps.proposals import check_enough_values, propose
 from failmodes.steps.repair import fit_head
-from failmodes.steps.selection import (
-    Candidate,
-    Selection,
-    baseline_requests,
-    lam_candidates,
-    select_head,
-    selection_table,
-    targeted_candidates,
-    targeted_counts,
-)
+from failmodes.steps.selection import Candidate, Selection, select_head, selection_table
 
 __all__ = [
     "Candidate",
+    "Repair",
+    "RepairPlan",
+    "RepairTools",
     "Selection",
+    "Trial",
     "accuracy",
+    "baseline_plans",
     "baseline_requests",
     "caption_accuracy",
     "caption_failures",
@@ -74,16 +89,18 @@ __all__ = [
     "fit_head",
     "generate",
     "generated_features",
+    "given_plan",
     "group_accuracy",
     "lam_candidates",
     "make_requests",
     "original_head",
     "propose",
     "read_labels",
+    "repair",
     "sample_successes",
     "select_head",
     "selection_table",
-    "targeted_candidates",
     "targeted_counts",
+    "targeted_plan",
     "validation_splits",
 ]

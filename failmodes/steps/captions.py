@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from failmodes._checks import check_instance, check_number, check_seed, component_name
+from failmodes._checks import check_instance, check_seed, component_name
 from failmodes.attributes import get_attribute
 from failmodes.cache import Cache, cache_spec, cached, data_fingerprint, digest, fingerprint
 from failmodes.data import groups_of, images_at
 from failmodes.interfaces import Caption, FailureCaptioner
 from failmodes.progress import stage
-from failmodes.ranking import RANKS
+from failmodes.ranking import DEFAULT_RANK, Ranking, get_ranking
 from failmodes.results import FailureModes, FailureSet
+from failmodes.settings import GRIDS
 from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
 from failmodes.steps.failures import sample_successes
 
@@ -38,7 +39,7 @@ def caption_failures(
     k: int,
     attribute: str = "background",
     cache: Cache | None = None,
-    rank: str = "count",
+    rank: str | Ranking = DEFAULT_RANK,
     significant: bool = False,
     usual: Mapping[str, str] | None = None,
     seed: int = 0,
@@ -46,11 +47,11 @@ def caption_failures(
     """Caption the ``debug_seed`` failures and keep the top-``k`` values per class.
 
     Classes with failures but no proposals raise an error; classes without failures have no
-    failure modes. With ``rank="count"`` only the failures are captioned, among their class's
-    proposals, and values are ranked by their number of failures. With ``rank="excess"`` (or
-    ``significant``) a seeded half of each class's successes outside the validation part is
-    captioned too, failures and successes among the proposals plus the class's ``usual`` value,
-    and values are ranked by their failures beyond the class's base rate (see
+    failure modes. With a ranking that needs no successes (``rank="count"``) only the failures
+    are captioned, among their class's proposals. With one that does (``rank="excess"``, the
+    default) or ``significant``, a seeded half of each class's successes outside the validation
+    part is captioned too, failures and successes among the proposals plus the class's ``usual``
+    value, so that each value's failure rate is known (see
     [`FailureModes.stats`][failmodes.results.FailureModes.stats]). Images are captioned in jobs
     of a few thousand; with a cache, each job's captions by the same captioner among the same
     candidates are read back.
@@ -65,11 +66,11 @@ def caption_failures(
         k: failure modes kept per class (at least 1).
         attribute: the spurious attribute.
         cache: where captions are kept, or ``None``.
-        rank: ``"count"`` or ``"excess"``.
+        rank: a registered ranking's name or a [`Ranking`][failmodes.ranking.Ranking].
         significant: keep only values whose failure rate's interval clears the class's base
             rate (a class with none keeps its top ``k``, with a warning).
         usual: ``{class_name: value}``, each class's usual value (captioned, never a mode), for
-            the classes that have one; ignored with ``rank="count"`` and no ``significant``.
+            the classes that have one; ignored when no success is captioned.
         seed: the run's seed, which draws the captioned successes.
 
     Returns:
@@ -83,11 +84,9 @@ def caption_failures(
             [`FailureCaptioner`][failmodes.interfaces.FailureCaptioner].
     """
     check_instance(captioner, "captioner", FailureCaptioner, "a FailureCaptioner")
-    k = check_number(k, "k", minimum=1, integer=True)
+    k = GRIDS["k"].check_one(k, "k")
     seed = check_seed(seed)
-    if rank not in RANKS:
-        raise ValueError(f"rank must be one of {list(RANKS)}, got {rank!r}")
-    with_successes = rank != "count" or bool(significant)
+    with_successes = get_ranking(rank).needs_successes or bool(significant)
     idx = failures.seed
     classes = [class_names[int(failures.labels[i])] for i in idx]
     empty = sorted({c for c in classes if not proposals.get(c)})

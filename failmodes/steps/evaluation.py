@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from failmodes.results import SPLITS, FailureModes, GeneratedSet, ModeAccuracy, PreparedRun
+from failmodes.methods import SPLITS
+from failmodes.results import FailureModes, GeneratedSet, ModeAccuracy, PreparedRun
 from failmodes.steps._common import logits
 
 __all__ = [
@@ -141,12 +142,16 @@ def evaluate_modes(
     values = [groups[int(i)] for i in heldout]
     if not any(v in modes.candidates.get(n, []) for n, v in zip(names, values, strict=True)):
         return None
-    sides = ["in_modes" if (n, v) in targeted else "out_of_modes"
-             for n, v in zip(names, values, strict=True)]  # fmt: skip
+    sides = [
+        "in_modes" if (n, v) in targeted else "out_of_modes"
+        for n, v in zip(names, values, strict=True)
+    ]
     repairs = {method: head for method, head in heads.items() if method != "before"}
     by_side = group_accuracy(repairs, prepared.debug.select(heldout), sides)
-    accuracy = {method: {side: acc.get(side, float("nan")) for side in ("in_modes", "out_of_modes")}
-                for method, acc in by_side.items()}  # fmt: skip
+    accuracy = {
+        method: {side: acc.get(side, float("nan")) for side in ("in_modes", "out_of_modes")}
+        for method, acc in by_side.items()
+    }
     n_in = sides.count("in_modes")
     return ModeAccuracy(n_in, len(sides) - n_in, accuracy)
 

@@ -16,6 +16,7 @@ import torch
 from failmodes._checks import check_number, check_seed
 from failmodes.progress import stage
 from failmodes.results import FailureSet, Features
+from failmodes.settings import check_setting
 from failmodes.steps._common import derive_seed, logits
 
 __all__ = ["find_failures", "sample_successes", "validation_splits"]
@@ -61,7 +62,7 @@ def find_failures(
         >>> len(failures.validation), len(failures.seed), len(failures.heldout)
         (4, 4, 4)
     """
-    frac = check_number(validation_fraction, "validation_fraction", minimum=0, below=1)
+    frac = check_setting("validation_fraction", validation_fraction)
     seed = check_seed(seed)
     stage("failures of %s debug samples", f"{len(debug):,}")
     preds = logits(head, debug.features).argmax(1).numpy()

@@ -1,7 +1,8 @@
 """Step 1, features: the model split into frozen backbone features and its linear head.
 
 [`extract_features`][extract_features] computes (or reads back from the cache) the features of
-a dataset, part by part so that a killed extraction resumes;
+a dataset, part by part (each part a job on the engine in use) so that a killed extraction
+resumes;
 [`generated_features`][generated_features] does it for a generated set, keyed by the images'
 provenance so that a cached rerun never decodes them; [`original_head`][original_head] is the
 model's own head, checked against the features and the classes.
@@ -19,13 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from failmodes._checks import check_instance, check_number
+from failmodes._checks import check_instance
 from failmodes.cache import Cache, cache_spec, data_fingerprint, digest, fingerprint
 from failmodes.data import ImageDataset, iter_items, labels_of, materialize
 from failmodes.images import describe_image, image_shape
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
 from failmodes.results import Features, GeneratedSet
+from failmodes.settings import check_setting
 from failmodes.shards import SHARD_DTYPES, FeatureShards
 from failmodes.steps._map import chunks, map_jobs
 from failmodes.steps.evaluation import check_extra
@@ -160,7 +162,7 @@ def extract_features(
     With a cache, the features are read back when the extractor and the data are the same as
     in an earlier call; otherwise they are computed ``checkpoint_every`` images at a time,
     each part cached as soon as it is done, so a killed run resumes from its last finished
-    part. Without a cache the extractor sees the whole dataset at once.
+    part. Each part is a job on the engine in use, with or without a cache.
 
     With ``shards=True`` the parts are never joined: the features come back as
     [`FeatureShards`][failmodes.shards.FeatureShards] over the cache's parts, each read when a
@@ -235,11 +237,14 @@ def extract_features(
         held = _sharded(cache, spec, extract, data, labels, checkpoint_every, shard_dtype, name)
         logger.info(
             "features of %s: %s rows in %s shards in %.1fs",
-            name, f"{len(labels):,}", held.num_shards, time.perf_counter() - started,
-        )  # fmt: skip
+            name,
+            f"{len(labels):,}",
+            held.num_shards,
+            time.perf_counter() - started,
+        )
         return Features(held, labels, digest({**spec, "shards": shard_dtype}))
-    if spec is None:
-        feats = extract(data)
+    if spec is None:  # no cache, or one that cannot name them: the parts are not kept
+        feats = _parts(None, None, extract, data, len(labels), checkpoint_every)
     else:
         feats = _cached(cache, spec, extract, data, len(labels), checkpoint_every)
     _check_features(feats, len(labels), name)
@@ -286,11 +291,22 @@ def _cached(
     hit = cache.get_tensors("features", key)
     if hit is not None:
         return hit["features"]
-    jobs = _part_jobs(n, checkpoint_every)
-    parts = map_jobs(partial(_part, cache, spec, extract, data, n), jobs)
-    feats = torch.cat(parts)
+    feats = _parts(cache, spec, extract, data, n, checkpoint_every)
     cache.put_tensors("features", key, {"features": feats})
     return feats
+
+
+def _parts(
+    cache: Cache | None,
+    spec: dict | None,
+    extract: Callable[[Any], torch.Tensor],
+    data: Any,
+    n: int,
+    checkpoint_every: int,
+) -> torch.Tensor:
+    """Every part as a job on the engine in use (each read back or cached with a cache)."""
+    jobs = _part_jobs(n, checkpoint_every)
+    return torch.cat(map_jobs(partial(_part, cache, spec, extract, data, n), jobs))
 
 
 def _sharded(
@@ -313,7 +329,7 @@ def _sharded(
 
 def _part_jobs(n: int, checkpoint_every: int) -> list[tuple[int, int]]:
     """The parts of ``n`` images, ``(start, stop)`` of ``checkpoint_every`` images each."""
-    step = check_number(checkpoint_every, "checkpoint_every", minimum=1, integer=True)
+    step = check_setting("checkpoint_every", checkpoint_every)
     return [(part.start, part.stop) for part in chunks(n, step)]
 
 
@@ -376,8 +392,8 @@ def _rows(data: Any, start: int, stop: int, n: int) -> Any:
 
 
 def _part(
-    cache: Cache,
-    spec: dict,
+    cache: Cache | None,
+    spec: dict | None,
     extract: Callable[[Any], torch.Tensor],
     data: Any,
     n: int,
@@ -385,6 +401,8 @@ def _part(
 ) -> torch.Tensor:
     """One job: the features of images ``start:stop``, from the cache or computed and cached."""
     start, stop = job
+    if cache is None or spec is None:
+        return extract(_rows(data, start, stop, n)).float()
     key = _part_key(cache, spec, start, stop, "float32")
     part = cache.get_tensors("feature-parts", key)
     if part is None:

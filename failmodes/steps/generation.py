@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from failmodes._checks import check_instance, check_number, check_seed, component_name
+from failmodes._checks import check_instance, check_seed, component_name
 from failmodes.attributes import prompt
 from failmodes.cache import Cache, fingerprint
 from failmodes.images import describe_shape, image_shape, is_blank
 from failmodes.interfaces import REASONS, GenerationRequest, ImageFilter, ImageGenerator
 from failmodes.progress import stage
 from failmodes.results import GeneratedSet
+from failmodes.settings import check_setting
 from failmodes.steps._common import derive_seed
 from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
 
@@ -145,12 +146,13 @@ def generate(
     check_instance(generator, "generator", ImageGenerator, "an ImageGenerator")
     if image_filter is not None:
         check_instance(image_filter, "image_filter", ImageFilter, "an ImageFilter (or None)")
-        filter_rounds = check_number(filter_rounds, "filter_rounds", minimum=0, integer=True)
+        filter_rounds = check_setting("filter_rounds", filter_rounds)
     requests = list(requests)
     if not requests:
         return GeneratedSet.from_outputs([], [])
-    stage("generating %s images for %d requests", f"{sum(r.count for r in requests):,}",
-          len(requests))  # fmt: skip
+    stage(
+        "generating %s images for %d requests", f"{sum(r.count for r in requests):,}", len(requests)
+    )
     started = time.perf_counter()
     run = partial(_run_generator, generator, cache=cache, progress=progress)
     images, ids = run(requests)
@@ -232,16 +234,17 @@ def _run_generator(
 ) -> tuple[Images, Ids]:
     """The generator's images for ``requests`` and, with a cache, an id per image.
 
-    With a cache, request by request: cached requests are read back lazily (PNG files with a
-    manifest of each image's provenance, decoded only when used); the others are generated in
-    groups of about ``GENERATION_GROUP`` images, one job each, and each request is cached as
-    soon as its group is done. An image's id is its request's cache key and its place.
+    Requests are generated in groups of about ``GENERATION_GROUP`` images, one job each on the
+    engine in use. With a cache, request by request: cached requests are read back lazily (PNG
+    files with a manifest of each image's provenance, decoded only when used), and each request
+    generated is cached as soon as its group is done. An image's id is its request's cache key
+    and its place.
     """
     gen_fp = None if cache is None else fingerprint(generator)
-    if gen_fp is None:
-        outputs = generator.generate(requests, progress=progress)
-        check_outputs(requests, outputs, component_name(generator))
-        return [list(images) for images in outputs], None
+    if gen_fp is None:  # no cache, or a generator it cannot name: nothing is kept
+        groups = _groups(list(range(len(requests))), requests)
+        job = partial(_generation_job, generator, requests, None, None, None, progress)
+        return [images for made in map_jobs(job, groups) for images in made], None
     keys = [cache.key("generated", {"generator": gen_fp, "request": asdict(r)}) for r in requests]
     ids = [[f"{key}/{n}" for n in range(r.count)] for r, key in zip(requests, keys, strict=True)]
     images: list[Any] = []
@@ -250,8 +253,12 @@ def _run_generator(
         images.append(hit[0] if hit is not None and len(hit[0]) == r.count else None)
     todo = [j for j, out in enumerate(images) if out is None]
     if todo:
-        logger.info("generating %d of %d requests (%d cached)", len(todo), len(requests),
-                    len(requests) - len(todo))  # fmt: skip
+        logger.info(
+            "generating %d of %d requests (%d cached)",
+            len(todo),
+            len(requests),
+            len(requests) - len(todo),
+        )
     groups = _groups(todo, requests)
     job = partial(_generation_job, generator, requests, keys, gen_fp, cache, progress)
     for group, made in zip(groups, map_jobs(job, groups), strict=True):
@@ -274,23 +281,26 @@ def _groups(todo: list[int], requests: list[GenerationRequest]) -> list[list[int
 def _generation_job(
     generator: ImageGenerator,
     requests: list[GenerationRequest],
-    keys: list[str],
+    keys: list[str] | None,
     gen_fp: Any,
-    cache: Cache,
+    cache: Cache | None,
     progress: bool | None,
     group: list[int],
 ) -> list[list[Any]]:
-    """One job: the images of a group of requests, checked, each request cached."""
+    """One job: the images of a group of requests, checked, each request cached (with one)."""
     asked = [requests[i] for i in group]
     made = generator.generate(asked, progress=progress)
     check_outputs(asked, made, component_name(generator))
-    seeds = getattr(generator, "seeds_", None)
+    if cache is None or keys is None:
+        return [list(images) for images in made]
+    seeds = generator.seeds_
     for g, (i, images) in enumerate(zip(group, made, strict=True)):
         request, key = requests[i], keys[i]
         image_seeds = (
-            list(seeds[g]) if isinstance(seeds, list) and len(seeds) == len(group)
+            list(seeds[g])
+            if isinstance(seeds, list) and len(seeds) == len(group)
             else [request.image_seed(n) for n in range(request.count)]
-        )  # fmt: skip
+        )
         manifest = {
             "request": asdict(request),
             "job_id": request.job_id,

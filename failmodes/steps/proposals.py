@@ -58,8 +58,9 @@ def propose(
     known = {n: hit for n in class_names if (hit := store.get(n)) is not None}
     missing = [n for n in class_names if n not in known]
     if missing:
-        stage("proposing %s for %d classes", get_attribute(attribute).plural or "values",
-              len(missing))  # fmt: skip
+        stage(
+            "proposing %s for %d classes", get_attribute(attribute).plural or "values", len(missing)
+        )
         known.update(_ask(proposer, missing, attribute, store))
     return {n: list(known[n]) for n in class_names}
 

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 
 import torch
 
-from failmodes._checks import check_instance, check_number, check_seed
+from failmodes._checks import check_instance, check_seed
 from failmodes.cache import Cache, cache_spec, cached, digest, fingerprint, tensor_digest
 from failmodes.interfaces import HeadTrainer
 from failmodes.results import Features
+from failmodes.settings import GRIDS
 from failmodes.shards import FeatureShards
 
 __all__ = ["fit_head"]
@@ -64,7 +65,7 @@ def fit_head(
         torch.Size([2, 4])
     """
     check_instance(trainer, "head_trainer", HeadTrainer, "a HeadTrainer")
-    lam = float(check_number(lam, "lam", minimum=0))
+    lam = GRIDS["lam"].check_one(lam, "lam")
     seed = check_seed(seed)
     labels = torch.as_tensor(train.labels, dtype=torch.long)
     extra_labels = None if extra is None else torch.as_tensor(extra.labels, dtype=torch.long)

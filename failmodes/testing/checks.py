@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from failmodes._components import keyword_problem
 from failmodes.images import is_blank
 from failmodes.interfaces import (
     REASONS,
@@ -33,6 +32,7 @@ from failmodes.interfaces import (
     ImageGenerator,
 )
 from failmodes.proposers.merge import merge_values
+from failmodes.settings import keyword_problem
 
 __all__ = [
     "check_captioner",
@@ -279,9 +279,11 @@ def check_captioner(
     _check_captions(captioner, captions, image_classes, candidates)
     for i in (0, len(images) - 1):
         alone = captioner.caption(
-            [images[i]], image_classes=image_classes[i : i + 1], candidates=candidates,
+            [images[i]],
+            image_classes=image_classes[i : i + 1],
+            candidates=candidates,
             attribute=attribute,
-        )  # fmt: skip
+        )
         if len(alone) != 1 or alone[0].value != captions[i].value:
             raise _fail(
                 captioner,
@@ -529,15 +531,20 @@ def check_filter(
     if requests is None:
         names = [("fox", "wallet")[i % 2] for i in range(len(images))]
         requests = [
-            GenerationRequest(i % 2, name, candidates[name][0],
-                              f"a photo of a {name} {candidates[name][0]}", 1, i)
+            GenerationRequest(
+                i % 2, name, candidates[name][0], f"a photo of a {name} {candidates[name][0]}", 1, i
+            )
             for i, name in enumerate(names)
-        ]  # fmt: skip
+        ]
     requests = list(requests)
 
     def check(indices: Sequence[int]) -> Any:
-        return image_filter.check([images[i] for i in indices], [requests[i] for i in indices],
-                                  class_names=list(class_names), candidates=candidates)  # fmt: skip
+        return image_filter.check(
+            [images[i] for i in indices],
+            [requests[i] for i in indices],
+            class_names=list(class_names),
+            candidates=candidates,
+        )
 
     verdicts = check(range(len(images)))
     if not isinstance(verdicts, list) or len(verdicts) != len(images):

@@ -164,8 +164,10 @@ def run_demo(
     if images_per_mode is not None:
         settings["images_per_mode"] = images_per_mode
     store = resolve_cache(cache)
-    stage("rendering the world's train, debug and test splits%s",
-          "" if store is None else " (or reading them from the cache)")  # fmt: skip
+    stage(
+        "rendering the world's train, debug and test splits%s",
+        "" if store is None else " (or reading them from the cache)",
+    )
     sizes = {split: DEMO_SETTINGS[f"{split}_size"] for split in ("debug", "test", "train_like")}
     train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
     splits = {split: cached_split(world, split, n, store) for split, n in sizes.items()}
@@ -174,9 +176,12 @@ def run_demo(
         world, seed=seed, progress=progress, cache=cache, train=train, **settings
     )
     result = Debugger(**components).run(
-        train, splits["debug"], splits["test"], seed=seed,
+        train,
+        splits["debug"],
+        splits["test"],
+        seed=seed,
         extra={"train_like": splits["train_like"]},
-    )  # fmt: skip
+    )
     result.config.update(
         world_seed=world_seed,
         strength=strength,

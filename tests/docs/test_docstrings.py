@@ -105,9 +105,11 @@ def _sections(obj: Any, kind: Any) -> list[Any]:
 def _documented(obj: Any, *kinds: Any) -> set[str]:
     """The names listed in the ``kinds`` sections of ``obj``'s docstring, ``*`` stripped."""
     return {
-        item.name.lstrip("*") for kind in kinds for section in _sections(obj, kind)
+        item.name.lstrip("*")
+        for kind in kinds
+        for section in _sections(obj, kind)
         for item in section.value
-    }  # fmt: skip
+    }
 
 
 def _members(cls: Any) -> Iterator[Any]:

@@ -28,8 +28,9 @@ WORLD = ToyWorld(seed=7)
 
 def _run(cache_dir, splits) -> dict:
     train, debug, test = splits
-    settings = demo_components(WORLD, cache=cache_dir, train=train, k=[1, 2], lam=[0.5, 1.0],
-                               images_per_mode=[5])  # fmt: skip
+    settings = demo_components(
+        WORLD, cache=cache_dir, train=train, k=[1, 2], lam=[0.5, 1.0], images_per_mode=[5]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CacheWarning)
         summary = Debugger(**settings).run(train, debug, test, seed=0).summary()
@@ -85,9 +86,10 @@ def test_flipped_bytes_never_change_a_reruns_figures(tmp_path):
                 damaged[path] = bytes(blob)
         assert _run(work, splits) == clean, f"seed {seed}"
         unread = {
-            _entry(cache, path) for path, blob in damaged.items()
+            _entry(cache, path)
+            for path, blob in damaged.items()
             if path.exists() and path.read_bytes() == blob
-        }  # fmt: skip
+        }
         assert {entry.path for entry, _ in cache.verify()} == unread, f"seed {seed}"
         cache.verify(repair=True)
         assert cache.verify() == []

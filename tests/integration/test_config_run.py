@@ -44,11 +44,14 @@ def _check_summary(summary: dict, *, baselines: bool) -> None:
 def _smaller(engine: str = "local = {}") -> str:
     """The example's file with smaller sets, one lam and no baselines."""
     text = TINY.read_text()
-    for old, new in [('size = 1500}\ntake = 1000', 'size = 900}\ntake = 600'),
-                     ('size = 1500}\nskip = 1000', 'size = 900}\nskip = 600'),
-                     ("size = 300}", "size = 200}"), ("lam = [0.5, 1.0]", "lam = 1.0"),
-                     ("baselines = true", "baselines = false"),
-                     ("local = {}  # or: ray = {workers = 2}", engine)]:  # fmt: skip
+    for old, new in [
+        ("size = 1500}\ntake = 1000", "size = 900}\ntake = 600"),
+        ("size = 1500}\nskip = 1000", "size = 900}\nskip = 600"),
+        ("size = 300}", "size = 200}"),
+        ("lam = [0.5, 1.0]", "lam = 1.0"),
+        ("baselines = true", "baselines = false"),
+        ("local = {}  # or: ray = {workers = 2}", engine),
+    ]:
         assert old in text
         text = text.replace(old, new)
     return text
@@ -79,11 +82,23 @@ def test_a_smaller_tiny_run_through_the_command(tmp_path, capsys):
 def test_the_tiny_example_as_it_is_and_again_from_the_cache(tmp_path):
     def run() -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "failmodes", "run", str(TINY), "--out", "out",
-             "--cache", "cache"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "failmodes",
+                "run",
+                str(TINY),
+                "--out",
+                "out",
+                "--cache",
+                "cache",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )  # fmt: skip
+        )
 
     first = run()
     assert first.returncode == 0, first.stderr[-3000:]
@@ -105,14 +120,19 @@ def test_the_same_file_on_a_local_ray_cluster_gives_the_same_figures(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     summaries = {}
     # the run starts its own local cluster; its workers leave CPUs to Ray Data's own tasks
-    for name, engine in [("local", "local = {}"),
-                         ("ray", "ray = {workers = 2, cpus_per_worker = 0.5}")]:  # fmt: skip
+    for name, engine in [
+        ("local", "local = {}"),
+        ("ray", "ray = {workers = 2, cpus_per_worker = 0.5}"),
+    ]:
         (tmp_path / f"{name}.toml").write_text(_smaller(engine))
         done = subprocess.run(
-            [sys.executable, "-m", "failmodes", "run", f"{name}.toml", "--out", name,
-             "--no-cache"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
-        )  # fmt: skip
+            [sys.executable, "-m", "failmodes", "run", f"{name}.toml", "--out", name, "--no-cache"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         summaries[name] = json.loads((tmp_path / name / "summary.json").read_text())
     local, ray = summaries["local"], summaries["ray"]

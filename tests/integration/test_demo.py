@@ -57,8 +57,9 @@ def test_same_seed_same_result_bit_for_bit_without_a_cache():
     data = world.train(), world.debug(1500), world.test(500)
     runs = []
     for _ in range(2):
-        dbg = Debugger(**demo_components(world, k=[2, 3], lam=[0.5, 1.0], images_per_mode=10,
-                                         cache=False))  # fmt: skip
+        dbg = Debugger(
+            **demo_components(world, k=[2, 3], lam=[0.5, 1.0], images_per_mode=10, cache=False)
+        )
         runs.append(dbg.run(*data, seed=3))
     first, second = (r.summary() for r in runs)
     first.pop("seconds"), second.pop("seconds")

@@ -20,9 +20,14 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("open_clip")
 
-from failmodes import Debugger  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from failmodes import Debugger, GenerationRequest, ImageGenerator, TorchExtractor  # noqa: E402
 from failmodes.cache import Cache, fingerprint  # noqa: E402
-from failmodes.engines import LocalEngine, RayEngine  # noqa: E402
+from failmodes.engines import LocalEngine, RayEngine, using  # noqa: E402
+from failmodes.steps import extract_features, generate  # noqa: E402
 from failmodes.toyworld import ToyWorld, ToyWorldGenerator, demo_components  # noqa: E402
 
 
@@ -88,8 +93,9 @@ def s3():
 
 def _small_run(cache, engine, world, generator=None, **changes):
     train, debug, test = world.train(20), world.debug(600), world.test(300)
-    settings = demo_components(world, cache=cache, train=train, k=[1, 2], lam=[0.5, 1.0],
-                               images_per_mode=[5], **changes)  # fmt: skip
+    settings = demo_components(
+        world, cache=cache, train=train, k=[1, 2], lam=[0.5, 1.0], images_per_mode=[5], **changes
+    )
     if generator is not None:
         settings["generator"] = generator
     summary = Debugger(**settings, engine=engine).run(train, debug, test, seed=0).summary()
@@ -109,8 +115,9 @@ def test_a_run_on_ray_equals_a_local_run(cluster, tmp_path, store, request):
     elif store == "file-url":
         cache = Cache((tmp_path / "ray").as_uri())
     else:
-        cache = Cache(f"s3://failmodes-test/{uuid.uuid4().hex}",
-                      storage_options=request.getfixturevalue("s3"))  # fmt: skip
+        cache = Cache(
+            f"s3://failmodes-test/{uuid.uuid4().hex}", storage_options=request.getfixturevalue("s3")
+        )
     assert _small_run(cache, RayEngine(workers=2), world) == local
     kinds = cache.info()["kinds"]
     assert kinds["generated"]["entries"] > 0 and kinds["feature-parts"]["entries"] > 0
@@ -189,3 +196,49 @@ def test_a_worker_killed_mid_generation_costs_only_its_job(cluster, tmp_path):
     summary = _small_run(tmp_path / "ray", RayEngine(workers=2), world, crashing)
     assert marker.exists()  # a worker did die, and its job was run again elsewhere
     assert summary == _small_run(tmp_path / "local", LocalEngine(), world)
+
+
+def _pid_components(model):
+    """An extractor and a generator of the test's own that record the process they ran in.
+
+    Made in a function, so that Ray ships the classes by value to its workers.
+    """
+
+    class PidExtractor(TorchExtractor):  # the second feature: the process that computed it
+        def extract(self, data, *, batch_size=None, progress=None):
+            features = super().extract(data, batch_size=batch_size, progress=progress)
+            pid = torch.full((len(features),), float(os.getpid()))
+            return torch.stack([features[:, 0], pid], 1)
+
+    class PidGenerator(ImageGenerator):  # the process that made each image, in its pixels
+        def generate(self, requests, *, progress=None):
+            pid = os.getpid()
+            pixels = np.zeros((4, 4, 3), dtype=np.uint8)
+            pixels[0, 0] = [(pid >> 16) & 255, (pid >> 8) & 255, pid & 255]
+            pixels[1:] = np.arange(36, dtype=np.uint8).reshape(3, 4, 3)  # never one flat colour
+            return [[Image.fromarray(pixels) for _ in range(r.count)] for r in requests]
+
+    return PidExtractor(model), PidGenerator()
+
+
+def _pid_of(image) -> int:
+    r, g, b = np.asarray(image)[0, 0].tolist()
+    return (r << 16) | (g << 8) | b
+
+
+@pytest.mark.slow
+def test_without_a_cache_extraction_and_generation_run_on_the_workers(cluster):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    data = [(torch.rand(3, 2, 2), i % 2) for i in range(40)]
+    requests = [
+        GenerationRequest(0, "fox", "at sea", "a photo of a fox at sea", 30, seed=s)
+        for s in range(4)
+    ]
+    extractor, generator = _pid_components(model)
+    with using(RayEngine(workers=2)):
+        features = extract_features(extractor, data, cache=None, checkpoint_every=10)
+        made = generate(generator, requests, class_names=["fox"], cache=None)
+    feature_pids = set(features.features[:, 1].int().tolist())
+    image_pids = {_pid_of(image) for image in made.images}
+    assert os.getpid() not in feature_pids | image_pids  # nothing ran in this process
+    assert len(made) == 120 and feature_pids and image_pids

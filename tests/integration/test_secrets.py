@@ -52,8 +52,9 @@ def _failing_proposal(server_reply, **options):
     from failmodes.testing.openai_server import Reply
 
     with OpenAIServer([Reply(**server_reply)] * 4) as server:
-        proposer = ChatGPTProposer("tiny", base_url=server.base_url, api_key=KEY, max_retries=0,
-                                   **options)  # fmt: skip
+        proposer = ChatGPTProposer(
+            "tiny", base_url=server.base_url, api_key=KEY, max_retries=0, **options
+        )
         with pytest.raises(ProposalError) as caught:
             proposer.propose(["fox"])
     err = caught.value

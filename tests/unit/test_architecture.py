@@ -1,5 +1,6 @@
 """The shape of the house, read from the source: no import circles, no reach into private
-names, a short facade, and ruff's lint (complexity and docstrings included) clean."""
+names, a facade whose methods hand their work to steps, steps that change no argument, and
+ruff's lint (complexity and docstrings included) clean."""
 
 from __future__ import annotations
 
@@ -130,31 +131,113 @@ def test_the_private_check_finds_a_reach(tmp_path):
     assert len(_private_reaches(source, tmp_path)) == 3
 
 
-def _code_lines(function: ast.FunctionDef) -> int:
-    """Lines of a function's code, its docstring and blank lines aside."""
-    body = function.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        body = body[1:]
-    if not body:
-        return 0
-    lines = (PACKAGE / "debugger.py").read_text().splitlines()
-    span = lines[body[0].lineno - 1 : body[-1].end_lineno]
-    return sum(1 for line in span if line.strip() and not line.strip().startswith("#"))
+SETTINGS_METHODS = {"__post_init__", "components", "replace", "grids", "tools"}
+"""The facade's methods that only read or copy its settings; every other one runs a step."""
 
 
-def test_the_debugger_is_a_short_facade():
-    source = (PACKAGE / "debugger.py").read_text()
-    assert len(source.splitlines()) < 500
-    (debugger,) = [
-        node
-        for node in ast.parse(source).body
-        if isinstance(node, ast.ClassDef) and node.name == "Debugger"
+def _delegates(function: ast.FunctionDef) -> bool:
+    """Whether ``function`` calls a step (``steps.<name>(...)``) or the repair tools."""
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id == "steps":
+                return True
+            if isinstance(owner, ast.Call) and ast.unparse(owner.func) == "self.tools":
+                return True
+    return False
+
+
+def _facade_methods() -> dict[str, ast.FunctionDef]:
+    tree = ast.parse((PACKAGE / "debugger.py").read_text())
+    (debugger,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Debugger"]
+    return {n.name: n for n in debugger.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_every_method_of_the_facade_hands_its_work_to_a_step():
+    methods = _facade_methods()
+    assert {"run", "prepare", "caption", "select", "refit_on"} <= set(methods)
+    public = {n for n in methods if not n.startswith("_") and n not in SETTINGS_METHODS}
+    assert [n for n in sorted(public) if not _delegates(methods[n])] == []
+
+
+def test_the_delegation_check_finds_a_method_doing_its_own_work():
+    source = "def run(self, x):\n    return x + 1\n"
+    assert not _delegates(ast.parse(source).body[0])
+    assert _delegates(ast.parse("def run(self, x):\n    return steps.find(x)\n").body[0])
+
+
+MUTATORS = {
+    "append",
+    "extend",
+    "insert",
+    "update",
+    "pop",
+    "popitem",
+    "clear",
+    "remove",
+    "setdefault",
+    "add",
+    "discard",
+    "sort",
+    "reverse",
+    "fill_",
+    "zero_",
+    "copy_",
+}
+
+
+def _argument_changes(path: Path) -> list[str]:
+    """Where a function of ``path`` changes an argument it was given (not ``self``)."""
+    found = []
+    for function in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        args = function.args
+        given = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]} - {"self"}
+        rebound = {
+            t.id
+            for node in ast.walk(function)
+            if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.For)
+            for t in ast.walk(node.target if not isinstance(node, ast.Assign) else node)
+            if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)
+        }
+        watched = given - rebound
+        for node in ast.walk(function):
+            targets = []
+            if isinstance(node, ast.Assign | ast.AugAssign | ast.Delete):
+                targets = node.targets if not isinstance(node, ast.AugAssign) else [node.target]
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in MUTATORS
+            ):
+                targets = [node.func]
+            for target in targets:
+                if isinstance(target, ast.Attribute | ast.Subscript):
+                    root = target.value
+                    while isinstance(root, ast.Attribute | ast.Subscript):
+                        root = root.value
+                    if isinstance(root, ast.Name) and root.id in watched:
+                        found.append(f"{path.name}:{node.lineno} {function.name}: {root.id}")
+    return found
+
+
+def test_no_step_changes_an_argument_it_was_given():
+    changes = [
+        c for path in sorted((PACKAGE / "steps").glob("*.py")) for c in _argument_changes(path)
     ]
-    sizes = {
-        node.name: _code_lines(node) for node in debugger.body if isinstance(node, ast.FunctionDef)
-    }
-    assert sizes["run"] <= 60
-    assert {name: n for name, n in sizes.items() if name != "run" and n > 40} == {}
+    assert changes == []
+
+
+def test_the_argument_check_finds_a_change(tmp_path):
+    source = tmp_path / "step.py"
+    source.write_text(
+        "def top(modes, k):\n    modes.modes = modes.top_k(k)\n"
+        "def add(counts):\n    counts['x'] = 1\n"
+        "def grow(rows):\n    rows.append(1)\n"
+        "def fine(rows):\n    rows = list(rows)\n    rows.append(1)\n"
+    )
+    assert [c.split()[1] for c in _argument_changes(source)] == ["top:", "add:", "grow:"]
 
 
 def test_ruff_finds_nothing_in_the_package():
@@ -163,9 +246,14 @@ def test_ruff_finds_nothing_in_the_package():
     if ruff is None:
         pytest.skip("ruff is not installed (the dev extra installs it)")
     root = PACKAGE.parent
-    lint = subprocess.run([ruff, "check", "--no-cache", "failmodes"], cwd=root,
-                          capture_output=True, text=True)  # fmt: skip
+    lint = subprocess.run(
+        [ruff, "check", "--no-cache", "failmodes"], cwd=root, capture_output=True, text=True
+    )
     assert lint.returncode == 0, lint.stdout[-4000:]
-    fmt = subprocess.run([ruff, "format", "--check", "--no-cache", "failmodes"], cwd=root,
-                         capture_output=True, text=True)  # fmt: skip
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", "failmodes"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert fmt.returncode == 0, fmt.stdout[-4000:]

@@ -42,8 +42,12 @@ def test_an_attribute_is_registered_through_a_function():
         unregister_attribute,
     )
 
-    material = Attribute("Material", "What are the uncommon materials of a {class_name}?",
-                         value_before_class=True, plural="materials")  # fmt: skip
+    material = Attribute(
+        "Material",
+        "What are the uncommon materials of a {class_name}?",
+        value_before_class=True,
+        plural="materials",
+    )
     try:
         assert register_attribute(material) is material
         assert ATTRIBUTES["material"] is material and get_attribute("material") is material

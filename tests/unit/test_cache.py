@@ -24,8 +24,13 @@ WORLD = ToyWorld(seed=2)
 
 def _model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(192, 16), nn.Tanh(),
-                         nn.Linear(16, len(WORLD.class_names)))  # fmt: skip
+    return nn.Sequential(
+        nn.AvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(192, 16),
+        nn.Tanh(),
+        nn.Linear(16, len(WORLD.class_names)),
+    )
 
 
 class CountingExtractor(TorchExtractor):
@@ -316,8 +321,13 @@ def test_a_damaged_generated_image_is_regenerated_the_same(tmp_path):
     cache = Cache(tmp_path)
     world = ToyWorld(seed=3)
     generator = FlakyGenerator(world)
-    dbg = _debugger(tmp_path, TorchExtractor(_model()), generator=generator, cache=cache,
-                    class_names=world.class_names)  # fmt: skip
+    dbg = _debugger(
+        tmp_path,
+        TorchExtractor(_model()),
+        generator=generator,
+        cache=cache,
+        class_names=world.class_names,
+    )
     request = dbg.requests({("circle", world.values[3]): 3}, seed=0)
     first = [im.tobytes() for im in dbg.generate(request).images]
     [png] = [p for p in cache.files() if p.name == "0001.png"]
@@ -520,8 +530,10 @@ def test_a_cache_at_a_url_round_trips_every_kind(url):
     info = cache.info()
     assert info["path"] == url and info["entries"] == 3
     assert {k: v["entries"] for k, v in info["kinds"].items()} == {
-        "features": 1, "generated": 1, "proposals": 1
-    }  # fmt: skip
+        "features": 1,
+        "generated": 1,
+        "proposals": 1,
+    }
     assert cache.verify() == []
     assert all(str(f).startswith(url) for f in cache.files())
 
@@ -572,11 +584,18 @@ def test_a_whole_run_with_a_file_url_cache_equals_one_with_a_folder(tmp_path):
     summaries, counts = [], []
     for cache in (tmp_path / "folder", url, url):
         extractor, generator = CountingExtractor(_model()), FlakyGenerator(world)
-        dbg = Debugger(extractor=extractor, proposer=StaticProposer(world.uncommon_values()),
-                       captioner=_toyclip(), generator=generator,
-                       head_trainer=LinearHeadTrainer(weight_decay=1e-2),
-                       class_names=world.class_names, k=[1, 2], lam=[0.5, 1.0],
-                       images_per_mode=5, cache=cache)  # fmt: skip
+        dbg = Debugger(
+            extractor=extractor,
+            proposer=StaticProposer(world.uncommon_values()),
+            captioner=_toyclip(),
+            generator=generator,
+            head_trainer=LinearHeadTrainer(weight_decay=1e-2),
+            class_names=world.class_names,
+            k=[1, 2],
+            lam=[0.5, 1.0],
+            images_per_mode=5,
+            cache=cache,
+        )
         summary = dbg.run(train, debug, test, seed=0).summary()
         summary.pop("seconds")
         assert summary["config"].pop("cache") == str(cache)

@@ -87,9 +87,18 @@ def test_a_bad_flag_is_one_line_naming_it(args, flag, capsys):
 
 def test_the_world_and_budget_flags_are_read():
     args = _parser().parse_args(
-        ["demo", "--cues", "3", "--debug-strength", "0.5", "--images-per-mode", "5",
-         "--rank", "count"]
-    )  # fmt: skip
+        [
+            "demo",
+            "--cues",
+            "3",
+            "--debug-strength",
+            "0.5",
+            "--images-per-mode",
+            "5",
+            "--rank",
+            "count",
+        ]
+    )
     assert (args.cues, args.debug_strength, args.images_per_mode, args.rank) == (3, 0.5, 5, "count")
     defaults = _parser().parse_args(["demo"])
     assert (defaults.cues, defaults.debug_strength, defaults.images_per_mode) == (None, 0.0, None)
@@ -124,12 +133,20 @@ def test_version_and_verbose_after_the_subcommand(capsys):
 
 def test_a_first_run_says_what_it_does_within_five_seconds(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "failmodes.cli", "demo", "--out", str(tmp_path / "out"),
-         "--cache", str(tmp_path / "cache")],
+        [
+            sys.executable,
+            "-m",
+            "failmodes.cli",
+            "demo",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     started = time.perf_counter()
     try:
         first = process.stdout.readline()

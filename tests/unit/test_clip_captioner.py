@@ -118,9 +118,11 @@ def test_the_caption_changes_when_only_the_image_changes(trained_clip):
     picked = {}
     for color in COLORS:
         (caption,) = captioner.caption(
-            [color_image(color, rng)], image_classes=["square"], candidates=CANDIDATES,
+            [color_image(color, rng)],
+            image_classes=["square"],
+            candidates=CANDIDATES,
             attribute="color",
-        )  # fmt: skip
+        )
         picked[color] = caption.value
     assert picked == {c: c for c in COLORS}
 
@@ -188,8 +190,9 @@ def test_text_embeddings_are_computed_once_per_prompt(tiny_clip):
     captioner.caption(images, image_classes=names, candidates=CANDIDATES, attribute="color")
     assert counting.texts == 4
     more = {**CANDIDATES, "square": ["red", "yellow", "red"]}  # one new value, a duplicate
-    captions = captioner.caption(images[:2], image_classes=["square"] * 2, candidates=more,
-                                 attribute="color")  # fmt: skip
+    captions = captioner.caption(
+        images[:2], image_classes=["square"] * 2, candidates=more, attribute="color"
+    )
     assert counting.texts == 5
     assert "a photo of a yellow square" in captioner.text_cache_
     assert all(c.value in ("red", "yellow") for c in captions)
@@ -333,9 +336,16 @@ def test_a_named_captioner_loads_nothing_until_used():
     captioner = CLIPCaptioner("ViT-B-32", pretrained="openai")  # offline: would fail if it loaded
     assert isinstance(captioner, FailureCaptioner)
     assert vars(captioner) == {
-        "model": "ViT-B-32", "pretrained": "openai", "tokenizer": None, "preprocess": None,
-        "template": None, "min_prob": 0.0, "batch_size": 64, "device": "cpu", "progress": None,
-    }  # fmt: skip
+        "model": "ViT-B-32",
+        "pretrained": "openai",
+        "tokenizer": None,
+        "preprocess": None,
+        "template": None,
+        "min_prob": 0.0,
+        "batch_size": 64,
+        "device": "cpu",
+        "progress": None,
+    }
     for learned in ("model_", "tokenizer_", "preprocess_", "text_cache_"):
         assert not hasattr(captioner, learned)
     assert captioner.caption([], image_classes=[], candidates={}) == []

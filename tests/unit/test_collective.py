@@ -110,6 +110,7 @@ def test_pooled_modes_count_each_models_failures(two_models):
 
     _, results, _ = two_models
     pooled = pooled_modes(results, k=2)
+    assert pooled and all(len(values) == 2 for values in pooled.values())
     for name, values in pooled.items():
         counts = Counter()
         for result in results.values():
@@ -160,20 +161,37 @@ def _run_of(predictions, labels, groups, seed_part, names=("circle", "square", "
     from failmodes import Caption, FailureModes, FailureSet, RunResult
 
     labels, predictions = np.asarray(labels), np.asarray(predictions)
-    failures = FailureSet(labels, predictions, validation=np.array([], dtype=int),
-                          seed=np.asarray(seed_part), heldout=np.array([], dtype=int))  # fmt: skip
+    failures = FailureSet(
+        labels,
+        predictions,
+        validation=np.array([], dtype=int),
+        seed=np.asarray(seed_part),
+        heldout=np.array([], dtype=int),
+    )
     right = np.flatnonzero(predictions == labels)
     modes = FailureModes.from_captions(
-        class_names=list(names), attribute="background", indices=failures.seed,
-        labels=labels[failures.seed], predictions=predictions[failures.seed],
+        class_names=list(names),
+        attribute="background",
+        indices=failures.seed,
+        labels=labels[failures.seed],
+        predictions=predictions[failures.seed],
         captions=[Caption(groups[i], 1.0) for i in failures.seed],
-        candidates={n: ["on rock", "in fog", "on sand"] for n in names}, k=1,
+        candidates={n: ["on rock", "in fog", "on sand"] for n in names},
+        k=1,
         successes=(right, labels[right], [Caption(groups[i], 1.0) for i in right]),
         rank="excess",
-    )  # fmt: skip
-    return RunResult(class_names=list(names), attribute="background", accuracy={},
-                     group_accuracy={}, failures=failures, modes=modes, generated=None,
-                     selection=None, config={})  # fmt: skip
+    )
+    return RunResult(
+        class_names=list(names),
+        attribute="background",
+        accuracy={},
+        group_accuracy={},
+        failures=failures,
+        modes=modes,
+        generated=None,
+        selection=None,
+        config={},
+    )
 
 
 def test_compare_finds_each_models_own_cue():
@@ -193,9 +211,11 @@ def test_compare_finds_each_models_own_cue():
     clear = comparison.table[comparison.table["fails"].notna()]
     found = set(zip(clear["class"], clear["value"], clear["fails"], strict=True))
     assert found == {
-        ("square", "on rock", "cnn"), ("star", "on rock", "cnn"),
-        ("circle", "in fog", "mixer"), ("square", "in fog", "mixer"),
-    }  # fmt: skip
+        ("square", "on rock", "cnn"),
+        ("star", "on rock", "cnn"),
+        ("circle", "in fog", "mixer"),
+        ("square", "in fog", "mixer"),
+    }
     lines = comparison.describe()
     assert len(lines) == 4
     assert any(line.startswith("cnn fails on square on rock, mixer does not: ") for line in lines)

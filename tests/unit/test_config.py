@@ -62,65 +62,155 @@ def _image_folder(root: Path, classes=("n01", "n02", "n03"), per_class=6) -> Non
 
 BAD = [
     ("[model]", "[modle]", "modle", "unknown key; expected one of: seed, class_names, model"),
-    ("kwargs = {per_class = 5}", "kwargs = {per_clas = 5}", "model.kwargs.per_clas",
-     "unknown argument of classifier; expected one of: per_class, seed"),
-    ("kwargs = {per_class = 5}", 'kwargs = {per_class = "5"}', "model.kwargs.per_class",
-     "expected an integer, got a string '5'"),
-    (":classifier", ":clasifier", "model.factory",
-     "'failmodes.toyworld.parts' has no 'clasifier'"),
-    ("failmodes.toyworld.parts:classifier", "no_such_module:build", "model.factory",
-     "cannot import 'no_such_module'"),
-    ("[model]\n", '[model]\ntimm = "resnet50"\n', "model",
-     "expected exactly one of timm, factory; got timm and factory"),
-    ("kwargs = {per_class = 5}", 'kwargs = {per_class = 5}\ndevise = "cpu"', "model.devise",
-     "unknown key; expected one of: factory, kwargs, transform, batch_size, device"),
-    ("kwargs = {per_class = 5}", "kwargs = {per_class = 5}\nbatch_size = 0.5",
-     "model.batch_size", "expected an integer, got a number 0.5"),
+    (
+        "kwargs = {per_class = 5}",
+        "kwargs = {per_clas = 5}",
+        "model.kwargs.per_clas",
+        "unknown argument of classifier; expected one of: per_class, seed",
+    ),
+    (
+        "kwargs = {per_class = 5}",
+        'kwargs = {per_class = "5"}',
+        "model.kwargs.per_class",
+        "expected an integer, got a string '5'",
+    ),
+    (":classifier", ":clasifier", "model.factory", "'failmodes.toyworld.parts' has no 'clasifier'"),
+    (
+        "failmodes.toyworld.parts:classifier",
+        "no_such_module:build",
+        "model.factory",
+        "cannot import 'no_such_module'",
+    ),
+    (
+        "[model]\n",
+        '[model]\ntimm = "resnet50"\n',
+        "model",
+        "expected exactly one of timm, factory; got timm and factory",
+    ),
+    (
+        "kwargs = {per_class = 5}",
+        'kwargs = {per_class = 5}\ndevise = "cpu"',
+        "model.devise",
+        "unknown key; expected one of: factory, kwargs, transform, batch_size, device",
+    ),
+    (
+        "kwargs = {per_class = 5}",
+        "kwargs = {per_class = 5}\nbatch_size = 0.5",
+        "model.batch_size",
+        "expected an integer, got a number 0.5",
+    ),
     ("take = 40", "take = 0", "datasets.debug.take", "expected an integer >= 1, got an integer 0"),
     ("take = 40", "take = 40, tkae = 3", "datasets.debug.tkae", "unknown key; expected one of"),
-    ("test = {", "tset = {", "datasets.tset",
-     "unknown dataset; expected one of: train, debug, test, guard, extra"),
-    (TRAIN, 'train = {path = "imagenet/train"}', "datasets.train.path",
-     "imagenet/train does not exist"),
-    ('{name = "train", size = 5}', '{name = "train"}', "datasets.train.kwargs",
-     "missing size, needed by split"),
-    ('{name = "train", size = 5}', '{name = "train", size = 5, sead = 1}',
-     "datasets.train.kwargs.sead", "unknown argument of split"),
-    (TRAIN, 'train = {hf = "cifar10"}', "datasets.train.split",
-     "missing: a Hugging Face dataset needs its split"),
-    ('factory = "failmodes.toyworld.parts:proposer"', 'class = "chatgtp"', "proposer.class",
-     "expected a short name (chatgpt, static, clip, stable-diffusion, linear, caption)"),
-    ('factory = "failmodes.toyworld.parts:proposer"', 'class = "chatgpt"\nmodle = "gpt-4.1"',
-     "proposer.modle", "unknown argument of ChatGPTProposer; expected one of: model, client"),
-    ('factory = "failmodes.toyworld.parts:proposer"', 'class = "chatgpt"\nmax_retries = "2"',
-     "proposer.max_retries", "expected an integer, got a string '2'"),
-    ('factory = "failmodes.toyworld.parts:proposer"', 'class = "clip"', "proposer",
-     "clip is not a BackgroundProposer"),
-    ("weight_decay = 0.1", "weight_decay = 0.1\nsolver = 3", "head_trainer.solver",
-     "expected a string, got an integer 3"),
-    ("k = 2", 'k = "five"', "debugger.k",
-     "expected an integer or a list of integers, got a string 'five'"),
+    (
+        "test = {",
+        "tset = {",
+        "datasets.tset",
+        "unknown dataset; expected one of: train, debug, test, guard, extra",
+    ),
+    (
+        TRAIN,
+        'train = {path = "imagenet/train"}',
+        "datasets.train.path",
+        "imagenet/train does not exist",
+    ),
+    (
+        '{name = "train", size = 5}',
+        '{name = "train"}',
+        "datasets.train.kwargs",
+        "missing size, needed by split",
+    ),
+    (
+        '{name = "train", size = 5}',
+        '{name = "train", size = 5, sead = 1}',
+        "datasets.train.kwargs.sead",
+        "unknown argument of split",
+    ),
+    (
+        TRAIN,
+        'train = {hf = "cifar10"}',
+        "datasets.train.split",
+        "missing: a Hugging Face dataset needs its split",
+    ),
+    (
+        'factory = "failmodes.toyworld.parts:proposer"',
+        'class = "chatgtp"',
+        "proposer.class",
+        "expected a short name (chatgpt, static, clip, stable-diffusion, linear, caption)",
+    ),
+    (
+        'factory = "failmodes.toyworld.parts:proposer"',
+        'class = "chatgpt"\nmodle = "gpt-4.1"',
+        "proposer.modle",
+        "unknown argument of ChatGPTProposer; expected one of: model, client",
+    ),
+    (
+        'factory = "failmodes.toyworld.parts:proposer"',
+        'class = "chatgpt"\nmax_retries = "2"',
+        "proposer.max_retries",
+        "expected an integer, got a string '2'",
+    ),
+    (
+        'factory = "failmodes.toyworld.parts:proposer"',
+        'class = "clip"',
+        "proposer",
+        "clip is not a BackgroundProposer",
+    ),
+    (
+        "weight_decay = 0.1",
+        "weight_decay = 0.1\nsolver = 3",
+        "head_trainer.solver",
+        "expected a string, got an integer 3",
+    ),
+    (
+        "k = 2",
+        'k = "five"',
+        "debugger.k",
+        "expected an integer or a list of integers, got a string 'five'",
+    ),
     ("k = 2", "k = [2, 0]", "debugger.k", "must be an integer >= 1, got 0"),
     ("k = 2", 'k = 2\nrank = "lift"', "debugger.rank", "must be one of ['excess', 'count']"),
     ("k = 2", "k = 2\ntolerance = 2", "debugger.tolerance", "must be a number >= 0 and <= 1"),
-    ("k = 2", 'k = 2\nproposer = "chatgpt"', "debugger.proposer",
-     "not a Debugger setting ([proposer] is a table of its own)"),
+    (
+        "k = 2",
+        'k = 2\nproposer = "chatgpt"',
+        "debugger.proposer",
+        "not a Debugger setting ([proposer] is a table of its own)",
+    ),
     ("k = 2", "k = 2\nlams = [0.5]", "debugger.lams", "not a Debugger setting; expected one of"),
     ("k = 2", "k = 2\n[engine]\nspark = {}", "engine", 'expected "local", "ray" or a table'),
-    ("k = 2", "k = 2\n[engine.ray]\nwokers = 2", "engine.ray.wokers",
-     "unknown argument of RayEngine; expected one of: address, workers"),
-    ("k = 2", 'k = 2\n[engine.ray]\nworkers = "8"', "engine.ray.workers",
-     "expected an integer, got a string '8'"),
+    (
+        "k = 2",
+        "k = 2\n[engine.ray]\nwokers = 2",
+        "engine.ray.wokers",
+        "unknown argument of RayEngine; expected one of: address, workers",
+    ),
+    (
+        "k = 2",
+        'k = 2\n[engine.ray]\nworkers = "8"',
+        "engine.ray.workers",
+        "expected an integer, got a string '8'",
+    ),
     ("seed = 0", "seed = -1", "seed", "must be an integer >= 0 and <= 4294967295, got -1"),
-    (NAMES, 'class_names = "abc"', "class_names",
-     "expected 'module:name' or 'package.module.Name', got 'abc'"),
-    ('class_names = ["circle", "square"', 'class_names = ["circle", "circle"', "class_names",
-     "must be unique; repeated: ['circle']"),
-    (NAMES, 'class_names = {file = "names.txt"}', "class_names.file",
-     "names.txt does not exist"),
-    ("k = 2", 'k = 2\n[image_filter]\nclass = "caption"\ncaptioner = {class = "clip", modle = 1}',
-     "image_filter.captioner.modle", "unknown argument of CLIPCaptioner"),
-]  # fmt: skip
+    (
+        NAMES,
+        'class_names = "abc"',
+        "class_names",
+        "expected 'module:name' or 'package.module.Name', got 'abc'",
+    ),
+    (
+        'class_names = ["circle", "square"',
+        'class_names = ["circle", "circle"',
+        "class_names",
+        "must be unique; repeated: ['circle']",
+    ),
+    (NAMES, 'class_names = {file = "names.txt"}', "class_names.file", "names.txt does not exist"),
+    (
+        "k = 2",
+        'k = 2\n[image_filter]\nclass = "caption"\ncaptioner = {class = "clip", modle = 1}',
+        "image_filter.captioner.modle",
+        "unknown argument of CLIPCaptioner",
+    ),
+]
 
 
 @pytest.mark.parametrize(("old", "new", "key", "says"), BAD, ids=[case[2] for case in BAD])
@@ -152,11 +242,15 @@ def test_a_file_that_is_not_toml_or_not_there_is_one_line(tmp_path):
 
 def test_checking_builds_nothing(tmp_path):
     """A factory that would fail when called passes the check: only its signature is read."""
-    path = _write(tmp_path, BASE.replace('{name = "debug", size = 60}, take', '{name = "x", '
-                  "size = 60}, take"))  # fmt: skip
+    path = _write(
+        tmp_path, BASE.replace('{name = "debug", size = 60}, take', '{name = "x", size = 60}, take')
+    )
     config = load_config(path)
-    with pytest.raises(ConfigError, match=r"^datasets.debug.factory: split\(...\) refused its "
-                       r"arguments: split must be one of"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"^datasets.debug.factory: split\(...\) refused its "
+        r"arguments: split must be one of",
+    ):
         config.build()
 
 
@@ -189,12 +283,16 @@ def test_the_seed_draws_the_split(tmp_path):
     ("engine", "expected"),
     [
         ('engine = "local"', "LocalEngine()"),
-        ('engine = "ray"', "RayEngine(address=None, workers=None, gpus_per_worker=0, "
-         "cpus_per_worker=1)"),
-        ('engine = {ray = {address = "auto", workers = 8, gpus_per_worker = 1}}',
-         "RayEngine(address='auto', workers=8, gpus_per_worker=1, cpus_per_worker=1)"),
+        (
+            'engine = "ray"',
+            "RayEngine(address=None, workers=None, gpus_per_worker=0, cpus_per_worker=1)",
+        ),
+        (
+            'engine = {ray = {address = "auto", workers = 8, gpus_per_worker = 1}}',
+            "RayEngine(address='auto', workers=8, gpus_per_worker=1, cpus_per_worker=1)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_engine_is_local_or_ray(tmp_path, engine, expected):
     path = _write(tmp_path, BASE.replace("seed = 0", f"seed = 0\n{engine}"))
     assert repr(load_config(path).build().debugger.engine) == expected
@@ -215,10 +313,17 @@ def test_a_timm_model_by_name_and_by_factory(tmp_path):
 
 
 def test_a_model_factory_must_return_a_module(tmp_path):
-    path = _write(tmp_path, BASE.replace("failmodes.toyworld.parts:classifier", "builtins:dict")
-                  .replace("kwargs = {per_class = 5}", ""))  # fmt: skip
-    with pytest.raises(ConfigError, match=r"^model.factory: returned a dict; expected a torch "
-                       "nn.Module or a FeatureExtractor$"):  # fmt: skip
+    path = _write(
+        tmp_path,
+        BASE.replace("failmodes.toyworld.parts:classifier", "builtins:dict").replace(
+            "kwargs = {per_class = 5}", ""
+        ),
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.factory: returned a dict; expected a torch "
+        "nn.Module or a FeatureExtractor$",
+    ):
         load_config(path).build()
 
 
@@ -271,8 +376,9 @@ def test_a_hugging_face_dataset(tmp_path, monkeypatch):
     image, label = built.train[4]
     assert isinstance(image, Image.Image) and label == 1 and built.train.targets[:3] == [0, 1, 2]
     assert "hf" in data_fingerprint(built.train)["name"]  # by its files, no image decoded
-    with pytest.raises(ConfigError, match="^datasets.train.label: no column 'label'; the columns "
-                       "are img, y$"):  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="^datasets.train.label: no column 'label'; the columns are img, y$"
+    ):
         load_config(_write(tmp_path, text.replace(', label = "y"', ""))).build()
 
 
@@ -294,8 +400,13 @@ def test_without_the_datasets_package_the_extra_is_named(tmp_path):
 def test_the_imagenet_example_checks_without_its_paths():
     config = load_config(EXAMPLES / "imagenet.toml", check_paths=False)
     data = config.data
-    assert data["model"] == {"timm": "resnet50", "pretrained": True, "device": "cuda",
-                             "batch_size": 256, "num_workers": 8}  # fmt: skip
+    assert data["model"] == {
+        "timm": "resnet50",
+        "pretrained": True,
+        "device": "cuda",
+        "batch_size": 256,
+        "num_workers": 8,
+    }
     assert (data["debugger"]["k"], data["debugger"]["lam"]) == (5, 0.5)
     assert data["datasets"]["train"]["per_class"] == 30
     assert data["datasets"]["debug"]["take"] == data["datasets"]["test"]["skip"] == 30_000
@@ -318,9 +429,15 @@ def test_the_imagenet_example_builds_on_a_folder_and_on_ray(tmp_path):
     built = load_config(_write(tmp_path, text, "imagenet.toml")).build()  # nothing downloads
     dbg = built.debugger
     assert (dbg.extractor.model, dbg.extractor.pretrained, dbg.extractor.device) == (
-        "resnet50", True, "cuda")  # fmt: skip
+        "resnet50",
+        True,
+        "cuda",
+    )
     assert (dbg.proposer.model, dbg.captioner.model, dbg.captioner.pretrained) == (
-        "gpt-4.1-mini", "ViT-B-32", "openai")  # fmt: skip
+        "gpt-4.1-mini",
+        "ViT-B-32",
+        "openai",
+    )
     assert dbg.generator.model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert (dbg.head_trainer.solver, dbg.head_trainer.weight_decay) == ("lbfgs", 0.0005)
     assert (dbg.k, dbg.lam, dbg.images_per_mode, dbg.attribute) == (5, 0.5, 10, "background")
@@ -359,8 +476,10 @@ def test_the_command_checks_a_file_without_running_it(tmp_path, capsys):
 def test_the_command_reports_a_missing_file_and_an_unusable_folder(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "failmodes.cli", "run", str(tmp_path / "nope.toml")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     [line] = done.stderr.splitlines()
     assert line.startswith(f"failmodes run: error: {tmp_path / 'nope.toml'}: cannot read")

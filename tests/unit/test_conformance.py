@@ -56,9 +56,12 @@ def test_openclip_extractor_conforms(tiny_clip):
 
     model, preprocess, tokenizer = tiny_clip
     extractor = OpenCLIPExtractor(
-        model, tokenizer=tokenizer, preprocess=preprocess, class_names=["fox", "wallet"],
+        model,
+        tokenizer=tokenizer,
+        preprocess=preprocess,
+        class_names=["fox", "wallet"],
         templates=["a photo of a {}."],
-    )  # fmt: skip
+    )
     check_extractor(extractor)
 
 
@@ -203,8 +206,18 @@ def test_check_extractor_catches_order_and_shape_errors():
 class _WeightlessTrainer(HeadTrainer):
     """Ignores lam: always weighs the extra rows like the original ones."""
 
-    def fit(self, features, labels, *, extra_features=None, extra_labels=None, lam=0.5,
-            init=None, num_classes=None, seed=0):  # fmt: skip
+    def fit(
+        self,
+        features,
+        labels,
+        *,
+        extra_features=None,
+        extra_labels=None,
+        lam=0.5,
+        init=None,
+        num_classes=None,
+        seed=0,
+    ):
         if extra_features is not None:
             features = torch.cat([features, extra_features])
             labels = torch.cat([labels, extra_labels])
@@ -281,7 +294,7 @@ class _NotAFilter:
         (
             lambda images: (["value"] + [None] * (len(images) - 1))[::-1] if images else [],
             "checked alone",
-        ),  # fmt: skip
+        ),
         (lambda images: [None] * len(images) or None, "no images must give"),
     ],
 )

@@ -1,5 +1,7 @@
 """The Debugger's steps, with small real models and user-written components."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from failmodes import (
     TorchExtractor,
 )
 from failmodes.data import labels_of
+from failmodes.settings import RULES
 from failmodes.toyworld import ToyWorld
 
 NAMES = list(ToyWorld().class_names)
@@ -123,15 +126,19 @@ def test_run_end_to_end_with_user_components(world_data):
     assert cfg["k"] in (1, 2) and cfg["lam"] in (0.5, 1.0) and cfg["images_per_mode"] in (3, 5)
     # the chosen candidate is the best eligible one on validation failures
     rows = result.selection[result.selection.method == "failmodes"]
-    eligible = rows[rows.eligible]
-    if len(eligible):
-        assert eligible.val_failure_acc.max() == pytest.approx(
-            rows[
-                (rows.k == cfg["k"])
-                & (rows.lam == cfg["lam"])
-                & (rows.images_per_mode == cfg["images_per_mode"])
-            ].val_failure_acc.iloc[0]
-        )
+    chosen = rows[
+        (rows.k == cfg["k"])
+        & (rows.lam == cfg["lam"])
+        & (rows.images_per_mode == cfg["images_per_mode"])
+    ]
+    assert len(rows) == 8 and len(chosen) == 1 and rows.eligible.any()
+    assert chosen.eligible.iloc[0]
+    assert chosen.val_failure_acc.iloc[0] == rows[rows.eligible].val_failure_acc.max()
+    # the chosen modes are the top k of the captions, and the images cover exactly those
+    assert result.modes.modes == result.modes.top_k(cfg["k"])
+    made = result.generated
+    covered = {(NAMES[y], v) for y, v in zip(made.labels, made.values, strict=True)}
+    assert covered <= {(c, v) for c, vs in result.modes.modes.items() for v in vs}
     # every method gets the same number of images per class
     counts = np.bincount(result.generated.labels, minlength=len(NAMES))
     for method in ("random", "uniform"):
@@ -205,15 +212,26 @@ def test_components_swap_one(world_data):
         ({"k": 0}, "k must be"),
         ({"lam": -1.0}, "lam must be"),
         ({"images_per_mode": [2.5]}, "images_per_mode must be an integer"),
-        ({"class_names": NAMES[:-1]}, "labels outside"),
         ({"class_names": NAMES[:-1] + [NAMES[0]]}, "unique"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"rank": "lift"}, r"rank must be one of \['excess', 'count'\]"),
     ],
 )
-def test_bad_settings_are_named(world_data, kw, match):
+def test_bad_settings_are_named_when_the_debugger_is_made(world_data, kw, match):
     world, train, debug, test = world_data
-    dbg = _debugger(world, debug, debug, **kw)
     with pytest.raises(ValueError, match=match):
+        _debugger(world, debug, debug, **kw)
+    dbg = _debugger(world, debug, debug)
+    with pytest.raises(ValueError, match=match):
+        dbg.replace(**kw)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dbg.k = 0  # a Debugger that exists stays valid
+
+
+def test_class_names_that_do_not_fit_the_data_are_named(world_data):
+    world, train, debug, test = world_data
+    dbg = _debugger(world, debug, debug, class_names=NAMES[:-1])
+    with pytest.raises(ValueError, match="labels outside"):
         dbg.run(train, debug, test)
 
 
@@ -223,7 +241,7 @@ def test_missing_component_is_named(world_data):
     with pytest.raises(ValueError, match="generator"):
         dbg.run(train, debug, test)
     with pytest.raises(TypeError, match="captioner must be a FailureCaptioner"):
-        _debugger(world, debug, debug, captioner=object()).run(train, debug, test)
+        _debugger(world, debug, debug, captioner=object())
 
 
 def test_class_with_failures_but_no_proposals(world_data):
@@ -270,7 +288,8 @@ def test_config_records_every_setting_and_components_come_from_the_signature(wor
     world, train, debug, test = world_data
     dbg = _debugger(world, debug, debug, baselines=False, k=2, lam=1.0, images_per_mode=3)
     names = list(inspect.signature(Debugger).parameters)
-    assert list(dbg.components) == names
+    assert set(names) == set(RULES)  # every setting has its rule in the one table
+    assert Debugger(**dbg.components).components == dbg.components
     config = dbg.run(train, debug, test, seed=0).config
     assert set(config) >= (set(names) - {"class_names"}) | {"k_grid", "lam_grid", "seed"}
     assert config["image_filter"] is None and config["filter_rounds"] == 2
@@ -298,9 +317,9 @@ def test_prepare_is_what_the_steps_share(world_data):
 )
 def test_lam_has_one_message_in_the_constructor_and_in_repair(world_data, lam, match):
     world, train, debug, test = world_data
-    dbg = _debugger(world, debug, debug, lam=[0.5, lam])
     with pytest.raises(ValueError, match=match):
-        dbg.grids()
+        _debugger(world, debug, debug, lam=[0.5, lam])
+    dbg = _debugger(world, debug, debug)
     features = dbg.features(train)
     with pytest.raises(ValueError, match=match):
         dbg.repair(features, lam=lam)
@@ -319,9 +338,18 @@ def test_every_progress_setting_defaults_to_a_bar_on_a_terminal():
     from failmodes.progress import progress_bar
     from failmodes.toyworld import ToyWorldGenerator, demo_components, run_demo
 
-    for owner in (TorchExtractor, TimmExtractor, OpenCLIPExtractor, CLIPCaptioner,
-                  StableDiffusionGenerator, LinearHeadTrainer, ToyWorldGenerator, Debugger,
-                  demo_components, run_demo):  # fmt: skip
+    for owner in (
+        TorchExtractor,
+        TimmExtractor,
+        OpenCLIPExtractor,
+        CLIPCaptioner,
+        StableDiffusionGenerator,
+        LinearHeadTrainer,
+        ToyWorldGenerator,
+        Debugger,
+        demo_components,
+        run_demo,
+    ):
         default = inspect.signature(owner).parameters["progress"].default
         assert default is None, owner
     assert progress_bar(range(3), progress=None).disable  # stderr is not a terminal in tests

@@ -10,6 +10,7 @@ import pytest
 from failmodes import Debugger, GenerationRequest, StaticProposer, TorchExtractor
 from failmodes.filters import CaptionFilter
 from failmodes.interfaces import ImageGenerator
+from failmodes.steps import generate
 from failmodes.toyworld import ToyWorld, ToyWorldGenerator, toy_classifier
 
 pytest.importorskip("open_clip")
@@ -130,7 +131,13 @@ def test_filter_errors_name_the_problem():
         CaptionFilter(toyclip_captioner(), class_top_k=0).check(
             images, owners[:2], class_names=WORLD.class_names, candidates={}
         )
-    dbg = _debugger(ToyWorldGenerator(WORLD), image_filter=CaptionFilter(toyclip_captioner()))
-    dbg.filter_rounds = -1
     with pytest.raises(ValueError, match="filter_rounds"):
-        dbg.generate(_requests(1, 2))
+        _debugger(ToyWorldGenerator(WORLD), filter_rounds=-1)
+    with pytest.raises(ValueError, match="filter_rounds"):
+        generate(
+            ToyWorldGenerator(WORLD),
+            _requests(1, 2),
+            class_names=WORLD.class_names,
+            image_filter=CaptionFilter(toyclip_captioner()),
+            filter_rounds=-1,
+        )

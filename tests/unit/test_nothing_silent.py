@@ -93,12 +93,11 @@ def test_features_and_labels_of_different_lengths_are_refused():
         ("tolerance", -1),
         ("guard_tolerance", 2.0),
         ("validation_fraction", float("nan")),
-    ],  # fmt: skip
+    ],
 )
 def test_numeric_settings_are_range_checked_before_any_work(setting, value):
-    dbg = _onehot(**{setting: value})
     with pytest.raises(ValueError, match=f"{setting} must be"):
-        dbg.run(_images(), _images(), _images(), seed=0)
+        _onehot(**{setting: value})
 
 
 @pytest.mark.parametrize("seed", [1.5, -1, "0", True])
@@ -133,22 +132,43 @@ def test_a_proposers_bad_answer_is_named(answer, says):
 def test_a_captioners_value_that_was_never_proposed_is_refused():
     captioner = _Captioner(lambda i: Caption("on the moon", 0.9))
     with pytest.raises(ValueError, match=r"_Captioner.*'on the moon'.*not among the candidates"):
-        caption_failures(captioner, _images(), _failures(), {"class0": ["in a desert"]},
-                         class_names=["class0", "class1"], k=1, rank="count")  # fmt: skip
+        caption_failures(
+            captioner,
+            _images(),
+            _failures(),
+            {"class0": ["in a desert"]},
+            class_names=["class0", "class1"],
+            k=1,
+            rank="count",
+        )
 
 
 def test_a_captioner_returning_plain_strings_is_named():
     captioner = _Captioner(lambda i: "in a desert")
     with pytest.raises(TypeError, match=r"_Captioner.*Caption.*got str 'in a desert'"):
-        caption_failures(captioner, _images(), _failures(), {"class0": ["in a desert"]},
-                         class_names=["class0", "class1"], k=1, rank="count")  # fmt: skip
+        caption_failures(
+            captioner,
+            _images(),
+            _failures(),
+            {"class0": ["in a desert"]},
+            class_names=["class0", "class1"],
+            k=1,
+            rank="count",
+        )
 
 
 def test_a_captioner_that_names_no_value_for_most_failures_is_a_warning():
     captioner = _Captioner(lambda i: Caption(None, 0.1))
     with pytest.warns(UserWarning, match=r"_Captioner named no value for 4 of 4 failures"):
-        modes = caption_failures(captioner, _images(), _failures(), {"class0": ["in a desert"]},
-                                 class_names=["class0", "class1"], k=1, rank="count")  # fmt: skip
+        modes = caption_failures(
+            captioner,
+            _images(),
+            _failures(),
+            {"class0": ["in a desert"]},
+            class_names=["class0", "class1"],
+            k=1,
+            rank="count",
+        )
     assert modes.modes == {}
 
 
@@ -210,8 +230,9 @@ def _exported(tmp_path):
 
     request = _request(count=2)
     images = [Image.new("RGB", (8, 8), (200, 40 * i, 30)) for i in range(2)]
-    generated = GeneratedSet([request], images, np.zeros(2, dtype=int), [request.value] * 2,
-                             np.zeros(2, dtype=int))  # fmt: skip
+    generated = GeneratedSet(
+        [request], images, np.zeros(2, dtype=int), [request.value] * 2, np.zeros(2, dtype=int)
+    )
     folder = generated.export(tmp_path / "set")
     return GeneratedSet, folder
 
@@ -251,7 +272,7 @@ def test_generated_images_the_extractor_cannot_take_are_named():
         ("checkpoint_every", 0),
         ("examples_per_mode", 1.5),
         ("batch_size", 0),
-    ],  # fmt: skip
+    ],
 )
 def test_the_other_numeric_settings_are_checked_too(setting, value):
     with pytest.raises(ValueError, match=f"{setting} must be"):
@@ -280,13 +301,15 @@ def test_a_component_that_does_not_pickle_is_named_before_ray_starts():
 
 @pytest.mark.parametrize(
     ("settings", "says"),
-    [({"workers": 0}, "workers must be an integer >= 1"),
-     ({"workers": 2.5}, "workers must be an integer >= 1"),
-     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-     ({"gpus_per_worker": -1}, "gpus_per_worker must be a number >= 0"),
-     ({"cpus_per_worker": 0}, "cpus_per_worker must be > 0"),
-     ({"cpus_per_worker": float("nan")}, "cpus_per_worker must be")],
-)  # fmt: skip
+    [
+        ({"workers": 0}, "workers must be an integer >= 1"),
+        ({"workers": 2.5}, "workers must be an integer >= 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"gpus_per_worker": -1}, "gpus_per_worker must be a number >= 0"),
+        ({"cpus_per_worker": 0}, "cpus_per_worker must be > 0"),
+        ({"cpus_per_worker": float("nan")}, "cpus_per_worker must be"),
+    ],
+)
 def test_a_ray_engine_refuses_its_settings_out_of_range_without_importing_ray(settings, says):
     from failmodes.engines import RayEngine
 
@@ -302,7 +325,7 @@ def test_a_ray_engine_refuses_its_settings_out_of_range_without_importing_ray(se
         ([("a", None)], r"debug's labels must be integers.*None \(NoneType\).*item 0"),
         (["a", "b"], r"debug must yield \(image, label\) pairs.*item 0 is a str, not a pair"),
         ([("a", 0.7)], r"debug's labels must be integers.*0\.7"),
-    ],  # fmt: skip
+    ],
 )
 def test_a_label_that_is_not_an_integer_is_named_with_its_data_and_item(items, says):
     with pytest.raises(ValueError, match=says):
@@ -326,8 +349,11 @@ def _ready(generator: ImageGenerator, **kwargs) -> Debugger:
 
 
 def test_a_component_method_without_a_keyword_the_steps_pass_is_refused_before_any_work():
-    with pytest.raises(TypeError, match=r"generator: _OldGenerator.generate does not take "
-                       r"progress.*generate\(requests, \*, progress=None\)"):  # fmt: skip
+    with pytest.raises(
+        TypeError,
+        match=r"generator: _OldGenerator.generate does not take "
+        r"progress.*generate\(requests, \*, progress=None\)",
+    ):
         _ready(_OldGenerator()).run(_images(), _images(), _images(), seed=0)
     from failmodes.testing import check_generator
 
@@ -348,8 +374,11 @@ class _ColourRenderer(_OldGenerator):
 
 
 def test_an_attribute_the_generator_cannot_make_is_refused_before_any_work():
-    with pytest.raises(ValueError, match=r"attribute is 'background' but the generator "
-                       r"\(_ColourRenderer\) makes only 'color' values"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"attribute is 'background' but the generator "
+        r"\(_ColourRenderer\) makes only 'color' values",
+    ):
         _ready(_ColourRenderer()).run(_images(), _images(), _images(), seed=0)
     assert ImageGenerator.attribute is None  # a generator of any attribute, by default
 
@@ -380,10 +409,16 @@ def test_image_tensors_of_another_size_than_clips_are_named(tiny_clip):
 
     model, preprocess, tokenizer = tiny_clip
     captioner = CLIPCaptioner(model, tokenizer=tokenizer, preprocess=preprocess)
-    with pytest.raises(ValueError, match=r"shape \(3, 8, 8\) cannot be read by the CLIP model, "
-                       r"made for \d+x\d+ images"):  # fmt: skip
-        captioner.caption([torch.zeros(3, 8, 8)], image_classes=["fox"],
-                          candidates={"fox": ["in a desert", "in a jungle"]})  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"shape \(3, 8, 8\) cannot be read by the CLIP model, "
+        r"made for \d+x\d+ images",
+    ):
+        captioner.caption(
+            [torch.zeros(3, 8, 8)],
+            image_classes=["fox"],
+            candidates={"fox": ["in a desert", "in a jungle"]},
+        )
 
 
 def test_tensor_images_of_another_shape_than_trains_are_a_warning():
@@ -391,8 +426,11 @@ def test_tensor_images_of_another_shape_than_trains_are_a_warning():
 
     train = [(torch.zeros(3, 32, 32), i % 2) for i in range(4)]
     small = [(torch.zeros(3, 8, 8), i % 2) for i in range(4)]
-    with pytest.warns(UserWarning, match=r"debug's images are tensors of shape \(3, 8, 8\) but "
-                      r"train's are \(3, 32, 32\)"):  # fmt: skip
+    with pytest.warns(
+        UserWarning,
+        match=r"debug's images are tensors of shape \(3, 8, 8\) but "
+        r"train's are \(3, 32, 32\)",
+    ):
         assert check_sets(train, small, extra={"x": train}) == {"x": train}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # same shapes, PIL images, one-shot iterables: quiet

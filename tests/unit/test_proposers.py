@@ -127,13 +127,55 @@ def test_merge_accepts_any_iterable():
 # -- merge_values: properties --------------------------------------------------------------------
 
 _WORDS = st.sampled_from(
-    ["desert", "deserts", "Desert", "beach", "beaches", "city", "cities", "frozen", "lake", "lakes",
-     "snowy", "grass", "grasses", "red", "dark", "cafe", "café", "us", "is", "front", "top", "of"]
-)  # fmt: skip
+    [
+        "desert",
+        "deserts",
+        "Desert",
+        "beach",
+        "beaches",
+        "city",
+        "cities",
+        "frozen",
+        "lake",
+        "lakes",
+        "snowy",
+        "grass",
+        "grasses",
+        "red",
+        "dark",
+        "cafe",
+        "café",
+        "us",
+        "is",
+        "front",
+        "top",
+        "of",
+    ]
+)
 _LEADING = st.sampled_from(
-    ["", "in", "on", "In", "at", "by", "under", "near", "inside", "among", "with", "over", "beside",
-     "a", "an", "the", "The", "next to", "in front of", "on top of"]
-)  # fmt: skip
+    [
+        "",
+        "in",
+        "on",
+        "In",
+        "at",
+        "by",
+        "under",
+        "near",
+        "inside",
+        "among",
+        "with",
+        "over",
+        "beside",
+        "a",
+        "an",
+        "the",
+        "The",
+        "next to",
+        "in front of",
+        "on top of",
+    ]
+)
 _SPACE = st.sampled_from([" ", "  ", "\t", " \n "])
 
 

@@ -127,8 +127,9 @@ def test_descriptions_give_the_failure_rate_against_the_class():
 
 
 def test_without_successes_descriptions_and_ranking_are_the_papers():
-    modes = _fox(["in snow", "in snow", "in a den"], candidates=["in a den", "in snow"], k=1,
-                 rank="excess")  # fmt: skip
+    modes = _fox(
+        ["in snow", "in snow", "in a den"], candidates=["in a den", "in snow"], k=1, rank="excess"
+    )
     assert modes.modes == {"fox": ["in snow"]}
     assert modes.describe() == ["fox in snow \u2192 predicted owl (2 failures)"]
     assert "lift" not in modes.to_frame()
@@ -145,8 +146,15 @@ def test_significant_falls_back_to_the_top_k_with_a_warning():
     failed = ["on a table", "on a table", "in a jungle"]
     succeeded = ["on a table"] * 4 + ["in a jungle"] * 5 + ["in a den"] * 6
     with pytest.warns(UserWarning, match="no value whose failure rate is clearly above"):
-        modes = _fox(failed, succeeded, candidates=["on a table", "in a jungle"], k=2,
-                     usual={"fox": "in a den"}, rank="excess", significant=True)  # fmt: skip
+        modes = _fox(
+            failed,
+            succeeded,
+            candidates=["on a table", "in a jungle"],
+            k=2,
+            usual={"fox": "in a den"},
+            rank="excess",
+            significant=True,
+        )
     assert modes.modes == {"fox": ["on a table"]}  # the jungle fails at the class's rate
 
 
@@ -168,8 +176,13 @@ def test_successes_are_a_seeded_half_of_each_class_outside_the_validation_part()
     labels = np.repeat([0, 1], 50)
     predictions = labels.copy()
     predictions[[0, 1, 60]] = 1 - labels[[0, 1, 60]]  # three failures
-    failures = FailureSet(labels, predictions, validation=np.arange(40, 60),
-                          seed=np.array([0, 60]), heldout=np.array([1]))  # fmt: skip
+    failures = FailureSet(
+        labels,
+        predictions,
+        validation=np.arange(40, 60),
+        seed=np.array([0, 60]),
+        heldout=np.array([1]),
+    )
     chosen = sample_successes(failures, seed=0)
     assert len(set(chosen) & set(range(40, 60))) == 0
     assert (predictions[chosen] == labels[chosen]).all()
@@ -202,8 +215,9 @@ def _prepared(guard_like_train: bool = True) -> tuple[PreparedRun, Features]:
     preds = head(debug.features).argmax(1).numpy()
     validation = np.arange(0, 60, 3)
     val_fail = validation[preds[validation] != debug.labels[validation]]
-    failures = FailureSet(debug.labels, preds, validation, np.array([], dtype=int),
-                          np.array([], dtype=int))  # fmt: skip
+    failures = FailureSet(
+        debug.labels, preds, validation, np.array([], dtype=int), np.array([], dtype=int)
+    )
     splits = {"validation": debug.select(validation), "validation_failures": debug.select(val_fail)}
     guard = Features(torch.cat([cloud((2, 0), 50), cloud((0, 2), 50)]), np.repeat([0, 1], 50))
     prep = PreparedRun(train, debug, None, head, failures, splits, guard=guard)
@@ -216,8 +230,13 @@ def test_no_chosen_candidate_loses_more_than_the_guard_tolerance():
     trainer = LinearHeadTrainer()
     before = (prep.head(prep.guard.features).argmax(1).numpy() == prep.guard.labels).mean()
     for tolerance in (0.0, 0.01, 0.05, 0.2):
-        pick = select_head(trainer, prep, generated, lam_candidates(60, [0.1, 1.0, 10.0]),
-                           guard_tolerance=tolerance)  # fmt: skip
+        pick = select_head(
+            trainer,
+            prep,
+            generated,
+            lam_candidates(60, [0.1, 1.0, 10.0]),
+            guard_tolerance=tolerance,
+        )
         after = (pick.head(prep.guard.features).argmax(1).numpy() == prep.guard.labels).mean()
         assert after >= before - tolerance - 1e-12
         assert "guard_acc" in pick.table
@@ -228,8 +247,9 @@ def test_no_chosen_candidate_loses_more_than_the_guard_tolerance():
 
 def test_a_guard_that_refuses_every_candidate_keeps_the_original_head():
     prep, generated = _prepared()
-    pick = select_head(LinearHeadTrainer(), prep, generated, lam_candidates(60, [10.0, 50.0]),
-                       guard_tolerance=0.0)  # fmt: skip
+    pick = select_head(
+        LinearHeadTrainer(), prep, generated, lam_candidates(60, [10.0, 50.0]), guard_tolerance=0.0
+    )
     assert pick.settings["kept_original"] is True
     assert pick.head is prep.head
     assert not pick.table["eligible"].any()
@@ -260,8 +280,9 @@ def test_guard_tolerance_must_be_a_share():
     prep, generated = _prepared()
     for bad in (-0.1, math.nan, 2.0):
         with pytest.raises(ValueError, match="guard_tolerance must be"):
-            select_head(LinearHeadTrainer(), prep, generated, lam_candidates(60, [1.0]),
-                        guard_tolerance=bad)  # fmt: skip
+            select_head(
+                LinearHeadTrainer(), prep, generated, lam_candidates(60, [1.0]), guard_tolerance=bad
+            )
 
 
 def test_no_warning_without_significant():
@@ -287,8 +308,10 @@ def test_mode_counts_even_and_by_excess():
         ("fox", "on a table"): 5,
         ("owl", "at noon"): 5,
     }
-    weights = {"fox": {"in a jungle": 27.0, "on a table": 3.0, "in snow": 0.0},
-               "owl": {"at noon": -1.0}}  # fmt: skip
+    weights = {
+        "fox": {"in a jungle": 27.0, "on a table": 3.0, "in snow": 0.0},
+        "owl": {"at noon": -1.0},
+    }
     assert mode_counts(ranked, k=2, images_per_mode=5, weights=weights) == {
         ("fox", "in a jungle"): 9,
         ("fox", "on a table"): 1,

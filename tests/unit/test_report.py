@@ -22,7 +22,8 @@ from failmodes import (
     GenerationRequest,
     RunResult,
 )
-from failmodes.results import FailureExample, failure_examples
+from failmodes.results import FailureExample
+from failmodes.thumbnails import failure_examples
 from failmodes.toyworld import ToyWorld, demo_components
 
 PAPER = "https://arxiv.org/abs/2312.05464"
@@ -83,8 +84,10 @@ def test_report_shows_settings_counts_accuracy_and_modes(small_run, tmp_path):
     assert '<tr class="chosen">' in page  # the chosen candidate of the search
     m = result.mode_accuracy  # ToyWorld's debug set knows each image's true value
     assert f"{m.n_in} of {m.n_in + m.n_out} debug_heldout failures" in page
-    row = "".join(f'<td class="main">{m.accuracy["uniform"][side]:.3f}</td>'
-                  for side in ("in_modes", "out_of_modes"))  # fmt: skip
+    row = "".join(
+        f'<td class="main">{m.accuracy["uniform"][side]:.3f}</td>'
+        for side in ("in_modes", "out_of_modes")
+    )
     assert f'<td class="l"><b>uniform</b></td>{row}' in page
 
 

@@ -137,8 +137,13 @@ def test_mode_accuracy_splits_the_held_out_failures_by_the_targeted_modes():
     # six held-out failures of wallet (label 0); the head predicts the larger coordinate
     x = torch.tensor([[1.0, 0], [0, 1], [1, 0], [0, 1], [0, 1], [1, 0]])
     debug = Features(x, np.zeros(6, dtype=int))
-    failures = FailureSet(debug.labels, np.ones(6, dtype=int), np.array([], dtype=int),
-                          np.array([], dtype=int), np.arange(6))  # fmt: skip
+    failures = FailureSet(
+        debug.labels,
+        np.ones(6, dtype=int),
+        np.array([], dtype=int),
+        np.array([], dtype=int),
+        np.arange(6),
+    )
     prep = PreparedRun(debug, debug, None, None, failures, {})
     head = torch.nn.Linear(2, 2, bias=False)
     with torch.no_grad():
@@ -149,17 +154,26 @@ def test_mode_accuracy_splits_the_held_out_failures_by_the_targeted_modes():
     m = evaluate_modes(prep, {"before": head, "failmodes": head}, groups, _modes(), generated)
     # inside: rows 2, 3, 4 (one of three right); outside: 0, 1, 5 (two of three right)
     assert (m.n_in, m.n_out, m.share) == (3, 3, 0.5)
-    assert m.accuracy == {"failmodes": {"in_modes": pytest.approx(1 / 3),
-                                        "out_of_modes": pytest.approx(2 / 3)}}  # fmt: skip
+    assert m.accuracy == {
+        "failmodes": {"in_modes": pytest.approx(1 / 3), "out_of_modes": pytest.approx(2 / 3)}
+    }
     # a side without failures is nan here, and None in summary.json (which has no NaN)
     every = evaluate_modes(prep, {"failmodes": head}, ["in a jungle"] * 6, _modes(), generated)
     assert (every.n_in, every.n_out) == (6, 0)
     assert math.isnan(every.accuracy["failmodes"]["out_of_modes"])
     splits = dict.fromkeys(("test", "debug_seed", "debug_heldout", "validation"), 0.5)
-    result = RunResult(class_names=NAMES, attribute="background", group_accuracy={},
-                       accuracy={"before": splits, "failmodes": splits}, failures=failures,
-                       modes=_modes(), generated=generated, selection=pd.DataFrame(), config={},
-                       mode_accuracy=every)  # fmt: skip
+    result = RunResult(
+        class_names=NAMES,
+        attribute="background",
+        group_accuracy={},
+        accuracy={"before": splits, "failmodes": splits},
+        failures=failures,
+        modes=_modes(),
+        generated=generated,
+        selection=pd.DataFrame(),
+        config={},
+        mode_accuracy=every,
+    )
     summary = result.summary()
     assert summary["heldout_in_modes_share"] == 1.0
     assert summary["heldout_in_modes_acc_after"] == 0.5

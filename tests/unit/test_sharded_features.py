@@ -66,8 +66,9 @@ def test_float32_shards_reuse_the_parts_of_an_in_memory_extraction(tmp_path):
 def test_float16_shards_store_the_rounded_features_in_their_own_entries(tmp_path):
     data, cache = _data(), Cache(tmp_path)
     whole = extract_features(_Counting(), data, cache=None).features
-    half = extract_features(_Counting(), data, cache=cache, checkpoint_every=20, shards=True,
-                            shard_dtype="float16")  # fmt: skip
+    half = extract_features(
+        _Counting(), data, cache=cache, checkpoint_every=20, shards=True, shard_dtype="float16"
+    )
     first, _ = half.features.load(0)
     assert first.dtype == torch.float16
     assert torch.equal(_rows(half.features).float(), whole.half().float())
@@ -88,14 +89,22 @@ def test_a_killed_sharded_extraction_resumes_from_its_last_part(tmp_path):
 
 def test_features_beyond_float16_are_refused_naming_the_images(tmp_path):
     with pytest.raises(ValueError, match=r"images 0:16\) exceed float16's range.*float32"):
-        extract_features(_Counting(scale=1e6), _data(), cache=Cache(tmp_path), name="train",
-                         checkpoint_every=16, shards=True, shard_dtype="float16")  # fmt: skip
+        extract_features(
+            _Counting(scale=1e6),
+            _data(),
+            cache=Cache(tmp_path),
+            name="train",
+            checkpoint_every=16,
+            shards=True,
+            shard_dtype="float16",
+        )
 
 
 def test_a_pruned_part_is_named_when_a_fit_reads_it(tmp_path):
     cache = Cache(tmp_path)
-    held = extract_features(_Counting(), _data(), cache=cache, checkpoint_every=16, shards=True,
-                            name="train")  # fmt: skip
+    held = extract_features(
+        _Counting(), _data(), cache=cache, checkpoint_every=16, shards=True, name="train"
+    )
     assert cache.prune(older_than=0.0)
     with pytest.raises(FileNotFoundError, match=r"train \(images 0:16\) are gone .*extract"):
         held.features.load(0)
@@ -124,14 +133,15 @@ def test_shards_of_features_the_cache_cannot_name_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     ("setting", "value", "match"),
-    [("train_shards", 1, "train_shards must be True or False"),
-     ("shard_dtype", "half", "shard_dtype must be one of")],
-)  # fmt: skip
+    [
+        ("train_shards", 1, "train_shards must be True or False"),
+        ("shard_dtype", "half", "shard_dtype must be one of"),
+    ],
+)
 def test_bad_debugger_shard_settings_are_refused_before_any_work(setting, value, match):
     world = ToyWorld(seed=0)
-    dbg = Debugger(**demo_components(world, cache=False), **{setting: value})
     with pytest.raises((TypeError, ValueError), match=match):
-        dbg.run(world.train(2), world.debug(20), world.test(10))
+        Debugger(**demo_components(world, cache=False), **{setting: value})
 
 
 def test_a_run_from_train_shards_gives_the_figures_of_a_run_in_memory(tmp_path):
@@ -139,9 +149,16 @@ def test_a_run_from_train_shards_gives_the_figures_of_a_run_in_memory(tmp_path):
     train, debug, test = world.train(20), world.debug(400), world.test(200)
 
     def summary(**changes):
-        settings = demo_components(world, cache=Cache(tmp_path / "cache"), train=train, k=[2],
-                                   lam=[0.5, 1.0], images_per_mode=[5], baselines=False,
-                                   checkpoint_every=256)  # fmt: skip
+        settings = demo_components(
+            world,
+            cache=Cache(tmp_path / "cache"),
+            train=train,
+            k=[2],
+            lam=[0.5, 1.0],
+            images_per_mode=[5],
+            baselines=False,
+            checkpoint_every=256,
+        )
         result = Debugger(**settings, **changes).run(train, debug, test, seed=0)
         out = result.summary()
         out.pop("seconds")
@@ -152,8 +169,9 @@ def test_a_run_from_train_shards_gives_the_figures_of_a_run_in_memory(tmp_path):
     held, sharded = summary(train_shards=True)
     assert sharded == in_memory
     for name in ("failmodes", "before"):  # the same fit up to the order of its sums
-        torch.testing.assert_close(held.heads[name].weight, memory.heads[name].weight,
-                                   rtol=0, atol=1e-4)  # fmt: skip
+        torch.testing.assert_close(
+            held.heads[name].weight, memory.heads[name].weight, rtol=0, atol=1e-4
+        )
 
 
 def test_repair_takes_shards_as_train_features(tmp_path):

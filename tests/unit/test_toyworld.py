@@ -231,8 +231,16 @@ def _digest(data) -> str:
 )
 def test_worlds_without_cues_render_every_split_as_before(world, digests):
     assert (_digest(world.train(6)), _digest(world.debug(60)), _digest(world.test(60))) == digests
-    assert ToyWorld(seed=world.seed, attribute=world.attribute, strength=world.strength,
-                    cues=None, debug_strength=0.0) == world  # fmt: skip
+    assert (
+        ToyWorld(
+            seed=world.seed,
+            attribute=world.attribute,
+            strength=world.strength,
+            cues=None,
+            debug_strength=0.0,
+        )
+        == world
+    )
 
 
 @pytest.mark.parametrize("attribute", ["background", "color"])

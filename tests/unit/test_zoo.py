@@ -70,8 +70,10 @@ def test_the_zoo_has_two_families_of_at_least_three_models():
             feats = backbone(torch.rand(2, 3, 32, 32))
         assert feats.shape == (2, backbone.feature_dim), name
         if spec.category != "cnn":
-            assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
-                           for m in backbone.modules()), name  # fmt: skip
+            assert not any(
+                isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+                for m in backbone.modules()
+            ), name
 
 
 def test_zoo_models_shapes_categories_and_heads(tmp_path):

@@ -1,0 +1,517 @@
+"""Step 7, a repair: what to generate, which candidates to try, and the one chosen.
+
+A [`RepairPlan`][RepairPlan] is data: the generation requests and, per candidate, its
+settings, how many images of each mode it uses and its ``lam``. [`targeted_plan`][targeted_plan]
+makes the targeted repair's (one set at the largest ``k`` and images per mode, every candidate a
+subset of it), [`baseline_plans`][baseline_plans] the random and uniform baselines' (as many
+images per class), [`given_plan`][given_plan] one for a set already made.
+[`repair`][repair] runs any plan with the components of a [`RepairTools`][RepairTools]:
+generation, the candidates fitted, one chosen on the validation part. The
+[`Debugger`][failmodes.debugger.Debugger], the [sweeps][failmodes.sweeps] and
+[collective repair][failmodes.collective.collective_repair] all repair through it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from failmodes.cache import Cache
+from failmodes.engines import Engine, using
+from failmodes.interfaces import (
+    FeatureExtractor,
+    GenerationRequest,
+    HeadTrainer,
+    ImageFilter,
+    ImageGenerator,
+)
+from failmodes.progress import stage
+from failmodes.ranking import mode_counts
+from failmodes.results import Features, GeneratedSet, PreparedRun
+from failmodes.steps._common import derive_seed
+from failmodes.steps.features import generated_features
+from failmodes.steps.generation import generate, make_requests
+from failmodes.steps.selection import Candidate, Selection, select_head
+
+__all__ = [
+    "Repair",
+    "RepairPlan",
+    "RepairTools",
+    "Trial",
+    "baseline_plans",
+    "baseline_requests",
+    "given_plan",
+    "lam_candidates",
+    "repair",
+    "targeted_counts",
+    "targeted_plan",
+]
+
+Modes = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepairTools:
+    """The components and settings a repair runs with.
+
+    [`Debugger.tools`][failmodes.debugger.Debugger.tools] makes one from its own;
+    [`repair`][repair] takes one.
+
+    Attributes:
+        extractor: the model's backbone and head (the generated images' features).
+        head_trainer: refits the head.
+        generator: makes the images (``None`` when the plan asks for none).
+        class_names: all class names, by label index.
+        attribute: the spurious attribute.
+        cache: where images, features and fits are kept, or ``None``.
+        image_filter: drops generated images it rejects, or ``None``.
+        filter_rounds: how many times short requests are sent again.
+        tolerance: how far below the original head's validation accuracy a candidate may be.
+        guard_tolerance: how far below the original head's guard accuracy a candidate may be.
+        batch_size: passed to the extractor (``None``: its own).
+        progress: progress bars of extraction and generation (``None``: each component's own).
+        checkpoint_every: features are computed and cached this many images at a time.
+        engine: where generation and extraction run (``None``: the engine in use, see
+            [`failmodes.engines.using`][failmodes.engines.using]).
+    """
+
+    extractor: FeatureExtractor
+    head_trainer: HeadTrainer
+    generator: ImageGenerator | None = None
+    class_names: Sequence[str]
+    attribute: str = "background"
+    cache: Cache | None = None
+    image_filter: ImageFilter | None = None
+    filter_rounds: int = 2
+    tolerance: float = 0.005
+    guard_tolerance: float = 0.01
+    batch_size: int | None = None
+    progress: bool | None = None
+    checkpoint_every: int = 1024
+    engine: Engine | None = None
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], *, candidates: Modes | None = None
+    ) -> GeneratedSet:
+        """Images for ``requests`` ([`generate`][failmodes.steps.generation.generate]).
+
+        Args:
+            requests: the generation jobs.
+            candidates: the values the filter tells an image's value apart from, per class.
+
+        Returns:
+            The kept images.
+        """
+        with using(self.engine):
+            return generate(
+                self.generator,
+                requests,
+                class_names=self.class_names,
+                cache=self.cache,
+                image_filter=self.image_filter,
+                filter_rounds=self.filter_rounds,
+                candidates=candidates,
+                progress=self.progress,
+            )
+
+    def features(self, generated: GeneratedSet) -> Features:
+        """Features of generated images ([`generated_features`][failmodes.steps.features]).
+
+        Args:
+            generated: the images.
+
+        Returns:
+            Their features, labelled with their requests' classes.
+        """
+        with using(self.engine):
+            return generated_features(
+                self.extractor,
+                generated,
+                cache=self.cache,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                checkpoint_every=self.checkpoint_every,
+            )
+
+    def select(
+        self,
+        prepared: PreparedRun,
+        generated: GeneratedSet,
+        candidates: Sequence[Candidate],
+        *,
+        seed: int = 0,
+    ) -> Selection:
+        """Each candidate fitted, one chosen ([`select_head`][failmodes.steps.select_head]).
+
+        Args:
+            prepared: the run's features, original head, validation part and guard.
+            generated: the images the candidates select from.
+            candidates: the settings to try.
+            seed: passed to the head trainer.
+
+        Returns:
+            The [`Selection`][failmodes.steps.selection.Selection].
+        """
+        stage("choosing among %d candidates on the validation part", len(candidates))
+        return select_head(
+            self.head_trainer,
+            prepared,
+            self.features(generated),
+            candidates,
+            tolerance=self.tolerance,
+            guard_tolerance=self.guard_tolerance,
+            seed=seed,
+            cache=self.cache,
+        )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate of a plan, before the images exist.
+
+    Attributes:
+        settings: what it stands for (the selection table's columns), e.g. ``{"k": 3,
+            "images_per_mode": 20}``.
+        lam: the weight of its images' loss.
+        counts: how many images of each ``(class, value)`` it uses, the first of each request;
+            ``None``: every image.
+    """
+
+    settings: dict[str, Any]
+    lam: float
+    counts: Mapping[tuple[str, str | None], int] | None = None
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    """What a repair generates, and which subsets of it, with which weights, it tries.
+
+    Attributes:
+        method: the name the repair is reported under (``"failmodes"``, ``"uniform"``, ...).
+        requests: the generation jobs; every candidate uses some of their images.
+        trials: the candidates, in the selection table's order.
+        modes: ``{class_name: [value, ...]}``, the modes the images cover, best first; a
+            candidate with a ``k`` setting covers each class's first ``k``.
+    """
+
+    method: str
+    requests: tuple[GenerationRequest, ...]
+    trials: tuple[Trial, ...]
+    modes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def candidates(self, generated: GeneratedSet) -> list[Candidate]:
+        """The trials as [`Candidate`][failmodes.steps.selection.Candidate]s of ``generated``.
+
+        Args:
+            generated: the images made for ``requests`` (fewer when a filter dropped some).
+
+        Returns:
+            One candidate per trial, in order.
+        """
+        offsets = generated.offsets
+        modes = [(r.class_name, r.value) for r in generated.requests]
+        out = []
+        for trial in self.trials:
+            if trial.counts is None:
+                keep = np.ones(len(generated), dtype=bool)
+            else:
+                wanted = np.asarray([trial.counts.get(m, 0) for m in modes], dtype=np.int64)
+                keep = offsets < wanted[generated.request_index]
+            out.append(Candidate(dict(trial.settings), keep, float(trial.lam)))
+        return out
+
+    def modes_at(self, settings: Mapping[str, Any]) -> dict[str, list[str]]:
+        """The modes a candidate with ``settings`` covers: each class's first ``k``.
+
+        Args:
+            settings: a candidate's settings (without ``k``: every mode of the plan).
+
+        Returns:
+            ``{class_name: [value, ...]}``.
+        """
+        k = settings.get("k")
+        return {name: list(values)[:k] for name, values in self.modes.items()}
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One repair: its plan's images, every candidate fitted, and the one chosen.
+
+    Attributes:
+        method: the plan's method.
+        selection: the chosen candidate's settings, head and the search's table (with
+            ``kept_original`` when a guard refused every candidate).
+        generated: the images the chosen candidate used (the best refused one's when the
+            original head was kept).
+        modes: the modes those images cover, ``{class_name: [value, ...]}``.
+        pool: every image made for the plan.
+        candidates: the candidates tried, in the table's order.
+    """
+
+    method: str
+    selection: Selection
+    generated: GeneratedSet
+    modes: dict[str, list[str]]
+    pool: GeneratedSet
+    candidates: list[Candidate]
+
+
+def repair(
+    tools: RepairTools,
+    prepared: PreparedRun,
+    plan: RepairPlan,
+    *,
+    proposals: Modes | None = None,
+    generated: GeneratedSet | None = None,
+    seed: int = 0,
+) -> Repair:
+    """Run a plan: its images generated, every candidate fitted, one chosen on validation.
+
+    Nothing given is changed: the chosen modes and images are values of the result.
+
+    Args:
+        tools: the components and settings to repair with.
+        prepared: the run's features, original head, validation part and guard.
+        plan: what to generate and try.
+        proposals: every class's proposed values, which the image filter tells an image's value
+            apart from; ``None``: the values requested.
+        generated: images already made for ``plan.requests`` (another model's repair, a set of
+            your own), used instead of generating them.
+        seed: passed to the head trainer.
+
+    Returns:
+        The [`Repair`][Repair].
+
+    Examples:
+        ```python
+        tools = dbg.tools()
+        plan = targeted_plan(modes.top_k(3), class_names=names, attribute="background",
+                             k=[3], images_per_mode=[20], lam=[0.5, 1.0], seed=0)
+        fixed = repair(tools, dbg.prepare(train, debug, seed=0), plan, proposals=proposals)
+        fixed.selection.settings, fixed.modes
+        ```
+    """
+    pool = tools.generate(plan.requests, candidates=proposals) if generated is None else generated
+    candidates = plan.candidates(pool)
+    selection = tools.select(prepared, pool, candidates, seed=seed)
+    chosen = candidates[selection.index]
+    return Repair(
+        plan.method,
+        selection,
+        pool.select(chosen.keep),
+        plan.modes_at(chosen.settings),
+        pool,
+        candidates,
+    )
+
+
+def targeted_plan(
+    ranked: Modes,
+    *,
+    class_names: Sequence[str],
+    attribute: str,
+    k: Sequence[int],
+    images_per_mode: Sequence[int],
+    lam: Sequence[float],
+    weights: Mapping[str, Mapping[str, float]] | None = None,
+    seed: int = 0,
+    method: str = "failmodes",
+) -> RepairPlan:
+    """The targeted repair: one set at the largest ``k`` and images per mode, subsets tried.
+
+    Every ``(k, images per mode, lam)`` is a candidate, ``k`` varying slowest: the top-``k``
+    modes of each class, the first images of each mode (as many as ``images_per_mode``, or a
+    share of the class's ``k x images_per_mode`` in proportion to ``weights``).
+
+    Args:
+        ranked: ``{class_name: [value, ...]}``, each class's modes, best first (at least the
+            largest ``k`` of them).
+        class_names: all class names, by label index (the requests' order).
+        attribute: the spurious attribute.
+        k: candidate numbers of modes per class.
+        images_per_mode: candidate numbers of images per mode (on average, with ``weights``).
+        lam: candidate weights.
+        weights: ``{class_name: {value: weight}}`` to share a class's images among its modes
+            (see [`mode_counts`][failmodes.ranking.mode_counts]); ``None``: evenly.
+        seed: the run's seed (the requests' seeds).
+        method: the name the repair is reported under.
+
+    Returns:
+        The [`RepairPlan`][RepairPlan].
+
+    Examples:
+        >>> from failmodes.steps import targeted_plan
+        >>> plan = targeted_plan({"fox": ["in a desert", "at sea"]}, class_names=["fox"],
+        ...                      attribute="background", k=[1, 2], images_per_mode=[2],
+        ...                      lam=[0.5])
+        >>> [(r.value, r.count) for r in plan.requests]
+        [('in a desert', 2), ('at sea', 2)]
+        >>> [trial.settings for trial in plan.trials]
+        [{'k': 1, 'images_per_mode': 2}, {'k': 2, 'images_per_mode': 2}]
+    """
+    most = targeted_counts(ranked, k=k, images_per_mode=images_per_mode, weights=weights)
+    counts = {(c, v): most[c, v] for c in class_names for v in ranked.get(c, []) if (c, v) in most}
+    trials = tuple(
+        Trial({"k": kk, "images_per_mode": n}, float(w), counts_of)
+        for kk, n in itertools.product(k, images_per_mode)
+        for counts_of in [mode_counts(ranked, k=kk, images_per_mode=n, weights=weights)]
+        for w in lam
+    )
+    requests = make_requests(counts, class_names=class_names, attribute=attribute, seed=seed)
+    top = max(k)
+    modes = {name: tuple(values)[:top] for name, values in ranked.items()}
+    return RepairPlan(method, tuple(requests), trials, modes)
+
+
+def targeted_counts(
+    ranked: Modes,
+    *,
+    k: Sequence[int],
+    images_per_mode: Sequence[int],
+    weights: Mapping[str, Mapping[str, float]] | None = None,
+) -> dict[tuple[str, str], int]:
+    """Images to generate per mode so that every candidate is a subset of one set.
+
+    Args:
+        ranked: ``{class_name: [value, ...]}``, each class's modes, best first.
+        k: candidate numbers of modes per class.
+        images_per_mode: candidate numbers of images per mode.
+        weights: as for [`targeted_plan`][targeted_plan].
+
+    Returns:
+        ``{(class_name, value): count}``, the most any candidate uses.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for kk, n in itertools.product(k, images_per_mode):
+        for mode, c in mode_counts(ranked, k=kk, images_per_mode=n, weights=weights).items():
+            counts[mode] = max(counts.get(mode, 0), c)
+    return counts
+
+
+def baseline_plans(
+    modes: Modes,
+    proposals: Modes,
+    *,
+    class_names: Sequence[str],
+    attribute: str,
+    k: int,
+    images_per_mode: int,
+    lam: Sequence[float],
+    seed: int = 0,
+) -> dict[str, RepairPlan]:
+    """The random and uniform baselines, with as many images per class as the targeted repair.
+
+    Each tries every ``lam`` on all of its images; its settings are the targeted repair's
+    chosen ``k`` and images per mode.
+
+    Args:
+        modes: the targeted repair's chosen modes of each class.
+        proposals: every class's proposed values.
+        class_names: all class names, by label index.
+        attribute: the spurious attribute.
+        k: the targeted repair's chosen ``k``.
+        images_per_mode: its chosen images per mode.
+        lam: candidate weights.
+        seed: the run's seed.
+
+    Returns:
+        ``{"random": plan, "uniform": plan}``.
+    """
+    asked = baseline_requests(
+        modes,
+        proposals,
+        class_names=class_names,
+        attribute=attribute,
+        images_per_mode=images_per_mode,
+        seed=seed,
+    )
+    settings = {"k": k, "images_per_mode": images_per_mode}
+    return {
+        method: RepairPlan(
+            method,
+            tuple(requests),
+            tuple(Trial(settings, float(w)) for w in lam),
+            {name: tuple(values) for name, values in modes.items()},
+        )
+        for method, requests in asked.items()
+    }
+
+
+def baseline_requests(
+    modes: Modes,
+    proposals: Modes,
+    *,
+    class_names: Sequence[str],
+    attribute: str,
+    images_per_mode: int,
+    seed: int = 0,
+) -> dict[str, list[GenerationRequest]]:
+    """The baselines' requests, with as many images per class as the targeted repair.
+
+    ``random`` (the paper's random debugging) asks for the bare class ("a photo of a fox");
+    ``uniform`` draws each image's value uniformly among all proposed values.
+
+    Args:
+        modes: the chosen failure modes of each class.
+        proposals: every class's proposed values.
+        class_names: all class names, by label index.
+        attribute: the spurious attribute.
+        images_per_mode: the chosen images per mode.
+        seed: the run's seed.
+
+    Returns:
+        ``{"random": [...], "uniform": [...]}``.
+    """
+    names = list(class_names)
+    per_class = {c: len(modes.get(c, [])) * images_per_mode for c in names}
+    all_values = list(dict.fromkeys(v for c in names for v in proposals[c]))
+    rng = np.random.default_rng(derive_seed("uniform", seed))
+    uniform: dict[tuple[str, str | None], int] = {}
+    for c in names:
+        for v in rng.choice(len(all_values), size=per_class[c], replace=True):
+            key = (c, all_values[int(v)])
+            uniform[key] = uniform.get(key, 0) + 1
+    counts = {"random": {(c, None): per_class[c] for c in names}, "uniform": uniform}
+    return {
+        method: make_requests(wanted, class_names=names, attribute=attribute, seed=seed)
+        for method, wanted in counts.items()
+    }
+
+
+def given_plan(
+    lam: Sequence[float], *, settings: Mapping[str, Any] | None = None, method: str = "given"
+) -> RepairPlan:
+    """A plan for a set made already: every image, with each ``lam``; nothing generated.
+
+    [`repair`][repair] runs it with ``generated=`` the set.
+
+    Args:
+        lam: candidate weights.
+        settings: what the candidates stand for (columns of the selection table).
+        method: the name the repair is reported under.
+
+    Returns:
+        The [`RepairPlan`][RepairPlan].
+    """
+    return RepairPlan(method, (), tuple(Trial(dict(settings or {}), float(w)) for w in lam))
+
+
+def lam_candidates(
+    n_images: int, lam: Sequence[float], settings: dict[str, Any] | None = None
+) -> list[Candidate]:
+    """One candidate per ``lam``, each using all ``n_images`` images of a set.
+
+    Args:
+        n_images: the set's size.
+        lam: candidate weights.
+        settings: what the candidates stand for (columns of the selection table).
+
+    Returns:
+        One [`Candidate`][failmodes.steps.selection.Candidate] per ``lam``.
+    """
+    everything = np.ones(n_images, dtype=bool)
+    return [Candidate(dict(settings or {}), everything, float(weight)) for weight in lam]

@@ -1,0 +1,79 @@
+"""A run as one flat JSON-ready dictionary: the keys of ``failmodes demo``'s ``summary.json``.
+
+A method's keys are prefixed by its name (``uniform_heldout_acc_after``), the targeted repair's
+by nothing (``heldout_acc_after``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from failmodes.methods import BASELINES, METHODS, SPLITS
+
+if TYPE_CHECKING:
+    from failmodes.results import RunResult
+
+__all__ = ["run_summary"]
+
+SHORT = {"test": "test", "debug_seed": "seed", "debug_heldout": "heldout"}
+"""How a split is named in the summary's keys."""
+
+
+def run_summary(result: RunResult) -> dict[str, Any]:
+    """The summary of ``result`` (see [`RunResult.summary`][failmodes.results.RunResult.summary]).
+
+    Args:
+        result: the run.
+
+    Returns:
+        The flat dictionary.
+
+    Raises:
+        KeyError: if ``result.accuracy`` lacks the ``before`` or ``failmodes`` method.
+    """
+    acc = result.accuracy
+    out: dict[str, Any] = {"test_acc_before": acc["before"]["test"]}
+    out.update((f"{SHORT[split]}_acc_after", acc["failmodes"][split]) for split in SHORT)
+    for method in (m for m in BASELINES if m in acc):
+        out.update((f"{method}_{s}_acc_after", acc[method][split]) for split, s in SHORT.items())
+    for split in (split for split in acc["before"] if split not in SPLITS):  # guard, extra
+        out[f"{split}_acc_before"] = acc["before"][split]
+        for method in (m for m in METHODS if m != "before" and m in acc):
+            out[f"{_prefix(method)}{split}_acc_after"] = acc[method][split]
+    if "guard" in result.config:
+        out["guard_given"] = bool(result.config["guard"])
+        out["kept_original"] = bool(result.config.get("kept_original", False))
+    out.update(_mode_summary(result))
+    for method in METHODS:
+        worst = result.worst_group(method)
+        if worst is not None:
+            out[f"{method}_worst_group_test_acc"] = worst
+    out.update(
+        n_failures=int(len(result.failures.seed) + len(result.failures.heldout)),
+        n_seed=int(len(result.failures.seed)),
+        n_heldout=int(len(result.failures.heldout)),
+        n_generated=len(result.generated),
+        n_filtered_out=result.generated.n_filtered_out,
+        caption_accuracy=result.caption_accuracy,
+        failure_modes=result.modes.modes,
+        descriptions=result.modes.describe(),
+        config=result.config,
+        seconds=result.seconds,
+    )
+    return out
+
+
+def _prefix(method: str) -> str:
+    return "" if method == "failmodes" else f"{method}_"
+
+
+def _mode_summary(result: RunResult) -> dict[str, float | None]:
+    """The keys of ``mode_accuracy`` (none when it is unknown); ``None`` for a side without any."""
+    if result.mode_accuracy is None:
+        return {}
+    out: dict[str, float | None] = {"heldout_in_modes_share": result.mode_accuracy.share}
+    for method, sides in result.mode_accuracy.accuracy.items():
+        for side, value in sides.items():
+            out[f"{_prefix(method)}heldout_{side}_acc_after"] = None if math.isnan(value) else value
+    return out
