@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import time
@@ -171,10 +172,20 @@ def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **setting
     s = result.summary()
     row = {
         "world": spec,
+        "seed": seed,
         "train_per_class": DEMO_SETTINGS["train_per_class"],
         "rank": rank,
         **settings,
+        "debug_size": s["config"]["debug_size"],
+        "n_seed": s["n_seed"],
         "budget": budget,
+        "chosen": result.chosen,
+        **{
+            f"{method}:{split}": round(acc[split], 4)
+            for method, acc in result.accuracy.items()
+            for split in ("debug_heldout", "test", "train_like", "guard")
+            if split in acc
+        },
         **{key: s.get(key) for key in KEYS},
         "random_ratio": s["random_heldout_acc_after"] / max(s["heldout_acc_after"], 1e-9),
         "uniform_ratio": s["uniform_heldout_acc_after"] / max(s["heldout_acc_after"], 1e-9),
@@ -193,12 +204,14 @@ def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **setting
     return row
 
 
-def aggregate(rows: list[dict]) -> dict:
-    def mean_sd(values):
-        values = [v for v in values if v is not None]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return [round(statistics.fmean(values), 3), round(sd, 3)]
+def mean_sd(values: list) -> list[float]:
+    """``[mean, standard deviation]`` of the values that are not ``None``, to 3 decimals."""
+    values = [v for v in values if v is not None]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return [round(statistics.fmean(values), 3), round(sd, 3)]
 
+
+def aggregate(rows: list[dict]) -> dict:
     targeted = [r["heldout_acc_after"] for r in rows]
     uniform = [r["uniform_heldout_acc_after"] for r in rows]
     random = [r["random_heldout_acc_after"] for r in rows]
@@ -240,6 +253,25 @@ def aggregate(rows: list[dict]) -> dict:
     return out
 
 
+LADDER_METHODS = ("before", "refit", "dfr", "failmodes", "uniform", "random")
+
+
+def ladder(rows: list[dict]) -> dict:
+    """Every rung over a group of runs: mean and spread of each method on each split, and the
+    repair validation chose (``dfr`` or ``failmodes``) on held-out failures."""
+    out = {"runs": len(rows), "n_seed": mean_sd([r["n_seed"] for r in rows])}
+    for method in LADDER_METHODS:
+        for split in ("debug_heldout", "test", "train_like", "guard"):
+            values = [r[f"{method}:{split}"] for r in rows if f"{method}:{split}" in r]
+            if values:
+                out[f"{method}:{split}"] = mean_sd(values)
+    if all(r.get("chosen") for r in rows):
+        out["chosen:debug_heldout"] = mean_sd([r[f"{r['chosen']}:debug_heldout"] for r in rows])
+        out["chosen:test"] = mean_sd([r[f"{r['chosen']}:test"] for r in rows])
+        out["chosen_failmodes"] = f"{sum(r['chosen'] == 'failmodes' for r in rows)} of {len(rows)}"
+    return out
+
+
 def _ratio(a: list[float], b: list[float]) -> float:
     """The ratio of the means."""
     return round(statistics.fmean(a) / max(statistics.fmean(b), 1e-9), 3)
@@ -253,7 +285,26 @@ def main() -> None:
         default=DEFAULT_WORLDS + CUE_WORLDS,
         help="attribute:strength:world_seed[:cues[:debug_strength]] (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the pipeline's seed")
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], help="the pipeline's seeds (default: 0)"
+    )
+    parser.add_argument(
+        "--debug-sizes",
+        nargs="+",
+        type=int,
+        default=[DEMO_SETTINGS["debug_size"]],
+        help="images in the debug set (default: the demo's %(default)s)",
+    )
+    parser.add_argument(
+        "--no-guard", action="store_true", help="no guard held out of the train split"
+    )
+    parser.add_argument(
+        "--reals",
+        nargs="+",
+        default=["failures"],
+        choices=["failures", "failures_and_successes", "none"],
+        help="the debug set's own images every repair may refit on (default: %(default)s)",
+    )
     parser.add_argument("--ranks", nargs="+", default=["excess"], choices=["excess", "count"])
     parser.add_argument(
         "--allocation",
@@ -276,25 +327,34 @@ def main() -> None:
     args = parser.parse_args()
     DEMO_SETTINGS["train_per_class"] = args.train_per_class
     groups: dict[tuple, list[dict]] = {}
-    for spec in args.worlds:
+    runs = itertools.product(
+        args.worlds, args.debug_sizes, args.reals, args.ranks, args.budgets, args.seeds
+    )
+    for spec, debug_size, real, rank, budget, seed in runs:
         world = parse_world(spec)
-        for rank in args.ranks:
-            for budget in args.budgets:
-                settings = {"allocation": args.allocation, "significant": args.significant}
-                row = one_run(spec, world, rank, budget, args.seed, **settings)
-                print(json.dumps(row), flush=True)
-                kind = "cues" if "cues" in world else "default"
-                groups.setdefault((kind, rank, budget), []).append(row)
-    for (kind, rank, budget), rows in groups.items():
+        settings = {
+            "allocation": args.allocation,
+            "significant": args.significant,
+            "debug_size": debug_size,
+            "real": None if real == "none" else real,
+            "guard": not args.no_guard,
+        }
+        row = one_run(spec, world, rank, budget, seed, **settings)
+        print(json.dumps(row), flush=True)
+        kind = "cues" if "cues" in world else world["attribute"]
+        groups.setdefault((kind, debug_size, real, rank, budget), []).append(row)
+    for (kind, debug_size, real, rank, budget), rows in groups.items():
         head = {
             "kind": kind,
+            "debug_size": debug_size,
+            "real": real,
             "rank": rank,
             "allocation": args.allocation,
             "significant": args.significant,
             "budget": budget,
             "train_per_class": args.train_per_class,
         }
-        print(json.dumps({**head, **aggregate(rows)}))
+        print(json.dumps({**head, **aggregate(rows), "ladder": ladder(rows)}))
 
 
 if __name__ == "__main__":

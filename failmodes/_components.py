@@ -54,8 +54,9 @@ def run_config(
     Args:
         components: the Debugger's constructor arguments.
         grids: the candidates of each grid setting.
-        chosen: the chosen value of each grid setting (other keys are ignored) and
-            ``kept_original``, when a guard refused every candidate.
+        chosen: the chosen value of each grid setting and of ``lam_real`` (when the run weighs
+            real images; other keys are ignored), and ``kept_original``, when a guard refused
+            every candidate.
         seed: the run's seed.
         prepared: the run's [`PreparedRun`][failmodes.results.PreparedRun], which says whether
             a guard was given (``guard``) and names the extra sets (``extra``); ``None`` for
@@ -71,12 +72,16 @@ def run_config(
         for name, value in components.items()
         if name not in GRIDS and name != "class_names"
     }
-    picked = {name: chosen[name] for name in GRIDS}
+    picked = {  # a grid the candidates did not vary is its one value (none: None)
+        name: chosen[name] if name in chosen else (values[0] if len(values) == 1 else None)
+        for name, values in grids.items()
+    }
     grid_keys = {f"{name}_grid": values for name, values in grids.items()}
     config = {**settings, **picked, **grid_keys, "seed": seed, "version": __version__}
     if prepared is not None:
         config.update(
             guard=prepared.guard is not None,
+            guard_source=prepared.guard_source,
             extra=list(prepared.extra),
             kept_original=bool(chosen.get("kept_original", False)),
         )

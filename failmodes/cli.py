@@ -154,6 +154,7 @@ def _cache_arguments(parser: argparse.ArgumentParser, help_cache: str) -> None:
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    from failmodes.methods import REAL_SETS
     from failmodes.ranking import DEFAULT_RANK, RANKINGS
 
     seeds = f"an integer in [0, {SEED_MAX}]"
@@ -219,6 +220,29 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images generated per failure mode, an integer >= 1 (default: "
         "chosen among 20 and 40 on the validation part)",
+    )
+    demo.add_argument(
+        "--debug-size",
+        type=_integer(1, None),
+        default=None,
+        metavar="N",
+        help="images in the debug set; a few hundred leave a handful of failures per class, "
+        "the paper's few-shot setting (default: 10000)",
+    )
+    demo.add_argument(
+        "--real",
+        choices=[*REAL_SETS, "none"],
+        default=None,
+        help="the debug set's own images every repair may also refit on: its debug_seed "
+        "failures, those and a seeded half of its successes, or none (the paper's repair, "
+        "generated images only) (default: the Debugger's)",
+    )
+    demo.add_argument(
+        "--guard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a share of the train split out of every refit as a guard: a repair that "
+        "costs more than 0.01 there is refused (default: on)",
     )
     demo.add_argument(
         "--rank",
@@ -331,7 +355,10 @@ def _demo(args: argparse.Namespace) -> int:
         cues=args.cues,
         debug_strength=args.debug_strength,
         images_per_mode=args.images_per_mode,
+        debug_size=args.debug_size,
+        guard=args.guard,
         rank=args.rank,
+        **({} if args.real is None else {"real": None if args.real == "none" else args.real}),
         progress=args.progress,
         cache=False if args.no_cache else (args.cache if args.cache is not None else True),
     )

@@ -394,13 +394,15 @@ def collective_repair(
     for name in names:  # the first model's generator makes the set; the others reuse it
         dbg, result = debuggers[name], individual[name]
         prep = dbg.prepare(train, debug, test, seed=seed, failures=result.failures)
+        grids = dbg.grids()
         plan = targeted_plan(
             modes,
             class_names=dbg.class_names,
             attribute=dbg.attribute,
             k=[k],
             images_per_mode=[n],
-            lam=dbg.grids()["lam"],
+            lam=grids["lam"],
+            lam_real=grids["lam_real"],  # each model's own debug_seed images, as in its run
             seed=seed,
         )
         fixed = repair(dbg.tools(), prep, plan, proposals=proposals, generated=generated, seed=seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
+from failmodes.methods import BASELINES
 from failmodes.progress import stage
 from failmodes.ranking import DEFAULT_RANK, Ranking, allocation_weights
 from failmodes.results import (
@@ -72,12 +74,27 @@ class Debugger:
         k: failure modes per class, or a list of candidates chosen on the validation part.
         lam: weight of the generated images' loss, or a list of candidates.
         images_per_mode: images per (class, value) mode, or a list of candidates.
+        uniform_prior: pseudo-failures per class spread evenly over its proposed values, or a
+            list of candidates: a class with ``m`` captioned failures puts ``m / (m + prior)``
+            of its images on its modes and the rest on all of its values, so that with a
+            handful of failures (captions that rank values by noise) the images lean toward the
+            uniform baseline ([`spread_counts`][failmodes.ranking.spread_counts]); 0: the modes
+            alone.
+        real: the debug set's own images that every repair may also refit on, each candidate
+            weighing them by 0 or by each ``lam`` (the DFR rung, deep feature reweighting):
+            ``"failures"`` (its ``debug_seed`` failures), ``"failures_and_successes"`` (and the
+            seeded half of its successes), or ``None``: the paper's repair, generated images
+            only. Never the validation part nor ``debug_heldout``.
         validation_fraction: share of each class of the debug set set aside to choose ``k``,
             ``lam`` and ``images_per_mode``; never used for failures or reporting.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
-        guard_tolerance: with a guard set (``run(..., guard=...)``), a candidate whose guard
-            accuracy is more than this below the original head's is refused.
+        guard_tolerance: a candidate whose accuracy on the guard is more than this below the
+            original head's is refused.
+        guard_fraction: without a guard of the user's own (``run(..., guard=...)``), this
+            share of each class of the training data is held out of every refit and serves as
+            the guard, a proxy (see [`guard_split`][failmodes.steps.failures.guard_split]); 0
+            for none. Not with ``train_shards``.
         rank: how a class's values are ranked: the name of a registered
             [`Ranking`][failmodes.ranking.Ranking] (``"excess"``: failures beyond the class's
             base rate, from captioned successes as well, see
@@ -132,9 +149,12 @@ class Debugger:
     k: int | Sequence[int] = 3
     lam: float | Sequence[float] = 0.5
     images_per_mode: int | Sequence[int] = 20
+    uniform_prior: float | Sequence[float] = 0.0
+    real: str | None = "failures"
     validation_fraction: float = 0.2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
+    guard_fraction: float = 0.1
     rank: str | Ranking = DEFAULT_RANK
     significant: bool = False
     allocation: str = "even"
@@ -180,12 +200,15 @@ class Debugger:
         return dataclasses.replace(self, **changes)
 
     def grids(self) -> dict[str, list]:
-        """``k``, ``lam`` and ``images_per_mode`` as sorted lists of candidates.
+        """The candidates of every repair, each grid setting's and ``lam_real``.
 
         Returns:
-            ``{"k": [...], "lam": [...], "images_per_mode": [...]}``.
+            ``{"k": [...], "lam": [...], "images_per_mode": [...], "uniform_prior": [...],
+            "lam_real": [...]}``, sorted; ``lam_real``, the weights of the debug set's own
+            images, are ``lam``'s candidates when ``real`` is set and none otherwise.
         """
-        return {name: rule.check(getattr(self, name), name) for name, rule in GRIDS.items()}
+        grids = {name: rule.check(getattr(self, name), name) for name, rule in GRIDS.items()}
+        return grids | {"lam_real": grids["lam"] if self.real is not None else []}
 
     def tools(self) -> RepairTools:
         """The components and settings a repair runs with ([`RepairTools`][failmodes.steps]).
@@ -414,24 +437,44 @@ class Debugger:
             test: the test set, or ``None``.
             seed: seed of the failures' split.
             failures: a split of ``debug`` to use (e.g. a run's); ``None`` makes it.
-            guard: in-distribution data that neither the model nor the repair trained on, or
-                ``None`` (see [`run`][run]).
+            guard: in-distribution data that the repair does not train on; ``None``: a
+                held-out share of ``train`` (``guard_fraction``); ``False``: none (see
+                [`run`][run]).
             extra: ``{name: data}``, more sets to evaluate every head on.
 
         Returns:
             A [`PreparedRun`][failmodes.results.PreparedRun].
         """
-        extra = steps.check_sets(train, debug, test, guard, extra)
+        given = None if guard is None or guard is False else guard
+        extra = steps.check_sets(train, debug, test, given, extra)
         train_f = self.features(train, name="train", shards=self.train_shards)
         debug_f = self.features(debug, name="debug")
         test_f = None if test is None else self.features(test, name="test")
-        guard_f = None if guard is None else self.features(guard, name="guard")
         extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
         head = steps.original_head(self._component("extractor"), train_f, self.class_names)
+        train_f, guard_f, source = self._guard(train_f, guard, seed)
         if failures is None:
             failures = self.find_failures(debug, seed=seed, features=debug_f)
         validation = steps.validation_splits(failures, debug_f)
-        return PreparedRun(train_f, debug_f, test_f, head, failures, validation, guard_f, extra_f)
+        real = steps.real_set(failures, debug_f, which=self.real, seed=seed)
+        return PreparedRun(
+            train_f, debug_f, test_f, head, failures, validation, guard_f, extra_f, real, source
+        )
+
+    def _guard(self, train: Features, guard: Any, seed: int) -> tuple:
+        """``(train refit on, guard features, where the guard came from)``."""
+        if guard is False or (guard is None and self.guard_fraction == 0):
+            return train, None, None
+        if guard is not None:
+            return train, self.features(guard, name="guard"), "given"
+        if self.train_shards:
+            warnings.warn(
+                "no guard: with train_shards, no share of the training data can be held out "
+                "as one; give run(..., guard=data), or guard=False to say there is none",
+                stacklevel=4,
+            )
+            return train, None, None
+        return (*steps.guard_split(train, self.guard_fraction, seed=seed), "train")
 
     @on_engine
     def select(
@@ -479,10 +522,12 @@ class Debugger:
             debug: the debug set; its failures are found, split and captioned.
             test: the test set, used only for reporting.
             seed: seed of the splits, generation and solver.
-            guard: in-distribution images (and labels) that neither the model nor the repair
-                trained on: a candidate whose accuracy on them is more than ``guard_tolerance``
-                below the original head's is refused, and if every one is, the original head
-                is kept (the summary says so). ``None``: only the validation part is checked.
+            guard: in-distribution images (and labels) that the repair does not train on: a
+                candidate whose accuracy on them is more than ``guard_tolerance`` below the
+                original head's is refused, and if every one is, the original head is kept
+                (the summary says so). ``None``: a seeded ``guard_fraction`` of each class of
+                ``train``, held out of every refit, serves as the guard: a proxy, since the
+                model trained on it. ``False``: no guard; only the validation part is checked.
             extra: ``{name: data}``, more sets every head is evaluated on, reported beside
                 ``test`` (e.g. ``{"original": images drawn like the training data}``).
 
@@ -502,10 +547,9 @@ class Debugger:
         prep = self.prepare(train, debug, test, seed=seed, guard=guard, extra=extra)
         captioned = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
         repairs = self._repairs(prep, captioned, proposals, grids, seed)
-        targeted = repairs.pop("failmodes")
+        targeted = repairs["failmodes"]
         modes = dataclasses.replace(captioned, modes=targeted.modes)
-        heads = {"before": prep.head, "failmodes": targeted.selection.head}
-        heads.update((method, fixed.selection.head) for method, fixed in repairs.items())
+        heads = {"before": prep.head} | {m: fixed.selection.head for m, fixed in repairs.items()}
         if self.baselines:
             tools = self.tools()
             heads["refit"] = steps.fit_head(
@@ -513,6 +557,7 @@ class Debugger:
             )
         stage("evaluating %d heads", len(heads))
         accuracy, group_accuracy = steps.evaluate_run(prep, heads, groups_of(test))
+        chosen = targeted.selection.settings
         result = RunResult(
             class_names=list(self.class_names),
             attribute=self.attribute,
@@ -521,19 +566,17 @@ class Debugger:
             failures=prep.failures,
             modes=modes,
             generated=targeted.generated,
-            selection=steps.selection_table(
-                {"failmodes": targeted.selection.table}
-                | {method: fixed.selection.table for method, fixed in repairs.items()}
-            ),
-            config=run_config(self.components, grids, targeted.selection.settings, seed, prep),
+            selection=steps.selection_table({m: r.selection.table for m, r in repairs.items()}),
+            config=run_config(self.components, grids, chosen, seed, prep),
             caption_accuracy=steps.caption_accuracy(debug, modes),
             mode_accuracy=steps.evaluate_modes(
                 prep, heads, groups_of(debug), modes, targeted.generated
             ),
-            baseline_generated={method: fixed.generated for method, fixed in repairs.items()},
+            baseline_generated={m: r.generated for m, r in repairs.items() if m in BASELINES},
             heads=heads,
             examples=failure_examples(debug, modes, per_mode=self.examples_per_mode),
             seconds=time.perf_counter() - started,
+            chosen=steps.preferred_rung(repairs) if self.real is not None else None,
         )
         logger.info("run finished in %.1fs", result.seconds)
         return result
@@ -541,18 +584,24 @@ class Debugger:
     def _repairs(
         self, prep: PreparedRun, modes: FailureModes, proposals: dict, grids: dict, seed: int
     ) -> dict[str, Repair]:
-        """The targeted repair, then (with ``baselines``) the random and uniform ones."""
-        tools = self.tools()
+        """The ladder's rungs (``dfr`` with ``real``, ``failmodes``) and the baselines."""
+        tools, out = self.tools(), {}
+        if grids["lam_real"]:
+            stage("refitting on the debug set's own images (%s)", self.real)
+            out["dfr"] = steps.repair(tools, prep, steps.real_plan(grids["lam_real"]), seed=seed)
         plan = steps.targeted_plan(
             modes.top_k(max(grids["k"])),
             class_names=self.class_names,
             attribute=self.attribute,
             weights=allocation_weights(modes, self.allocation),
+            proposals=proposals,
+            class_failures=modes.class_failures(),
             seed=seed,
             **grids,
         )
-        targeted = steps.repair(tools, prep, plan, proposals=proposals, seed=seed)
-        out = {"failmodes": targeted}
+        targeted = out["failmodes"] = steps.repair(
+            tools, prep, plan, proposals=proposals, seed=seed
+        )
         if not self.baselines:
             return out
         chosen = targeted.selection.settings
@@ -564,6 +613,7 @@ class Debugger:
             k=chosen["k"],
             images_per_mode=chosen["images_per_mode"],
             lam=grids["lam"],
+            lam_real=grids["lam_real"],
             seed=seed,
         )
         for method, baseline in plans.items():

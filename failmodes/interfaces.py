@@ -375,6 +375,11 @@ class HeadTrainer(abc.ABC):
         >>> check_head_trainer(RidgeHead())
     """
 
+    optional_keywords: tuple[str, ...] = ("extras",)
+    """Keywords of [`fit`][fit] that a trainer may leave out: without ``extras`` it still fits
+    every repair with at most one extra set (the paper's, or the debug set's own images alone),
+    and a run leaves out the candidates that weigh two sets, with a warning."""
+
     @abc.abstractmethod
     def fit(
         self,
@@ -384,11 +389,16 @@ class HeadTrainer(abc.ABC):
         extra_features: torch.Tensor | None = None,
         extra_labels: torch.Tensor | None = None,
         lam: float = 0.5,
+        extras: Sequence[tuple[torch.Tensor, torch.Tensor, float]] = (),
         init: torch.nn.Linear | None = None,
         num_classes: int | None = None,
         seed: int = 0,
     ) -> torch.nn.Linear:
         """Fit a head on ``mean CE(features) + lam * mean CE(extra_features)`` (+ a penalty).
+
+        Each of ``extras`` adds its own weighted term, ``weight * mean CE(its features)``: a
+        repair that weighs the debug set's own images and generated images each by its own
+        weight passes the generated ones as ``extra_features`` and the others in ``extras``.
 
         Args:
             features: ``(n, d)`` features of the original training images.
@@ -396,6 +406,8 @@ class HeadTrainer(abc.ABC):
             extra_features: ``(m, d)`` features of generated images, or ``None``.
             extra_labels: ``(m,)`` their labels.
             lam: the weight of the generated images' mean loss (the paper's lambda).
+            extras: more sets, ``(features, labels, weight)`` each (see
+                [`optional_keywords`][optional_keywords]).
             init: a head to start from (its shape fixes the number of classes).
             num_classes: the number of classes when ``init`` is ``None``.
             seed: seed of any randomness in the solver.

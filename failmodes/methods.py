@@ -5,16 +5,19 @@ Every table, summary key and report row comes from these two lists, in this orde
 
 from __future__ import annotations
 
-__all__ = ["BASELINES", "METHODS", "SPLITS"]
+__all__ = ["BASELINES", "LADDER", "METHODS", "REAL_SETS", "SPLITS"]
 
 METHODS: dict[str, str] = {
     "before": "the model's original head, before any repair.",
+    "dfr": "the head refit on the training data plus the debug set's own images (its "
+    "debug_seed failures), nothing generated: deep feature reweighting.",
     "failmodes": "the head refit on the training data plus images generated for the failure "
-    "modes (the targeted repair).",
+    "modes (the targeted repair), with the debug set's own images weighed too when the run has "
+    "them.",
     "random": "the same number of images per class, generated from the bare class name "
-    "(\u201ca photo of a {class}\u201d), so in the class's usual context.",
+    "(\u201ca photo of a {class}\u201d), so in the class's usual context; the same real images.",
     "uniform": "the same number of images per class, with values drawn uniformly among all "
-    "proposed values.",
+    "proposed values; the same real images.",
     "refit": "the head refit on the training data alone (\u03bb = 0): what refitting by itself "
     "does.",
 }
@@ -22,6 +25,10 @@ METHODS: dict[str, str] = {
 
 BASELINES = ("random", "uniform", "refit")
 """The methods a run fits beside the targeted repair when ``baselines`` is on."""
+
+LADDER = ("dfr", "failmodes")
+"""The repairs a user chooses among, cheapest first: the debug set's own images alone, then
+generated images on top; validation picks one (``RunResult.chosen``)."""
 
 SPLITS: dict[str, str] = {
     "test": "the test set, used only for reporting.",
@@ -32,3 +39,8 @@ SPLITS: dict[str, str] = {
     "validation": "the validation part of the debug set, on which candidates are chosen.",
 }
 """The splits every head is evaluated on, in order, with what each is."""
+
+REAL_SETS = ("failures", "failures_and_successes")
+"""The debug set's own images a repair may refit on: its ``debug_seed`` failures, or those and the
+seeded half of its successes that a ranking against successes captions (see
+[`real_set`][failmodes.steps.failures.real_set])."""

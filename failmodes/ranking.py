@@ -42,6 +42,7 @@ __all__ = [
     "mode_stats",
     "rank_values",
     "register_ranking",
+    "spread_counts",
     "top_modes",
     "wilson_interval",
 ]
@@ -486,4 +487,62 @@ def mode_counts(
         else:
             counts = allocate([weights[name][v] for v in top], images_per_mode * len(top))
         out.update({(name, v): n for v, n in zip(top, counts, strict=True) if n > 0})
+    return out
+
+
+def spread_counts(
+    ranked: Mapping[str, Sequence[str]],
+    proposals: Mapping[str, Sequence[str]],
+    class_failures: Mapping[str, int],
+    *,
+    k: int,
+    images_per_mode: int,
+    prior: float,
+    weights: Mapping[str, Mapping[str, float]] | None = None,
+) -> dict[tuple[str, str], int]:
+    """Images per ``(class, value)``, leaning toward all of a class's values while few failed.
+
+    A class with ``m`` captioned failures puts ``m / (m + prior)`` of its ``k x
+    images_per_mode`` images on its top-``k`` modes (shared as [`mode_counts`][mode_counts]
+    shares them) and the rest evenly on all of its proposed values: with a handful of failures
+    it is close to the uniform baseline, with many close to the targeted repair. ``prior`` is
+    a number of pseudo-failures spread evenly over the values; 0 is [`mode_counts`][mode_counts].
+
+    Args:
+        ranked: ``{class_name: [value, ...]}``, each class's modes, best first.
+        proposals: ``{class_name: [value, ...]}``, each class's proposed values.
+        class_failures: each class's captioned failures.
+        k: modes per class.
+        images_per_mode: images per mode on average.
+        prior: pseudo-failures per class, ``>= 0``.
+        weights: as for [`mode_counts`][mode_counts].
+
+    Returns:
+        ``{(class_name, value): count}``, values with no image left out.
+
+    Examples:
+        >>> from failmodes.ranking import spread_counts
+        >>> ranked = {"fox": ["in snow"]}
+        >>> proposals = {"fox": ["in snow", "at sea", "on sand", "in a den"]}
+        >>> counts = spread_counts(ranked, proposals, {"fox": 4}, k=1, images_per_mode=8, prior=4)
+        >>> [(value, n) for (_, value), n in counts.items()]
+        [('in snow', 5), ('at sea', 1), ('on sand', 1), ('in a den', 1)]
+    """
+    if prior == 0:
+        return mode_counts(ranked, k=k, images_per_mode=images_per_mode, weights=weights)
+    out = {}
+    for name, values in ranked.items():
+        top = list(values)[:k]
+        shares = [1.0] * len(top) if weights is None else [max(weights[name][v], 0.0) for v in top]
+        shares = shares if sum(shares) > 0 else [1.0] * len(top)
+        failures = class_failures.get(name, 0)
+        targeted = failures / (failures + prior)
+        spread = list(proposals.get(name, [])) or top
+        share = dict.fromkeys([*top, *spread], 0.0)
+        for value, weight in zip(top, shares, strict=True):
+            share[value] += targeted * weight / sum(shares)
+        for value in spread:
+            share[value] += (1 - targeted) / len(spread)
+        counts = allocate(list(share.values()), images_per_mode * len(top))
+        out.update({(name, v): n for v, n in zip(share, counts, strict=True) if n > 0})
     return out

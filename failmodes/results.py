@@ -152,10 +152,15 @@ class PreparedRun:
         validation: ``{"validation": ..., "validation_failures": ...}``, the validation part of
             the debug set and the original head's failures among it; candidates are chosen on
             it.
-        guard: features of in-distribution images that neither the model nor the repair
-            trained on, or ``None``: a candidate that loses more than the guard tolerance on
-            them is refused.
+        guard: features of in-distribution images that the repair does not train on, or
+            ``None``: a candidate that loses more than the guard tolerance on them is refused.
         extra: ``{name: features}``, more sets every head is evaluated on (for reporting only).
+        real: features of the debug set's own images that a repair may refit on (its
+            ``debug_seed`` failures, see [`real_set`][failmodes.steps.failures.real_set]), or
+            ``None``.
+        guard_source: where the guard came from: ``"given"`` (``run(..., guard=data)``),
+            ``"train"`` (a held-out share of the training data, a proxy; see
+            [`guard_split`][failmodes.steps.failures.guard_split]) or ``None`` (no guard).
 
     Examples:
         ```python
@@ -173,6 +178,8 @@ class PreparedRun:
     validation: dict[str, Features]
     guard: Features | None = None
     extra: dict[str, Features] = field(default_factory=dict)
+    real: Features | None = None
+    guard_source: str | None = None
 
 
 @dataclass
@@ -383,6 +390,14 @@ class FailureModes:
             if cap.value is not None:
                 out.setdefault(self.class_names[int(label)], Counter())[cap.value] += 1
         return out
+
+    def class_failures(self) -> dict[str, int]:
+        """Each class's captioned failures that were given a value.
+
+        Returns:
+            ``{class_name: failures}``, classes without one left out.
+        """
+        return {name: sum(counter.values()) for name, counter in self.counts().items()}
 
     @property
     def has_successes(self) -> bool:
@@ -910,10 +925,12 @@ class RunResult:
     Attributes:
         class_names: all class names, by label index.
         attribute: the spurious attribute the run was about.
-        accuracy: ``{method: {split: accuracy}}`` for methods ``before`` (the original head),
-            ``failmodes`` (targeted repair), ``random`` (bare-class images), ``uniform`` (values
-            drawn uniformly) and ``refit`` (the head refit on train alone), on splits ``test``,
-            ``debug_seed``, ``debug_heldout`` and ``validation``.
+        accuracy: ``{method: {split: accuracy}}`` for the methods of
+            [`METHODS`][failmodes.methods.METHODS] the run made: ``before`` (the original
+            head), ``dfr`` (refit on the debug set's own images), ``failmodes`` (targeted
+            repair), ``random`` (bare-class images), ``uniform`` (values drawn uniformly) and
+            ``refit`` (the head refit on train alone), on splits ``test``, ``debug_seed``,
+            ``debug_heldout`` and ``validation`` (and a guard and extra sets by name).
         group_accuracy: per method, the test accuracy per attribute value (when known).
         failures: the debug set's failures and their split.
         modes: the captions and failure modes.
@@ -931,6 +948,9 @@ class RunResult:
         examples: thumbnails of a few failures of each failure mode, shown by [`report`][report]
             (see [`failure_examples`][failmodes.thumbnails.failure_examples]); empty when none
             were kept.
+        chosen: the repair that validation prefers among the debug set's own images alone
+            (``"dfr"``) and those with generated images on top (``"failmodes"``); ``None``
+            when the run weighed no real images.
 
     Examples:
         [`Debugger.run`][failmodes.debugger.Debugger.run] makes one; by hand, with two methods
@@ -983,6 +1003,7 @@ class RunResult:
     heads: dict[str, Any] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
     examples: list[FailureExample] = field(default_factory=list, repr=False)
+    chosen: str | None = None
 
     def worst_group(self, method: str) -> float | None:
         """The lowest per-value test accuracy of ``method``, when groups are known.

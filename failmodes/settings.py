@@ -39,6 +39,7 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
+from failmodes.methods import REAL_SETS
 from failmodes.ranking import ALLOCATIONS, DEFAULT_RANK, get_ranking
 from failmodes.shards import SHARD_DTYPES
 
@@ -50,6 +51,7 @@ __all__ = [
     "check_setting",
     "check_settings",
     "keyword_problem",
+    "takes_keyword",
 ]
 
 
@@ -116,13 +118,16 @@ class _Grid(Rule):
 
 @dataclass(frozen=True)
 class _Choice(Rule):
-    """One of a list of names; ``choices`` gives the list when the check runs."""
+    """One of a list of names (or ``None`` when optional); ``choices`` gives the list."""
 
     choices: Callable[[], Any]
+    optional: bool = False
 
     def check(self, value: Any, name: str) -> Any:
         """The name, or a ValueError listing the choices."""
-        choices = list(self.choices())
+        if value is None and self.optional:
+            return None
+        choices = list(self.choices()) + ([None] if self.optional else [])
         if not isinstance(value, str) or value not in choices:
             raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         return value
@@ -175,6 +180,7 @@ def keyword_problem(component: Any, kind: type) -> str | None:
     Returns:
         The problem in words, or ``None`` when its methods take what the steps pass.
     """
+    optional = set(getattr(kind, "optional_keywords", ()))
     for method in sorted(getattr(kind, "__abstractmethods__", ())):
         declared, given = getattr(kind, method, None), getattr(type(component), method, None)
         if not callable(declared) or not callable(given):
@@ -188,7 +194,7 @@ def keyword_problem(component: Any, kind: type) -> str | None:
         missing = [
             p.name
             for p in wanted.parameters.values()
-            if p.kind is p.KEYWORD_ONLY and p.name not in have
+            if p.kind is p.KEYWORD_ONLY and p.name not in have and p.name not in optional
         ]
         if missing:
             return (
@@ -197,6 +203,23 @@ def keyword_problem(component: Any, kind: type) -> str | None:
                 "does not need"
             )
     return None
+
+
+def takes_keyword(method: Callable[..., Any], name: str) -> bool:
+    """Whether ``method`` takes the keyword argument ``name`` (or any keyword).
+
+    Args:
+        method: a component's method, e.g. ``trainer.fit``.
+        name: the keyword.
+
+    Returns:
+        ``True`` when a call may pass ``name=...``.
+    """
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read: assume it does
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _plain(signature: inspect.Signature) -> str:
@@ -261,6 +284,7 @@ GRIDS: dict[str, Any] = {
     "k": _Grid(minimum=1, integer=True),
     "lam": _Grid(minimum=0),
     "images_per_mode": _Grid(minimum=1, integer=True),
+    "uniform_prior": _Grid(minimum=0),
 }
 """The settings given as one value or a list of candidates."""
 
@@ -272,7 +296,9 @@ RULES: dict[str, Rule] = {
     "validation_fraction": _Number(minimum=0, below=1),
     "tolerance": _Number(minimum=0, maximum=1),
     "guard_tolerance": _Number(minimum=0, maximum=1),
+    "guard_fraction": _Number(minimum=0, below=1),
     "rank": _Custom(_rank, "a registered ranking or a Ranking"),
+    "real": _Choice(lambda: REAL_SETS, optional=True),
     "significant": _Flag(),
     "allocation": _Choice(lambda: ALLOCATIONS),
     "baselines": _Flag(),

@@ -35,14 +35,19 @@ def run_summary(result: RunResult) -> dict[str, Any]:
     acc = result.accuracy
     out: dict[str, Any] = {"test_acc_before": acc["before"]["test"]}
     out.update((f"{SHORT[split]}_acc_after", acc["failmodes"][split]) for split in SHORT)
-    for method in (m for m in BASELINES if m in acc):
+    for method in (m for m in ("dfr", *BASELINES) if m in acc):
         out.update((f"{method}_{s}_acc_after", acc[method][split]) for split, s in SHORT.items())
     for split in (split for split in acc["before"] if split not in SPLITS):  # guard, extra
         out[f"{split}_acc_before"] = acc["before"][split]
         for method in (m for m in METHODS if m != "before" and m in acc):
             out[f"{_prefix(method)}{split}_acc_after"] = acc[method][split]
+    if result.chosen is not None:
+        out["chosen_method"] = result.chosen
     if "guard" in result.config:
-        out["guard_given"] = bool(result.config["guard"])
+        source = result.config.get("guard_source")
+        out["guard_given"] = source == "given" if source else bool(result.config["guard"])
+        if source:
+            out["guard_source"] = source
         out["kept_original"] = bool(result.config.get("kept_original", False))
     out.update(_mode_summary(result))
     for method in METHODS:

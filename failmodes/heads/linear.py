@@ -14,7 +14,7 @@ import copy
 import logging
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -150,11 +150,16 @@ class LinearHeadTrainer(HeadTrainer):
         extra_features: torch.Tensor | None = None,
         extra_labels: torch.Tensor | None = None,
         lam: float = 0.5,
+        extras: Sequence[tuple[Any, Any, float]] = (),
         init: nn.Linear | None = None,
         num_classes: int | None = None,
         seed: int = 0,
     ) -> nn.Linear:
         """Fit a head on ``mean CE(features) + lam * mean CE(extra_features)`` + the penalty.
+
+        Each of ``extras``, ``(features, labels, weight)``, adds ``weight * mean CE`` of its
+        rows, so that several sets (the debug set's own failures, generated images) each have
+        their weight.
 
         From [`FeatureShards`][failmodes.shards.FeatureShards] the fit holds one shard at a
         time (plus the labels and the extra features, which stay in memory): every evaluation
@@ -178,6 +183,8 @@ class LinearHeadTrainer(HeadTrainer):
                 rows the extra term is dropped.
             extra_labels: ``(m,)`` their labels; required with ``extra_features``.
             lam: the weight (``>= 0``) of the extra images' mean loss (the paper's lambda).
+            extras: more sets, ``(features, labels, weight)`` each, ``weight >= 0``; a set
+                without rows or weight adds nothing.
             init: a head to start from, copied and never modified; its shape fixes the number
                 of classes. ``None`` starts from all zeros.
             num_classes: the number of classes when ``init`` is ``None``; ``None`` infers it as
@@ -202,12 +209,9 @@ class LinearHeadTrainer(HeadTrainer):
         else:
             x, y = _train_inputs(features, labels)
             d = x.shape[1]
-        xe, ye = _extra_inputs(extra_features, extra_labels, d, y)
-        if not _is_real(lam, 0):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-        lam = float(lam)
-        num_classes = _num_classes(init, num_classes, d, y, ye)
-        rows = _row_source(x, y, xe, ye, lam, torch.device(self.device))
+        sets = _extra_sets(extra_features, extra_labels, lam, extras, d, y)
+        num_classes = _num_classes(init, num_classes, d, y, sets)
+        rows = _row_source(x, y, sets, torch.device(self.device))
 
         def make_objective(dtype: torch.dtype) -> _Objective:
             return _Objective(rows(dtype), float(self.weight_decay))
@@ -447,21 +451,19 @@ class _ShardRows:
 def _row_source(
     x: torch.Tensor | FeatureShards,
     y: torch.Tensor,
-    xe: torch.Tensor,
-    ye: torch.Tensor,
-    lam: float,
+    sets: list[_Extra],
     device: torch.device,
 ) -> Callable[[torch.dtype], _Rows | _ShardRows]:
     """The rows the objective sums over, in a given dtype: in memory, or shards then extras."""
     if isinstance(x, FeatureShards):
-        extra = _extra_rows(xe, ye, lam)
+        extra = _extra_rows(sets)
 
         def from_shards(dtype: torch.dtype) -> _ShardRows:
             moved = None if extra is None else _moved(*extra, device, dtype)
             return _ShardRows(x, moved, device, dtype)
 
         return from_shards
-    data, target, weights = _weighted_rows(x, y, xe, ye, lam)
+    data, target, weights = _weighted_rows(x, y, sets)
     return lambda dtype: _moved(data, target, weights, device, dtype)
 
 
@@ -641,29 +643,46 @@ def _train_inputs(features: Any, labels: Any) -> tuple[torch.Tensor, torch.Tenso
     return x, y
 
 
-def _extra_inputs(
-    extra_features: Any, extra_labels: Any, d: int, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The extra rows, checked against the train rows' dimension; none give empty tensors."""
+_Extra = tuple[torch.Tensor, torch.Tensor, float, str]  # rows, labels, weight, labels' name
+
+
+def _extra_sets(
+    extra_features: Any, extra_labels: Any, lam: Any, extras: Any, d: int, y: torch.Tensor
+) -> list[_Extra]:
+    """Every extra set checked against the train rows, ``extra_features`` first.
+
+    A set without rows or weight is kept; it adds nothing to the objective.
+    """
     if (extra_features is None) != (extra_labels is None):
         given = "extra_features" if extra_labels is None else "extra_labels"
         missing = "extra_labels" if extra_labels is None else "extra_features"
         raise ValueError(f"{given} was given without {missing}; pass both or neither")
-    if extra_features is None:
-        return torch.zeros(0, d), y.new_zeros(0)
-    xe = _as_features("extra_features", extra_features)
-    ye = _as_labels("extra_labels", extra_labels)
-    if len(xe) != len(ye):
-        raise ValueError(
-            f"extra_features has {len(xe)} rows but extra_labels has {len(ye)}; they must match"
-        )
-    if xe.shape[1] != d:
-        raise ValueError(f"extra_features has dimension {xe.shape[1]} but features has {d}")
-    return xe, ye
+    if isinstance(extras, str | bytes) or not isinstance(extras, Sequence):
+        raise TypeError(f"extras must be a list of (features, labels, weight), got {extras!r:.60}")
+    named = [("extra_features", "extra_labels", "lam", extra_features, extra_labels, lam)]
+    for i, item in enumerate(extras):
+        if not isinstance(item, tuple | list) or len(item) != 3:
+            raise TypeError(f"extras[{i}] must be (features, labels, weight), got {item!r:.60}")
+        named.append((f"extras[{i}] features", f"extras[{i}] labels", f"extras[{i}] weight", *item))
+    sets = []
+    for f_name, l_name, w_name, features, labels, weight in named:
+        if not _is_real(weight, 0):
+            raise ValueError(f"{w_name} must be a finite number >= 0, got {weight!r}")
+        if features is None:
+            continue
+        xe, ye = _as_features(f_name, features), _as_labels(l_name, labels)
+        if len(xe) != len(ye):
+            raise ValueError(
+                f"{f_name} has {len(xe)} rows but {l_name} has {len(ye)}; they must match"
+            )
+        if xe.shape[1] != d:
+            raise ValueError(f"{f_name} has dimension {xe.shape[1]} but features has {d}")
+        sets.append((xe, ye.to(y.dtype), float(weight), l_name))
+    return sets
 
 
 def _num_classes(
-    init: nn.Linear | None, num_classes: int | None, d: int, y: torch.Tensor, ye: torch.Tensor
+    init: nn.Linear | None, num_classes: int | None, d: int, y: torch.Tensor, sets: list[_Extra]
 ) -> int:
     """The number of classes: the start head's, else given, else the largest label plus one."""
     if init is not None:
@@ -679,11 +698,11 @@ def _num_classes(
             )
         num_classes = init.out_features
     elif num_classes is None:
-        num_classes = int(max(y.max(), ye.max() if len(ye) else 0)) + 1
+        num_classes = int(max([y.max(), *(ye.max() for _, ye, _, _ in sets if len(ye))])) + 1
     if not _is_int(num_classes, 1):
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     num_classes = int(num_classes)
-    for name, lab in (("labels", y), ("extra_labels", ye)):
+    for name, lab in [("labels", y)] + [(name, ye) for _, ye, _, name in sets]:
         if len(lab) and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
             raise ValueError(
                 f"{name} must lie in [0, {num_classes}) (num_classes={num_classes}), got "
@@ -703,21 +722,24 @@ def _start(init: nn.Linear | None, num_classes: int, d: int) -> tuple[torch.Tens
     return w0, b0
 
 
-def _extra_rows(
-    xe: torch.Tensor, ye: torch.Tensor, lam: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """The extra rows with their weight, ``lam/m`` each; ``None`` when they weigh nothing."""
-    if len(xe) > 0 and lam > 0:
-        return xe, ye, torch.full((len(xe),), lam / len(xe), dtype=torch.float64)
-    return None
+def _extra_rows(sets: list[_Extra]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The extra sets' rows with their weights, ``weight/m`` each; ``None`` when none weighs."""
+    kept = [(xe, ye, w) for xe, ye, w, _ in sets if len(xe) > 0 and w > 0]
+    if not kept:
+        return None
+    weights = [torch.full((len(xe),), w / len(xe), dtype=torch.float64) for xe, _, w in kept]
+    if len(kept) == 1:
+        return kept[0][0], kept[0][1], weights[0]
+    xs = [xe.to(kept[0][0].dtype) for xe, _, _ in kept]
+    return torch.cat(xs), torch.cat([ye for _, ye, _ in kept]), torch.cat(weights)
 
 
 def _weighted_rows(
-    x: torch.Tensor, y: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor, lam: float
+    x: torch.Tensor, y: torch.Tensor, sets: list[_Extra]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All rows in one piece, one weight each: ``1/n`` on train rows, ``lam/m`` on extra rows."""
+    """All rows in one piece, one weight each: ``1/n`` on train rows, ``weight/m`` on a set's."""
     weights = torch.full((len(x),), 1.0 / len(x), dtype=torch.float64)
-    extra = _extra_rows(xe, ye, lam)
+    extra = _extra_rows(sets)
     if extra is None:
         return x, y, weights
     return (

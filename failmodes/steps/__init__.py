@@ -38,7 +38,13 @@ from failmodes.steps.evaluation import (
     evaluate_run,
     group_accuracy,
 )
-from failmodes.steps.failures import find_failures, sample_successes, validation_splits
+from failmodes.steps.failures import (
+    find_failures,
+    guard_split,
+    real_set,
+    sample_successes,
+    validation_splits,
+)
 from failmodes.steps.features import (
     check_sets,
     extract_features,
@@ -56,6 +62,8 @@ from failmodes.steps.plans import (
     baseline_requests,
     given_plan,
     lam_candidates,
+    preferred_rung,
+    real_plan,
     repair,
     targeted_counts,
     targeted_plan,
@@ -91,11 +99,15 @@ __all__ = [
     "generated_features",
     "given_plan",
     "group_accuracy",
+    "guard_split",
     "lam_candidates",
     "make_requests",
     "original_head",
+    "preferred_rung",
     "propose",
     "read_labels",
+    "real_plan",
+    "real_set",
     "repair",
     "sample_successes",
     "select_head",

@@ -19,7 +19,7 @@ from failmodes.results import FailureSet, Features
 from failmodes.settings import check_setting
 from failmodes.steps._common import derive_seed, logits
 
-__all__ = ["find_failures", "sample_successes", "validation_splits"]
+__all__ = ["find_failures", "guard_split", "real_set", "sample_successes", "validation_splits"]
 
 logger = logging.getLogger("failmodes")
 
@@ -151,3 +151,85 @@ def sample_successes(failures: FailureSet, *, seed: int = 0, fraction: float = 0
         n = int(len(members) * fraction)
         chosen.extend(members[rng.permutation(len(members))[:n]].tolist())
     return _sorted(chosen)
+
+
+def real_set(
+    failures: FailureSet, debug: Features, *, which: str | None = "failures", seed: int = 0
+) -> Features | None:
+    """The debug set's own labelled images that a repair may refit on (the DFR rung).
+
+    Never the validation part nor ``debug_heldout``: ``"failures"`` is the ``debug_seed``
+    failures; ``"failures_and_successes"`` adds the seeded half of the successes outside the
+    validation part ([`sample_successes`][sample_successes], the ones a ranking against
+    successes captions).
+
+    Args:
+        failures: the split of the debug set.
+        debug: features and labels of the debug set.
+        which: one of [`REAL_SETS`][failmodes.methods.REAL_SETS], or ``None`` for none.
+        seed: the run's seed (the successes' draw).
+
+    Returns:
+        Their features and labels, or ``None`` for ``which=None``.
+
+    Raises:
+        ValueError: if ``which`` is not one of them nor ``None``.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from failmodes import Features, FailureSet
+        >>> from failmodes.steps import real_set
+        >>> failures = FailureSet(np.array([0, 0, 1, 1]), np.array([1, 0, 0, 1]),
+        ...                       validation=np.array([], dtype=int), seed=np.array([0]),
+        ...                       heldout=np.array([2]))
+        >>> debug = Features(torch.eye(4), np.array([0, 0, 1, 1]))
+        >>> real_set(failures, debug).labels.tolist()
+        [0]
+    """
+    if which is None:
+        return None
+    check_setting("real", which)
+    rows = failures.seed
+    if which == "failures_and_successes":
+        rows = np.concatenate([rows, sample_successes(failures, seed=seed)])
+    return debug.select(np.sort(rows))
+
+
+def guard_split(train: Features, fraction: float, *, seed: int = 0) -> tuple[Features, Features]:
+    """A seeded share of each class of the training data, held out of every refit as a guard.
+
+    The model was trained on these images (or on data like them), so the guard it gives is a
+    proxy: it tells a repair that costs accuracy where the model was right, not how the model
+    does on data it never saw.
+
+    Args:
+        train: features and labels of the training data the head is refit on.
+        fraction: the share of each class held out, in ``(0, 1)``; a class keeps at least one
+            image for refits.
+        seed: the run's seed.
+
+    Returns:
+        ``(the rest, the held-out share)``.
+
+    Raises:
+        TypeError: if the features are shards (rows of shards cannot be held out).
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from failmodes import Features
+        >>> from failmodes.steps import guard_split
+        >>> rest, guard = guard_split(Features(torch.eye(20), np.arange(20) % 2), 0.1)
+        >>> len(rest), len(guard), guard.labels.tolist()
+        (18, 2, [0, 1])
+    """
+    fraction = check_setting("guard_fraction", fraction)
+    seed = check_seed(seed)
+    rng = np.random.default_rng(derive_seed("guard", seed))
+    held = []
+    for c in np.unique(train.labels):
+        members = np.flatnonzero(train.labels == c)
+        n = min(int(round(fraction * len(members))), len(members) - 1)
+        held.extend(members[rng.permutation(len(members))[:n]].tolist())
+    mask = np.zeros(len(train), dtype=bool)
+    mask[held] = True
+    return train.select(~mask), train.select(mask)

@@ -14,7 +14,7 @@ generation, the candidates fitted, one chosen on the validation part. The
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,9 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
+from failmodes.methods import LADDER
 from failmodes.progress import stage
-from failmodes.ranking import mode_counts
+from failmodes.ranking import spread_counts
 from failmodes.results import Features, GeneratedSet, PreparedRun
 from failmodes.steps._common import derive_seed
 from failmodes.steps.features import generated_features
@@ -46,6 +47,8 @@ __all__ = [
     "baseline_requests",
     "given_plan",
     "lam_candidates",
+    "preferred_rung",
+    "real_plan",
     "repair",
     "targeted_counts",
     "targeted_plan",
@@ -179,11 +182,13 @@ class Trial:
         lam: the weight of its images' loss.
         counts: how many images of each ``(class, value)`` it uses, the first of each request;
             ``None``: every image.
+        lam_real: the weight of the debug set's own images' loss (``PreparedRun.real``).
     """
 
     settings: dict[str, Any]
     lam: float
     counts: Mapping[tuple[str, str | None], int] | None = None
+    lam_real: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ class RepairPlan:
             else:
                 wanted = np.asarray([trial.counts.get(m, 0) for m in modes], dtype=np.int64)
                 keep = offsets < wanted[generated.request_index]
-            out.append(Candidate(dict(trial.settings), keep, float(trial.lam)))
+            out.append(Candidate(dict(trial.settings), keep, trial.lam, trial.lam_real))
         return out
 
     def modes_at(self, settings: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -234,7 +239,7 @@ class RepairPlan:
             ``{class_name: [value, ...]}``.
         """
         k = settings.get("k")
-        return {name: list(values)[:k] for name, values in self.modes.items()}
+        return {name: list(values)[:k] for name, values in self.modes.items() if values[:k]}
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,20 @@ def repair(
     )
 
 
+def preferred_rung(repairs: Mapping[str, Repair]) -> str:
+    """The rung of the ladder that validation prefers: the largest selection key.
+
+    Args:
+        repairs: ``{method: Repair}`` with the methods of
+            [`LADDER`][failmodes.methods.LADDER] (others are ignored).
+
+    Returns:
+        ``"dfr"`` or ``"failmodes"``; on a tie the cheaper, the first of the ladder.
+    """
+    rungs = [m for m in LADDER if m in repairs]
+    return max(rungs, key=lambda m: repairs[m].selection.key)
+
+
 def targeted_plan(
     ranked: Modes,
     *,
@@ -318,14 +337,21 @@ def targeted_plan(
     images_per_mode: Sequence[int],
     lam: Sequence[float],
     weights: Mapping[str, Mapping[str, float]] | None = None,
+    lam_real: Sequence[float] = (),
+    uniform_prior: Sequence[float] = (0.0,),
+    proposals: Modes | None = None,
+    class_failures: Mapping[str, int] | None = None,
     seed: int = 0,
     method: str = "failmodes",
 ) -> RepairPlan:
     """The targeted repair: one set at the largest ``k`` and images per mode, subsets tried.
 
-    Every ``(k, images per mode, lam)`` is a candidate, ``k`` varying slowest: the top-``k``
-    modes of each class, the first images of each mode (as many as ``images_per_mode``, or a
-    share of the class's ``k x images_per_mode`` in proportion to ``weights``).
+    Every ``(k, images per mode, lam, lam_real)`` is a candidate, ``k`` varying slowest: the
+    top-``k`` modes of each class, the first images of each mode (as many as
+    ``images_per_mode``, or a share of the class's ``k x images_per_mode`` in proportion to
+    ``weights``), with the debug set's own images weighing 0 or each of ``lam_real``. With a
+    ``uniform_prior`` above 0, a class's images lean toward all of its proposed values while it
+    has few captioned failures ([`spread_counts`][failmodes.ranking.spread_counts]).
 
     Args:
         ranked: ``{class_name: [value, ...]}``, each class's modes, best first (at least the
@@ -337,6 +363,11 @@ def targeted_plan(
         lam: candidate weights.
         weights: ``{class_name: {value: weight}}`` to share a class's images among its modes
             (see [`mode_counts`][failmodes.ranking.mode_counts]); ``None``: evenly.
+        lam_real: candidate weights of the debug set's own images, beside 0 (none: 0 only).
+        uniform_prior: candidate numbers of pseudo-failures per class spread evenly over its
+            values (0: the modes alone).
+        proposals: every class's proposed values (needed with a ``uniform_prior`` above 0).
+        class_failures: each class's captioned failures (likewise).
         seed: the run's seed (the requests' seeds).
         method: the name the repair is reported under.
 
@@ -353,13 +384,35 @@ def targeted_plan(
         >>> [trial.settings for trial in plan.trials]
         [{'k': 1, 'images_per_mode': 2}, {'k': 2, 'images_per_mode': 2}]
     """
-    most = targeted_counts(ranked, k=k, images_per_mode=images_per_mode, weights=weights)
-    counts = {(c, v): most[c, v] for c in class_names for v in ranked.get(c, []) if (c, v) in most}
+    spread = any(prior > 0 for prior in uniform_prior)
+    if spread and (proposals is None or class_failures is None):
+        raise ValueError("a uniform_prior above 0 needs the proposals and the class_failures")
+    shape = {
+        (kk, n, prior): spread_counts(
+            ranked,
+            proposals or {},
+            class_failures or {},
+            k=kk,
+            images_per_mode=n,
+            prior=prior,
+            weights=weights,
+        )
+        for kk, n, prior in itertools.product(k, images_per_mode, uniform_prior)
+    }
+    most = targeted_counts(shape.values())
+    values = {c: [*ranked.get(c, []), *(proposals or {}).get(c, [])] for c in class_names}
+    order = dict.fromkeys((c, v) for c in class_names for v in values[c])
+    counts = {mode: most[mode] for mode in order if mode in most}
     trials = tuple(
-        Trial({"k": kk, "images_per_mode": n}, float(w), counts_of)
-        for kk, n in itertools.product(k, images_per_mode)
-        for counts_of in [mode_counts(ranked, k=kk, images_per_mode=n, weights=weights)]
+        Trial(
+            {"k": kk, "images_per_mode": n, **({"uniform_prior": prior} if spread else {})},
+            float(w),
+            counts_of,
+            r,
+        )
+        for (kk, n, prior), counts_of in shape.items()
         for w in lam
+        for r in _with_zero(lam_real)
     )
     requests = make_requests(counts, class_names=class_names, attribute=attribute, seed=seed)
     top = max(k)
@@ -368,26 +421,24 @@ def targeted_plan(
 
 
 def targeted_counts(
-    ranked: Modes,
-    *,
-    k: Sequence[int],
-    images_per_mode: Sequence[int],
-    weights: Mapping[str, Mapping[str, float]] | None = None,
+    candidates: Iterable[Mapping[tuple[str, str], int]],
 ) -> dict[tuple[str, str], int]:
     """Images to generate per mode so that every candidate is a subset of one set.
 
     Args:
-        ranked: ``{class_name: [value, ...]}``, each class's modes, best first.
-        k: candidate numbers of modes per class.
-        images_per_mode: candidate numbers of images per mode.
-        weights: as for [`targeted_plan`][targeted_plan].
+        candidates: each candidate's images per ``(class_name, value)``.
 
     Returns:
         ``{(class_name, value): count}``, the most any candidate uses.
+
+    Examples:
+        >>> from failmodes.steps import targeted_counts
+        >>> targeted_counts([{("fox", "at sea"): 2}, {("fox", "at sea"): 5, ("fox", "in snow"): 1}])
+        {('fox', 'at sea'): 5, ('fox', 'in snow'): 1}
     """
     counts: dict[tuple[str, str], int] = {}
-    for kk, n in itertools.product(k, images_per_mode):
-        for mode, c in mode_counts(ranked, k=kk, images_per_mode=n, weights=weights).items():
+    for wanted in candidates:
+        for mode, c in wanted.items():
             counts[mode] = max(counts.get(mode, 0), c)
     return counts
 
@@ -401,11 +452,13 @@ def baseline_plans(
     k: int,
     images_per_mode: int,
     lam: Sequence[float],
+    lam_real: Sequence[float] = (),
     seed: int = 0,
 ) -> dict[str, RepairPlan]:
     """The random and uniform baselines, with as many images per class as the targeted repair.
 
-    Each tries every ``lam`` on all of its images; its settings are the targeted repair's
+    Each tries every ``lam`` on all of its images, with the debug set's own images weighing 0
+    or each of ``lam_real`` as the targeted repair's do; its settings are the targeted repair's
     chosen ``k`` and images per mode.
 
     Args:
@@ -416,6 +469,7 @@ def baseline_plans(
         k: the targeted repair's chosen ``k``.
         images_per_mode: its chosen images per mode.
         lam: candidate weights.
+        lam_real: candidate weights of the debug set's own images, beside 0.
         seed: the run's seed.
 
     Returns:
@@ -434,7 +488,7 @@ def baseline_plans(
         method: RepairPlan(
             method,
             tuple(requests),
-            tuple(Trial(settings, float(w)) for w in lam),
+            tuple(Trial(settings, float(w), None, r) for w in lam for r in _with_zero(lam_real)),
             {name: tuple(values) for name, values in modes.items()},
         )
         for method, requests in asked.items()
@@ -480,6 +534,32 @@ def baseline_requests(
         method: make_requests(wanted, class_names=names, attribute=attribute, seed=seed)
         for method, wanted in counts.items()
     }
+
+
+def real_plan(lam_real: Sequence[float], *, method: str = "dfr") -> RepairPlan:
+    """The debug set's own images alone (deep feature reweighting): nothing generated.
+
+    One candidate per weight of the run's real images (``PreparedRun.real``); the head is
+    refit on ``mean CE(train) + lam_real * mean CE(real)``.
+
+    Args:
+        lam_real: candidate weights (each ``> 0``).
+        method: the name the repair is reported under.
+
+    Returns:
+        The [`RepairPlan`][RepairPlan].
+
+    Examples:
+        >>> from failmodes.steps import real_plan
+        >>> [(trial.lam, trial.lam_real) for trial in real_plan([0.5, 2.0]).trials]
+        [(0.0, 0.5), (0.0, 2.0)]
+    """
+    return RepairPlan(method, (), tuple(Trial({}, 0.0, None, float(r)) for r in lam_real))
+
+
+def _with_zero(weights: Sequence[float]) -> list[float]:
+    """0 and each weight, without repeats: the candidates' weights of the real images."""
+    return list(dict.fromkeys([0.0, *(float(w) for w in weights)]))
 
 
 def given_plan(

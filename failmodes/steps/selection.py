@@ -29,18 +29,20 @@ __all__ = ["Candidate", "Selection", "select_head", "selection_table"]
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting to try: which generated images to use, and with what ``lam``.
+    """One setting to try: which generated images, with what ``lam``; what the real ones weigh.
 
     Attributes:
         settings: what the candidate stands for, e.g. ``{"k": 3, "images_per_mode": 20}``
             (the selection table's columns).
         keep: one boolean per generated image: the images this candidate uses.
         lam: the weight of their loss.
+        lam_real: the weight of the loss of the run's real images (``PreparedRun.real``).
     """
 
     settings: dict[str, Any]
     keep: np.ndarray
     lam: float
+    lam_real: float = 0.0
 
 
 @dataclass
@@ -51,17 +53,20 @@ class Selection:
         settings: the chosen candidate's settings and ``lam``; with ``kept_original`` true when
             a guard refused every candidate (the head is then the original one).
         head: its fitted head.
-        table: one row per candidate: its settings, ``lam``, ``val_acc`` (the validation
-            part's accuracy), ``val_failure_acc`` (accuracy on its failures), ``guard_acc``
-            (with a guard) and ``eligible``.
+        table: one row per candidate: its settings, ``lam`` (and ``lam_real`` when the run has
+            real images), ``val_acc`` (the validation part's accuracy), ``val_failure_acc``
+            (accuracy on its failures), ``guard_acc`` (with a guard) and ``eligible``.
         index: the chosen candidate's position among the candidates (when the original head
             was kept, the best refused one's).
+        key: how the chosen candidate ranks, ``(within the guard, eligible, accuracy)``: the
+            choice between two selections compares their keys.
     """
 
     settings: dict[str, Any]
     head: torch.nn.Linear
     table: pd.DataFrame
     index: int = 0
+    key: tuple = ()
 
 
 def select_head(
@@ -76,6 +81,10 @@ def select_head(
     cache: Cache | None = None,
 ) -> Selection:
     """Fit every candidate; pick one on the validation part, within the guard.
+
+    A candidate's key is ``(within the guard, eligible, accuracy)``, the accuracy on the
+    validation part's failures when it is eligible and on the whole validation part when it is
+    not; the largest key wins, the first among equals.
 
     Args:
         trainer: the head trainer.
@@ -96,6 +105,11 @@ def select_head(
     """
     tolerance = check_setting("tolerance", tolerance)
     guard_tolerance = check_setting("guard_tolerance", guard_tolerance)
+    if prepared.real is None and any(c.lam_real > 0 for c in candidates):
+        raise ValueError(
+            "candidates weigh real images (lam_real > 0) but the prepared run has none: prepare "
+            "it with a Debugger whose real is set"
+        )
     before = evaluate(prepared.head, prepared.validation)["validation"]
     guard = prepared.guard
     guard_before = None if guard is None else evaluate(prepared.head, {"g": guard})["g"]
@@ -107,14 +121,19 @@ def select_head(
             prepared.train,
             generated.select(candidate.keep),
             lam=candidate.lam,
+            real=prepared.real,
+            lam_real=candidate.lam_real,
             seed=seed,
             cache=cache,
         )
         acc = evaluate(head, prepared.validation)
         eligible = acc["validation"] >= before - tolerance
+        weights = {"lam": candidate.lam}
+        if prepared.real is not None:
+            weights["lam_real"] = candidate.lam_real
         row = {
             **candidate.settings,
-            "lam": candidate.lam,
+            **weights,
             "val_acc": acc["validation"],
             "val_failure_acc": acc["validation_failures"],
         }
@@ -129,9 +148,11 @@ def select_head(
         if best_key is None or key > best_key:
             best, best_key = (row, head, index), key
     row, head, index = best
+    table = pd.DataFrame(rows)
     if not best_key[0]:  # the guard refused every candidate
-        return Selection({**row, "kept_original": True}, prepared.head, pd.DataFrame(rows), index)
-    return Selection(row, head, pd.DataFrame(rows), index)
+        kept = {**row, "kept_original": True}
+        return Selection(kept, prepared.head, table, index, best_key)
+    return Selection(row, head, table, index, best_key)
 
 
 def selection_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

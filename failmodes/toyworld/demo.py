@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from failmodes._checks import check_number
 from failmodes.progress import stage
 from failmodes.toyworld.world import ToyDataset, ToyWorld
 
@@ -111,6 +112,8 @@ def run_demo(
     cues: int | None = None,
     debug_strength: float = 0.0,
     images_per_mode: int | None = None,
+    debug_size: int | None = None,
+    guard: bool = True,
     progress: bool | None = None,
     cache: Any = True,
     **settings: Any,
@@ -130,6 +133,10 @@ def run_demo(
         cues: the world's ``cues`` (see [`ToyWorld`][failmodes.toyworld.ToyWorld]).
         debug_strength: the world's ``debug_strength``.
         images_per_mode: a fixed number of images per mode instead of the demo's grid.
+        debug_size: images in the debug set (``None``: the demo's 10,000); a few hundred give
+            a handful of failures per class, the paper's few-shot setting.
+        guard: hold a share of the train split out of every refit as a guard (the Debugger's
+            ``guard_fraction``); ``False``: no guard.
         progress: progress bars (``None``: when stderr is a terminal).
         cache: the [`failmodes.Debugger`][failmodes.debugger.Debugger]'s (``True``, ``False``,
             a folder or a [`Cache`][failmodes.cache.Cache]).
@@ -169,6 +176,8 @@ def run_demo(
         "" if store is None else " (or reading them from the cache)",
     )
     sizes = {split: DEMO_SETTINGS[f"{split}_size"] for split in ("debug", "test", "train_like")}
+    if debug_size is not None:
+        sizes["debug"] = check_number(debug_size, "debug_size", minimum=1, integer=True)
     train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
     splits = {split: cached_split(world, split, n, store) for split, n in sizes.items()}
     stage("loading the classifier (the shipped backbone, its head fitted on the train split)")
@@ -180,6 +189,7 @@ def run_demo(
         splits["debug"],
         splits["test"],
         seed=seed,
+        guard=None if guard else False,
         extra={"train_like": splits["train_like"]},
     )
     result.config.update(
@@ -187,7 +197,9 @@ def run_demo(
         strength=strength,
         cues=cues,
         debug_strength=debug_strength,
-        **{k: DEMO_SETTINGS[k] for k in ("train_per_class", "debug_size", "test_size")},
+        train_per_class=DEMO_SETTINGS["train_per_class"],
+        debug_size=sizes["debug"],
+        test_size=sizes["test"],
         train_like_size=sizes["train_like"],
     )
     return result

@@ -121,17 +121,19 @@ def test_run_end_to_end_with_user_components(world_data):
     result = dbg.run(train, debug, test, seed=0)
     acc = result.accuracy
     assert acc["before"]["debug_seed"] == 0 and acc["before"]["debug_heldout"] == 0
-    assert set(acc) == {"before", "failmodes", "random", "uniform", "refit"}
+    assert list(acc) == ["before", "dfr", "failmodes", "random", "uniform", "refit"]
     cfg = result.config
     assert cfg["k"] in (1, 2) and cfg["lam"] in (0.5, 1.0) and cfg["images_per_mode"] in (3, 5)
+    assert cfg["lam_real"] in (0.0, 0.5, 1.0) and result.chosen in ("dfr", "failmodes")
     # the chosen candidate is the best eligible one on validation failures
     rows = result.selection[result.selection.method == "failmodes"]
     chosen = rows[
         (rows.k == cfg["k"])
         & (rows.lam == cfg["lam"])
         & (rows.images_per_mode == cfg["images_per_mode"])
+        & (rows.lam_real == cfg["lam_real"])
     ]
-    assert len(rows) == 8 and len(chosen) == 1 and rows.eligible.any()
+    assert len(rows) == 2 * 2 * 2 * 3 and len(chosen) == 1 and rows.eligible.any()
     assert chosen.eligible.iloc[0]
     assert chosen.val_failure_acc.iloc[0] == rows[rows.eligible].val_failure_acc.max()
     # the chosen modes are the top k of the captions, and the images cover exactly those
@@ -160,6 +162,8 @@ def test_run_end_to_end_with_user_components(world_data):
         "random_heldout_acc_after",
         "uniform_heldout_acc_after",
         "refit_heldout_acc_after",
+        "dfr_heldout_acc_after",
+        "chosen_method",
         "n_failures",
         "caption_accuracy",
         "failure_modes",
@@ -167,12 +171,12 @@ def test_run_end_to_end_with_user_components(world_data):
     ):
         assert key in summary
     frame = result.to_frame()
-    assert list(frame.index) == ["before", "failmodes", "random", "uniform", "refit"]
+    assert list(frame.index) == ["before", "dfr", "failmodes", "random", "uniform", "refit"]
     assert "worst_group_test" in frame.columns
     # the debug set knows its true values: held-out failures inside and outside the modes
     m = result.mode_accuracy
     assert m.n_in > 0 and m.n_in + m.n_out == len(result.failures.heldout)
-    assert set(m.accuracy) == {"failmodes", "random", "uniform", "refit"}
+    assert set(m.accuracy) == {"dfr", "failmodes", "random", "uniform", "refit"}
     for method, sides in m.accuracy.items():
         parts = m.n_in * sides["in_modes"] + m.n_out * sides["out_of_modes"]
         assert parts == pytest.approx(acc[method]["debug_heldout"] * (m.n_in + m.n_out))
@@ -304,7 +308,11 @@ def test_prepare_is_what_the_steps_share(world_data):
     prep = dbg.prepare(train, debug, test, seed=3)
     failures = dbg.find_failures(debug, seed=3)
     assert np.array_equal(prep.failures.heldout, failures.heldout)
-    assert len(prep.train) == len(train) and len(prep.test) == len(test)
+    assert len(prep.test) == len(test) and prep.guard_source == "train"
+    assert len(prep.train) + len(prep.guard) == len(train)  # a share held out as the guard
+    assert len(prep.guard) == len(NAMES) * round(0.1 * len(train) / len(NAMES))
+    unguarded = dbg.prepare(train, debug, test, seed=3, guard=False)
+    assert len(unguarded.train) == len(train) and unguarded.guard is None
     val = prep.validation["validation"]
     assert val.labels.tolist() == [debug.labels[i] for i in failures.validation]
     assert (dbg.evaluate(prep.head, prep.validation)["validation_failures"]) == 0.0
