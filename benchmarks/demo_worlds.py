@@ -205,8 +205,8 @@ def one_run(spec: str, world: dict, rank: str, budget: str, seed: int, **setting
 
 
 def mean_sd(values: list) -> list[float]:
-    """``[mean, standard deviation]`` of the values that are not ``None``, to 3 decimals."""
-    values = [v for v in values if v is not None]
+    """``[mean, standard deviation]`` of the values that are not ``None`` or NaN, to 3 decimals."""
+    values = [v for v in values if v is not None and v == v]
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return [round(statistics.fmean(values), 3), round(sd, 3)]
 
@@ -299,6 +299,13 @@ def main() -> None:
         "--no-guard", action="store_true", help="no guard held out of the train split"
     )
     parser.add_argument(
+        "--uniform-prior",
+        nargs="+",
+        type=float,
+        default=None,
+        help="the Debugger's uniform_prior candidates (default: the Debugger's)",
+    )
+    parser.add_argument(
         "--reals",
         nargs="+",
         default=["failures"],
@@ -338,6 +345,7 @@ def main() -> None:
             "debug_size": debug_size,
             "real": None if real == "none" else real,
             "guard": not args.no_guard,
+            **({} if args.uniform_prior is None else {"uniform_prior": args.uniform_prior}),
         }
         row = one_run(spec, world, rank, budget, seed, **settings)
         print(json.dumps(row), flush=True)

@@ -82,6 +82,7 @@ def run_config(
         config.update(
             guard=prepared.guard is not None,
             guard_source=prepared.guard_source,
+            guard_limit=max(components["guard_tolerance"], prepared.guard_resolution),
             extra=list(prepared.extra),
             kept_original=bool(chosen.get("kept_original", False)),
         )

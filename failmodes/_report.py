@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from failmodes.attributes import get_attribute
 from failmodes.images import png_bytes, thumbnail
-from failmodes.methods import METHODS
+from failmodes.methods import METHODS, shown_splits
 from failmodes.methods import SPLITS as ALL_SPLITS
 from failmodes.ranking import get_ranking
+from failmodes.summary import kept_original, ladder_sentence
 
 if TYPE_CHECKING:
     from failmodes.results import RunResult
@@ -32,9 +33,13 @@ SPLITS = {
     **{name: text for name, text in ALL_SPLITS.items() if name != "validation"},
     "worst_group_test": "the lowest test accuracy over the attribute's values (when the data "
     "names each sample's value).",
+    "guard": "in-distribution images no repair trained on: a candidate that loses more than the "
+    "guard tolerance here is refused (a guard of yours, or a held-out share of the training "
+    "data, a proxy).",
 }
-COLORS = {"test": "#4c72b0", "debug_heldout": "#dd8452"}
-COLUMNS = ("test", "debug_seed", "debug_heldout", "worst_group_test")
+EXTRA_SPLIT = "a set of yours (run(..., extra=...)), for reporting only."
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+"""The chart's colours, one per split in turn."""
 
 
 def render(result: RunResult, *, generated_per_mode: int = 4, max_classes: int | None = 50) -> str:
@@ -125,12 +130,19 @@ def _header(result: RunResult) -> dict[str, Any]:
     if result.seconds:
         stats.append((f"{result.seconds:.0f} s", "run time"))
     n_modes = sum(len(v) for v in result.modes.modes.values())
-    return {"settings": settings, "stats": stats, "n_modes": n_modes}
+    return {
+        "settings": settings,
+        "stats": stats,
+        "n_modes": n_modes,
+        "ladder": ladder_sentence(result),
+        "guard_limit": cfg.get("guard_limit", cfg.get("guard_tolerance", "the guard tolerance")),
+        "kept": sorted(kept_original(result)),
+    }
 
 
 def _accuracy(result: RunResult) -> dict[str, Any]:
     frame = result.to_frame()
-    columns = [c for c in COLUMNS if c in frame]
+    columns = shown_splits(list(frame.columns))
     rows = []
     for method in frame.index:
         cells = []
@@ -147,14 +159,16 @@ def _accuracy(result: RunResult) -> dict[str, Any]:
         "columns": columns,
         "rows": rows,
         "methods": methods,
-        "splits": [(c, SPLITS[c]) for c in columns],
+        "splits": [(c, SPLITS.get(c, EXTRA_SPLIT)) for c in columns],
     }
 
 
 def _chart(result: RunResult) -> dict[str, Any] | None:
     """Accuracy per method on test and debug_heldout: matplotlib if installed, else HTML bars."""
     methods = list(result.accuracy)
-    splits = [s for s in ("test", "debug_heldout") if all(s in result.accuracy[m] for m in methods)]
+    named = ["test", "debug_heldout", *shown_splits(list(result.to_frame().columns))]
+    splits = [s for s in dict.fromkeys(named) if all(s in result.accuracy[m] for m in methods)]
+    splits = [s for s in splits if s not in ("debug_seed", "worst_group_test")]
     if not methods or not splits:
         return None
     png = _matplotlib_chart(result, methods, splits)
@@ -167,8 +181,12 @@ def _chart(result: RunResult) -> dict[str, Any] | None:
             value = result.accuracy[method][split]
             width = 0.0 if _missing(value) else max(0.0, min(1.0, float(value))) * 100
             bars.append({"method": method, "width": f"{width:.1f}", "value": value})
-        groups.append({"split": split, "color": COLORS[split], "bars": bars})
+        groups.append({"split": split, "color": _color(splits, split), "bars": bars})
     return {"png": None, "groups": groups}
+
+
+def _color(splits: list[str], split: str) -> str:
+    return PALETTE[splits.index(split) % len(PALETTE)]
 
 
 def _matplotlib_chart(result: RunResult, methods: list[str], splits: list[str]) -> bytes | None:
@@ -185,7 +203,7 @@ def _matplotlib_chart(result: RunResult, methods: list[str], splits: list[str]) 
         values = [result.accuracy[m][split] for m in methods]
         values = [0.0 if _missing(v) else float(v) for v in values]
         positions = [i + (s - (len(splits) - 1) / 2) * width for i in range(len(methods))]
-        bars = axes.bar(positions, values, width * 0.92, label=split, color=COLORS[split])
+        bars = axes.bar(positions, values, width * 0.92, label=split, color=_color(splits, split))
         axes.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
     axes.set_xticks(range(len(methods)), methods)
     axes.set_ylim(0, 1.12)
@@ -297,30 +315,24 @@ def _selection(result: RunResult) -> dict[str, Any] | None:
     frame = result.selection
     if frame is None or not len(frame):
         return None
-    cfg = result.config
-    columns = [str(c) for c in frame.columns]
-    rows, marked = [], False
+    shown = [c for c in frame.columns if c != "chosen"]
+    rows = []
     for _, row in frame.iterrows():
-        chosen = not marked and _is_chosen(row, cfg)
-        marked |= chosen
-        cells = [(c == "method", _cell(c, _plain(row[c]))) for c in frame.columns]
-        rows.append({"chosen": chosen, "cells": cells})
-    return {"columns": columns, "rows": rows}
-
-
-def _is_chosen(row: Any, cfg: dict[str, Any]) -> bool:
-    """Whether a row of the search is the targeted repair's chosen candidate."""
-    return (
-        row.get("method", "failmodes") == "failmodes"
-        and all(k in row and k in cfg and row[k] == cfg[k] for k in ("k", "images_per_mode"))
-        and "lam" in row
-        and math.isclose(float(row["lam"]), float(cfg.get("lam", math.nan)))
-    )
+        cells = [(c == "method", _cell(c, _plain(row[c]))) for c in shown]
+        rows.append({"chosen": bool(row.get("chosen", False)), "cells": cells})
+    cfg = result.config
+    return {
+        "columns": [str(c) for c in shown],
+        "rows": rows,
+        "tolerance": cfg.get("tolerance", "the tolerance"),
+        "guard_limit": cfg.get("guard_limit", cfg.get("guard_tolerance", "the guard tolerance")),
+    }
 
 
 def _cell(column: Any, value: Any) -> str:
-    """Scores with three decimals; settings (``lam``) as written."""
-    if isinstance(value, float) and not str(column).startswith("val_") and not math.isnan(value):
+    """Accuracies with three decimals; settings (``lam``) as written."""
+    score = str(column).startswith("val_") or str(column).endswith("_acc")
+    if isinstance(value, float) and not score and not math.isnan(value):
         return f"{value:g}"
     return _fmt(value)
 

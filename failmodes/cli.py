@@ -238,6 +238,12 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         "generated images only) (default: the Debugger's)",
     )
     demo.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's repair: generated images only, on the modes alone, no guard held "
+        "out of the train split (the settings of failmodes.settings.PAPER) (default: off)",
+    )
+    demo.add_argument(
         "--guard",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -310,12 +316,10 @@ def _check_folders(args: argparse.Namespace) -> str | None:
 
 
 def _table(result) -> str:
+    from failmodes.methods import shown_splits
+
     frame = result.to_frame()
-    cols = [
-        c
-        for c in ("test", "debug_seed", "debug_heldout", "worst_group_test", "train_like")
-        if c in frame.columns
-    ]
+    cols = shown_splits(list(frame.columns))
     return frame[cols].rename_axis(None).to_string(float_format=lambda x: f"{x:.3f}")
 
 
@@ -340,6 +344,12 @@ def _world(args: argparse.Namespace) -> str:
     )
 
 
+def _paper() -> dict:
+    from failmodes.settings import PAPER
+
+    return dict(PAPER)
+
+
 def _demo(args: argparse.Namespace) -> int:
     print(f"failmodes demo: {_world(args)}, seed {args.seed}, writing to {args.out}", flush=True)
     if not getattr(args, "verbose", False):
@@ -358,6 +368,7 @@ def _demo(args: argparse.Namespace) -> int:
         debug_size=args.debug_size,
         guard=args.guard,
         rank=args.rank,
+        **(_paper() if args.paper else {}),
         **({} if args.real is None else {"real": None if args.real == "none" else args.real}),
         progress=args.progress,
         cache=False if args.no_cache else (args.cache if args.cache is not None else True),
@@ -419,9 +430,12 @@ def _print_result(title: str, result) -> None:
     print(
         f"\nchosen on validation: k={cfg['k']}, lam={cfg['lam']}, "
         f"images_per_mode={cfg['images_per_mode']}"
+        + (f", lam_real={cfg['lam_real']}" if cfg.get("lam_real") is not None else "")
     )
     print("\naccuracy (before = original head; failmodes = targeted repair):")
     print(_table(result))
+    if summary.get("ladder"):
+        print(f"\n{summary['ladder']}")
     modes = result.mode_accuracy
     if modes is not None:
         print(

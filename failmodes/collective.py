@@ -382,19 +382,26 @@ def collective_repair(
     ):
         raise ValueError(f"images_per_mode must be a positive integer, got {images_per_mode!r}")
     n = int(reference.config["images_per_mode"]) if images_per_mode is None else images_per_mode
+    spread: dict = {}  # the source's own share of images beyond its modes, as in its run
     if kind == "pooled":
         modes = pooled_modes({m: individual[m] for m in names}, k)
     else:
-        modes = individual[source].modes.top_k(k)
+        captions = individual[source].modes
+        modes = captions.top_k(k)
+        spread = {
+            "uniform_prior": [float(reference.config.get("uniform_prior") or 0.0)],
+            "proposals": captions.candidates,
+            "class_failures": captions.class_failures(),
+        }
 
-    from failmodes.steps import evaluate, repair, targeted_plan  # torch: imported when used
+    from failmodes.steps import evaluate, real_weights, repair, targeted_plan  # torch: on use
 
     proposals = individual[names[0]].modes.candidates
     rows, heads, generated = [], {}, None
     for name in names:  # the first model's generator makes the set; the others reuse it
         dbg, result = debuggers[name], individual[name]
         prep = dbg.prepare(train, debug, test, seed=seed, failures=result.failures)
-        grids = dbg.grids()
+        grids, tools = dbg.grids(), dbg.tools()
         plan = targeted_plan(
             modes,
             class_names=dbg.class_names,
@@ -402,10 +409,11 @@ def collective_repair(
             k=[k],
             images_per_mode=[n],
             lam=grids["lam"],
-            lam_real=grids["lam_real"],  # each model's own debug_seed images, as in its run
+            lam_real=real_weights(tools, grids["lam_real"]),  # each model's own, as in its run
             seed=seed,
+            **spread,
         )
-        fixed = repair(dbg.tools(), prep, plan, proposals=proposals, generated=generated, seed=seed)
+        fixed = repair(tools, prep, plan, proposals=proposals, generated=generated, seed=seed)
         generated, pick = fixed.pool, fixed.selection
         heads[name] = pick.head
         held = prep.debug.select(result.failures.heldout)

@@ -81,10 +81,13 @@ class Debugger:
             uniform baseline ([`spread_counts`][failmodes.ranking.spread_counts]); 0: the modes
             alone.
         real: the debug set's own images that every repair may also refit on, each candidate
-            weighing them by 0 or by each ``lam`` (the DFR rung, deep feature reweighting):
+            weighing them by 0 or by each ``lam_real`` (the DFR rung, deep feature reweighting):
             ``"failures"`` (its ``debug_seed`` failures), ``"failures_and_successes"`` (and the
-            seeded half of its successes), or ``None``: the paper's repair, generated images
-            only. Never the validation part nor ``debug_heldout``.
+            seeded half of its successes), or ``None`` (``False``, as a config file writes it):
+            the paper's repair, generated images only. Never the validation part nor
+            ``debug_heldout``.
+        lam_real: the weight of the debug set's own images' loss, or a list of candidates
+            (with ``real``); candidates with generated images also try 0.
         validation_fraction: share of each class of the debug set set aside to choose ``k``,
             ``lam`` and ``images_per_mode``; never used for failures or reporting.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
@@ -149,12 +152,13 @@ class Debugger:
     k: int | Sequence[int] = 3
     lam: float | Sequence[float] = 0.5
     images_per_mode: int | Sequence[int] = 20
-    uniform_prior: float | Sequence[float] = 0.0
-    real: str | None = "failures"
+    uniform_prior: float | Sequence[float] = (0.0, 10.0)
+    real: str | bool | None = "failures_and_successes"
+    lam_real: float | Sequence[float] = (0.25, 0.5, 1.0, 2.0)
     validation_fraction: float = 0.2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
-    guard_fraction: float = 0.1
+    guard_fraction: float = 0.2
     rank: str | Ranking = DEFAULT_RANK
     significant: bool = False
     allocation: str = "even"
@@ -200,15 +204,17 @@ class Debugger:
         return dataclasses.replace(self, **changes)
 
     def grids(self) -> dict[str, list]:
-        """The candidates of every repair, each grid setting's and ``lam_real``.
+        """The candidates of every repair, each grid setting's.
 
         Returns:
             ``{"k": [...], "lam": [...], "images_per_mode": [...], "uniform_prior": [...],
-            "lam_real": [...]}``, sorted; ``lam_real``, the weights of the debug set's own
-            images, are ``lam``'s candidates when ``real`` is set and none otherwise.
+            "lam_real": [...]}``, sorted; ``lam_real`` (the weights of the debug set's own
+            images) is empty when ``real`` is ``None``, and never holds 0 (a candidate with
+            generated images tries 0 anyway).
         """
         grids = {name: rule.check(getattr(self, name), name) for name, rule in GRIDS.items()}
-        return grids | {"lam_real": grids["lam"] if self.real is not None else []}
+        real = [w for w in grids["lam_real"] if w > 0] if self.real else []
+        return grids | {"lam_real": real}
 
     def tools(self) -> RepairTools:
         """The components and settings a repair runs with ([`RepairTools`][failmodes.steps]).
@@ -453,12 +459,30 @@ class Debugger:
         extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
         head = steps.original_head(self._component("extractor"), train_f, self.class_names)
         train_f, guard_f, source = self._guard(train_f, guard, seed)
+        reference, resolution = None, 0.0
+        if source == "train":  # compared with a head that did not see the guard either
+            tools = self.tools()
+            reference = steps.fit_head(
+                tools.head_trainer, head, train_f, lam=0.0, seed=seed, cache=tools.cache
+            )
+            resolution = 2 / len(guard_f)
         if failures is None:
             failures = self.find_failures(debug, seed=seed, features=debug_f)
         validation = steps.validation_splits(failures, debug_f)
         real = steps.real_set(failures, debug_f, which=self.real, seed=seed)
         return PreparedRun(
-            train_f, debug_f, test_f, head, failures, validation, guard_f, extra_f, real, source
+            train_f,
+            debug_f,
+            test_f,
+            head,
+            failures,
+            validation,
+            guard_f,
+            extra_f,
+            real,
+            source,
+            reference,
+            resolution,
         )
 
     def _guard(self, train: Features, guard: Any, seed: int) -> tuple:
@@ -527,7 +551,9 @@ class Debugger:
                 original head's is refused, and if every one is, the original head is kept
                 (the summary says so). ``None``: a seeded ``guard_fraction`` of each class of
                 ``train``, held out of every refit, serves as the guard: a proxy, since the
-                model trained on it. ``False``: no guard; only the validation part is checked.
+                model trained on it, so a candidate is compared there with the head refit on
+                the rest of ``train`` alone. ``False``: no guard; only the validation part is
+                checked.
             extra: ``{name: data}``, more sets every head is evaluated on, reported beside
                 ``test`` (e.g. ``{"original": images drawn like the training data}``).
 
@@ -576,8 +602,10 @@ class Debugger:
             heads=heads,
             examples=failure_examples(debug, modes, per_mode=self.examples_per_mode),
             seconds=time.perf_counter() - started,
-            chosen=steps.preferred_rung(repairs) if self.real is not None else None,
+            chosen=steps.preferred_rung(repairs) if self.real else None,
+            n_real=None if prep.real is None else len(prep.real),
         )
+        _warn_if_refused(repairs)
         logger.info("run finished in %.1fs", result.seconds)
         return result
 
@@ -589,6 +617,7 @@ class Debugger:
         if grids["lam_real"]:
             stage("refitting on the debug set's own images (%s)", self.real)
             out["dfr"] = steps.repair(tools, prep, steps.real_plan(grids["lam_real"]), seed=seed)
+        grids = grids | {"lam_real": steps.real_weights(tools, grids["lam_real"])}
         plan = steps.targeted_plan(
             modes.top_k(max(grids["k"])),
             class_names=self.class_names,
@@ -648,3 +677,15 @@ class Debugger:
         fixed = steps.repair(self.tools(), prep, plan, generated=generated, seed=seed)
         pick = fixed.selection
         return pick.head, float(pick.settings["lam"]), pick.table
+
+
+def _warn_if_refused(repairs: Mapping[str, Repair]) -> None:
+    """A warning naming the repairs whose every candidate the guard refused."""
+    refused = [m for m, fixed in repairs.items() if fixed.selection.settings.get("kept_original")]
+    if refused:
+        warnings.warn(
+            f"the guard refused every candidate of {', '.join(refused)}: each lost more than "
+            "guard_tolerance on the guard, so the original head is kept for it (the summary's "
+            "kept_original); a larger guard_tolerance, or fewer images, may leave one",
+            stacklevel=4,  # the caller of run
+        )

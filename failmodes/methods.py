@@ -5,7 +5,7 @@ Every table, summary key and report row comes from these two lists, in this orde
 
 from __future__ import annotations
 
-__all__ = ["BASELINES", "LADDER", "METHODS", "REAL_SETS", "SPLITS"]
+__all__ = ["BASELINES", "LADDER", "METHODS", "REAL_SETS", "SHOWN", "SPLITS", "shown_splits"]
 
 METHODS: dict[str, str] = {
     "before": "the model's original head, before any repair.",
@@ -44,3 +44,25 @@ REAL_SETS = ("failures", "failures_and_successes")
 """The debug set's own images a repair may refit on: its ``debug_seed`` failures, or those and the
 seeded half of its successes that a ranking against successes captions (see
 [`real_set`][failmodes.steps.failures.real_set])."""
+
+SHOWN = ("test", "debug_seed", "debug_heldout", "worst_group_test")
+"""The columns an accuracy table shows first; the guard and the extra sets follow."""
+
+
+def shown_splits(columns: list[str]) -> list[str]:
+    """The columns of ``RunResult.to_frame()`` that a table shows, in order.
+
+    Args:
+        columns: the frame's columns.
+
+    Returns:
+        [`SHOWN`][SHOWN] that are there, then every other column but ``validation`` (the
+        guard, the extra sets).
+
+    Examples:
+        >>> from failmodes.methods import shown_splits
+        >>> shown_splits(["test", "debug_seed", "debug_heldout", "validation", "guard", "ood"])
+        ['test', 'debug_seed', 'debug_heldout', 'guard', 'ood']
+    """
+    rest = [c for c in columns if c not in SHOWN and c != "validation"]
+    return [c for c in SHOWN if c in columns] + rest

@@ -161,6 +161,15 @@ class PreparedRun:
         guard_source: where the guard came from: ``"given"`` (``run(..., guard=data)``),
             ``"train"`` (a held-out share of the training data, a proxy; see
             [`guard_split`][failmodes.steps.failures.guard_split]) or ``None`` (no guard).
+        guard_head: the head a candidate's guard accuracy is compared with: ``None`` for the
+            original head (a guard of the user's, which the model never saw); for a share of
+            the training data, the head refit on the rest of it alone, which did not see that
+            share either (the original head did, so it would flatter itself).
+        guard_resolution: the smallest loss on the guard taken as a loss: a candidate is
+            refused when it loses more than the larger of this and the guard tolerance. 0 for a
+            guard of the user's (the tolerance is taken as given); for a share of the training
+            data, two of its images' worth (a proxy of a hundred images cannot tell a loss of
+            one image from noise).
 
     Examples:
         ```python
@@ -180,6 +189,8 @@ class PreparedRun:
     extra: dict[str, Features] = field(default_factory=dict)
     real: Features | None = None
     guard_source: str | None = None
+    guard_head: Any = None
+    guard_resolution: float = 0.0
 
 
 @dataclass
@@ -951,6 +962,8 @@ class RunResult:
         chosen: the repair that validation prefers among the debug set's own images alone
             (``"dfr"``) and those with generated images on top (``"failmodes"``); ``None``
             when the run weighed no real images.
+        n_real: how many of the debug set's own images the repairs could refit on (``None``:
+            none).
 
     Examples:
         [`Debugger.run`][failmodes.debugger.Debugger.run] makes one; by hand, with two methods
@@ -1004,6 +1017,7 @@ class RunResult:
     seconds: float = 0.0
     examples: list[FailureExample] = field(default_factory=list, repr=False)
     chosen: str | None = None
+    n_real: int | None = None
 
     def worst_group(self, method: str) -> float | None:
         """The lowest per-value test accuracy of ``method``, when groups are known.

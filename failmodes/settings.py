@@ -46,6 +46,7 @@ from failmodes.shards import SHARD_DTYPES
 __all__ = [
     "GRIDS",
     "INTERFACES",
+    "PAPER",
     "RULES",
     "Rule",
     "check_setting",
@@ -124,8 +125,8 @@ class _Choice(Rule):
     optional: bool = False
 
     def check(self, value: Any, name: str) -> Any:
-        """The name, or a ValueError listing the choices."""
-        if value is None and self.optional:
+        """The name, or a ValueError listing the choices (``False`` is ``None`` when optional)."""
+        if (value is None or value is False) and self.optional:
             return None
         choices = list(self.choices()) + ([None] if self.optional else [])
         if not isinstance(value, str) or value not in choices:
@@ -285,6 +286,7 @@ GRIDS: dict[str, Any] = {
     "lam": _Grid(minimum=0),
     "images_per_mode": _Grid(minimum=1, integer=True),
     "uniform_prior": _Grid(minimum=0),
+    "lam_real": _Grid(minimum=0),
 }
 """The settings given as one value or a list of candidates."""
 
@@ -313,6 +315,13 @@ RULES: dict[str, Rule] = {
     "engine": _Custom(_engine, "an Engine or None"),
 }
 """Every Debugger setting's rule, by name."""
+
+
+PAPER: dict[str, Any] = {"real": None, "uniform_prior": 0.0, "guard_fraction": 0.0}
+"""The settings of the paper's repair: generated images only (no rung of the debug set's own
+images), images on the modes alone, no guard held out of the training data.
+``Debugger(**components, **PAPER)`` (``failmodes demo --paper``) gives the figures failmodes gave
+before the repair ladder."""
 
 
 def check_setting(name: str, value: Any) -> Any:

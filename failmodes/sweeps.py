@@ -198,7 +198,7 @@ def _sweep(
     """One targeted repair of the Debugger's modes with the swept grids; its search as a table."""
     n = max(dbg.grids()["images_per_mode"]) if images_per_mode is None else int(images_per_mode)
     proposals = dbg.propose()
-    prep = dbg.prepare(train, debug, seed=seed)
+    prep = dbg.prepare(train, debug, seed=seed, guard=False)  # a curve, not a choice: no guard
     k_max = max(grids["k"])
     modes = dbg.caption(debug, prep.failures, proposals, k=k_max, seed=seed)
     plan = targeted_plan(

@@ -127,14 +127,20 @@ def evaluate_modes(
         heads: ``{method: head}``; ``before`` is left out (it fails every held-out failure).
         groups: each debug sample's true value, or ``None`` when unknown.
         modes: the captions (their ``candidates`` are the proposed values).
-        generated: the targeted repair's images; their requests name the modes.
+        generated: the images the targeted repair's chosen candidate used; their values name
+            the modes it was given images of.
 
     Returns:
         A [`ModeAccuracy`][failmodes.results.ModeAccuracy], or ``None`` without ``groups``,
         when no held-out failure's true value was proposed for its class (the values do not
         speak the same words), or when no image was made for a mode.
     """
-    targeted = {(r.class_name, r.value) for r in generated.requests if r.value is not None}
+    names_of = modes.class_names
+    targeted = {
+        (names_of[int(y)], v)
+        for y, v in zip(generated.labels, generated.values, strict=True)
+        if v is not None
+    }
     heldout = prepared.failures.heldout
     if groups is None or not targeted or len(heldout) == 0:
         return None

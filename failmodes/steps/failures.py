@@ -166,7 +166,8 @@ def real_set(
     Args:
         failures: the split of the debug set.
         debug: features and labels of the debug set.
-        which: one of [`REAL_SETS`][failmodes.methods.REAL_SETS], or ``None`` for none.
+        which: one of [`REAL_SETS`][failmodes.methods.REAL_SETS], or ``None`` (``False``) for
+            none.
         seed: the run's seed (the successes' draw).
 
     Returns:
@@ -186,9 +187,8 @@ def real_set(
         >>> real_set(failures, debug).labels.tolist()
         [0]
     """
-    if which is None:
+    if check_setting("real", which) is None:
         return None
-    check_setting("real", which)
     rows = failures.seed
     if which == "failures_and_successes":
         rows = np.concatenate([rows, sample_successes(failures, seed=seed)])

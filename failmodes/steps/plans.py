@@ -14,6 +14,7 @@ generation, the candidates fitted, one chosen on the validation part. The
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from failmodes.methods import LADDER
 from failmodes.progress import stage
 from failmodes.ranking import spread_counts
 from failmodes.results import Features, GeneratedSet, PreparedRun
+from failmodes.settings import takes_keyword
 from failmodes.steps._common import derive_seed
 from failmodes.steps.features import generated_features
 from failmodes.steps.generation import generate, make_requests
@@ -49,6 +51,7 @@ __all__ = [
     "lam_candidates",
     "preferred_rung",
     "real_plan",
+    "real_weights",
     "repair",
     "targeted_counts",
     "targeted_plan",
@@ -555,6 +558,33 @@ def real_plan(lam_real: Sequence[float], *, method: str = "dfr") -> RepairPlan:
         [(0.0, 0.5), (0.0, 2.0)]
     """
     return RepairPlan(method, (), tuple(Trial({}, 0.0, None, float(r)) for r in lam_real))
+
+
+def real_weights(tools: RepairTools, lam_real: Sequence[float]) -> list[float]:
+    """The weights of real images that candidates with generated images may give them.
+
+    Weighing real and generated images each by its own weight needs a head trainer whose
+    ``fit`` takes ``extras``; one written without it (the signature before real images) fits
+    the real images alone and the generated ones alone, and the candidates that weigh both are
+    left out, with a warning naming the signature to write.
+
+    Args:
+        tools: the repair's components (its head trainer).
+        lam_real: the candidate weights of the real images.
+
+    Returns:
+        ``lam_real``, or none when the trainer cannot weigh two sets.
+    """
+    if not lam_real or takes_keyword(tools.head_trainer.fit, "extras"):
+        return list(lam_real)
+    warnings.warn(
+        f"{type(tools.head_trainer).__name__}.fit does not take extras: the candidates that "
+        "weigh the debug set's own images and generated images together are left out (write "
+        "fit(features, labels, *, extra_features=None, extra_labels=None, lam=0.5, extras=(), "
+        "init=None, num_classes=None, seed=0) to try them)",
+        stacklevel=3,
+    )
+    return []
 
 
 def _with_zero(weights: Sequence[float]) -> list[float]:

@@ -55,7 +55,8 @@ class Selection:
         head: its fitted head.
         table: one row per candidate: its settings, ``lam`` (and ``lam_real`` when the run has
             real images), ``val_acc`` (the validation part's accuracy), ``val_failure_acc``
-            (accuracy on its failures), ``guard_acc`` (with a guard) and ``eligible``.
+            (accuracy on its failures), ``guard_acc`` (with a guard), ``eligible`` and
+            ``chosen`` (no row is, when the original head was kept).
         index: the chosen candidate's position among the candidates (when the original head
             was kept, the best refused one's).
         key: how the chosen candidate ranks, ``(within the guard, eligible, accuracy)``: the
@@ -94,7 +95,8 @@ def select_head(
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
         guard_tolerance: with a guard (``prepared.guard``), a candidate whose guard accuracy is
-            more than this below the original head's is refused.
+            more than this (or ``prepared.guard_resolution``, if larger) below that of
+            ``prepared.guard_head`` (the original head when it is ``None``) is refused.
         seed: passed to the trainer.
         cache: where fits are kept, or ``None``.
 
@@ -104,7 +106,9 @@ def select_head(
         With a guard that refuses every candidate, the original head, ``kept_original`` set.
     """
     tolerance = check_setting("tolerance", tolerance)
-    guard_tolerance = check_setting("guard_tolerance", guard_tolerance)
+    guard_tolerance = max(
+        check_setting("guard_tolerance", guard_tolerance), prepared.guard_resolution
+    )
     if prepared.real is None and any(c.lam_real > 0 for c in candidates):
         raise ValueError(
             "candidates weigh real images (lam_real > 0) but the prepared run has none: prepare "
@@ -112,7 +116,8 @@ def select_head(
         )
     before = evaluate(prepared.head, prepared.validation)["validation"]
     guard = prepared.guard
-    guard_before = None if guard is None else evaluate(prepared.head, {"g": guard})["g"]
+    reference = prepared.head if prepared.guard_head is None else prepared.guard_head
+    guard_before = None if guard is None else evaluate(reference, {"g": guard})["g"]
     rows, best, best_key = [], None, None
     for index, candidate in enumerate(candidates):
         head = fit_head(
@@ -149,7 +154,9 @@ def select_head(
             best, best_key = (row, head, index), key
     row, head, index = best
     table = pd.DataFrame(rows)
-    if not best_key[0]:  # the guard refused every candidate
+    refused = not best_key[0]  # the guard refused every candidate: the original head is kept
+    table["chosen"] = [i == index and not refused for i in range(len(rows))]
+    if refused:
         kept = {**row, "kept_original": True}
         return Selection(kept, prepared.head, table, index, best_key)
     return Selection(row, head, table, index, best_key)

@@ -75,7 +75,7 @@ def test_a_smaller_tiny_run_through_the_command(tmp_path, capsys):
     # ToyWorld's images know their true background: where the held-out failures lie is printed
     m = summary["heldout_in_modes_share"]
     assert "debug_heldout failures in the targeted modes (by true value): " in printed
-    assert f"({m:.0%})\nfixed inside / outside them:\nfailmodes " in printed
+    assert f"({m:.0%})\nfixed inside / outside them:\ndfr " in printed and "\nfailmodes " in printed
 
 
 @pytest.mark.slow

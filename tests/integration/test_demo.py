@@ -40,7 +40,8 @@ SUMMARY_KEYS = {
 def test_small_world_end_to_end(attribute):
     world = ToyWorld(seed=11, attribute=attribute)
     dbg = Debugger(**demo_components(world, k=3, lam=1.0, images_per_mode=10))
-    result = dbg.run(world.train(), world.debug(2000), world.test(1000), seed=0)
+    # no guard: the repair's wiring, not its price (tests/unit/test_ladder.py has the guard)
+    result = dbg.run(world.train(), world.debug(2000), world.test(1000), seed=0, guard=False)
     acc = result.accuracy
     assert acc["before"]["debug_heldout"] == 0.0
     # repairing the head with images of the failure modes fixes held-out failures
@@ -94,8 +95,10 @@ ACCURACY_SLACK = 0.002  # four images of 2,000: what another kind of CPU may mov
     ("args", "pin"),
     [
         ([], "demo-default.json"),
-        # the paper's ranking by failure counts gives the figures of before ranking by excess
-        (["--rank", "count"], "demo-default-count.json"),
+        # the paper's repair gives the figures of before the repair ladder
+        (["--paper"], "demo-paper.json"),
+        # and with the paper's ranking by failure counts, those of before ranking by excess
+        (["--paper", "--rank", "count"], "demo-paper-count.json"),
     ],
 )
 def test_the_default_world_gives_the_pinned_figures(tmp_path, args, pin):
@@ -138,10 +141,22 @@ def test_the_default_world_gives_the_pinned_figures(tmp_path, args, pin):
     [("background", 0.95, 0), ("color", 0.95, 0), ("background", 0.85, 3), ("color", 0.97, 4)],
 )
 def test_demo_repairs_held_out_failures(attribute, strength, world_seed):
+    from failmodes.settings import PAPER
     from failmodes.toyworld import run_demo
 
-    s = run_demo(seed=0, world_seed=world_seed, strength=strength, attribute=attribute).summary()
+    world = {"world_seed": world_seed, "strength": strength, "attribute": attribute}
+    # the paper's repair meets the paper's goals: the failure modes are worth more than images
+    # of the bare class
+    s = run_demo(seed=0, **world, **PAPER).summary()
     assert s["heldout_acc_after"] >= 0.20
     assert s["test_acc_after"] >= s["test_acc_before"] - 0.01
     assert s["caption_accuracy"] >= 0.90
     assert s["random_heldout_acc_after"] <= 0.5 * s["heldout_acc_after"]
+    # the ladder: the rung validation prefers fixes at least as many as the paper's repair,
+    # and no repair chosen costs more than the guard allows
+    ladder = run_demo(seed=0, **world).summary()
+    chosen = "" if ladder["chosen_method"] == "failmodes" else "dfr_"
+    assert ladder[f"{chosen}heldout_acc_after"] >= s["heldout_acc_after"] - 0.01
+    assert ladder["test_acc_after"] >= ladder["test_acc_before"] - 0.01
+    reference = ladder["refit_guard_acc_after"]  # the proxy guard's reference: train alone
+    assert ladder["guard_acc_after"] >= reference - ladder["config"]["guard_limit"] - 1e-9

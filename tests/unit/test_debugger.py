@@ -124,7 +124,8 @@ def test_run_end_to_end_with_user_components(world_data):
     assert list(acc) == ["before", "dfr", "failmodes", "random", "uniform", "refit"]
     cfg = result.config
     assert cfg["k"] in (1, 2) and cfg["lam"] in (0.5, 1.0) and cfg["images_per_mode"] in (3, 5)
-    assert cfg["lam_real"] in (0.0, 0.5, 1.0) and result.chosen in ("dfr", "failmodes")
+    grids = dbg.grids()
+    assert cfg["lam_real"] in [0.0, *grids["lam_real"]] and result.chosen in ("dfr", "failmodes")
     # the chosen candidate is the best eligible one on validation failures
     rows = result.selection[result.selection.method == "failmodes"]
     chosen = rows[
@@ -132,8 +133,11 @@ def test_run_end_to_end_with_user_components(world_data):
         & (rows.lam == cfg["lam"])
         & (rows.images_per_mode == cfg["images_per_mode"])
         & (rows.lam_real == cfg["lam_real"])
+        & (rows.uniform_prior == cfg["uniform_prior"])
     ]
-    assert len(rows) == 2 * 2 * 2 * 3 and len(chosen) == 1 and rows.eligible.any()
+    shape = [len(grids[name]) for name in ("k", "images_per_mode", "lam", "uniform_prior")]
+    assert len(rows) == np.prod(shape) * (1 + len(grids["lam_real"]))
+    assert len(chosen) == 1 and rows.eligible.any() and chosen.chosen.iloc[0]
     assert chosen.eligible.iloc[0]
     assert chosen.val_failure_acc.iloc[0] == rows[rows.eligible].val_failure_acc.max()
     # the chosen modes are the top k of the captions, and the images cover exactly those
@@ -310,7 +314,7 @@ def test_prepare_is_what_the_steps_share(world_data):
     assert np.array_equal(prep.failures.heldout, failures.heldout)
     assert len(prep.test) == len(test) and prep.guard_source == "train"
     assert len(prep.train) + len(prep.guard) == len(train)  # a share held out as the guard
-    assert len(prep.guard) == len(NAMES) * round(0.1 * len(train) / len(NAMES))
+    assert len(prep.guard) == len(NAMES) * round(0.2 * len(train) / len(NAMES))
     unguarded = dbg.prepare(train, debug, test, seed=3, guard=False)
     assert len(unguarded.train) == len(train) and unguarded.guard is None
     val = prep.validation["validation"]

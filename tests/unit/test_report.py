@@ -199,7 +199,16 @@ def _user_result(name: str, value: str) -> RunResult:
         modes=modes,
         generated=generated,
         selection=pd.DataFrame(
-            [{"method": "failmodes", "k": 1, "images_per_mode": 2, "lam": 0.5, "val_acc": 0.5}]
+            [
+                {
+                    "method": "failmodes",
+                    "k": 1,
+                    "images_per_mode": 2,
+                    "lam": 0.5,
+                    "val_acc": 0.5,
+                    "chosen": True,
+                }
+            ]
         ),
         config={"k": 1, "lam": 0.5, "images_per_mode": 2, "seed": 0, "version": "test"},
         examples=[FailureExample(0, 0, 1, value, 0.9, png.getvalue())],
