@@ -299,6 +299,20 @@ def main() -> None:
         "--no-guard", action="store_true", help="no guard held out of the train split"
     )
     parser.add_argument(
+        "--generators",
+        nargs="+",
+        default=["render"],
+        choices=["render", "edit", "render-world"],
+        help="the demo's generator: the renderer, the editor, or the renderer in the world's "
+        "own style (an ablation) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sources",
+        default=None,
+        choices=["train", "debug_seed"],
+        help="what an editor edits (default: the Debugger's)",
+    )
+    parser.add_argument(
         "--uniform-prior",
         nargs="+",
         type=float,
@@ -335,11 +349,19 @@ def main() -> None:
     DEMO_SETTINGS["train_per_class"] = args.train_per_class
     groups: dict[tuple, list[dict]] = {}
     runs = itertools.product(
-        args.worlds, args.debug_sizes, args.reals, args.ranks, args.budgets, args.seeds
+        args.worlds,
+        args.debug_sizes,
+        args.reals,
+        args.generators,
+        args.ranks,
+        args.budgets,
+        args.seeds,
     )
-    for spec, debug_size, real, rank, budget, seed in runs:
+    for spec, debug_size, real, generator, rank, budget, seed in runs:
         world = parse_world(spec)
         settings = {
+            "generator": generator,
+            **({} if args.sources is None else {"sources": args.sources}),
             "allocation": args.allocation,
             "significant": args.significant,
             "debug_size": debug_size,
@@ -350,12 +372,13 @@ def main() -> None:
         row = one_run(spec, world, rank, budget, seed, **settings)
         print(json.dumps(row), flush=True)
         kind = "cues" if "cues" in world else world["attribute"]
-        groups.setdefault((kind, debug_size, real, rank, budget), []).append(row)
-    for (kind, debug_size, real, rank, budget), rows in groups.items():
+        groups.setdefault((kind, debug_size, real, generator, rank, budget), []).append(row)
+    for (kind, debug_size, real, generator, rank, budget), rows in groups.items():
         head = {
             "kind": kind,
             "debug_size": debug_size,
             "real": real,
+            "generator": generator,
             "rank": rank,
             "allocation": args.allocation,
             "significant": args.significant,

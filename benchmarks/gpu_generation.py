@@ -193,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="image side (default 512; tiny 64)")
     parser.add_argument("--safety-checker", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (tiny: 1)")
+    parser.add_argument(
+        "--editors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the two editors (image-to-image, InstructPix2Pix) after text-to-image",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     start = time.perf_counter()
@@ -323,9 +329,88 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(result), flush=True)
         log.info("%s %d steps batch %d: %.2f images/s", scheduler, steps, batch, images / seconds)
+    if args.editors:
+        editors = build_editors(pipe, args.tiny, device, dtype)
+        time_editors(editors, device, size, max(steps_list), batch_sizes, start, args.max_seconds)
     total = round(time.perf_counter() - start, 1)
     print(json.dumps({"kind": "done", "total_s": total}), flush=True)
     return 0
+
+
+def build_editors(pipe: Any, tiny: bool, device: torch.device, dtype: torch.dtype) -> dict:
+    """The image-to-image pipeline on ``pipe``'s components, and InstructPix2Pix's (its UNet
+    reads the source's latents too: 8 input channels, random weights)."""
+    import diffusers
+
+    from failmodes.generators import InstructPix2PixGenerator, StableDiffusionImg2ImgGenerator
+
+    parts = dict(pipe.components)
+    parts.pop("image_encoder", None)
+    img2img = diffusers.StableDiffusionImg2ImgPipeline(**parts)
+    if tiny:
+        from failmodes.testing.tiny import tiny_instruct_pix2pix
+
+        pix2pix = tiny_instruct_pix2pix(seed=0)
+    else:
+        torch.manual_seed(1)
+        with torch.device(device):
+            unet = diffusers.UNet2DConditionModel(**{**SD15_UNET, "in_channels": 8})
+        pix2pix = diffusers.StableDiffusionInstructPix2PixPipeline(**{**parts, "unet": unet.eval()})
+    return {
+        "img2img": (StableDiffusionImg2ImgGenerator, img2img.to(device, dtype)),
+        "instruct-pix2pix": (InstructPix2PixGenerator, pix2pix.to(device, dtype)),
+    }
+
+
+def time_editors(
+    editors: dict,
+    device: torch.device,
+    size: int,
+    steps: int,
+    batch_sizes: list[int],
+    start: float,
+    max_seconds: float,
+) -> None:
+    """One JSON line per editor and batch size: edits per second at ``steps``."""
+    from PIL import Image
+
+    source = Image.effect_noise((size, size), 40).convert("RGB")
+    for name, (kind, editor_pipe) in editors.items():
+        for batch in batch_sizes:
+            if time.perf_counter() - start > max_seconds:
+                print(json.dumps({"kind": "skipped", "editor": name, "batch_size": batch}))
+                continue
+            editor = kind(editor_pipe, steps=steps, batch_size=batch, device=device, progress=False)
+            request = GenerationRequest(
+                0,
+                "fox",
+                "in a desert",
+                "a photo of a fox in a desert",
+                batch,
+                1,
+                sources=tuple(range(batch)),
+            )
+            editor.edit([request], [[source] * batch])  # warm-up: kernels per shape
+            sync(device)
+            t0 = time.perf_counter()
+            out = editor.edit([request], [[source] * batch])
+            sync(device)
+            seconds = time.perf_counter() - t0
+            assert len(out[0]) == batch
+            print(
+                json.dumps(
+                    {
+                        "kind": "editor",
+                        "editor": name,
+                        "steps": steps,
+                        "batch_size": batch,
+                        "seconds": round(seconds, 3),
+                        "images_per_s": round(batch / seconds, 3),
+                        "size": size,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
 A user's whole setting, written as a user would write it: a spurious attribute that is not a
 background ("cast": how a photo's colours were altered), a captioner that reads the cast from
-pixel statistics, and a generator that applies a cast to held-aside training photos of the
-class. The debug and test sets are CIFAR-10 test photos, each with a uniformly drawn cast (or
-none). Every repair of the ladder is made: refitting on the debug set's own failures (the DFR
-rung), generated images on top, and the baselines; no guard is given, so the Debugger's own
-holds a share of the training photos out of every refit and refuses a repair that costs more
-than 0.01 there. ``original`` reports the accuracy on unaltered test photos that no step saw.
-λ is swept over {0.5, 1, 2}. ``--guard photos`` gives unaltered test photos as the guard,
-``--guard none`` none; ``--real none`` makes the paper's repair, generated images only.
+pixel statistics, and an editor that applies a cast to real training photos of the class (the
+Debugger gives each request its source photos). The debug and test sets are CIFAR-10 test
+photos, each with a uniformly drawn cast (or none). Every repair of the ladder is made:
+refitting on the debug set's own failures (the DFR rung), edited images on top, and the
+baselines; no guard is given, so the Debugger's own holds a share of the training photos out of
+every refit and refuses a repair that costs more than 0.01 there. ``original`` reports the
+accuracy on unaltered test photos that no step saw. λ is swept over {0.5, 1, 2}.
+``--guard photos`` gives unaltered test photos as the guard, ``--guard none`` none;
+``--real none`` makes the paper's repair, edited images only.
 
 The model and the photos come from a folder laid out as ``../shared/data`` is (``cifar10/*.zip``
 and ``cifar10-resnets/resnet56.th``)::
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from failmodes import Caption, Debugger, FailureCaptioner, ImageGenerator, StaticProposer
+from failmodes import Caption, Debugger, EditingGenerator, FailureCaptioner, StaticProposer
 from failmodes.attributes import Attribute, register_attribute
 from failmodes.data import ImageDataset
 from failmodes.extractors import TorchExtractor
@@ -108,29 +109,21 @@ class StatisticsCaptioner(FailureCaptioner):
         return out
 
 
-class CastGenerator(ImageGenerator):
-    """Applies the requested cast to held-aside training photos of the requested class."""
+class CastEditor(EditingGenerator):
+    """An editor: applies the requested cast to the real photo each image edits.
 
-    def __init__(self, pool: ImageDataset):
-        self.pool = pool
+    Each request carries its sources, photos of its class from the training data the Debugger
+    was given (``Debugger(sources="train")``), drawn with the job's seed.
+    """
 
     def cache_key(self):
-        return {"cast-generator": 1, "pool": len(self.pool)}
+        return {"cast-editor": 1}
 
-    def generate(self, requests, *, progress=None):
-        by_class: dict[int, list[int]] = {}
-        for i, label in enumerate(self.pool.labels):
-            by_class.setdefault(label, []).append(i)
-        out = []
-        for request in requests:
-            members = by_class[request.class_index]
-            images = []
-            for i in range(request.count):
-                rng = np.random.default_rng(request.image_seed(i))  # image i from its own seed
-                photo = self.pool.images[members[rng.integers(len(members))]]
-                images.append(apply_cast(photo, request.value or USUAL))
-            out.append(images)
-        return out
+    def edit(self, requests, images, *, progress=None):
+        return [
+            [apply_cast(photo, request.value or USUAL) for photo in photos]
+            for request, photos in zip(requests, images, strict=True)
+        ]
 
 
 def read_cifar10(data: Path, split: str, per_class: int, offset: int = 0):
@@ -197,7 +190,6 @@ def main(argv: list[str] | None = None) -> dict:
     test = with_casts(*pick["test"], seed=2)
     guard, original = ImageDataset(*pick["guard"]), ImageDataset(*pick["original"])
     train = ImageDataset(*read_cifar10(args.data, "train", 100))
-    pool = ImageDataset(*read_cifar10(args.data, "train", 200, offset=100))
     reference = read_cifar10(args.data, "train", 5, offset=300)[0]
 
     model = load_cifar_resnet(args.data / "cifar10-resnets" / "resnet56.th")
@@ -208,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
             {c: uncommon for c in CIFAR10_CLASSES}, usual={c: USUAL for c in CIFAR10_CLASSES}
         ),
         captioner=StatisticsCaptioner(reference),
-        generator=CastGenerator(pool),
+        generator=CastEditor(),
+        sources="train",
         class_names=list(CIFAR10_CLASSES),
         attribute="cast",
         k=[3, 5],

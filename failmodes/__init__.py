@@ -14,6 +14,7 @@ from typing import Any
 from failmodes.interfaces import (
     BackgroundProposer,
     Caption,
+    EditingGenerator,
     FailureCaptioner,
     FeatureExtractor,
     GenerationRequest,
@@ -55,6 +56,7 @@ _LAZY = {
 __all__ = [
     "BackgroundProposer",
     "Caption",
+    "EditingGenerator",
     "FailureCaptioner",
     "FailureExample",
     "FailureModes",

@@ -238,6 +238,14 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         "generated images only) (default: the Debugger's)",
     )
     demo.add_argument(
+        "--generator",
+        choices=["render", "edit"],
+        default="render",
+        help="render images of the failure modes from their words (as text-to-image does), or "
+        "edit the world's training images into them (as image-to-image does) "
+        "(default: %(default)s)",
+    )
+    demo.add_argument(
         "--paper",
         action="store_true",
         help="the paper's repair: generated images only, on the modes alone, no guard held "
@@ -366,6 +374,7 @@ def _demo(args: argparse.Namespace) -> int:
         debug_strength=args.debug_strength,
         images_per_mode=args.images_per_mode,
         debug_size=args.debug_size,
+        generator=args.generator,
         guard=args.guard,
         rank=args.rank,
         **(_paper() if args.paper else {}),

@@ -65,6 +65,8 @@ SHORT_NAMES = {
     "static": "failmodes.proposers.static:StaticProposer",
     "clip": "failmodes.captioners.openclip:CLIPCaptioner",
     "stable-diffusion": "failmodes.generators.diffusion:StableDiffusionGenerator",
+    "img2img": "failmodes.generators.editing:StableDiffusionImg2ImgGenerator",
+    "instruct-pix2pix": "failmodes.generators.editing:InstructPix2PixGenerator",
     "linear": "failmodes.heads.linear:LinearHeadTrainer",
     "caption": "failmodes.filters:CaptionFilter",
 }

@@ -21,10 +21,11 @@ from failmodes import steps
 from failmodes._checks import check_seed
 from failmodes._components import check_known, checked_component, run_config
 from failmodes.cache import Cache, resolve_cache
-from failmodes.data import groups_of, materialize
+from failmodes.data import groups_of, labels_of, materialize
 from failmodes.engines import Engine, on_engine
 from failmodes.interfaces import (
     BackgroundProposer,
+    EditingGenerator,
     FailureCaptioner,
     FeatureExtractor,
     GenerationRequest,
@@ -88,6 +89,11 @@ class Debugger:
             ``debug_heldout``.
         lam_real: the weight of the debug set's own images' loss, or a list of candidates
             (with ``real``); candidates with generated images also try 0.
+        sources: the real images an [`EditingGenerator`][failmodes.interfaces.EditingGenerator]
+            edits: ``"train"`` (the training data given to [`run`][run], the guard's share
+            aside) or ``"debug_seed"`` (the debug set's ``debug_seed`` failures); each image's
+            source is drawn from its class's with the job's seed. A text-to-image generator
+            ignores it.
         validation_fraction: share of each class of the debug set set aside to choose ``k``,
             ``lam`` and ``images_per_mode``; never used for failures or reporting.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
@@ -155,6 +161,7 @@ class Debugger:
     uniform_prior: float | Sequence[float] = (0.0, 10.0)
     real: str | bool | None = "failures_and_successes"
     lam_real: float | Sequence[float] = (0.25, 0.5, 1.0, 2.0)
+    sources: str | None = "train"
     validation_fraction: float = 0.2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
@@ -216,8 +223,11 @@ class Debugger:
         real = [w for w in grids["lam_real"] if w > 0] if self.real else []
         return grids | {"lam_real": real}
 
-    def tools(self) -> RepairTools:
+    def tools(self, *, source_data: Any = None) -> RepairTools:
         """The components and settings a repair runs with ([`RepairTools`][failmodes.steps]).
+
+        Args:
+            source_data: the data an editing generator's requests index (see ``sources``).
 
         Returns:
             The extractor, head trainer (the default one for ``None``), generator, filter,
@@ -238,6 +248,7 @@ class Debugger:
             progress=self.progress,
             checkpoint_every=self.checkpoint_every,
             engine=self.engine,
+            source_data=source_data,
         )
 
     def _component(self, name: str) -> Any:
@@ -458,7 +469,7 @@ class Debugger:
         test_f = None if test is None else self.features(test, name="test")
         extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
         head = steps.original_head(self._component("extractor"), train_f, self.class_names)
-        train_f, guard_f, source = self._guard(train_f, guard, seed)
+        train_f, guard_f, source, train_rows = self._guard(train_f, guard, seed)
         reference, resolution = None, 0.0
         if source == "train":  # compared with a head that did not see the guard either
             tools = self.tools()
@@ -483,22 +494,24 @@ class Debugger:
             source,
             reference,
             resolution,
+            train_rows,
         )
 
     def _guard(self, train: Features, guard: Any, seed: int) -> tuple:
-        """``(train refit on, guard features, where the guard came from)``."""
+        """``(train refit on, guard features, where the guard came from, train's rows)``."""
         if guard is False or (guard is None and self.guard_fraction == 0):
-            return train, None, None
+            return train, None, None, None
         if guard is not None:
-            return train, self.features(guard, name="guard"), "given"
+            return train, self.features(guard, name="guard"), "given", None
         if self.train_shards:
             warnings.warn(
                 "no guard: with train_shards, no share of the training data can be held out "
                 "as one; give run(..., guard=data), or guard=False to say there is none",
                 stacklevel=4,
             )
-            return train, None, None
-        return (*steps.guard_split(train, self.guard_fraction, seed=seed), "train")
+            return train, None, None, None
+        rest, held, rows = steps.guard_split(train, self.guard_fraction, seed=seed)
+        return rest, held, "train", rows
 
     @on_engine
     def select(
@@ -572,7 +585,9 @@ class Debugger:
         steps.check_enough_values(proposals, max(grids["k"]), self.attribute)
         prep = self.prepare(train, debug, test, seed=seed, guard=guard, extra=extra)
         captioned = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
-        repairs = self._repairs(prep, captioned, proposals, grids, seed)
+        repairs = self._repairs(
+            prep, captioned, proposals, grids, seed, {"train": train, "debug": debug}
+        )
         targeted = repairs["failmodes"]
         modes = dataclasses.replace(captioned, modes=targeted.modes)
         heads = {"before": prep.head} | {m: fixed.selection.head for m, fixed in repairs.items()}
@@ -610,10 +625,17 @@ class Debugger:
         return result
 
     def _repairs(
-        self, prep: PreparedRun, modes: FailureModes, proposals: dict, grids: dict, seed: int
+        self,
+        prep: PreparedRun,
+        modes: FailureModes,
+        proposals: dict,
+        grids: dict,
+        seed: int,
+        data: dict[str, Any],
     ) -> dict[str, Repair]:
         """The ladder's rungs (``dfr`` with ``real``, ``failmodes``) and the baselines."""
-        tools, out = self.tools(), {}
+        pool, source_data = self._sources(prep, data)
+        tools, out = self.tools(source_data=source_data), {}
         if grids["lam_real"]:
             stage("refitting on the debug set's own images (%s)", self.real)
             out["dfr"] = steps.repair(tools, prep, steps.real_plan(grids["lam_real"]), seed=seed)
@@ -625,6 +647,7 @@ class Debugger:
             weights=allocation_weights(modes, self.allocation),
             proposals=proposals,
             class_failures=modes.class_failures(),
+            sources=pool,
             seed=seed,
             **grids,
         )
@@ -643,12 +666,24 @@ class Debugger:
             images_per_mode=chosen["images_per_mode"],
             lam=grids["lam"],
             lam_real=grids["lam_real"],
+            sources=pool,
             seed=seed,
         )
         for method, baseline in plans.items():
             stage("baseline: %s", method)
             out[method] = steps.repair(tools, prep, baseline, proposals=proposals, seed=seed)
         return out
+
+    def _sources(self, prep: PreparedRun, data: dict[str, Any]) -> tuple[Any, Any]:
+        """``(each class's source indices, the source data)`` for an editor; else nothing."""
+        if not isinstance(self.generator, EditingGenerator):
+            return None, None
+        if self.sources == "debug_seed":
+            labels, rows, source = prep.failures.labels, prep.failures.seed, data["debug"]
+        else:
+            source = data["train"]
+            labels, rows = labels_of(source, "train"), prep.train_rows
+        return steps.source_pool(labels, self.class_names, rows), source
 
     def refit_on(
         self,

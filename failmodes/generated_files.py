@@ -10,7 +10,6 @@ that a debugging set can be shared, inspected and read back. Bare-class images g
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +64,7 @@ def export_generated(generated: GeneratedSet, folder: str | Path) -> Path:
         )
     manifest = {
         "format": FORMAT,
-        "requests": [asdict(r) for r in generated.requests],
+        "requests": [r.identity() for r in generated.requests],
         "images": entries,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))

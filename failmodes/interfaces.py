@@ -9,6 +9,7 @@ abstract base class to [`failmodes.Debugger`][failmodes.debugger.Debugger]:
 | [`BackgroundProposer`][BackgroundProposer] | `propose` | class names -> uncommon values |
 | [`FailureCaptioner`][FailureCaptioner] | `caption` | failure images -> the likeliest value |
 | [`ImageGenerator`][ImageGenerator] | `generate` | structured requests -> images |
+| [`EditingGenerator`][EditingGenerator] | `edit` | requests and real images -> edited images |
 | [`HeadTrainer`][HeadTrainer] | `fit` | features -> a new linear head |
 | [`ImageFilter`][ImageFilter] | `check` | generated images -> keep or drop (optional) |
 
@@ -34,6 +35,7 @@ __all__ = [
     "REASONS",
     "BackgroundProposer",
     "Caption",
+    "EditingGenerator",
     "FailureCaptioner",
     "FeatureExtractor",
     "GenerationRequest",
@@ -232,6 +234,11 @@ class GenerationRequest:
         count: number of images to make.
         seed: the job's seed; image ``i`` uses a seed derived from ``seed`` and ``i``.
         attribute: the spurious attribute ``value`` belongs to.
+        sources: for an [`EditingGenerator`][EditingGenerator], the real image each image edits,
+            as its index in the source data (the training data the Debugger was given), one per
+            image, drawn with the job's seed so that the first ``n`` are those of the same
+            request with ``count=n``; ``None`` for text-to-image (the request's id and seeds are
+            then what they were before sources existed).
 
     Examples:
         >>> from dataclasses import replace
@@ -253,11 +260,31 @@ class GenerationRequest:
     count: int
     seed: int
     attribute: str = "background"
+    sources: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Sources as a tuple of ints (a manifest reads them back as a list)."""
+        if self.sources is not None:
+            object.__setattr__(self, "sources", tuple(int(i) for i in self.sources))
+
+    def identity(self) -> dict[str, Any]:
+        """The request as plain data: its fields, ``sources`` only when it has them.
+
+        Returns:
+            What the job id, the image seeds and cache keys are computed from; a request
+            without sources gives the dictionary it gave before sources existed.
+        """
+        out = asdict(self)
+        if self.sources is None:
+            del out["sources"]
+        else:
+            out["sources"] = list(self.sources)
+        return out
 
     @property
     def job_id(self) -> str:
         """A stable identifier from the request's content (hash of its canonical JSON)."""
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def image_seed(self, i: int) -> int:
@@ -277,8 +304,9 @@ class GenerationRequest:
         """
         if not 0 <= i < self.count:
             raise IndexError(f"image index {i} out of range for count={self.count}")
-        key = asdict(self)
+        key = self.identity()
         del key["count"]
+        key.pop("sources", None)  # image i's source is sources[i]; the seed needs no more
         blob = json.dumps(key, sort_keys=True, separators=(",", ":")) + f":{i}"
         digest = hashlib.sha256(blob.encode()).digest()
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
@@ -337,6 +365,77 @@ class ImageGenerator(abc.ABC):
         Returns:
             One list per request, in request order, of exactly ``request.count`` RGB PIL images.
         """
+
+
+class EditingGenerator(ImageGenerator):
+    """Makes images by editing real images of the request's class (image-to-image, instructions).
+
+    An edit keeps the object's real pixels and statistics and changes only the attribute (ALIA,
+    DA-Fusion), so the images look like those the model sees. Each request carries its
+    ``sources``, one index per image into the source data (the training data the
+    [`Debugger`][failmodes.debugger.Debugger] was given, ``Debugger(sources=...)``); the
+    generation step reads those images and hands them to [`edit`][edit]. Subclasses implement
+    ``edit``; [`generate`][generate] is refused, since an edit needs its source images.
+
+    Examples:
+        An editor that paints a request's value over the source's top rows, checked with
+        [`check_generator`][failmodes.testing.checks.check_generator]:
+
+        >>> from PIL import Image, ImageDraw
+        >>> from failmodes import EditingGenerator
+        >>> from failmodes.testing import check_generator
+        >>> class Banner(EditingGenerator):
+        ...     def edit(self, requests, images, *, progress=None):
+        ...         out = []
+        ...         for request, sources in zip(requests, images):
+        ...             edited = [source.convert("RGB").copy() for source in sources]
+        ...             for image in edited:
+        ...                 ImageDraw.Draw(image).rectangle([0, 0, image.width, 2], fill="red")
+        ...             out.append(edited)
+        ...         return out
+        >>> check_generator(Banner())
+    """
+
+    @abc.abstractmethod
+    def edit(
+        self,
+        requests: Sequence[GenerationRequest],
+        images: Sequence[Sequence[Image.Image]],
+        *,
+        progress: bool | None = None,
+    ) -> list[list[Image.Image]]:
+        """Edit the source images of each request into its value.
+
+        Args:
+            requests: the jobs to run; each has ``sources``, one per image.
+            images: per request, its source images (``images[j][i]`` is the real image that
+                image ``i`` of request ``j`` edits), as the source data gives them.
+            progress: show a progress bar; ``None`` keeps the generator's own.
+
+        Returns:
+            One list per request, in request order, of exactly ``request.count`` RGB PIL images.
+        """
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], *, progress: bool | None = None
+    ) -> list[list[Image.Image]]:
+        """Refused: an editor needs the source images, which the generation step reads.
+
+        Args:
+            requests: the jobs.
+            progress: unused.
+
+        Returns:
+            Nothing; it always raises.
+
+        Raises:
+            TypeError: always, naming what to do instead.
+        """
+        raise TypeError(
+            f"{type(self).__name__} edits real images: run it through the generation step with "
+            "requests that carry sources (a Debugger with sources='train' does), or call "
+            "edit(requests, images) with the images"
+        )
 
 
 class HeadTrainer(abc.ABC):

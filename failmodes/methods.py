@@ -5,7 +5,16 @@ Every table, summary key and report row comes from these two lists, in this orde
 
 from __future__ import annotations
 
-__all__ = ["BASELINES", "LADDER", "METHODS", "REAL_SETS", "SHOWN", "SPLITS", "shown_splits"]
+__all__ = [
+    "BASELINES",
+    "LADDER",
+    "METHODS",
+    "REAL_SETS",
+    "SHOWN",
+    "SOURCE_SETS",
+    "SPLITS",
+    "shown_splits",
+]
 
 METHODS: dict[str, str] = {
     "before": "the model's original head, before any repair.",
@@ -44,6 +53,11 @@ REAL_SETS = ("failures", "failures_and_successes")
 """The debug set's own images a repair may refit on: its ``debug_seed`` failures, or those and the
 seeded half of its successes that a ranking against successes captions (see
 [`real_set`][failmodes.steps.failures.real_set])."""
+
+SOURCE_SETS = ("train", "debug_seed")
+"""The real images an editing generator may edit: the training data the repair refits on (the
+guard's share aside), or the debug set's ``debug_seed`` failures; never ``debug_heldout`` or the
+validation part."""
 
 SHOWN = ("test", "debug_seed", "debug_heldout", "worst_group_test")
 """The columns an accuracy table shows first; the guard and the extra sets follow."""

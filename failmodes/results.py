@@ -170,6 +170,8 @@ class PreparedRun:
             guard of the user's (the tolerance is taken as given); for a share of the training
             data, two of its images' worth (a proxy of a hundred images cannot tell a loss of
             one image from noise).
+        train_rows: the rows of the training data that ``train`` holds (``None``: every row;
+            a share held out as the guard is not among them).
 
     Examples:
         ```python
@@ -191,6 +193,7 @@ class PreparedRun:
     guard_source: str | None = None
     guard_head: Any = None
     guard_resolution: float = 0.0
+    train_rows: np.ndarray | None = None
 
 
 @dataclass

@@ -33,13 +33,14 @@ from failmodes.cache import Cache
 from failmodes.engines import Engine
 from failmodes.interfaces import (
     BackgroundProposer,
+    EditingGenerator,
     FailureCaptioner,
     FeatureExtractor,
     HeadTrainer,
     ImageFilter,
     ImageGenerator,
 )
-from failmodes.methods import REAL_SETS
+from failmodes.methods import REAL_SETS, SOURCE_SETS
 from failmodes.ranking import ALLOCATIONS, DEFAULT_RANK, get_ranking
 from failmodes.shards import SHARD_DTYPES
 
@@ -301,6 +302,7 @@ RULES: dict[str, Rule] = {
     "guard_fraction": _Number(minimum=0, below=1),
     "rank": _Custom(_rank, "a registered ranking or a Ranking"),
     "real": _Choice(lambda: REAL_SETS, optional=True),
+    "sources": _Choice(lambda: SOURCE_SETS, optional=True),
     "significant": _Flag(),
     "allocation": _Choice(lambda: ALLOCATIONS),
     "baselines": _Flag(),
@@ -362,6 +364,12 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             f"attribute is {checked['attribute']!r} but the generator "
             f"({type(checked['generator']).__name__}) makes only {made!r} values: pass "
             f"attribute={made!r} or another generator"
+        )
+    editor = isinstance(checked.get("generator"), EditingGenerator)
+    if editor and "sources" in checked and checked["sources"] is None:
+        raise ValueError(
+            f"the generator ({type(checked['generator']).__name__}) edits real images, but "
+            f"sources is None: pass sources= one of {list(SOURCE_SETS)}"
         )
     if checked.get("allocation") == "excess" and not (
         get_ranking(checked.get("rank", DEFAULT_RANK)).needs_successes

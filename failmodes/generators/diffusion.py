@@ -233,6 +233,9 @@ class StableDiffusionGenerator(ImageGenerator):
         ```
     """
 
+    _pipeline_class = "StableDiffusionPipeline"  # what a model given by name is loaded as
+    _more_params: tuple[str, ...] = ()  # a subclass's own settings, for repr and cache keys
+
     def __init__(
         self,
         model: str | Any = "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -331,6 +334,7 @@ class StableDiffusionGenerator(ImageGenerator):
             "dtype": None if self.dtype is None else str(self.dtype),
             "safety_checker": checker,
             "max_blank_retries": self.max_blank_retries,
+            **{name: getattr(self, name) for name in self._more_params},
         }
 
     def __repr__(self) -> str:
@@ -343,7 +347,8 @@ class StableDiffusionGenerator(ImageGenerator):
                 return value.__name__
             return f"<{type(value).__name__}>"
 
-        args = ", ".join(f"{name}={show(getattr(self, name))}" for name in _PARAMS)
+        names = [*_PARAMS, *self._more_params]
+        args = ", ".join(f"{name}={show(getattr(self, name))}" for name in names)
         return f"{type(self).__name__}({args})"
 
     # ----------------------------------------------------------------------------- settings
@@ -473,8 +478,8 @@ class StableDiffusionGenerator(ImageGenerator):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         elif self.safety_checker is not True:
             kwargs["safety_checker"] = self.safety_checker
-        logger.info("loading Stable Diffusion pipeline %r", self.model)
-        return diffusers.StableDiffusionPipeline.from_pretrained(self.model, **kwargs)
+        logger.info("loading %s %r", self._pipeline_class, self.model)
+        return getattr(diffusers, self._pipeline_class).from_pretrained(self.model, **kwargs)
 
     def _from_object(self, pipe: Any) -> Any:
         checker = self.safety_checker
@@ -528,6 +533,15 @@ class StableDiffusionGenerator(ImageGenerator):
             BlankImageError: an image was still blank after ``max_blank_retries`` new seeds.
             ImportError: diffusers is needed and missing (the message names the extra).
         """
+        return self._images(requests, None, progress)
+
+    def _images(
+        self,
+        requests: Sequence[GenerationRequest],
+        sources: Sequence[Sequence[Image.Image]] | None,
+        progress: bool | None,
+    ) -> list[list[Image.Image]]:
+        """The images of every request, batched across requests, blank ones made again."""
         requests = _checked_requests(requests)
         self._check_settings()
         total = sum(r.count for r in requests)
@@ -550,8 +564,9 @@ class StableDiffusionGenerator(ImageGenerator):
                 for start in range(0, len(pending), self.batch_size):
                     batch = pending[start : start + self.batch_size]
                     outputs = self._run(
-                        [requests[k].prompt for k, _, _ in batch],
+                        [self._prompt(requests[k]) for k, _, _ in batch],
                         [seeds[k][i] for k, i, _ in batch],
+                        None if sources is None else [sources[k][i] for k, i, _ in batch],
                     )
                     for job, (image, is_blank) in zip(batch, outputs, strict=True):
                         if is_blank:
@@ -595,7 +610,17 @@ class StableDiffusionGenerator(ImageGenerator):
         )
         return (k, i, attempt + 1)
 
-    def _run(self, prompts: list[str], seeds: list[int]) -> list[tuple[Image.Image, bool]]:
+    def _prompt(self, request: GenerationRequest) -> str:
+        """The text the pipeline is given for ``request``: its prompt."""
+        return request.prompt
+
+    def _call_options(self, images: list[Image.Image] | None) -> dict[str, Any]:
+        """What a pipeline call takes besides the prompts and seeds: here, the image size."""
+        return {"height": self.height, "width": self.width}
+
+    def _run(
+        self, prompts: list[str], seeds: list[int], images: list[Image.Image] | None = None
+    ) -> list[tuple[Image.Image, bool]]:
         """One pipeline call: an image per prompt, each from its own seed, and whether blank."""
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
         negative = None if self.negative_prompt is None else [self.negative_prompt] * len(prompts)
@@ -604,10 +629,9 @@ class StableDiffusionGenerator(ImageGenerator):
             negative_prompt=negative,
             num_inference_steps=self.steps,
             guidance_scale=self.guidance_scale,
-            height=self.height,
-            width=self.width,
             generator=generators,
             output_type="pil",
+            **self._call_options(images),
         )
         flags = getattr(out, "nsfw_content_detected", None)
         if flags is None:

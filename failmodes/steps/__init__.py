@@ -52,7 +52,7 @@ from failmodes.steps.features import (
     original_head,
     read_labels,
 )
-from failmodes.steps.generation import check_outputs, generate, make_requests
+from failmodes.steps.generation import check_outputs, generate, make_requests, source_pool
 from failmodes.steps.plans import (
     Repair,
     RepairPlan,
@@ -114,6 +114,7 @@ __all__ = [
     "sample_successes",
     "select_head",
     "selection_table",
+    "source_pool",
     "targeted_counts",
     "targeted_plan",
     "validation_splits",

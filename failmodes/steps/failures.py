@@ -195,7 +195,9 @@ def real_set(
     return debug.select(np.sort(rows))
 
 
-def guard_split(train: Features, fraction: float, *, seed: int = 0) -> tuple[Features, Features]:
+def guard_split(
+    train: Features, fraction: float, *, seed: int = 0
+) -> tuple[Features, Features, np.ndarray]:
     """A seeded share of each class of the training data, held out of every refit as a guard.
 
     The model was trained on these images (or on data like them), so the guard it gives is a
@@ -209,7 +211,7 @@ def guard_split(train: Features, fraction: float, *, seed: int = 0) -> tuple[Fea
         seed: the run's seed.
 
     Returns:
-        ``(the rest, the held-out share)``.
+        ``(the rest, the held-out share, the rest's rows in train)``.
 
     Raises:
         TypeError: if the features are shards (rows of shards cannot be held out).
@@ -218,9 +220,9 @@ def guard_split(train: Features, fraction: float, *, seed: int = 0) -> tuple[Fea
         >>> import numpy as np, torch
         >>> from failmodes import Features
         >>> from failmodes.steps import guard_split
-        >>> rest, guard = guard_split(Features(torch.eye(20), np.arange(20) % 2), 0.1)
-        >>> len(rest), len(guard), guard.labels.tolist()
-        (18, 2, [0, 1])
+        >>> rest, guard, rows = guard_split(Features(torch.eye(20), np.arange(20) % 2), 0.1)
+        >>> len(rest), len(guard), guard.labels.tolist(), len(rows)
+        (18, 2, [0, 1], 18)
     """
     fraction = check_setting("guard_fraction", fraction)
     seed = check_seed(seed)
@@ -232,4 +234,4 @@ def guard_split(train: Features, fraction: float, *, seed: int = 0) -> tuple[Fea
         held.extend(members[rng.permutation(len(members))[:n]].tolist())
     mask = np.zeros(len(train), dtype=bool)
     mask[held] = True
-    return train.select(~mask), train.select(mask)
+    return train.select(~mask), train.select(mask), np.flatnonzero(~mask)

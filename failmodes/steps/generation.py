@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -20,16 +20,23 @@ import pandas as pd
 
 from failmodes._checks import check_instance, check_seed, component_name
 from failmodes.attributes import prompt
-from failmodes.cache import Cache, fingerprint
+from failmodes.cache import Cache, data_fingerprint, fingerprint
+from failmodes.data import images_at
 from failmodes.images import describe_shape, image_shape, is_blank
-from failmodes.interfaces import REASONS, GenerationRequest, ImageFilter, ImageGenerator
+from failmodes.interfaces import (
+    REASONS,
+    EditingGenerator,
+    GenerationRequest,
+    ImageFilter,
+    ImageGenerator,
+)
 from failmodes.progress import stage
 from failmodes.results import GeneratedSet
 from failmodes.settings import check_setting
 from failmodes.steps._common import derive_seed
 from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
 
-__all__ = ["check_outputs", "generate", "make_requests"]
+__all__ = ["check_outputs", "generate", "make_requests", "source_pool"]
 
 logger = logging.getLogger("failmodes")
 
@@ -47,12 +54,15 @@ def make_requests(
     class_names: Sequence[str],
     attribute: str = "background",
     seed: int = 0,
+    sources: Mapping[str, Sequence[int]] | None = None,
 ) -> list[GenerationRequest]:
     """Generation jobs for ``{(class_name, value or None): count}``, one seed per job.
 
     Each job's prompt comes from [`failmodes.attributes.prompt`][failmodes.attributes.prompt]
     and its seed from ``seed``, the class and the value, so a job does not depend on the
-    others.
+    others. With ``sources``, each image of a job is given a real image of its class to edit,
+    drawn from the class's pool with the job's seed (so the first ``n`` are those of the same
+    job with ``count=n``).
 
     Args:
         counts: images wanted per ``(class_name, value)``; ``value=None`` asks for the bare
@@ -60,13 +70,16 @@ def make_requests(
         class_names: all class names by label index.
         attribute: the attribute the values belong to.
         seed: the run's seed.
+        sources: ``{class_name: [index, ...]}``, the indices in the source data of each
+            class's images that its jobs may edit; ``None``: text-to-image jobs.
 
     Returns:
         One [`GenerationRequest`][failmodes.interfaces.GenerationRequest] per positive count,
         in the order of ``counts``.
 
     Raises:
-        ValueError: if a class name is not one of ``class_names``.
+        ValueError: if a class name is not one of ``class_names``, or a class asked for has no
+            source images.
 
     Examples:
         >>> from failmodes.steps import make_requests
@@ -82,7 +95,7 @@ def make_requests(
             f"counts names classes that are not in class_names: {unknown[:5]}"
             f"{' ...' if len(unknown) > 5 else ''}"
         )
-    return [
+    requests = [
         GenerationRequest(
             class_index=names.index(name),
             class_name=name,
@@ -95,6 +108,50 @@ def make_requests(
         for (name, value), count in counts.items()
         if count > 0
     ]
+    return requests if sources is None else [_with_sources(r, sources) for r in requests]
+
+
+def source_pool(
+    labels: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    rows: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, list[int]]:
+    """Each class's images an editor may edit, as indices into the source data.
+
+    Args:
+        labels: the source data's labels.
+        class_names: all class names, by label index.
+        rows: the rows that may be edited (``None``: every row).
+
+    Returns:
+        ``{class_name: [index, ...]}`` for the classes with at least one image.
+
+    Examples:
+        >>> from failmodes.steps import source_pool
+        >>> source_pool([0, 1, 1, 0], ["fox", "owl"], rows=[1, 2, 3])
+        {'fox': [3], 'owl': [1, 2]}
+    """
+    labels = np.asarray(labels)
+    allowed = np.arange(len(labels)) if rows is None else np.asarray(rows, dtype=np.int64)
+    pool: dict[str, list[int]] = {}
+    for i in allowed:
+        pool.setdefault(class_names[int(labels[i])], []).append(int(i))
+    return {name: pool[name] for name in class_names if name in pool}
+
+
+def _with_sources(
+    request: GenerationRequest, sources: Mapping[str, Sequence[int]]
+) -> GenerationRequest:
+    """``request`` with one source per image, drawn from its class's pool with its seed."""
+    pool = list(sources.get(request.class_name, ()))
+    if not pool:
+        raise ValueError(
+            f"no source image of class {request.class_name!r} to edit: the source data holds "
+            "none of its images"
+        )
+    rng = np.random.default_rng(derive_seed("sources", request.seed))
+    picks = rng.integers(len(pool), size=request.count)
+    return replace(request, sources=tuple(int(pool[int(j)]) for j in picks))
 
 
 def generate(
@@ -107,8 +164,13 @@ def generate(
     filter_rounds: int = 2,
     candidates: Mapping[str, Sequence[str]] | None = None,
     progress: bool | None = None,
+    sources: Any = None,
 ) -> GeneratedSet:
     """Run the generator on ``requests``, check what it returns, and filter it.
+
+    An [`EditingGenerator`][failmodes.interfaces.EditingGenerator] is given, for each request,
+    the images of ``sources`` its ``request.sources`` index; the cache keys of edited images
+    name the source data too.
 
     With an ``image_filter``, images it rejects are dropped and replaced: the short requests
     are sent again with a new seed derived from the request and the round, up to
@@ -130,6 +192,8 @@ def generate(
         candidates: ``{class_name: [value, ...]}`` that the filter's value check tells an
             image's value apart from; ``None`` uses the values requested per class.
         progress: passed to the generator.
+        sources: the data the requests' ``sources`` index (``(image, label)`` pairs), for an
+            editing generator; ``None`` for text-to-image.
 
     Returns:
         A [`GeneratedSet`][failmodes.results.GeneratedSet] of every kept image, with a
@@ -137,8 +201,9 @@ def generate(
 
     Raises:
         ValueError: if the generator returns the wrong number of images or a blank
-            (one-colour) image, ``filter_rounds`` is not an integer >= 0, or the filter gives a
-            verdict that is neither ``None`` nor one of [`REASONS`][failmodes.interfaces.REASONS].
+            (one-colour) image, ``filter_rounds`` is not an integer >= 0, the filter gives a
+            verdict that is neither ``None`` nor one of [`REASONS`][failmodes.interfaces.REASONS],
+            or an editing generator is given a request without sources or no source data.
         TypeError: if ``generator`` is not an
             [`ImageGenerator`][failmodes.interfaces.ImageGenerator] or ``image_filter`` not an
             [`ImageFilter`][failmodes.interfaces.ImageFilter].
@@ -154,7 +219,8 @@ def generate(
         "generating %s images for %d requests", f"{sum(r.count for r in requests):,}", len(requests)
     )
     started = time.perf_counter()
-    run = partial(_run_generator, generator, cache=cache, progress=progress)
+    _check_sources(generator, requests, sources)
+    run = partial(_run_generator, generator, cache=cache, progress=progress, sources=sources)
     images, ids = run(requests)
     report = None
     if image_filter is not None:
@@ -225,12 +291,50 @@ def check_outputs(
             )
 
 
+def _check_sources(generator: ImageGenerator, requests: list[GenerationRequest], data: Any) -> None:
+    """An editor's requests carry one source per image, and the data they index is given."""
+    if not isinstance(generator, EditingGenerator):
+        return
+    name = component_name(generator)
+    for j, request in enumerate(requests):
+        if request.sources is None or len(request.sources) != request.count:
+            got = "none" if request.sources is None else f"{len(request.sources)}"
+            raise ValueError(
+                f"{name} edits real images, but request {j} ({request.prompt!r}) has {got} "
+                f"sources for count={request.count}: give it requests with one source per "
+                "image (a Debugger with sources='train' makes them)"
+            )
+    if data is None:
+        raise ValueError(
+            f"{name} edits real images: give generate(..., sources=data) the data the "
+            "requests' sources index"
+        )
+
+
+def _make(
+    generator: ImageGenerator,
+    requests: list[GenerationRequest],
+    data: Any,
+    progress: bool | None,
+) -> Any:
+    """The generator's images for ``requests``: generated, or edited from their sources."""
+    if not isinstance(generator, EditingGenerator):
+        return generator.generate(requests, progress=progress)
+    picked = images_at(data, [int(i) for r in requests for i in r.sources or ()])
+    images, start = [], 0
+    for r in requests:
+        images.append(picked[start : start + r.count])
+        start += r.count
+    return generator.edit(requests, images, progress=progress)
+
+
 def _run_generator(
     generator: ImageGenerator,
     requests: list[GenerationRequest],
     *,
     cache: Cache | None,
     progress: bool | None,
+    sources: Any = None,
 ) -> tuple[Images, Ids]:
     """The generator's images for ``requests`` and, with a cache, an id per image.
 
@@ -238,14 +342,18 @@ def _run_generator(
     engine in use. With a cache, request by request: cached requests are read back lazily (PNG
     files with a manifest of each image's provenance, decoded only when used), and each request
     generated is cached as soon as its group is done. An image's id is its request's cache key
-    and its place.
+    and its place. An edited image's key names its source data too; when that data has no
+    fingerprint, nothing is cached.
     """
     gen_fp = None if cache is None else fingerprint(generator)
-    if gen_fp is None:  # no cache, or a generator it cannot name: nothing is kept
+    edits = isinstance(generator, EditingGenerator)
+    data_fp = data_fingerprint(sources) if edits and gen_fp is not None else None
+    if gen_fp is None or (edits and data_fp is None):  # nothing it can name: nothing is kept
         groups = _groups(list(range(len(requests))), requests)
-        job = partial(_generation_job, generator, requests, None, None, None, progress)
+        job = partial(_generation_job, generator, requests, None, None, None, progress, sources)
         return [images for made in map_jobs(job, groups) for images in made], None
-    keys = [cache.key("generated", {"generator": gen_fp, "request": asdict(r)}) for r in requests]
+    spec = {"generator": gen_fp} | ({"sources": data_fp} if edits else {})
+    keys = [cache.key("generated", {**spec, "request": r.identity()}) for r in requests]
     ids = [[f"{key}/{n}" for n in range(r.count)] for r, key in zip(requests, keys, strict=True)]
     images: list[Any] = []
     for r, key in zip(requests, keys, strict=True):
@@ -260,7 +368,7 @@ def _run_generator(
             len(requests) - len(todo),
         )
     groups = _groups(todo, requests)
-    job = partial(_generation_job, generator, requests, keys, gen_fp, cache, progress)
+    job = partial(_generation_job, generator, requests, keys, gen_fp, cache, progress, sources)
     for group, made in zip(groups, map_jobs(job, groups), strict=True):
         for j, out in zip(group, made, strict=True):
             images[j] = out
@@ -285,11 +393,12 @@ def _generation_job(
     gen_fp: Any,
     cache: Cache | None,
     progress: bool | None,
+    sources: Any,
     group: list[int],
 ) -> list[list[Any]]:
     """One job: the images of a group of requests, checked, each request cached (with one)."""
     asked = [requests[i] for i in group]
-    made = generator.generate(asked, progress=progress)
+    made = _make(generator, asked, sources, progress)
     check_outputs(asked, made, component_name(generator))
     if cache is None or keys is None:
         return [list(images) for images in made]
@@ -302,7 +411,7 @@ def _generation_job(
             else [request.image_seed(n) for n in range(request.count)]
         )
         manifest = {
-            "request": asdict(request),
+            "request": request.identity(),
             "job_id": request.job_id,
             "generator": gen_fp,
             "images": [{"index": n, "seed": int(sd)} for n, sd in enumerate(image_seeds)],
@@ -339,14 +448,7 @@ class _FilterRounds:
             short = [j for j, r in enumerate(self.requests) if len(self.kept[j]) < r.count]
             if not short or round_ == rounds:
                 break
-            retry = [
-                replace(
-                    self.requests[j],
-                    count=self.requests[j].count - len(self.kept[j]),
-                    seed=derive_seed("replace", self.requests[j].seed, round_ + 1),
-                )
-                for j in short
-            ]
+            retry = [_replacement(self.requests[j], len(self.kept[j]), round_ + 1) for j in short]
             owners, (images, ids) = short, self.run(retry)
         report = self._report()
         flat = [i for per in self.kept_ids for i in per]
@@ -405,6 +507,17 @@ class _FilterRounds:
             int((report["requested"] - report["kept"]).sum()),
         )
         return report
+
+
+def _replacement(request: GenerationRequest, kept: int, round_: int) -> GenerationRequest:
+    """The request for the images a filter round still misses, with a seed of its own.
+
+    An edit's replacements edit the request's last sources again, under the new seed.
+    """
+    count = request.count - kept
+    sources = None if request.sources is None else request.sources[kept:]
+    seed = derive_seed("replace", request.seed, round_)
+    return replace(request, count=count, seed=seed, sources=sources)
 
 
 def _requested_values(requests: list[GenerationRequest]) -> dict[str, list[str]]:

@@ -83,6 +83,8 @@ class RepairTools:
         checkpoint_every: features are computed and cached this many images at a time.
         engine: where generation and extraction run (``None``: the engine in use, see
             [`failmodes.engines.using`][failmodes.engines.using]).
+        source_data: the data the requests' ``sources`` index, for an editing generator (the
+            training data, or the debug set); ``None`` for text-to-image.
     """
 
     extractor: FeatureExtractor
@@ -99,6 +101,7 @@ class RepairTools:
     progress: bool | None = None
     checkpoint_every: int = 1024
     engine: Engine | None = None
+    source_data: Any = None
 
     def generate(
         self, requests: Sequence[GenerationRequest], *, candidates: Modes | None = None
@@ -122,6 +125,7 @@ class RepairTools:
                 filter_rounds=self.filter_rounds,
                 candidates=candidates,
                 progress=self.progress,
+                sources=self.source_data,
             )
 
     def features(self, generated: GeneratedSet) -> Features:
@@ -344,6 +348,7 @@ def targeted_plan(
     uniform_prior: Sequence[float] = (0.0,),
     proposals: Modes | None = None,
     class_failures: Mapping[str, int] | None = None,
+    sources: Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
     method: str = "failmodes",
 ) -> RepairPlan:
@@ -371,6 +376,9 @@ def targeted_plan(
             values (0: the modes alone).
         proposals: every class's proposed values (needed with a ``uniform_prior`` above 0).
         class_failures: each class's captioned failures (likewise).
+        sources: ``{class_name: [index, ...]}`` of the source data's images each class's
+            requests edit, for an editing generator (see
+            [`make_requests`][failmodes.steps.generation.make_requests]); ``None``: none.
         seed: the run's seed (the requests' seeds).
         method: the name the repair is reported under.
 
@@ -417,7 +425,9 @@ def targeted_plan(
         for w in lam
         for r in _with_zero(lam_real)
     )
-    requests = make_requests(counts, class_names=class_names, attribute=attribute, seed=seed)
+    requests = make_requests(
+        counts, class_names=class_names, attribute=attribute, seed=seed, sources=sources
+    )
     top = max(k)
     modes = {name: tuple(values)[:top] for name, values in ranked.items()}
     return RepairPlan(method, tuple(requests), trials, modes)
@@ -456,6 +466,7 @@ def baseline_plans(
     images_per_mode: int,
     lam: Sequence[float],
     lam_real: Sequence[float] = (),
+    sources: Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
 ) -> dict[str, RepairPlan]:
     """The random and uniform baselines, with as many images per class as the targeted repair.
@@ -473,6 +484,8 @@ def baseline_plans(
         images_per_mode: its chosen images per mode.
         lam: candidate weights.
         lam_real: candidate weights of the debug set's own images, beside 0.
+        sources: the source images each class's requests edit (an editing generator edits for
+            the baselines too), or ``None``.
         seed: the run's seed.
 
     Returns:
@@ -484,6 +497,7 @@ def baseline_plans(
         class_names=class_names,
         attribute=attribute,
         images_per_mode=images_per_mode,
+        sources=sources,
         seed=seed,
     )
     settings = {"k": k, "images_per_mode": images_per_mode}
@@ -505,6 +519,7 @@ def baseline_requests(
     class_names: Sequence[str],
     attribute: str,
     images_per_mode: int,
+    sources: Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
 ) -> dict[str, list[GenerationRequest]]:
     """The baselines' requests, with as many images per class as the targeted repair.
@@ -518,6 +533,7 @@ def baseline_requests(
         class_names: all class names, by label index.
         attribute: the spurious attribute.
         images_per_mode: the chosen images per mode.
+        sources: the source images each class's requests edit, or ``None``.
         seed: the run's seed.
 
     Returns:
@@ -534,7 +550,9 @@ def baseline_requests(
             uniform[key] = uniform.get(key, 0) + 1
     counts = {"random": {(c, None): per_class[c] for c in names}, "uniform": uniform}
     return {
-        method: make_requests(wanted, class_names=names, attribute=attribute, seed=seed)
+        method: make_requests(
+            wanted, class_names=names, attribute=attribute, seed=seed, sources=sources
+        )
         for method, wanted in counts.items()
     }
 

@@ -24,6 +24,7 @@ from failmodes.interfaces import (
     REASONS,
     BackgroundProposer,
     Caption,
+    EditingGenerator,
     FailureCaptioner,
     FeatureExtractor,
     GenerationRequest,
@@ -327,28 +328,36 @@ def check_generator(
     generator: ImageGenerator,
     requests: Sequence[GenerationRequest] | None = None,
     *,
+    sources: Sequence[Image.Image] | None = None,
     deterministic: bool = True,
     pixel_tolerance: int = 2,
 ) -> None:
-    """Check an [`ImageGenerator`][failmodes.interfaces.ImageGenerator].
+    """Check an [`ImageGenerator`][failmodes.interfaces.ImageGenerator] (or an editor).
 
     It must return one list per request, in order, of exactly ``request.count`` RGB PIL images,
     none of them blank (a single colour); ``count=0`` gives an empty list. With
     ``deterministic`` (as the Debugger assumes, to reuse a larger budget's images for a smaller
     one), the same requests give the same pixels, and the first ``n`` images of a request are
-    the images of the same request with ``count=n``.
+    the images of the same request with ``count=n``. An
+    [`EditingGenerator`][failmodes.interfaces.EditingGenerator] is run through ``edit``, each
+    request's ``sources`` indexing ``sources``.
 
     Args:
         generator: the generator.
-        requests: requests it can serve (at least one with ``count >= 2``); ``None``: a fox in a
-            desert (2 images) and a bare fox (1 image).
+        requests: requests it can serve (at least one with ``count >= 2``); ``None``: two of
+            its first class and value (a fox in a desert and a bare fox when the generator
+            names no attribute; a generator that serves other classes needs requests of its
+            own).
+        sources: for an editor, the real images the requests' ``sources`` index; ``None``:
+            four noise images of 32 x 32 (and requests without sources get ``0, 1, ...``).
         deterministic: also check reproducibility and the prefix property.
         pixel_tolerance: how many levels (of 255) a pixel may differ between an image made in
             a batch and the same image made alone (kernels round differently for different
             batch sizes); the same requests run twice must give the same pixels exactly.
 
     Raises:
-        AssertionError: naming the broken part of the contract.
+        AssertionError: naming the broken part of the contract, or the requests the generator
+            could not serve.
 
     Examples:
         >>> from failmodes.testing import check_generator
@@ -361,33 +370,88 @@ def check_generator(
         ... ])
     """
     _check_interface(generator, ImageGenerator)
-    if requests is None:
-        requests = [
-            GenerationRequest(0, "fox", "in a desert", "a photo of a fox in a desert", 2, 0),
-            GenerationRequest(0, "fox", None, "a photo of a fox", 1, 1),
-        ]
-    requests = list(requests)
-    outputs = generator.generate(requests, progress=False)
+    requests, run = _runner(generator, requests, sources)
+    try:
+        outputs = run(requests)
+    except Exception as err:
+        asked = ", ".join(f"{r.class_name!r} {r.value!r}" for r in requests)
+        raise _fail(
+            generator,
+            f"could not serve the check's requests ({asked}; attribute {requests[0].attribute!r}): "
+            f"{type(err).__name__}: {err}. Give check_generator(generator, requests=[...]) "
+            "requests of classes and values it knows",
+        ) from err
     _check_outputs(generator, requests, outputs)
-    empty = generator.generate([replace(requests[0], count=0)], progress=False)
+    empty = run([_shorter(requests[0], 0)])
     if not isinstance(empty, list) or len(empty) != 1 or list(empty[0]) != []:
         raise _fail(generator, f"a request with count=0 must give [[]], got {_describe(empty)}")
-    if not deterministic:
-        return
-    again = generator.generate(requests, progress=False)
+    if deterministic:
+        _check_deterministic(generator, run, requests, outputs, pixel_tolerance)
+
+
+def _runner(
+    generator: ImageGenerator,
+    requests: Sequence[GenerationRequest] | None,
+    sources: Sequence[Image.Image] | None,
+) -> tuple[list[GenerationRequest], Any]:
+    """The check's requests (with sources for an editor) and the call that runs them."""
+    attribute = getattr(generator, "attribute", None) or "background"
+    fox = "a photo of a fox"
+    if requests is None:
+        requests = [
+            GenerationRequest(0, "fox", "in a desert", f"{fox} in a desert", 2, 0, attribute),
+            GenerationRequest(0, "fox", None, fox, 1, 1, attribute),
+        ]
+    requests = list(requests)
+    if not isinstance(generator, EditingGenerator):
+        return requests, lambda asked: generator.generate(asked, progress=False)
+    pool = list(sources) if sources is not None else _noise_images(4)
+    requests = [
+        r if r.sources else replace(r, sources=tuple(i % len(pool) for i in range(r.count)))
+        for r in requests
+    ]
+
+    def edit(asked: list[GenerationRequest]) -> Any:
+        images = [[pool[i] for i in (r.sources or ())] for r in asked]
+        return generator.edit(asked, images, progress=False)
+
+    return requests, edit
+
+
+def _check_deterministic(
+    generator: ImageGenerator,
+    run: Any,
+    requests: list[GenerationRequest],
+    outputs: Any,
+    pixel_tolerance: int,
+) -> None:
+    """The same requests give the same pixels; a request's first image does not hang on count."""
+    again = run(requests)
     for r, (first, second) in enumerate(zip(outputs, again, strict=True)):
         for i, (a, b) in enumerate(zip(first, second, strict=True)):
             if not _same_pixels(a, b):
                 raise _fail(generator, f"request {r}, image {i} differs between two runs")
     big = max(range(len(requests)), key=lambda r: requests[r].count)
     if requests[big].count >= 2:
-        prefix = generator.generate([replace(requests[big], count=1)], progress=False)
+        prefix = run([_shorter(requests[big], 1)])
         if not _same_pixels(prefix[0][0], outputs[big][0], pixel_tolerance):
             raise _fail(
                 generator,
                 "image 0 of a request with count=1 differs from image 0 of the same request "
                 "with a larger count (derive each image's seed with request.image_seed(i))",
             )
+
+
+def _shorter(request: GenerationRequest, count: int) -> GenerationRequest:
+    """``request`` with ``count`` images (its first ``count`` sources)."""
+    sources = None if request.sources is None else request.sources[:count]
+    return replace(request, count=count, sources=sources)
+
+
+def _noise_images(n: int) -> list[Image.Image]:
+    """``n`` seeded noise images of 32 x 32, the sources an editor is checked with."""
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
 
 
 def _check_outputs(

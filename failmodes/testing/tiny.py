@@ -23,6 +23,8 @@ __all__ = [
     "TinySafetyChecker",
     "clip_tokenizer",
     "tiny_clip",
+    "tiny_img2img",
+    "tiny_instruct_pix2pix",
     "tiny_stable_diffusion",
 ]
 
@@ -223,13 +225,76 @@ def tiny_stable_diffusion(seed: int = 0, safety_checker: torch.nn.Module | None 
         (64, 64)
     """
     diffusers = require("diffusers", feature="tiny_stable_diffusion")
-    transformers = require("transformers", feature="tiny_stable_diffusion")
+    return diffusers.StableDiffusionPipeline(**_tiny_parts(seed, safety_checker))
+
+
+def tiny_img2img(seed: int = 0) -> Any:
+    """A real ``diffusers.StableDiffusionImg2ImgPipeline`` of tiny components, random weights.
+
+    The components of [`tiny_stable_diffusion`][tiny_stable_diffusion]; the pipeline takes an
+    ``image`` and a ``strength``, and its output has the image's size.
+
+    Args:
+        seed: seed of the weights.
+
+    Returns:
+        The pipeline, on the CPU in float32.
+
+    Examples:
+        >>> import torch
+        >>> from PIL import Image
+        >>> from failmodes.testing.tiny import tiny_img2img
+        >>> out = tiny_img2img()("a photo of a fox", image=Image.new("RGB", (32, 32), "red"),
+        ...                      strength=0.5, num_inference_steps=4,
+        ...                      generator=torch.Generator().manual_seed(0))
+        >>> out.images[0].size
+        (32, 32)
+    """
+    diffusers = require("diffusers", feature="tiny_img2img")
+    return diffusers.StableDiffusionImg2ImgPipeline(**_tiny_parts(seed, None))
+
+
+def tiny_instruct_pix2pix(seed: int = 0) -> Any:
+    """A real ``diffusers.StableDiffusionInstructPix2PixPipeline`` of tiny components.
+
+    The components of [`tiny_stable_diffusion`][tiny_stable_diffusion], with a UNet that reads
+    the source image's latents beside the noisy ones (8 input channels), as InstructPix2Pix's
+    does; random weights, so its edits mean nothing.
+
+    Args:
+        seed: seed of the weights.
+
+    Returns:
+        The pipeline, on the CPU in float32.
+
+    Examples:
+        >>> import torch
+        >>> from PIL import Image
+        >>> from failmodes.testing.tiny import tiny_instruct_pix2pix
+        >>> pipe = tiny_instruct_pix2pix()
+        >>> out = pipe("put the fox in snow", image=Image.new("RGB", (32, 32), "red"),
+        ...            num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+        >>> out.images[0].size
+        (32, 32)
+    """
+    diffusers = require("diffusers", feature="tiny_instruct_pix2pix")
+    parts = _tiny_parts(seed, None, in_channels=8)
+    parts.pop("image_encoder", None)
+    return diffusers.StableDiffusionInstructPix2PixPipeline(**parts)
+
+
+def _tiny_parts(
+    seed: int, safety_checker: torch.nn.Module | None, in_channels: int = 4
+) -> dict[str, Any]:
+    """The tiny pipelines' components: UNet, VAE, text encoder, tokenizer and scheduler."""
+    diffusers = require("diffusers", feature="tiny diffusers pipelines")
+    transformers = require("transformers", feature="tiny diffusers pipelines")
     width = 32  # the text encoder's width, which the UNet cross-attends to
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = diffusers.UNet2DConditionModel(
             sample_size=32,
-            in_channels=4,
+            in_channels=in_channels,
             out_channels=4,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -276,13 +341,13 @@ def tiny_stable_diffusion(seed: int = 0, safety_checker: torch.nn.Module | None 
         feature_extractor = transformers.CLIPImageProcessor(
             size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
         )
-    return diffusers.StableDiffusionPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=clip_tokenizer(),
-        unet=unet.eval(),
-        scheduler=scheduler,
-        safety_checker=safety_checker,
-        feature_extractor=feature_extractor,
-        requires_safety_checker=False,
-    )
+    return {
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "tokenizer": clip_tokenizer(),
+        "unet": unet.eval(),
+        "scheduler": scheduler,
+        "safety_checker": safety_checker,
+        "feature_extractor": feature_extractor,
+        "requires_safety_checker": False,
+    }

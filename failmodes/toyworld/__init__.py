@@ -1,6 +1,7 @@
 """ToyWorld: the embedded world that runs the whole method on a laptop CPU, offline."""
 
 from failmodes.toyworld.demo import DEMO_SETTINGS, demo_components, run_demo
+from failmodes.toyworld.editor import ToyWorldEditor
 from failmodes.toyworld.generator import ToyWorldGenerator
 from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, ToyBackbone, load_backbone, toy_classifier
 from failmodes.toyworld.toyclip import register_toyclip, toyclip_captioner, toyclip_weights
@@ -26,6 +27,7 @@ __all__ = [
     "ToyDataset",
     "ToyMixer",
     "ToyWorld",
+    "ToyWorldEditor",
     "ToyWorldGenerator",
     "ZooModel",
     "ZooSpec",

@@ -113,6 +113,7 @@ def run_demo(
     debug_strength: float = 0.0,
     images_per_mode: int | None = None,
     debug_size: int | None = None,
+    generator: str = "render",
     guard: bool = True,
     progress: bool | None = None,
     cache: Any = True,
@@ -135,6 +136,10 @@ def run_demo(
         images_per_mode: a fixed number of images per mode instead of the demo's grid.
         debug_size: images in the debug set (``None``: the demo's 10,000); a few hundred give
             a handful of failures per class, the paper's few-shot setting.
+        generator: ``"render"`` (the world's renderer, text-to-image's stand-in), ``"edit"``
+            (the world's editor, which edits training images into the failure modes:
+            [`ToyWorldEditor`][failmodes.toyworld.editor.ToyWorldEditor]), or
+            ``"render-world"`` (an ablation: the renderer in the world's own style, no gap).
         guard: hold a share of the train split out of every refit as a guard (the Debugger's
             ``guard_fraction``); ``False``: no guard.
         progress: progress bars (``None``: when stderr is a terminal).
@@ -181,6 +186,16 @@ def run_demo(
     train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
     splits = {split: cached_split(world, split, n, store) for split, n in sizes.items()}
     stage("loading the classifier (the shipped backbone, its head fitted on the train split)")
+    if generator not in ("render", "edit", "render-world"):
+        raise ValueError(f"generator must be 'render' or 'edit', got {generator!r}")
+    if generator == "edit":
+        from failmodes.toyworld.editor import ToyWorldEditor
+
+        settings.setdefault("generator", ToyWorldEditor(world, progress=progress))
+    elif generator == "render-world":  # an ablation: no style gap at all
+        from failmodes.toyworld.generator import ToyWorldGenerator
+
+        settings.setdefault("generator", ToyWorldGenerator(world, style="world", progress=progress))
     components = demo_components(
         world, seed=seed, progress=progress, cache=cache, train=train, **settings
     )
@@ -198,6 +213,7 @@ def run_demo(
         cues=cues,
         debug_strength=debug_strength,
         train_per_class=DEMO_SETTINGS["train_per_class"],
+        demo_generator=generator,
         debug_size=sizes["debug"],
         test_size=sizes["test"],
         train_like_size=sizes["train_like"],
@@ -252,6 +268,7 @@ def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> T
         "split": split,
         "size": int(size),
         "renderer": hashlib.sha256(Path(world_module.__file__).read_bytes()).hexdigest(),
+        "fields": 2,  # the objects' geometry is kept too
     }
     key = cache.key("toyworld-splits", spec)
     pixels = cache.get_tensors("toyworld-splits", key)
@@ -265,6 +282,7 @@ def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> T
         "shapes": data.shapes,
         "backgrounds": data.backgrounds,
         "colors": data.colors,
+        "geometry": None if data.geometry is None else data.geometry.tolist(),
     }
     cache.put_tensors("toyworld-splits", key, {"pixels": torch.from_numpy(data.pixels)})
     cache.put_json("toyworld-splits", key, fields)

@@ -19,7 +19,51 @@ from failmodes.interfaces import GenerationRequest, ImageGenerator
 from failmodes.progress import progress_bar, resolve_progress
 from failmodes.toyworld.world import BACKGROUNDS, SHAPES, ToyWorld
 
-__all__ = ["ToyWorldGenerator"]
+__all__ = ["ToyWorldGenerator", "resolve_request"]
+
+
+def resolve_request(world: ToyWorld, request: GenerationRequest) -> tuple[int, str | None]:
+    """A request's class index and value in ``world``'s vocabulary, checked.
+
+    Args:
+        world: the world.
+        request: its class must be a ToyWorld shape (``class_index`` its index), its attribute
+            the world's, and its value one of the world's values (a bare background name such
+            as ``"grass"`` is read as its phrase) or ``None``.
+
+    Returns:
+        ``(label, value)``.
+
+    Raises:
+        ValueError: naming what is not in the world's vocabulary.
+    """
+    name = request.class_name.strip().lower() if isinstance(request.class_name, str) else ""
+    if name not in SHAPES:
+        raise ValueError(
+            f"unknown class {request.class_name!r}; ToyWorld classes are {', '.join(SHAPES)}"
+        )
+    index = SHAPES.index(name)
+    if request.class_index != index:
+        raise ValueError(
+            f"class_index {request.class_index} does not match class {name!r} "
+            f"(index {index} in ToyWorld)"
+        )
+    if request.value is None:
+        return index, None
+    attribute = world.attribute
+    if request.attribute != attribute:
+        raise ValueError(
+            f"request is for attribute {request.attribute!r} but this world renders only "
+            f"{attribute!r} values: use Debugger(attribute={attribute!r})"
+        )
+    text = request.value.strip().lower()
+    if text in world.values:
+        return index, text
+    if attribute == "background" and text in BACKGROUNDS:  # a bare name: "grass"
+        return index, BACKGROUNDS[text]
+    raise ValueError(
+        f"unknown {attribute} value {request.value!r}; allowed: {', '.join(world.values)}"
+    )
 
 
 class ToyWorldGenerator(ImageGenerator):
@@ -54,38 +98,6 @@ class ToyWorldGenerator(ImageGenerator):
         """The world's attribute: the only one whose values this generator renders."""
         return self.world.attribute
 
-    def _class_index(self, request: GenerationRequest) -> int:
-        name = request.class_name.strip().lower() if isinstance(request.class_name, str) else ""
-        if name not in SHAPES:
-            raise ValueError(
-                f"unknown class {request.class_name!r}; ToyWorld classes are {', '.join(SHAPES)}"
-            )
-        index = SHAPES.index(name)
-        if request.class_index != index:
-            raise ValueError(
-                f"class_index {request.class_index} does not match class {name!r} "
-                f"(index {index} in ToyWorld)"
-            )
-        return index
-
-    def _value(self, request: GenerationRequest) -> str | None:
-        value = request.value
-        if value is None:
-            return None
-        attribute = self.world.attribute
-        if request.attribute != attribute:
-            raise ValueError(
-                f"request is for attribute {request.attribute!r} but this world renders only "
-                f"{attribute!r} values: use Debugger(attribute={attribute!r})"
-            )
-        allowed = self.world.values
-        text = value.strip().lower()
-        if text in allowed:
-            return text
-        if attribute == "background" and text in BACKGROUNDS:  # a bare name: "grass"
-            return BACKGROUNDS[text]
-        raise ValueError(f"unknown {attribute} value {value!r}; allowed: {', '.join(allowed)}")
-
     def render(self, request: GenerationRequest, i: int) -> Image.Image:
         """Image ``i`` of ``request``, rendered from ``request.image_seed(i)`` alone.
 
@@ -102,8 +114,7 @@ class ToyWorldGenerator(ImageGenerator):
             ValueError: the class or value is not in the world's vocabulary.
             IndexError: ``i`` is not in ``range(request.count)``.
         """
-        label = self._class_index(request)
-        value = self._value(request)
+        label, value = resolve_request(self.world, request)
         data = self.world.sample(
             [label], biased=True, seed=request.image_seed(i), style=self.style, values=[value]
         )
@@ -129,8 +140,7 @@ class ToyWorldGenerator(ImageGenerator):
             raise ValueError(f"style must be 'world' or 'generated', got {self.style!r}")
         requests = list(requests)
         for request in requests:
-            self._class_index(request)
-            self._value(request)
+            resolve_request(self.world, request)
             if request.count < 0:
                 raise ValueError(f"count must be >= 0, got {request.count}")
         bar = progress_bar(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
@@ -31,8 +32,14 @@ __all__ = [
     "SHAPES",
     "ToyDataset",
     "ToyWorld",
+    "background_pixels",
+    "finish",
+    "object_mask",
+    "object_pixels",
     "render",
     "render_batch",
+    "render_scene",
+    "render_scenes",
 ]
 
 SHAPES: tuple[str, ...] = (
@@ -378,29 +385,120 @@ def render(
         >>> image.mode, image.size
         ('RGB', (32, 32))
     """
+    return render_scene(shape, background, color, rng, size=size, style=style)[0]
+
+
+def render_scene(
+    shape: str,
+    background: str,
+    color: str,
+    rng: np.random.Generator,
+    *,
+    size: int = 32,
+    style: str = "world",
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """[`render`][render], and where the object lies: ``(image, (cx, cy, radius, angle))``.
+
+    Args:
+        shape: one of [`SHAPES`][SHAPES].
+        background: a key of [`BACKGROUNDS`][BACKGROUNDS].
+        color: a key of [`COLORS`][COLORS].
+        rng: the source of every random choice.
+        size: image side in pixels.
+        style: ``"world"`` or ``"generated"``.
+
+    Returns:
+        The image and the object's geometry (centre, radius in pixels, rotation in radians),
+        from which [`object_mask`][object_mask] gives the object's pixels.
+    """
     if style not in ("world", "generated"):
         raise ValueError(f"style must be 'world' or 'generated', got {style!r}")
     generated = style == "generated"
-    bg = _background(background, rng, size, smooth=generated)
+    bg = background_pixels(background, rng, size, style=style)
     radius = size * rng.uniform(0.25, 0.36)
     margin = radius * 0.9
     cx = rng.uniform(margin, size - margin)
     cy = rng.uniform(margin, size - margin)
     angle = math.radians(rng.uniform(-30, 30))
-    mask = _mask(shape, size, cx, cy, radius, angle)
-    jitter = rng.normal(0, 14 if generated else 8, 3)
+    mask = object_mask(shape, size, (cx, cy, radius, angle))
+    obj = object_pixels(color, rng, size, style=style)
+    img = bg * (1 - mask[..., None]) + obj * mask[..., None]
+    if not generated:
+        img = img + rng.normal(0, 4, img.shape)
+    return finish(img, style=style), (cx, cy, radius, angle)
+
+
+def background_pixels(
+    name: str, rng: np.random.Generator, size: int, *, style: str = "world"
+) -> np.ndarray:
+    """A background as a ``(size, size, 3)`` float array in [0, 255], before the style's finish.
+
+    Args:
+        name: a key of [`BACKGROUNDS`][BACKGROUNDS].
+        rng: the source of its texture.
+        size: its side in pixels.
+        style: ``"generated"`` paints smooth textures without fine noise.
+
+    Returns:
+        The background's pixels.
+    """
+    return _background(name, rng, size, smooth=style == "generated")
+
+
+def object_pixels(
+    color: str, rng: np.random.Generator, size: int, *, style: str = "world"
+) -> np.ndarray:
+    """An object's paint, ``(size, size, 3)`` floats: its colour with a jitter and a soft top light.
+
+    Args:
+        color: a key of [`COLORS`][COLORS].
+        rng: the source of the colour's jitter (larger in the generated style).
+        size: the image's side in pixels.
+        style: ``"world"`` or ``"generated"``.
+
+    Returns:
+        The paint, to be composited through [`object_mask`][object_mask].
+    """
+    jitter = rng.normal(0, 14 if style == "generated" else 8, 3)
     fill = np.clip(np.asarray(COLORS[color], dtype=np.float64) + jitter, 0, 255)
     shade = 1.0 - 0.15 * (np.mgrid[0:size, 0:size][0] / size - 0.5)  # soft top light
-    obj = fill[None, None, :] * shade[..., None]
-    img = bg * (1 - mask[..., None]) + obj * mask[..., None]
-    if generated:
+    return fill[None, None, :] * shade[..., None]
+
+
+def object_mask(shape: str, size: int, geometry: tuple[float, float, float, float]) -> np.ndarray:
+    """The object's coverage of each pixel, ``(size, size)`` in [0, 1] (1: object only).
+
+    Args:
+        shape: one of [`SHAPES`][SHAPES].
+        size: the image's side in pixels.
+        geometry: ``(cx, cy, radius, angle)``, as [`render_scene`][render_scene] gives it.
+
+    Returns:
+        The mask.
+    """
+    cx, cy, radius, angle = geometry
+    return _mask(shape, size, cx, cy, radius, angle)
+
+
+def finish(img: np.ndarray, *, style: str = "world") -> Image.Image:
+    """A composited ``(size, size, 3)`` float image as an RGB image, in its style.
+
+    The world's style keeps it as it is; the generated style adds contrast and a warm tint,
+    saturates the colours and softens the image, as diffusion images tend to look.
+
+    Args:
+        img: the pixels, floats in about [0, 255].
+        style: ``"world"`` or ``"generated"``.
+
+    Returns:
+        The RGB image.
+    """
+    if style == "generated":
         tint = np.array([1.08, 1.0, 0.88])
         img = (img - 128.0) * 1.35 + 128.0
         img = img * tint[None, None, :]
-    else:
-        img = img + rng.normal(0, 4, img.shape)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="RGB")
-    if generated:
+    if style == "generated":
         # saturated and soft, as diffusion images tend to be; the blur is the part a backbone
         # trained on world images sees most (a linear probe on its features tells the styles
         # apart at about 0.97 with it, 0.88 with the earlier radius of 0.7)
@@ -436,14 +534,41 @@ def render_batch(
         >>> render_batch(["circle", "ring"], ["grass", "snow"], ["red", "blue"], seed=0).shape
         (2, 32, 32, 3)
     """
+    return render_scenes(shapes, backgrounds, colors, seed, size=size, style=style)[0]
+
+
+def render_scenes(
+    shapes: Sequence[str],
+    backgrounds: Sequence[str],
+    colors: Sequence[str],
+    seed: int,
+    *,
+    size: int = 32,
+    style: str = "world",
+) -> tuple[np.ndarray, np.ndarray]:
+    """[`render_batch`][render_batch], and each object's geometry, ``(n, 4)``.
+
+    Args:
+        shapes: one shape of [`SHAPES`][SHAPES] per image.
+        backgrounds: one key of [`BACKGROUNDS`][BACKGROUNDS] per image.
+        colors: one key of [`COLORS`][COLORS] per image.
+        seed: seed of the one random generator that renders the images in turn.
+        size: image side in pixels.
+        style: ``"world"`` or ``"generated"``.
+
+    Returns:
+        ``(pixels, geometry)``: the images, and ``(cx, cy, radius, angle)`` per image.
+    """
     rng = np.random.default_rng(seed)
     n = len(shapes)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
+    geometry = np.empty((n, 4), dtype=np.float64)
     for i in range(n):
-        out[i] = np.asarray(
-            render(shapes[i], backgrounds[i], colors[i], rng, size=size, style=style)
+        image, geometry[i] = render_scene(
+            shapes[i], backgrounds[i], colors[i], rng, size=size, style=style
         )
-    return out
+        out[i] = np.asarray(image)
+    return out, geometry
 
 
 # ---------------------------------------------------------------- datasets
@@ -461,6 +586,7 @@ class ToyDataset(ImageDataset):
         shapes: the shape's name per image.
         backgrounds: the background's name (a key of [`BACKGROUNDS`][BACKGROUNDS]) per image.
         colors: the colour's name per image.
+        geometry: ``(cx, cy, radius, angle)`` of each image's object, ``(n, 4)``, or ``None``.
 
     Attributes:
         pixels: ``(n, size, size, 3)`` uint8 array of the images.
@@ -469,6 +595,9 @@ class ToyDataset(ImageDataset):
         shapes: the shape's name per image.
         backgrounds: the background's name per image.
         colors: the colour's name per image.
+        geometry: each image's object geometry, or ``None``. An image read from the dataset
+            carries its scene in ``image.info["toyworld"]`` (shape, background, colour and
+            geometry), which [`ToyWorldEditor`][failmodes.toyworld.editor.ToyWorldEditor] edits.
 
     Examples:
         >>> from failmodes.toyworld import ToyWorld
@@ -487,6 +616,7 @@ class ToyDataset(ImageDataset):
         shapes: Sequence[str],
         backgrounds: Sequence[str],
         colors: Sequence[str],
+        geometry: np.ndarray | None = None,
     ):
         self.pixels = pixels
         self.labels = [int(y) for y in labels]
@@ -494,12 +624,33 @@ class ToyDataset(ImageDataset):
         self.shapes = list(shapes)
         self.backgrounds = list(backgrounds)
         self.colors = list(colors)
+        self.geometry = None if geometry is None else np.asarray(geometry, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        return Image.fromarray(self.pixels[index], mode="RGB"), self.labels[index]
+        image = Image.fromarray(self.pixels[index], mode="RGB")
+        image.info["toyworld"] = self.scene(index)
+        return image, self.labels[index]
+
+    def scene(self, index: int) -> dict[str, Any]:
+        """What image ``index`` shows: shape, background, colour and the object's geometry.
+
+        Args:
+            index: the image's index.
+
+        Returns:
+            ``{"shape", "background", "color", "geometry"}`` (``geometry`` ``None`` when the
+            split does not know it).
+        """
+        geometry = None if self.geometry is None else [float(g) for g in self.geometry[index]]
+        return {
+            "shape": self.shapes[index],
+            "background": self.backgrounds[index],
+            "color": self.colors[index],
+            "geometry": geometry,
+        }
 
     @property
     def images(self) -> list[Image.Image]:  # type: ignore[override]
@@ -622,6 +773,18 @@ class ToyWorld:
         common = self.common_values
         return {c: [v for v in self.values if v != common[i]] for i, c in enumerate(SHAPES)}
 
+    def train_value(self, label: int, rng: np.random.Generator) -> str:
+        """One value drawn as the training split draws it for class ``label``.
+
+        Args:
+            label: the class index.
+            rng: the source of the draw.
+
+        Returns:
+            The class's common value with probability ``strength``, else another value.
+        """
+        return self._train_draw()(rng, label)
+
     def _train_draw(self) -> Callable[[np.random.Generator, int], str]:
         """``draw(rng, label)``: one value drawn as the training split draws it for a class."""
         common = self.common_values
@@ -697,11 +860,17 @@ class ToyWorld:
             colors = chosen
             backgrounds = [bg_names[j] for j in rng.integers(len(bg_names), size=n)]
         shapes = [SHAPES[y] for y in labels]
-        pixels = render_batch(
+        pixels, geometry = render_scenes(
             shapes, backgrounds, colors, int(rng.integers(2**31)), size=self.size, style=style
         )
         return ToyDataset(
-            pixels, labels, chosen, shapes=shapes, backgrounds=backgrounds, colors=colors
+            pixels,
+            labels,
+            chosen,
+            shapes=shapes,
+            backgrounds=backgrounds,
+            colors=colors,
+            geometry=geometry,
         )
 
     def train(self, per_class: int = 50) -> ToyDataset:

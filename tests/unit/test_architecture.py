@@ -114,7 +114,9 @@ def _private_reaches(path: Path, root: Path = PACKAGE.parent) -> list[str]:
             found += [f"import {a.name} from {node.module}" for a in node.names if _private(a.name)]
         elif isinstance(node, ast.Attribute) and _private(node.attr):
             owner = node.value
-            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+            own = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+            inherited = isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super"
+            if not (own or inherited):
                 found.append(f"{ast.unparse(node)} (line {node.lineno})")
     return [f"{path.relative_to(root)}: {what}" for what in found]
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from failmodes.cache import data_fingerprint
 from failmodes.cli import main
-from failmodes.config import ConfigError, load_config
+from failmodes.config import SHORT_NAMES, ConfigError, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -135,7 +135,7 @@ BAD = [
         'factory = "failmodes.toyworld.parts:proposer"',
         'class = "chatgtp"',
         "proposer.class",
-        "expected a short name (chatgpt, static, clip, stable-diffusion, linear, caption)",
+        f"expected a short name ({', '.join(SHORT_NAMES)})",
     ),
     (
         'factory = "failmodes.toyworld.parts:proposer"',
