@@ -77,6 +77,11 @@ def add_cache_parser(sub: Any, parents: list) -> None:
         help="then remove the least recently used entries until the cache holds "
         "at most SIZE, e.g. 500M or 20G (default: no size limit)",
     )
+    prune.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be removed, and remove nothing (default: off)",
+    )
 
 
 def run_cache(args: argparse.Namespace) -> int:
@@ -84,9 +89,22 @@ def run_cache(args: argparse.Namespace) -> int:
     from failmodes.cache import Cache
 
     cache = Cache(args.cache)
-    if not cache.exists():
+    try:
+        found = cache.exists()
+    except (ValueError, ImportError, OSError) as err:  # a broken URL, a missing fsspec backend
+        print(f"failmodes cache: error: --cache: {err}", file=sys.stderr)
+        return 2
+    if not found:
         print(f"failmodes cache: error: --cache: no cache at {cache.location}", file=sys.stderr)
         return 2
+    try:
+        return _act(cache, args)
+    except OSError as err:  # a read-only cache: what could not be removed, in one line
+        print(f"failmodes cache {args.action}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _act(cache: Any, args: argparse.Namespace) -> int:
     if args.action == "info":
         _print_info(cache.info())
         return 0
@@ -104,9 +122,10 @@ def run_cache(args: argparse.Namespace) -> int:
         )
         return 2
     older = None if args.older_than is None else args.older_than * 86400
-    removed = cache.prune(older_than=older, max_bytes=args.max_size)
+    removed = cache.prune(older_than=older, max_bytes=args.max_size, dry_run=args.dry_run)
     freed = sum(entry.size for entry in removed)
-    print(f"removed {_entries(len(removed))} ({_human(freed)}) from {cache.location}")
+    done = "would remove" if args.dry_run else "removed"
+    print(f"{done} {_entries(len(removed))} ({_human(freed)}) from {cache.location}")
     return 0
 
 

@@ -43,7 +43,14 @@ def check_number(
     return int(value) if integer else value
 
 
-def check_grid(value: Any, name: str, *, minimum: float, integer: bool = False) -> list:
+def check_grid(
+    value: Any,
+    name: str,
+    *,
+    minimum: float,
+    integer: bool = False,
+    maximum: float | None = None,
+) -> list:
     """A setting given as one value or a list of candidates, as a sorted list without repeats.
 
     Each candidate is checked by [`check_number`][check_number], so the message is the same
@@ -53,7 +60,10 @@ def check_grid(value: Any, name: str, *, minimum: float, integer: bool = False) 
     if not values:
         raise ValueError(f"{name} must be a value or a non-empty list of values, got []")
     cast = int if integer else float
-    checked = [cast(check_number(v, name, minimum=minimum, integer=integer)) for v in values]
+    checked = [
+        cast(check_number(v, name, minimum=minimum, maximum=maximum, integer=integer))
+        for v in values
+    ]
     return sorted(set(checked))
 
 

@@ -39,9 +39,21 @@ def is_url(root: Any) -> bool:
 
 
 def open_store(root: str | os.PathLike, options: dict[str, Any] | None = None) -> Any:
-    """The store for a cache root: a [`UrlStore`][UrlStore] for a URL, else a local folder."""
-    if is_url(root):
-        return UrlStore(str(root), options)
+    """The store for a cache root: a [`UrlStore`][UrlStore] for a URL, else a local folder.
+
+    Raises:
+        ValueError: for a URL that names no place after its scheme (``s3://``, ``file://``),
+            or a root that reads as a broken URL (``://x``).
+    """
+    text = str(root)
+    if "://" in text:
+        scheme, _, place = text.partition("://")
+        if not scheme.isidentifier() or not place.strip("/"):
+            raise ValueError(
+                f"cache URL {text!r} names no place: give a scheme and a path after it, as in "
+                "s3://bucket/failmodes or file:///home/me/cache (a plain folder needs no scheme)"
+            )
+        return UrlStore(text, options)
     return LocalStore(Path(root).expanduser())
 
 
@@ -110,14 +122,23 @@ class LocalStore:
             os.utime(self.root / rel)
 
     def remove(self, rel: str) -> None:
-        """Remove a file or folder: renamed out of the way first, so no reader sees half."""
+        """Remove a file or folder: renamed out of the way first, so no reader sees half.
+
+        One already gone is no error.
+
+        Raises:
+            OSError: when it cannot be moved (a read-only folder), naming it.
+        """
         path = self.root / rel
-        with contextlib.suppress(OSError):
-            trash = path.with_name(f".trash-{path.name}.{uuid.uuid4().hex}")
+        trash = path.with_name(f".trash-{path.name}.{uuid.uuid4().hex}")
+        try:
             os.rename(path, trash)
-            if trash.is_dir():
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
+        except FileNotFoundError:
+            return
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
                 trash.unlink()
 
     def children(self, rel: str, dirs: bool | None = True) -> list[str]:
@@ -132,7 +153,11 @@ class LocalStore:
         ]
 
     def usage(self, rel: str) -> tuple[int, float]:
-        """Bytes of a file or folder, and its last use (a folder's: its manifest's)."""
+        """Bytes of a file or folder, and its last use (a folder's: its manifest's).
+
+        Raises:
+            FileNotFoundError: when another process removed it meanwhile.
+        """
         path = self.root / rel
         if path.is_dir():
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

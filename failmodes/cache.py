@@ -368,7 +368,7 @@ class Cache:
     @property
     def is_local(self) -> bool:
         """Whether the cache is a folder on this machine (not a URL)."""
-        return not is_url(self._root())
+        return not _url_like(self._root())
 
     @property
     def path(self) -> Path:
@@ -391,10 +391,10 @@ class Cache:
 
     def _root(self) -> str | Path:
         if self.root is not None:
-            return self.root if is_url(self.root) else Path(self.root)
+            return self.root if _url_like(self.root) else Path(self.root)
         env = os.environ.get("FAILMODES_CACHE")
         if env:
-            return env if is_url(env) else Path(env)
+            return env if _url_like(env) else Path(env)
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("failmodes"))
@@ -601,7 +601,10 @@ class Cache:
         else:
             logger.warning(message)
             warnings.warn(message, CacheWarning, stacklevel=3)
-        self.store.remove(rel)
+        try:
+            self.store.remove(rel)
+        except OSError as removal:  # a read-only cache: the entry stays, and is not read
+            logger.warning("cache entry %s could not be removed (%s)", where, removal)
 
     def exists(self) -> bool:
         """Whether the cache's folder (or location) is there.
@@ -640,7 +643,10 @@ class Cache:
             for shard in store.children(kind):
                 for name in store.children(f"{kind}/{shard}", dirs=None):
                     rel = f"{kind}/{shard}/{name}"
-                    size, used = store.usage(rel)
+                    try:
+                        size, used = store.usage(rel)
+                    except FileNotFoundError:  # another process removed it meanwhile
+                        continue
                     yield CacheEntry(kind, name.split(".")[0], store.show(rel), size, used)
 
     def verify(self, *, repair: bool = False) -> list[tuple[CacheEntry, str]]:
@@ -652,14 +658,18 @@ class Cache:
 
         Returns:
             ``[(entry, why it is damaged), ...]``.
+
+        Raises:
+            OSError: with ``repair``, when some entries could not be removed (a read-only
+                cache), saying how many; the others are removed.
         """
         damaged = []
         for entry in self.entries():
             reason = _damage(self.store, _entry_rel(entry))
             if reason is not None:
                 damaged.append((entry, reason))
-                if repair:
-                    self.store.remove(_entry_rel(entry))
+        if repair:
+            self._remove([entry for entry, _ in damaged])
         return damaged
 
     def info(self) -> dict[str, Any]:
@@ -687,7 +697,11 @@ class Cache:
         }
 
     def prune(
-        self, *, older_than: float | None = None, max_bytes: int | None = None
+        self,
+        *,
+        older_than: float | None = None,
+        max_bytes: int | None = None,
+        dry_run: bool = False,
     ) -> list[CacheEntry]:
         """Remove entries by last use, by age or to fit a size.
 
@@ -699,12 +713,16 @@ class Cache:
         Args:
             older_than: seconds since the last use; ``None`` for no age limit.
             max_bytes: the size to shrink the cache to; ``None`` for no size limit.
+            dry_run: remove nothing; return what would be removed.
 
         Returns:
-            The removed entries, least recently used first.
+            The removed entries (with ``dry_run``, those that would be), least recently used
+            first.
 
         Raises:
             ValueError: if neither limit is given, or one is negative.
+            OSError: when some entries could not be removed (a read-only cache), saying how
+                many; the others are removed.
         """
         if older_than is None and max_bytes is None:
             raise ValueError("prune needs older_than or max_bytes (or both)")
@@ -720,10 +738,25 @@ class Cache:
             too_big = max_bytes is not None and total > max_bytes
             if not (too_old or too_big):
                 continue
-            self.store.remove(_entry_rel(entry))
             total -= entry.size
             removed.append(entry)
+        if not dry_run:
+            self._remove(removed)
         return removed
+
+    def _remove(self, entries: list[CacheEntry]) -> None:
+        """Remove every entry it can; an OSError at the end names how many it could not."""
+        failed = []
+        for entry in entries:
+            try:
+                self.store.remove(_entry_rel(entry))
+            except OSError as err:
+                failed.append(err)
+        if failed:
+            raise OSError(
+                f"could not remove {len(failed)} of {len(entries)} entries of {self.location} "
+                f"(the first: {failed[0]}); the others are removed"
+            )
 
     def files(self) -> Iterator[Path | str]:
         """Every committed file of the cache (temporary files of unfinished writes excluded).
@@ -752,6 +785,11 @@ class CacheEntry:
     path: Path | str
     size: int
     last_used: float
+
+
+def _url_like(root: Any) -> bool:
+    """Whether a root reads as a URL, a broken one included (the store says what is wrong)."""
+    return isinstance(root, str) and "://" in root
 
 
 def _rel(kind: str, key: str, suffix: str = "") -> str:

@@ -585,6 +585,7 @@ class Debugger:
         steps.check_enough_values(proposals, max(grids["k"]), self.attribute)
         prep = self.prepare(train, debug, test, seed=seed, guard=guard, extra=extra)
         captioned = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
+        _warn_if_no_mode(captioned, prep.failures)
         repairs = self._repairs(
             prep, captioned, proposals, grids, seed, {"train": train, "debug": debug}
         )
@@ -724,3 +725,22 @@ def _warn_if_refused(repairs: Mapping[str, Repair]) -> None:
             "kept_original); a larger guard_tolerance, or fewer images, may leave one",
             stacklevel=4,  # the caller of run
         )
+
+
+def _warn_if_no_mode(modes: FailureModes, failures: FailureSet) -> None:
+    """A warning when no class has a failure mode: nothing will be generated."""
+    if any(modes.modes.values()):
+        return
+    named = sum(modes.class_failures().values())
+    why = (
+        "too few failures for the split to leave any in debug_seed (each class's failures are "
+        "split half and half)"
+        if len(failures.seed) == 0
+        else "no captioned value fails more often than its class does"
+    )
+    warnings.warn(
+        f"no failure mode was found: {len(failures.seed)} debug_seed failures, {named} captioned "
+        f"with an uncommon value ({why}); nothing is generated, and the failmodes row refits "
+        "on what else the repair has (a larger debug set gives the captions more to rank)",
+        stacklevel=4,  # the caller of run
+    )

@@ -1085,7 +1085,9 @@ class RunResult:
             ``path``, as a ``Path``.
         """
         path = Path(path)
-        path.write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
+        path.write_text(
+            json.dumps(self.summary(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        )
         return path
 
     def report(

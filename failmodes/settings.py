@@ -107,14 +107,19 @@ class _Grid(Rule):
 
     minimum: float
     integer: bool = False
+    maximum: float | None = None
 
     def check(self, value: Any, name: str) -> list:
         """The candidates as a sorted list without repeats."""
-        return check_grid(value, name, minimum=self.minimum, integer=self.integer)
+        return check_grid(
+            value, name, minimum=self.minimum, integer=self.integer, maximum=self.maximum
+        )
 
     def check_one(self, value: Any, name: str) -> Any:
         """One candidate (a step's single value), as an int or a float."""
-        number = check_number(value, name, minimum=self.minimum, integer=self.integer)
+        number = check_number(
+            value, name, minimum=self.minimum, maximum=self.maximum, integer=self.integer
+        )
         return number if self.integer else float(number)
 
 
@@ -272,6 +277,10 @@ def _engine(value: Any, name: str) -> Any:
     return value
 
 
+MAX_WEIGHT = 10**6
+"""The largest weight of an extra set's loss: beyond it the training data weighs nothing and
+the solver's sums overflow."""
+
 INTERFACES: dict[str, type] = {
     "extractor": FeatureExtractor,
     "proposer": BackgroundProposer,
@@ -284,10 +293,10 @@ INTERFACES: dict[str, type] = {
 
 GRIDS: dict[str, Any] = {
     "k": _Grid(minimum=1, integer=True),
-    "lam": _Grid(minimum=0),
+    "lam": _Grid(minimum=0, maximum=MAX_WEIGHT),
     "images_per_mode": _Grid(minimum=1, integer=True),
     "uniform_prior": _Grid(minimum=0),
-    "lam_real": _Grid(minimum=0),
+    "lam_real": _Grid(minimum=0, maximum=MAX_WEIGHT),
 }
 """The settings given as one value or a list of candidates."""
 

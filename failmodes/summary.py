@@ -23,6 +23,8 @@ SHORT = {"test": "test", "debug_seed": "seed", "debug_heldout": "heldout"}
 def run_summary(result: RunResult) -> dict[str, Any]:
     """The summary of ``result`` (see [`RunResult.summary`][failmodes.results.RunResult.summary]).
 
+    Strict JSON: an accuracy that cannot be computed (a split without images) is ``None``.
+
     Args:
         result: the run.
 
@@ -68,7 +70,18 @@ def run_summary(result: RunResult) -> dict[str, Any]:
         config=result.config,
         seconds=result.seconds,
     )
-    return out
+    return _strict(out)
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every NaN as ``None``, so that it is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value
 
 
 def _prefix(method: str) -> str:
@@ -76,13 +89,13 @@ def _prefix(method: str) -> str:
 
 
 def _mode_summary(result: RunResult) -> dict[str, float | None]:
-    """The keys of ``mode_accuracy`` (none when it is unknown); ``None`` for a side without any."""
+    """The keys of ``mode_accuracy`` (none when it is unknown)."""
     if result.mode_accuracy is None:
         return {}
     out: dict[str, float | None] = {"heldout_in_modes_share": result.mode_accuracy.share}
     for method, sides in result.mode_accuracy.accuracy.items():
         for side, value in sides.items():
-            out[f"{_prefix(method)}heldout_{side}_acc_after"] = None if math.isnan(value) else value
+            out[f"{_prefix(method)}heldout_{side}_acc_after"] = value  # NaN: None, by _strict
     return out
 
 

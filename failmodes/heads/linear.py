@@ -23,6 +23,7 @@ from torch import nn
 from failmodes._modules import replace_head
 from failmodes.interfaces import HeadTrainer
 from failmodes.progress import progress_bar
+from failmodes.settings import MAX_WEIGHT
 from failmodes.shards import FeatureShards
 
 __all__ = ["LinearHeadTrainer", "patch_model"]
@@ -37,6 +38,10 @@ _BLOCK_ELEMENTS = 1 << 24
 _CHECK_ELEMENTS = 1 << 20
 _TOLERANCE_CHANGE = 1e-30
 # precision -> the dtypes L-BFGS runs in, one after the other while the tolerance is not met
+MAX_FEATURE = 1e15
+"""The largest feature magnitude a fit takes: beyond it float32 sums overflow or lose every
+digit of the gradient."""
+
 _PRECISIONS = {
     "mixed": (torch.float32, torch.float64),
     "float32": (torch.float32,),
@@ -608,6 +613,13 @@ def _as_features(name: str, value: Any) -> torch.Tensor:
         x = x.float()
     if not _all_finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    if peak > MAX_FEATURE:
+        raise ValueError(
+            f"{name} reach {peak:.0e} in magnitude, beyond what the solver's sums hold "
+            f"({MAX_FEATURE:.0e}): standardise them (subtract their mean, divide by their scale) "
+            "before fitting a head on them"
+        )
     return x
 
 
@@ -666,8 +678,10 @@ def _extra_sets(
         named.append((f"extras[{i}] features", f"extras[{i}] labels", f"extras[{i}] weight", *item))
     sets = []
     for f_name, l_name, w_name, features, labels, weight in named:
-        if not _is_real(weight, 0):
-            raise ValueError(f"{w_name} must be a finite number >= 0, got {weight!r}")
+        if not _is_real(weight, 0) or weight > MAX_WEIGHT:
+            raise ValueError(
+                f"{w_name} must be a finite number >= 0 and <= {MAX_WEIGHT:.0e}, got {weight!r}"
+            )
         if features is None:
             continue
         xe, ye = _as_features(f_name, features), _as_labels(l_name, labels)

@@ -325,7 +325,8 @@ def test_prepare_is_what_the_steps_share(world_data):
 
 
 @pytest.mark.parametrize(
-    ("lam", "match"), [(-1.0, "lam must be a number >= 0, got -1.0"), (float("nan"), "got nan")]
+    ("lam", "match"),
+    [(-1.0, "lam must be a number >= 0 and <= 1000000, got -1.0"), (float("nan"), "got nan")],
 )
 def test_lam_has_one_message_in_the_constructor_and_in_repair(world_data, lam, match):
     world, train, debug, test = world_data

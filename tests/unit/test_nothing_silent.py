@@ -439,3 +439,170 @@ def test_tensor_images_of_another_shape_than_trains_are_a_warning():
         check_sets(train, iter(small))
     with pytest.raises(ValueError, match="taken by a split"):
         check_sets(train, train, extra={"test": train})
+
+
+# ---------------------------------------------------------------- second pass (issue 28)
+@pytest.mark.parametrize("url", ["memory://", "s3://", "file://", "://x", "s3:///"])
+def test_a_cache_url_without_a_path_is_refused(url, tmp_path, monkeypatch):
+    from failmodes.cache import Cache
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="names no place"):
+        Cache(url).check_writable()
+    assert list(tmp_path.iterdir()) == []  # nothing written in the current folder
+
+
+def test_prune_and_repair_on_a_read_only_cache_say_what_they_could_not_remove(
+    tmp_path, monkeypatch
+):
+    import failmodes._stores as stores
+    from failmodes.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    cache.put_json("proposals", "a" * 64, {"x": 1})
+    cache.put_json("proposals", "e" * 64, {"x": 2})
+    [damaged] = (tmp_path / "cache" / "proposals").rglob("eeee*.json")
+    damaged.write_text("not what was written")
+
+    def read_only(source, target):  # the file system refuses, as a read-only mount does
+        raise PermissionError(13, "Read-only file system", str(source))
+
+    monkeypatch.setattr(stores.os, "rename", read_only)
+    assert len(cache.prune(older_than=0, dry_run=True)) == 2  # what would go
+    with pytest.raises(OSError, match="could not remove 2 of 2 entries.*Read-only"):
+        cache.prune(older_than=0)
+    with pytest.raises(OSError, match="could not remove 1 of 1 entries"):
+        cache.verify(repair=True)
+    assert cache.info()["entries"] == 2  # nothing was said to be removed that is not
+
+
+def test_prune_dry_run_removes_nothing(tmp_path):
+    from failmodes.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    cache.put_json("proposals", "b" * 64, {"x": 1})
+    would = cache.prune(older_than=0, dry_run=True)
+    assert len(would) == 1 and cache.info()["entries"] == 1
+    assert len(cache.prune(older_than=0)) == 1 and cache.info()["entries"] == 0
+
+
+def test_cache_info_skips_an_entry_that_another_process_removes_meanwhile(tmp_path):
+    from failmodes.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    for key in ("c" * 64, "c" * 63 + "d"):  # one shard: listed together
+        cache.put_json("proposals", key, {"x": 1})
+    entries = cache.entries()
+    first = next(entries)
+    for path in (tmp_path / "cache" / "proposals").rglob("*.json"):
+        if path != first.path:
+            path.unlink()  # another process prunes it between two listings
+    assert list(entries) == []
+
+
+@pytest.mark.parametrize("lam", [1e300, float("inf"), 1e7])
+def test_an_absurd_lam_is_named_before_any_work(lam):
+    with pytest.raises(ValueError, match="lam must be a number >= 0 and <= 1000000"):
+        _onehot(lam=lam)
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0 and <= 1e\\+06"):
+        from failmodes import LinearHeadTrainer
+
+        LinearHeadTrainer().fit(
+            torch.randn(8, 3),
+            torch.arange(8) % 2,
+            extra_features=torch.randn(4, 3),
+            extra_labels=torch.arange(4) % 2,
+            lam=lam,
+        )
+
+
+def test_features_too_large_for_the_solver_are_named():
+    from failmodes import LinearHeadTrainer
+
+    with pytest.raises(ValueError, match=r"features reach \de\+30 in magnitude.*standardise"):
+        LinearHeadTrainer().fit(torch.randn(8, 3) * 1e30, torch.arange(8) % 2)
+
+
+def test_a_summary_is_strict_json_with_none_for_missing_accuracies(tmp_path):
+    import json
+    import math
+
+    from failmodes.summary import run_summary
+
+    class Result:  # the parts of a RunResult a summary reads, with a NaN accuracy
+        accuracy = {
+            "before": {"test": 0.5, "debug_seed": 0.0, "debug_heldout": float("nan")},
+            "failmodes": {"test": 0.6, "debug_seed": 0.5, "debug_heldout": float("nan")},
+        }
+        config = {"k": 1}
+        chosen = None
+        mode_accuracy = None
+        failures = FailureSet(np.zeros(2), np.ones(2), np.array([]), np.array([0]), np.array([]))
+        generated = None
+        caption_accuracy = None
+        seconds = 1.0
+
+        def worst_group(self, method):
+            return None
+
+    from failmodes import GeneratedSet
+
+    result = Result()
+    result.generated = GeneratedSet.from_outputs([], [])
+    result.modes = type("M", (), {"modes": {}, "describe": lambda self: []})()
+    result.selection = None
+    summary = run_summary(result)
+    assert summary["heldout_acc_after"] is None
+    text = json.dumps(summary, allow_nan=False)  # strict JSON: no NaN
+    assert not any(isinstance(v, float) and math.isnan(v) for v in json.loads(text).values())
+
+
+def test_the_cache_command_names_a_broken_url_in_one_line(tmp_path):
+    from test_cli import _failmodes
+
+    done = _failmodes("cache", "verify", "--cache", "nosuch://x")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("failmodes cache: error: --cache: ")
+
+
+def test_cache_info_into_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from failmodes.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    for i in range(2500):  # more lines than a pipe holds, so the writer meets the closed end
+        cache.put_json(f"kind-with-a-long-name-{i:05d}", "a" * 64, {"x": i})
+    command = [sys.executable, "-m", "failmodes.cli", "cache", "info", "--cache", str(cache.path)]
+    shell = f"{subprocess.list2cmdline(command)} | head -1"
+    done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith(str(cache.path)) and "BrokenPipeError" not in done.stderr
+
+
+def test_cache_prune_dry_run_on_the_command_line(tmp_path):
+    from test_cli import _failmodes
+
+    from failmodes.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    cache.put_json("proposals", "f" * 64, {"x": 1})
+    done = _failmodes(
+        "cache", "prune", "--older-than", "0", "--dry-run", "--cache", str(cache.path)
+    )
+    assert done.returncode == 0 and done.stdout.startswith("would remove 1 entry")
+    assert cache.info()["entries"] == 1
+
+
+def test_a_run_that_finds_no_failure_mode_says_so():
+    pytest.importorskip("open_clip")
+    from failmodes.toyworld import ToyWorld, demo_components
+
+    world = ToyWorld(seed=0)
+    train, test = world.train(10), world.test(50)
+    debug = world.debug(10)  # one image per class: every failure lands in debug_heldout
+    dbg = Debugger(**demo_components(world, cache=False, train=train, k=1, lam=1.0))
+    with pytest.warns(UserWarning, match="no failure mode was found: 0 debug_seed failures"):
+        result = dbg.run(train, debug, test, seed=0, guard=False)
+    assert result.modes.modes == {} and len(result.generated) == 0
