@@ -11,6 +11,7 @@ import importlib
 import logging
 from typing import Any
 
+from failmodes.errors import SettingError
 from failmodes.interfaces import (
     BackgroundProposer,
     Caption,
@@ -71,6 +72,7 @@ __all__ = [
     "ModeAccuracy",
     "PreparedRun",
     "RunResult",
+    "SettingError",
     *_LAZY,
 ]
 

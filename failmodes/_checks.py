@@ -6,7 +6,16 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["check_class_names", "check_grid", "check_instance", "check_number"]
+from failmodes.errors import SettingError
+
+__all__ = [
+    "SettingError",
+    "check_class_names",
+    "check_device",
+    "check_grid",
+    "check_instance",
+    "check_number",
+]
 
 
 def check_instance(value: Any, name: str, kind: type | tuple[type, ...], expected: str) -> None:
@@ -39,7 +48,7 @@ def check_number(
     ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
     ok = ok and (below is None or value < below)
     if not ok:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise SettingError(name, f"must be {expected}, got {value!r}")
     return int(value) if integer else value
 
 
@@ -81,6 +90,42 @@ def check_class_names(class_names: Any) -> list[str]:
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"class_names must be unique; repeated: {repeated}")
     return names
+
+
+def check_device(device: Any, name: str = "device", *, here: bool = True) -> Any:
+    """``device`` as a ``torch.device``, or a [`SettingError`][SettingError] naming ``name``.
+
+    Args:
+        device: a ``torch.device`` or its name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+        name: the setting, for the message.
+        here: also check that this machine has it: a CUDA index below
+            ``torch.cuda.device_count()``, MPS where it is available. ``False`` checks the name
+            alone (settings meant for another machine).
+
+    Returns:
+        The ``torch.device``.
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SettingError(
+            name, f"must be a torch device ('cpu', 'cuda', 'cuda:1', 'mps'), got {device!r}"
+        ) from None
+    if here and parsed.type == "cuda":
+        count = torch.cuda.device_count()
+        if (parsed.index or 0) >= count:
+            raise SettingError(
+                name,
+                f"must be a device of this machine, got {str(parsed)!r} but this machine has "
+                f"{count} CUDA device{'' if count == 1 else 's'}",
+            )
+    if here and parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise SettingError(
+            name, "must be a device of this machine, got 'mps' but this machine has no MPS device"
+        )
+    return parsed
 
 
 SEED_MAX = 2**32 - 1

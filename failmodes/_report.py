@@ -28,6 +28,8 @@ __all__ = ["render"]
 
 PAPER = "https://arxiv.org/abs/2312.05464"
 THUMB = 96  # displayed thumbnail side, CSS pixels
+DIGITS = 3
+"""Decimals of every accuracy the page prints (and of their changes); settings print as set."""
 
 SPLITS = {
     **{name: text for name, text in ALL_SPLITS.items() if name != "validation"},
@@ -57,6 +59,7 @@ def render(result: RunResult, *, generated_per_mode: int = 4, max_classes: int |
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["num"] = _fmt
+    environment.filters["signed"] = _signed
     template = environment.get_template("report.html.j2")
     return template.render(
         result=result,
@@ -86,15 +89,26 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    """A number as the page writes it: three decimals, a dash when missing, yes/no."""
+def _fmt(value: Any) -> str:
+    """A number as the page writes it: ``DIGITS`` decimals, a dash when missing, yes/no."""
     if _missing(value):
         return "\u2013"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:.{DIGITS}f}"
     return str(value)
+
+
+def _signed(delta: float) -> str:
+    """A change of accuracy, signed, with ``DIGITS`` decimals."""
+    return f"{delta:+.{DIGITS}f}"
+
+
+def _trend(delta: float) -> str:
+    """``up``, ``down`` or ``muted``: whether a change shows at ``DIGITS`` decimals."""
+    half = 0.5 * 10.0**-DIGITS
+    return "up" if delta > half else "down" if delta < -half else "muted"
 
 
 def _b64(png: bytes) -> str:
@@ -152,7 +166,8 @@ def _accuracy(result: RunResult) -> dict[str, Any]:
                 base = frame.loc["before", column]
                 if not (_missing(value) or _missing(base)):
                     delta = float(value) - float(base)
-            cells.append({"value": value, "delta": delta})
+            trend = None if delta is None else _trend(delta)
+            cells.append({"value": value, "delta": delta, "trend": trend})
         rows.append({"method": str(method), "cells": cells})
     methods = [(m, METHODS[m]) for m in frame.index if m in METHODS]
     return {
@@ -232,12 +247,19 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
         "with_successes": modes.has_successes,
         "rule": get_ranking(modes.rank).explain(has_successes=modes.has_successes),
         "has_examples": bool(result.examples),
+        "images_kept": _images_kept(result),
         "classes": [_class(result, name, per_class[name], generated) for name in with_modes],
         "rest": [described[(n, v)] for n in rest for v in modes.modes[n]],
         "n_rest": len(rest),
         "n_shown": len(with_modes),
         "without": [n for n in names if not modes.modes.get(n)],
     }
+
+
+def _images_kept(result: RunResult) -> bool:
+    """Whether the generated images are there (a run saved without them has ``None`` each)."""
+    images = result.generated.images
+    return not isinstance(images, list) or not images or any(i is not None for i in images)
 
 
 def _class(result: RunResult, name: str, n_failures: int, generated: dict) -> dict[str, Any]:
@@ -330,9 +352,8 @@ def _selection(result: RunResult) -> dict[str, Any] | None:
 
 
 def _cell(column: Any, value: Any) -> str:
-    """Accuracies with three decimals; settings (``lam``) as written."""
-    score = str(column).startswith("val_") or str(column).endswith("_acc")
-    if isinstance(value, float) and not score and not math.isnan(value):
+    """A score (its name ends ``_acc``) as [`_fmt`][_fmt] writes it; a setting as set."""
+    if isinstance(value, float) and not str(column).endswith("_acc") and not math.isnan(value):
         return f"{value:g}"
     return _fmt(value)
 

@@ -295,13 +295,18 @@ class UrlStore:
         return sorted(names)
 
     def usage(self, rel: str) -> tuple[int, float]:
-        """Bytes of an object or folder, and its write time (a folder's: its manifest's)."""
+        """Bytes of an object or folder, and its write time.
+
+        A folder's is its manifest's; without one (an upload in flight, or abandoned), its
+        newest file's.
+        """
         full = self._fresh(rel)
         if self.fs.isdir(full):
             found = self.fs.find(full, detail=True)
             size = sum(int(info.get("size") or 0) for info in found.values())
             stamp = found.get(f"{full}/{COMMIT}")
-            return size, _mtime(stamp) if stamp else 0.0
+            newest = max((_mtime(info) for info in found.values()), default=0.0)
+            return size, _mtime(stamp) if stamp else newest
         info = self.fs.info(full)
         return int(info.get("size") or 0), _mtime(info)
 

@@ -68,6 +68,10 @@ FORMAT = 1
 _SIMPLE = (str, int, float, bool, type(None))
 
 
+UNFINISHED_GRACE = 3600.0
+"""Seconds an image entry at a URL may stay without its manifest before verify calls it damaged."""
+
+
 def digest(value: Any) -> str:
     """The SHA-256 hex digest of ``value`` as canonical JSON (sorted keys, no spaces).
 
@@ -649,12 +653,19 @@ class Cache:
                         continue
                     yield CacheEntry(kind, name.split(".")[0], store.show(rel), size, used)
 
-    def verify(self, *, repair: bool = False) -> list[tuple[CacheEntry, str]]:
+    def verify(
+        self, *, repair: bool = False, grace: float = UNFINISHED_GRACE
+    ) -> list[tuple[CacheEntry, str]]:
         """Check every entry against its checksums, as reading it would.
+
+        An image entry at a URL is uploaded file by file, its manifest last: a folder without
+        its manifest whose newest file is younger than ``grace`` seconds is a write in flight,
+        neither reported nor removed; an older one was abandoned, and is damaged.
 
         Args:
             repair: remove the damaged entries (each is then recomputed when next needed).
                 Safe while a run uses the cache: a damaged entry is one the run would not use.
+            grace: seconds an image entry may stay without its manifest while it is written.
 
         Returns:
             ``[(entry, why it is damaged), ...]``.
@@ -663,10 +674,13 @@ class Cache:
             OSError: with ``repair``, when some entries could not be removed (a read-only
                 cache), saying how many; the others are removed.
         """
+        check_number(grace, "grace", minimum=0)
         damaged = []
+        now = time.time()
         for entry in self.entries():
             reason = _damage(self.store, _entry_rel(entry))
-            if reason is not None:
+            in_flight = reason == _NO_MANIFEST and now - entry.last_used < grace
+            if reason is not None and not in_flight:
                 damaged.append((entry, reason))
         if repair:
             self._remove([entry for entry, _ in damaged])
@@ -797,6 +811,9 @@ def _rel(kind: str, key: str, suffix: str = "") -> str:
     return f"{kind}/{key[:2]}/{key}{suffix}"
 
 
+_NO_MANIFEST = "no manifest (an abandoned write or a foreign folder)"
+
+
 def _entry_rel(entry: CacheEntry) -> str:
     name = str(entry.path).replace("\\", "/").rsplit("/", 1)[-1]
     return f"{entry.kind}/{entry.key[:2]}/{name}"
@@ -807,7 +824,7 @@ def _damage(store: Any, rel: str) -> str | None:
     try:
         if store.is_dir(rel):
             if not store.exists(f"{rel}/{COMMIT}"):
-                return "no manifest (an unfinished or foreign folder)"
+                return _NO_MANIFEST
             _read_image_entry(store, rel)
         elif rel.endswith(".json"):
             _read_json(store.read(rel))

@@ -130,7 +130,8 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("failmodes-run"),
         metavar="FOLDER",
-        help="folder for summary.json and report.html, created if missing (default: %(default)s)",
+        help="folder for summary.json, report.html and the saved run (run/), created if missing "
+        "(default: %(default)s)",
     )
     _cache_arguments(
         run,
@@ -163,7 +164,8 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("failmodes-demo"),
         metavar="FOLDER",
-        help="folder for summary.json and report.html, created if missing (default: %(default)s)",
+        help="folder for summary.json, report.html and the saved run (run/), created if missing "
+        "(default: %(default)s)",
     )
     demo.add_argument(
         "--seed",
@@ -421,8 +423,12 @@ def _run(args: argparse.Namespace) -> int:
 def _write(args: argparse.Namespace, title: str, result) -> None:
     summary_path = result.save_summary(args.out / "summary.json")
     report_path = result.report(args.out / "report.html")
+    run_path = result.save(args.out / "run", images=False)  # the images are in report.html
     _print_result(title, result)
-    print(f"\nwrote {summary_path} and {report_path} ({result.seconds:.0f} s)")
+    print(
+        f"\nwrote {summary_path}, {report_path} and the run in {run_path} "
+        f"(RunResult.load reads it back) ({result.seconds:.0f} s)"
+    )
 
 
 def _print_result(title: str, result) -> None:

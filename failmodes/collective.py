@@ -452,19 +452,26 @@ class Comparison:
             ``failures_<name>``, ``rate_<name>`` and its Wilson interval ``ci_low_<name>`` /
             ``ci_high_<name>``, and ``fails`` (the name of the model that fails clearly more
             often, the intervals apart, or ``None``).
+        reason: when no mode is clearly apart, why, in words (no captioned image to compare;
+            the models fail on the same images, and how the runs differ then; or the gaps
+            that are within the intervals); ``None`` when a mode is.
     """
 
     names: tuple[str, str]
     attribute: str
     table: pd.DataFrame
+    reason: str | None = None
 
     def describe(self) -> list[str]:
         """The modes where one model fails and the other does not, in words.
 
         Returns:
             ``"cnn fails on circle in fog, mixer does not: 24 vs 3 failures of 30 images"``,
-            one line per mode where the intervals are apart, the largest gaps first.
+            one line per mode where the intervals are apart, the largest gaps first; when there
+            is none, one line that says why (the ``reason``).
         """
+        if self.reason is not None:
+            return [f"no mode where one model fails clearly more often: {self.reason}"]
         a, b = self.names
         rows = self.table[self.table["fails"].notna()]
         gap = (rows[f"failures_{a}"] - rows[f"failures_{b}"]).abs()
@@ -498,7 +505,8 @@ def compare(
         names: what to call them in the table and the words.
 
     Returns:
-        A [`Comparison`][Comparison].
+        A [`Comparison`][Comparison]; when no mode is clearly apart, its ``reason`` (and its
+        ``describe()``) says why.
 
     Raises:
         ValueError: if the runs are of different debug sets, proposals or attributes, the names
@@ -512,23 +520,44 @@ def compare(
         ```
     """
     a, b = _check_pair(result_a, result_b, names)
-    captions = _shared_captions(result_a, result_b)
+    counted = _counted(result_a, result_b)
+    table = _comparison_table(result_a, result_b, counted, (a, b))
+    reason = None
+    if not table["fails"].notna().any():
+        reason = _why_alike(result_a, result_b, table, counted, (a, b))
+    return Comparison((a, b), result_a.attribute, table, reason)
+
+
+def _counted(result_a: RunResult, result_b: RunResult) -> dict[int, str]:
+    """``{debug index: value}`` of the images compared: captioned with a value, not validation."""
     validation = set(result_a.failures.validation.tolist()) | set(
         result_b.failures.validation.tolist()
     )
-    labels = result_a.failures.labels
-    wrong = {
-        name: result.failures.predictions != labels
-        for name, result in ((a, result_a), (b, result_b))
+    captions = _shared_captions(result_a, result_b)
+    return {
+        index: value
+        for index, value in sorted(captions.items())
+        if value is not None and index not in validation
     }
+
+
+def _wrong(result: RunResult, labels: np.ndarray) -> np.ndarray:
+    return result.failures.predictions != labels
+
+
+def _comparison_table(
+    result_a: RunResult, result_b: RunResult, counted: dict[int, str], names: tuple[str, str]
+) -> pd.DataFrame:
+    """One row per ``(class, value)`` of the counted images: each model's failures there."""
+    a, b = names
+    labels = result_a.failures.labels
+    wrong_a, wrong_b = _wrong(result_a, labels), _wrong(result_b, labels)
     tally: dict[tuple[str, str], list[int]] = {}
-    for index, value in sorted(captions.items()):
-        if value is None or index in validation:
-            continue
+    for index, value in counted.items():
         row = tally.setdefault((result_a.class_names[int(labels[index])], value), [0, 0, 0])
         row[0] += 1
-        row[1] += bool(wrong[a][index])
-        row[2] += bool(wrong[b][index])
+        row[1] += bool(wrong_a[index])
+        row[2] += bool(wrong_b[index])
     rows = []
     for (cls, value), (total, fail_a, fail_b) in tally.items():
         ci_a, ci_b = wilson_interval(fail_a, total), wilson_interval(fail_b, total)
@@ -556,7 +585,69 @@ def compare(
         key=lambda col: col.map(order) if col.name == "class" else col,
         kind="stable",
     )
-    return Comparison((a, b), result_a.attribute, table.reset_index(drop=True))
+    return table.reset_index(drop=True)
+
+
+def _why_alike(
+    result_a: RunResult,
+    result_b: RunResult,
+    table: pd.DataFrame,
+    counted: dict[int, str],
+    names: tuple[str, str],
+) -> str:
+    """Why no mode of ``table`` is clearly apart, in words."""
+    if not counted:
+        return (
+            "there is none to compare: neither run captioned an image with a value outside the "
+            "validation part"
+        )
+    labels = result_a.failures.labels
+    index = np.fromiter(counted, dtype=np.int64, count=len(counted))
+    differ = int((_wrong(result_a, labels)[index] != _wrong(result_b, labels)[index]).sum())
+    if differ:
+        return _within_intervals(table, names, differ, len(index), result_a.attribute)
+    same = (
+        f"the two models fail on the same images (each of the {len(index)} captioned images is "
+        "a failure of both or of neither)"
+    )
+    settings = _differing(result_a.config, result_b.config)
+    if settings:
+        return f"{same}; the runs' settings differ ({settings}), but not the models' failures"
+    figures = _differing(_figures(result_a), _figures(result_b))
+    if figures:
+        return f"{same}; the runs' settings are equal, their figures differ ({figures})"
+    return f"{same}; the two runs' settings are equal and their summaries equal on every figure"
+
+
+def _within_intervals(
+    table: pd.DataFrame, names: tuple[str, str], differ: int, n: int, attribute: str
+) -> str:
+    """The gaps exist but are within the intervals: the largest one, in words."""
+    a, b = names
+    gap = (table[f"failures_{a}"] - table[f"failures_{b}"]).abs()
+    row = table.loc[gap.idxmax()]
+    return (
+        f"the models fail differently on {differ} of the {n} captioned images, but on no mode "
+        "are their failure rates' 95% intervals apart; the largest gap is "
+        f"{row[f'failures_{a}']} ({a}) vs {row[f'failures_{b}']} ({b}) failures of "
+        f"{row['total']} images of {phrase(row['class'], row['value'], attribute)}"
+    )
+
+
+def _differing(one: Mapping[str, Any], other: Mapping[str, Any]) -> str:
+    """The keys whose values differ, sorted, at most five named."""
+    keys = sorted(k for k in set(one) | set(other) if one.get(k) != other.get(k))
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return ", ".join(keys[:5]) + more
+
+
+def _figures(result: RunResult) -> dict[str, Any]:
+    """The run's summary without its settings and run time (nothing when it has none)."""
+    try:
+        summary = result.summary()
+    except KeyError:  # a run without the before or failmodes method has no summary
+        return {}
+    return {k: v for k, v in summary.items() if k not in ("config", "seconds")}
 
 
 def _comparison_columns(a: str, b: str) -> list[str]:

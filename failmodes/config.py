@@ -41,6 +41,7 @@ import numpy as np
 
 from failmodes._checks import check_class_names, check_seed
 from failmodes._imports import require
+from failmodes.errors import SettingError
 from failmodes.progress import stage
 from failmodes.settings import INTERFACES, check_setting, check_settings
 
@@ -96,6 +97,7 @@ _SEQUENCES = (
     abc.Set,
 )
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 class ConfigError(ValueError):
@@ -103,7 +105,8 @@ class ConfigError(ValueError):
 
     Args:
         key: the dotted key (``"datasets.train.path"``); ``""`` for the file as a whole.
-        message: what is wrong and what was expected.
+        message: what is wrong and what was expected; its line breaks become spaces (a message
+            from a user's module too), so the error is one line.
 
     Attributes:
         key: the dotted key.
@@ -115,6 +118,7 @@ class ConfigError(ValueError):
     """
 
     def __init__(self, key: str, message: str):
+        message = " ".join(line.strip() for line in message.splitlines() if line.strip())
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
 
@@ -127,8 +131,9 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> RunConfig:
 
     Args:
         path: the file.
-        check_paths: check that the datasets' folders exist; ``False`` checks everything else
-            (to check a file written for another machine).
+        check_paths: check what only this machine can say: that the datasets' folders exist,
+            and, with the local engine, that it has the model's ``device``; ``False`` checks
+            everything else (to check a file written for another machine).
 
     Returns:
         The checked [`RunConfig`][RunConfig].
@@ -194,7 +199,8 @@ def _check_top(data: dict, folder: Path, check_paths: bool) -> None:
         if needed not in data:
             raise ConfigError(needed, f"missing: a run needs [{needed}]")
     _check_seed_key(data.get("seed", 0))
-    _check_model(_table(data["model"], "model"))
+    here = check_paths and _engine_spec(data.get("engine", "local"))[0] == "local"
+    _check_model(_table(data["model"], "model"), here)
     _check_datasets(_table(data["datasets"], "datasets"), folder, check_paths)
     for slot in COMPONENTS:
         if slot in data:
@@ -254,22 +260,34 @@ def _need_module(module: str, key: str, feature: str) -> None:
         require(module, feature=f"{key} ({feature})")
 
 
-def _check_model(table: dict) -> None:
+def _check_model(table: dict, here: bool) -> None:
+    """The model's table, and its extractor's settings by the extractor's own rules.
+
+    ``here``: the model runs on this machine, which must have its ``device``.
+    """
     source = _one_source(table, "model", _MODELS)
     _known_keys(table, "model", [source, *_MODELS[source], *_EXTRACTOR])
     from failmodes.extractors.timm import TimmExtractor
     from failmodes.extractors.torch import TorchExtractor
 
     settings = {name: table[name] for name in _EXTRACTOR if name in table}
+    plain = {name: value for name, value in settings.items() if not _is_spec(value)}
     if source == "timm":
         _text(table["timm"], "model.timm", "a timm model name")
         _need_module("timm", "model.timm", "TimmExtractor")
         options = {name: table[name] for name in _MODELS["timm"] if name in table}
         _check_arguments(TimmExtractor, {**options, **settings}, "model")
-        return
-    factory = _import(table["factory"], "model.factory")
-    _check_arguments(factory, _table(table.get("kwargs", {}), "model.kwargs"), "model.kwargs")
-    _check_arguments(TorchExtractor, settings, "model")
+        extractor = TimmExtractor(table["timm"], **options, **plain)  # it only stores them
+    else:
+        factory = _import(table["factory"], "model.factory")
+        _check_arguments(factory, _table(table.get("kwargs", {}), "model.kwargs"), "model.kwargs")
+        _check_arguments(TorchExtractor, settings, "model")
+        extractor = TorchExtractor(**plain)  # the settings alone: the model is made at run time
+    try:
+        extractor.check_params(here=here)
+    except SettingError as err:
+        key = "model.timm" if err.name == "model" else f"model.{err.name}"
+        raise ConfigError(key, err.message) from None
 
 
 def _check_datasets(table: dict, folder: Path, check_paths: bool) -> None:
@@ -346,7 +364,27 @@ def _check_spec(spec: dict, key: str) -> Callable:
     target = _target(spec, key)
     kwargs = {name: value for name, value in spec.items() if name not in ("class", "factory")}
     _check_arguments(target, kwargs, key)
+    _check_params(target, kwargs, key)
     return target
+
+
+def _check_params(target: Callable, kwargs: dict, key: str) -> None:
+    """A class with a ``check_params()`` method is made and asked about its arguments.
+
+    Its constructor only stores them (as every failmodes class's does), so this is the rule
+    the object applies when it runs, checked now. A table within its arguments is an object
+    made only at run time, so such a class is asked then.
+    """
+    if not (isinstance(target, type) and callable(getattr(target, "check_params", None))):
+        return
+    if any(_is_spec(value) for value in kwargs.values()):
+        return
+    try:
+        target(**kwargs).check_params()
+    except SettingError as err:
+        raise ConfigError(f"{key}.{err.name}", err.message) from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(key, f"{_name(target)} refused its arguments: {err}") from None
 
 
 def _target(spec: dict, key: str) -> Callable:
@@ -422,9 +460,7 @@ def _class_names(value: Any, folder: Path, check_paths: bool = True) -> list[str
         if value is None:
             return None
     elif isinstance(value, str):
-        found = _import(value, "class_names")
-        value = found() if callable(found) else found
-        value = list(value) if isinstance(value, tuple | list) else value
+        value = _names_from(value)
     if not isinstance(value, list):
         raise ConfigError(
             "class_names",
@@ -436,6 +472,39 @@ def _class_names(value: Any, folder: Path, check_paths: bool = True) -> list[str
         return check_class_names(value)
     except ValueError as err:
         raise ConfigError("class_names", str(err).removeprefix("class_names ")) from None
+
+
+def _names_from(name: str) -> Any:
+    """What ``class_names = "module:name"`` names: a list, or a function's list (called now)."""
+    found = _import(name, "class_names")
+    if callable(found):
+        found = _call_for_names(found, name)
+        if not isinstance(found, list | tuple):
+            raise ConfigError(
+                "class_names", f"{name}() returned {_got(found)}; expected a list of strings"
+            )
+    return list(found) if isinstance(found, tuple) else found
+
+
+def _call_for_names(function: Callable, name: str) -> Any:
+    try:
+        needed = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it and see
+        needed = []
+    required = [p.name for p in needed if p.default is p.empty and p.kind not in _VARIADIC]
+    if required:
+        raise ConfigError(
+            "class_names",
+            f"{name} takes arguments ({', '.join(required)}); expected a list of strings, or a "
+            "function of no arguments that returns one",
+        )
+    try:
+        return function()
+    except Exception as err:  # the user's function: its failure, in one line
+        raise ConfigError(
+            "class_names",
+            f"{name}() raised {type(err).__name__}: {err}; expected it to return a list of strings",
+        ) from err
 
 
 def _names_file(table: dict, folder: Path, check_paths: bool) -> list[str] | None:
@@ -466,10 +535,19 @@ def _import(name: Any, key: str) -> Callable:
         module_name, _, attribute = text.rpartition(".")
     if not module_name or not attribute:
         raise ConfigError(key, f"expected 'module:name' or 'package.module.Name', got {text!r}")
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        raise ConfigError(
+            key,
+            f"expected an absolute 'module:attribute' (a module that `import` finds), got {text!r}",
+        )
     try:
         found: Any = importlib.import_module(module_name)
     except ImportError as err:
         raise ConfigError(key, f"cannot import {module_name!r} ({err})") from None
+    except Exception as err:  # the module's own code failed: say so, in one line
+        raise ConfigError(
+            key, f"importing module {module_name!r} raised {type(err).__name__}: {err}"
+        ) from err
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise ConfigError(key, f"{module_name!r} has no {attribute!r}")

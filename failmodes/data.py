@@ -32,6 +32,7 @@ __all__ = [
     "iter_items",
     "labels_of",
     "materialize",
+    "read_item",
     "subset",
     "to_rgb",
 ]
@@ -266,7 +267,7 @@ def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
         ([('a', 0), ('b', 1)], [('c', None)])
     """
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict):
-        items: Iterable[Any] = (data[i] for i in range(len(data)))
+        items: Iterable[Any] = (read_item(data, i) for i in range(len(data)))
     else:
         items = data
     for item in items:
@@ -274,6 +275,87 @@ def iter_items(data: Any) -> Iterator[tuple[Any, int | None]]:
             yield item[0], _item(item[1])
         else:
             yield item, None
+
+
+def read_item(data: Any, index: int) -> Any:
+    """Item ``index`` of a map-style dataset; when it fails, the error names the item's file.
+
+    A folder dataset (torchvision's ``ImageFolder``, anything with ``samples`` or ``imgs`` of
+    ``(path, label)``), an [`ImageList`][ImageList] or an [`ImageDataset`][ImageDataset] over
+    one, and a ``torch.utils.data.Subset`` of these know each item's file: a truncated or
+    unreadable image is then named by its path in a note on the error (in its message on
+    Python 3.10), as the decoder's own error does not name it.
+
+    Args:
+        data: a map-style dataset.
+        index: the item's position in ``data``.
+
+    Returns:
+        ``data[index]``.
+
+    Raises:
+        Exception: whatever reading the item raises, with the file's path added when known.
+
+    Examples:
+        >>> from failmodes.data import read_item
+        >>> read_item([("a", 0), ("b", 1)], 1)
+        ('b', 1)
+    """
+    try:
+        return data[index]
+    except Exception as err:  # the decoder's error, with the file it was reading
+        path = _file_of(data, index)
+        if path is not None:
+            _add_note(err, f"failmodes: item {index} is the file {os.fspath(path)}")
+        raise
+
+
+def _file_of(data: Any, index: int) -> str | os.PathLike | None:
+    """The file that item ``index`` of ``data`` is read from, when the dataset names it.
+
+    Args:
+        data: a folder dataset (``samples`` or ``imgs`` of ``(path, label)``, as torchvision's
+            ``ImageFolder``), an [`ImageList`][ImageList], an [`ImageDataset`][ImageDataset]
+            over one, or a ``torch.utils.data.Subset`` of any of these.
+        index: the item's position in ``data``.
+
+    Returns:
+        The file's path, or ``None`` when the item is not read from a file the dataset names.
+
+    Examples:
+        >>> from failmodes.data import ImageList, _file_of
+        >>> _file_of(ImageList(["red.png", "blue.png"]), 1), _file_of([("a", 0)], 0)
+        ('blue.png', None)
+    """
+    parts = _subset_parts(data)
+    if parts is not None:
+        inner, indices = parts
+        return _file_of(inner, indices[index]) if -len(indices) <= index < len(indices) else None
+    if isinstance(data, ImageList):
+        return _path_at(data.items, index)
+    if isinstance(getattr(data, "images", None), ImageList):
+        return _file_of(data.images, index)
+    samples = getattr(data, "samples", None)
+    return _path_at(getattr(data, "imgs", None) if samples is None else samples, index)
+
+
+def _path_at(items: Any, index: int) -> str | os.PathLike | None:
+    """``items[index]``, or its first element (``(path, label)``), when that is a path."""
+    try:
+        item = items[index]
+    except (IndexError, KeyError, TypeError):  # no such item, or ``items`` is None
+        return None
+    if isinstance(item, tuple | list) and item:
+        item = item[0]
+    return item if isinstance(item, str | os.PathLike) else None
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    """Add ``note`` to ``err``: as a note on Python 3.11+, in its message on 3.10."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+    elif len(err.args) == 1 and isinstance(err.args[0], str):
+        err.args = (f"{err.args[0]}\n{note}",)
 
 
 def images_at(data: Any, indices: Sequence[int]) -> list[Any]:
@@ -294,7 +376,7 @@ def images_at(data: Any, indices: Sequence[int]) -> list[Any]:
     """
     idx = [int(i) for i in indices]
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, dict):
-        return [next(iter_items([data[i]]))[0] for i in idx]
+        return [next(iter_items([read_item(data, i)]))[0] for i in idx]
     wanted = {i: None for i in idx}
     for i, (image, _) in enumerate(iter_items(data)):
         if i in wanted:
@@ -414,7 +496,7 @@ def subset(data: Any, indices: Sequence[int]) -> ImageDataset:
     groups = groups_of(data)
     images, labels = [], []
     for i in idx:
-        image, label = data[i]
+        image, label = read_item(data, i)
         images.append(image)
         labels.append(label)
     return ImageDataset(images, labels, None if groups is None else [groups[i] for i in idx])

@@ -3,13 +3,18 @@
 ``<class>/<value>/NNNN.png`` with a ``manifest.json`` listing every request (class, value,
 prompt, count, seed) and every image (its file, request, index in the request and seed), so
 that a debugging set can be shared, inspected and read back. Bare-class images go in a
-``_none`` folder. [`GeneratedSet.export`][failmodes.results.GeneratedSet.export] and
+``_none`` folder. A class or value too long for a folder name is cut and ends in a hash of its
+full text; the manifest keeps the full names.
+[`GeneratedSet.export`][failmodes.results.GeneratedSet.export] and
 [`GeneratedSet.load`][failmodes.results.GeneratedSet.load] use these.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,16 +26,25 @@ from failmodes.interfaces import GenerationRequest
 if TYPE_CHECKING:
     from failmodes.results import GeneratedSet
 
-__all__ = ["FORMAT", "export_generated", "read_generated"]
+__all__ = ["FORMAT", "MAX_NAME_BYTES", "export_generated", "read_generated"]
 
 FORMAT = "failmodes.GeneratedSet/1"
 """The manifest's ``format``."""
+
+MAX_NAME_BYTES = 100
+"""The longest folder name (UTF-8 bytes) made from a class or value.
+
+Well under the 255 bytes that common file systems allow, so that an exported folder can be
+copied anywhere; a longer name is cut and ends in a hash of the full text.
+"""
 
 
 def export_generated(generated: GeneratedSet, folder: str | Path) -> Path:
     """Write ``generated`` as an image folder with a manifest.
 
-    The filter report and the image ids are not written.
+    The files are written into a new hidden folder beside ``folder``, which is renamed to
+    ``folder`` once everything is written: an export that fails leaves no folder behind. The
+    filter report and the image ids are not written.
 
     Args:
         generated: the set to write.
@@ -45,6 +59,22 @@ def export_generated(generated: GeneratedSet, folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty; export into a new folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".failmodes-export-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        _write(generated, staging)
+        if folder.exists():
+            folder.rmdir()  # empty, as checked above
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _write(generated: GeneratedSet, folder: Path) -> None:
+    """Write the images and the manifest of ``generated`` into ``folder``, which exists."""
     offsets = generated.offsets
     entries = []
     for i, image in enumerate(generated.images):
@@ -68,7 +98,6 @@ def export_generated(generated: GeneratedSet, folder: str | Path) -> Path:
         "images": entries,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return folder
 
 
 def read_generated(folder: str | Path) -> tuple[list[GenerationRequest], list[Any], np.ndarray]:
@@ -101,6 +130,24 @@ def read_generated(folder: str | Path) -> tuple[list[GenerationRequest], list[An
 
 
 def _safe_name(text: str) -> str:
-    """A folder name from a class or value: spaces to underscores, no path separators."""
+    """A folder name from a class or value: spaces to underscores, no path separators.
+
+    A name longer than [`MAX_NAME_BYTES`][MAX_NAME_BYTES] is cut (on a character boundary)
+    and ends in 12 hex digits of the SHA-256 of ``text``, so that two long names that share
+    their start get two folders, and the same name always the same one.
+
+    Examples:
+        >>> from failmodes.generated_files import _safe_name
+        >>> _safe_name("in a desert"), _safe_name("../etc")
+        ('in_a_desert', 'etc')
+        >>> long = _safe_name("fox " * 60)
+        >>> len(long.encode()), long[-13:]
+        (100, '-951924e0ca46')
+    """
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip())
-    return cleaned.strip("._") or "_"
+    cleaned = cleaned.strip("._") or "_"
+    if len(cleaned.encode()) <= MAX_NAME_BYTES:
+        return cleaned
+    suffix = hashlib.sha256(text.encode()).hexdigest()[:12]
+    head = cleaned.encode()[: MAX_NAME_BYTES - len(suffix) - 1].decode(errors="ignore")
+    return f"{head.rstrip('._-')}-{suffix}"

@@ -1117,3 +1117,76 @@ class RunResult:
         page = render(self, generated_per_mode=generated_per_mode, max_classes=max_classes)
         path.write_text(page, encoding="utf-8")
         return path
+
+    def save(self, folder: str | Path, *, images: bool = True) -> Path:
+        """Write the run into a folder that [`load`][load] reads back: JSON, safetensors, PNG.
+
+        Everything the run holds is written: its tables, failures, captions, modes, generated
+        sets, selection, heads, failure thumbnails and config (the layout and what is kept
+        only approximately: [`failmodes.run_files`][failmodes.run_files]). Nothing is pickled,
+        so a saved run can be read from anyone.
+
+        Args:
+            folder: a new or empty folder (it is created), or one that holds a run saved
+                before, which is replaced (only the files of that run are removed).
+            images: write every generated image too, in image folders ``generated/<set>/``
+                as [`GeneratedSet.export`][failmodes.results.GeneratedSet.export] writes them;
+                ``False`` keeps the sets' requests, labels and values without the images,
+                which read back as ``None`` (the report then shows none).
+
+        Returns:
+            ``folder``, as a ``Path``.
+
+        Raises:
+            FileExistsError: if ``folder`` is a file, or holds files other than a saved run's.
+            TypeError: if a head is not an ``nn.Linear``.
+
+        Examples:
+            ```python
+            result.save("runs/resnet50")
+            again = RunResult.load("runs/resnet50")
+            again.report("resnet50.html")
+            ```
+        """
+        from failmodes.run_files import write_run
+
+        return write_run(self, folder, images=images)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunResult:
+        """Read a run that [`save`][save] wrote, to report on it or compare it without a rerun.
+
+        Args:
+            folder: the folder [`save`][save] wrote (``failmodes demo`` and ``failmodes run``
+                save theirs in ``<out>/run``).
+
+        Returns:
+            The run: its ``to_frame()``, ``summary()``, ``report()`` and
+            [`compare`][failmodes.collective.compare] give what the saved run's gave. Its
+            generated images are read only when used.
+
+        Raises:
+            FileNotFoundError: if the folder, its ``run.json`` or a file it lists is missing
+                (the message names the path).
+            ValueError: if the folder holds something else than a saved run, one of another
+                format version, or a damaged one (the message names the file and the part).
+        """
+        from failmodes.run_files import read_run
+
+        parts = read_run(folder)
+        accuracy = parts["mode_accuracy"]
+        return cls(
+            **parts["run"],
+            failures=FailureSet(**parts["failures"]),
+            modes=FailureModes(**parts["modes"]),
+            generated=_generated_set(parts["generated"]),
+            baseline_generated={
+                name: _generated_set(fields) for name, fields in parts["baseline_generated"].items()
+            },
+            mode_accuracy=None if accuracy is None else ModeAccuracy(**accuracy),
+            examples=[FailureExample(**fields) for fields in parts["examples"]],
+        )
+
+
+def _generated_set(fields: dict[str, Any] | None) -> GeneratedSet | None:
+    return None if fields is None else GeneratedSet(**fields)

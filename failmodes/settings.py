@@ -15,7 +15,7 @@ Examples:
     >>> check_setting("tolerance", 2)
     Traceback (most recent call last):
         ...
-    ValueError: tolerance must be a number >= 0 and <= 1, got 2
+    failmodes.errors.SettingError: tolerance must be a number >= 0 and <= 1, got 2
 """
 
 from __future__ import annotations

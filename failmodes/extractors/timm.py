@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import torch
 from torch import nn
 
 from failmodes._imports import require
+from failmodes.errors import SettingError
 from failmodes.extractors.torch import TorchExtractor, Transform
 
 __all__ = ["TimmExtractor"]
@@ -26,8 +28,10 @@ class TimmExtractor(TorchExtractor):
     Nothing is built when the extractor is made: a model given by name is created (and its
     weights read or downloaded by timm) on first use. Then, too, the settings are checked: an
     object without timm's ``forward_features``, ``forward_head`` and ``get_classifier``, or whose
-    classifier is not an ``nn.Linear``, raises a ``TypeError``; ``pretrained`` inside
-    ``model_kwargs`` a ``ValueError``; a missing timm an ``ImportError`` that names the extra.
+    classifier is not an ``nn.Linear``, raises a ``TypeError``; a name timm does not know, or
+    ``pretrained`` inside ``model_kwargs``, a ``ValueError``
+    ([`check_params`][check_params] checks them without making the model); a missing timm an
+    ``ImportError`` that names the extra.
 
     Args:
         model: a timm model name (``"resnet50"``, ``"vit_base_patch16_224.augreg_in21k_ft_in1k"``,
@@ -82,6 +86,34 @@ class TimmExtractor(TorchExtractor):
         self.pretrained = pretrained
         self.model_kwargs = model_kwargs
 
+    def check_params(self, *, here: bool = True) -> torch.device:
+        """Check the settings, and a model name timm knows, without making the model.
+
+        As [`TorchExtractor.check_params`][failmodes.extractors.torch.TorchExtractor.check_params],
+        and a model name that timm's registry holds (with its tag, if any; nothing is
+        downloaded), and ``model_kwargs`` without ``pretrained``.
+
+        Args:
+            here: also check that this machine has ``device``.
+
+        Returns:
+            ``device`` as a ``torch.device``.
+
+        Raises:
+            SettingError: a ``ValueError`` naming the first setting that cannot be used.
+
+        Examples:
+            >>> from failmodes.extractors import TimmExtractor
+            >>> TimmExtractor("resnet_50").check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: model must be a timm model name ...
+        """
+        device = super().check_params(here=here)
+        if isinstance(self.model, str):
+            _check_name(self.model, self.model_kwargs)
+        return device
+
     def _parts(self) -> tuple[nn.Module, nn.Linear, str | None]:
         model = self._model()
         head = model.get_classifier()
@@ -106,10 +138,8 @@ class TimmExtractor(TorchExtractor):
             return self.model_
         model = self.model
         if isinstance(model, str):
-            timm = require("timm", feature="TimmExtractor")
+            timm = _check_name(model, self.model_kwargs)
             kwargs = dict(self.model_kwargs or {})
-            if "pretrained" in kwargs:
-                raise ValueError("pass pretrained= to TimmExtractor itself, not in model_kwargs")
             model = timm.create_model(model, pretrained=self.pretrained, **kwargs)
         elif not isinstance(model, nn.Module):
             raise TypeError(
@@ -127,6 +157,34 @@ class TimmExtractor(TorchExtractor):
             )
         self.model_ = model
         return model
+
+
+def _check_name(name: str, model_kwargs: Any) -> Any:
+    """timm, once ``name`` is known to it and ``model_kwargs`` leaves out ``pretrained``.
+
+    A ``hf-hub:`` or ``local-dir:`` name is left to ``timm.create_model``.
+    """
+    timm = require("timm", feature="TimmExtractor")
+    if "pretrained" in (model_kwargs or {}):
+        raise SettingError(
+            "model_kwargs", "must leave out pretrained: pass pretrained= to TimmExtractor itself"
+        )
+    if ":" in name:
+        return timm
+    architecture, _, tag = name.partition(".")
+    if not timm.is_model(architecture):
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
+        hint = f" (close: {', '.join(close)})" if close else ""
+        raise SettingError(
+            "model", f"must be a timm model name (timm.list_models()), got {name!r}{hint}"
+        )
+    if tag and name not in timm.list_pretrained(name):
+        raise SettingError(
+            "model",
+            f"must be a timm model name with a tag it has (timm.list_pretrained("
+            f"'{architecture}.*')), got {name!r}",
+        )
+    return timm
 
 
 class _PreLogits(nn.Module):

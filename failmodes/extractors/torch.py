@@ -19,8 +19,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from failmodes._checks import check_device, check_number
 from failmodes._modules import find_head
-from failmodes.data import iter_items
+from failmodes.data import iter_items, read_item
+from failmodes.errors import SettingError
 from failmodes.images import to_rgb
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import progress_bar, resolve_progress
@@ -153,11 +155,43 @@ class TorchExtractor(FeatureExtractor):
             A ``(n, d)`` float32 tensor on the CPU, in input order.
 
         Raises:
+            SettingError: a ``ValueError`` naming a setting that cannot be used (see
+                [`check_params`][check_params]), before the model is made.
             ValueError: if ``data`` is empty, images in one batch differ in size, the head's
                 input is not ``(n, d)``, or the features hold NaN or inf.
             TypeError: if an image has an unsupported type, or no head can be found.
         """
+        self.check_params()  # before the model is made (or downloaded)
         return self._extract(data, batch_size, progress, self._parts())
+
+    def check_params(self, *, here: bool = True) -> torch.device:
+        """Check the settings without the model or any image, as [`extract`][extract] does first.
+
+        Args:
+            here: also check that this machine has ``device``; ``False`` for settings meant
+                for another machine (``failmodes run --check`` of a file for a Ray cluster).
+
+        Returns:
+            ``device`` as a ``torch.device``.
+
+        Raises:
+            SettingError: a ``ValueError`` naming the first setting (``batch_size``,
+                ``num_workers``, ``precision``, ``device``) that cannot be used, and what it
+                must be.
+
+        Examples:
+            >>> from failmodes.extractors import TorchExtractor
+            >>> TorchExtractor(batch_size=0).check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: batch_size must be an integer >= 1, got 0
+        """
+        check_number(self.batch_size, "batch_size", minimum=1, integer=True)
+        check_number(self.num_workers, "num_workers", minimum=0, integer=True)
+        choices = ["auto", *_PRECISIONS]
+        if self.precision not in choices:
+            raise SettingError("precision", f"must be one of {choices}, got {self.precision!r}")
+        return check_device(self.device, here=here)
 
     def _extract(
         self,
@@ -168,7 +202,9 @@ class TorchExtractor(FeatureExtractor):
     ) -> torch.Tensor:
         """[`extract`][extract] with the parts given (a ``None`` head skips the dimension check)."""
         runner, head, name = parts
-        batch_size = self._checked_batch_size(batch_size)
+        device = self.check_params()
+        own = self.batch_size if batch_size is None else batch_size
+        batch_size = check_number(own, "batch_size", minimum=1, integer=True)
         if isinstance(data, DataLoader):
             raise TypeError(
                 "pass the dataset itself (loader.dataset), not a DataLoader: the extractor "
@@ -178,7 +214,6 @@ class TorchExtractor(FeatureExtractor):
         if size == 0:
             raise ValueError("data is empty: there are no images to extract features from")
 
-        device = torch.device(self.device)
         roots = [runner] if name is not None or head is None else [runner, head]
         for root in roots:
             root.to(device)
@@ -219,16 +254,6 @@ class TorchExtractor(FeatureExtractor):
             raise ValueError("data is empty: there are no images to extract features from")
         # outside inference mode, so the result is an ordinary tensor that autograd accepts
         return torch.cat(chunks)
-
-    def _checked_batch_size(self, batch_size: int | None) -> int:
-        """The batch size in force (the call's, else the extractor's), with ``num_workers``."""
-        batch_size = self.batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        workers = self.num_workers
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0, got {workers!r}")
-        return batch_size
 
     def _parts(self) -> tuple[nn.Module, nn.Linear, str | None]:
         """The module to run, its head, and the head's name in ``model`` (``None``: explicit)."""
@@ -324,7 +349,7 @@ class _Images(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
-        image, _ = next(iter_items((self.data[index],)))
+        image, _ = next(iter_items((read_item(self.data, index),)))
         return index, _to_tensor(image, self.transform, self.pil)
 
 
@@ -512,8 +537,6 @@ def _autocast(precision: str, device: torch.device) -> Any:
     """The autocast context for ``precision`` on ``device`` (a no-op one for full precision)."""
     if precision == "auto":
         precision = "float16" if device.type == "cuda" else "float32"
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {['auto', *_PRECISIONS]}, got {precision!r}")
     dtype = _PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()

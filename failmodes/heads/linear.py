@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from failmodes._modules import replace_head
+from failmodes.errors import SettingError
 from failmodes.interfaces import HeadTrainer
 from failmodes.progress import progress_bar
 from failmodes.settings import MAX_WEIGHT
@@ -207,7 +208,7 @@ class LinearHeadTrainer(HeadTrainer):
                 SGD.
             TypeError: if ``init`` is not an ``nn.Linear`` or labels are not integers.
         """
-        self._check_params()
+        self.check_params()
         if isinstance(features, FeatureShards):
             x, y = features, self._shard_labels(features, labels)
             d = features.dim
@@ -250,26 +251,41 @@ class LinearHeadTrainer(HeadTrainer):
             raise ValueError("features is empty; at least one training row is needed")
         return shards.labels
 
-    def _check_params(self) -> None:
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
-        checks: dict[str, tuple[Any, bool]] = {
-            "weight_decay": (self.weight_decay, _is_real(self.weight_decay, 0)),
-            "lr": (self.lr, _is_real(self.lr, 0) and self.lr > 0),
-            "momentum": (self.momentum, _is_real(self.momentum, 0) and self.momentum < 1),
-            "epochs": (self.epochs, _is_int(self.epochs, 1)),
-            "batch_size": (self.batch_size, self.batch_size is None or _is_int(self.batch_size, 1)),
-            "max_iter": (self.max_iter, _is_int(self.max_iter, 1)),
-            "tol": (self.tol, _is_real(self.tol, 0)),
-            "history_size": (self.history_size, _is_int(self.history_size, 1)),
+    def check_params(self) -> None:
+        """Check the settings, as [`fit`][fit] does first; nothing is computed.
+
+        ``failmodes run --check`` asks it about a config file's ``[head_trainer]``.
+
+        Raises:
+            SettingError: a ``ValueError`` naming the first setting that cannot be used, and
+                what it must be.
+
+        Examples:
+            >>> from failmodes.heads import LinearHeadTrainer
+            >>> LinearHeadTrainer(weight_decay=-0.1).check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: weight_decay must be a finite number >= 0, got -0.1
+        """
+        for name, choices in (("solver", _SOLVERS), ("precision", tuple(_PRECISIONS))):
+            if getattr(self, name) not in choices:
+                raise SettingError(name, f"must be one of {choices}, got {getattr(self, name)!r}")
+        checks: dict[str, tuple[bool, str]] = {
+            "weight_decay": (_is_real(self.weight_decay, 0), "a finite number >= 0"),
+            "lr": (_is_real(self.lr, 0) and self.lr > 0, "a finite number > 0"),
+            "momentum": (_is_real(self.momentum, 0) and self.momentum < 1, "a number in [0, 1)"),
+            "epochs": (_is_int(self.epochs, 1), "an integer >= 1"),
+            "batch_size": (
+                self.batch_size is None or _is_int(self.batch_size, 1),
+                "an integer >= 1 or None",
+            ),
+            "max_iter": (_is_int(self.max_iter, 1), "an integer >= 1"),
+            "tol": (_is_real(self.tol, 0), "a finite number >= 0"),
+            "history_size": (_is_int(self.history_size, 1), "an integer >= 1"),
         }
-        for name, (value, ok) in checks.items():
+        for name, (ok, expected) in checks.items():
             if not ok:
-                raise ValueError(f"{name}={value!r} is not valid for LinearHeadTrainer")
-        if self.precision not in _PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {tuple(_PRECISIONS)}, got {self.precision!r}"
-            )
+                raise SettingError(name, f"must be {expected}, got {getattr(self, name)!r}")
 
     def _fit_lbfgs(
         self,

@@ -17,10 +17,12 @@ import os
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote
 
 from failmodes._imports import require
 from failmodes.attributes import ATTRIBUTES, get_attribute, with_article
@@ -110,7 +112,11 @@ class ChatGPTProposer(BackgroundProposer):
     The answer is requested as JSON following a strict JSON schema (``{"values": [...]}``). A
     server that rejects ``response_format`` (an HTTP 400 or 422 about it) is asked again
     without it, as is every server when ``schema=False``; such answers are parsed tolerantly: a
-    JSON object or list, JSON in a ``` fence, or a numbered or bulleted list. Each value is then
+    JSON object or list, JSON in a ``` fence, or a numbered or bulleted list. An answer that
+    is not JSON, lists nothing (no list markers) and opens the way refusals do ("Sorry", "I'm
+    sorry", "I can't", "I cannot", "As an AI", "Unfortunately, I", ...: the openings of
+    ``_REFUSAL_OPENINGS``) is the model refusing, as is an answer's ``refusal`` field: a
+    [`ProposalError`][ProposalError] names the class. Each value is then
     tidied (list markers, quotes, explanations after a colon or dash, a repeated class name, a
     capitalised first word dropped) and, for backgrounds only, a bare place gets a preposition:
     "desert" becomes "in the desert" ("the" rather than "a", because it also reads right for
@@ -136,7 +142,13 @@ class ChatGPTProposer(BackgroundProposer):
     logged at INFO. ``concurrency=1`` asks one class after another, in order, and a 429 that
     outlasts the client's retries fails the class.
 
-    The API key is never logged, shown in ``repr``, nor put in error messages or results.
+    The API key is never logged, shown in ``repr``, nor put in error messages or results; nor
+    are the other secrets the proposer may send: ``extra_headers`` and ``extra_query`` values
+    of ``request_options``, and the user info of a URL (``http://user:secret@host/v1``, or
+    ``http://secret@host/v1``), shown as ``***``. The ``openai`` client and its HTTP stack
+    (``httpx``, ``httpcore``) log request URLs: while the proposer talks, the records of their
+    loggers (every logger whose name starts with ``openai``, ``httpx`` or ``httpcore``) have these
+    secrets replaced by ``***``.
 
     Args:
         model: the model name, as the server knows it (``"gpt-4.1-mini"``, ``"llama3.1"``, ...).
@@ -145,9 +157,14 @@ class ChatGPTProposer(BackgroundProposer):
             ``timeout`` are then ignored.
         base_url: the server's URL, e.g. ``"http://localhost:8000/v1"`` for vLLM or
             ``"http://localhost:11434/v1"`` for Ollama; ``None`` uses ``OPENAI_BASE_URL`` or
-            OpenAI's.
+            OpenAI's. The secret of its user info, a password (``http://user:secret@host/v1``)
+            or a user name alone (``http://secret@host/v1``), is kept as the key is.
         api_key: the API key; ``None`` uses ``OPENAI_API_KEY``. With a ``base_url`` and no key
-            anywhere, a placeholder key is sent, as local servers need none.
+            anywhere, a placeholder key is sent, as local servers need none. Surrounding
+            whitespace (the newline of a key read from a file) is stripped, from ``api_key`` and
+            ``OPENAI_API_KEY`` alike; the key left must be printable ASCII without whitespace,
+            as API keys are, or [`propose`][propose] raises a ValueError before any request
+            (naming where the key came from, never showing it).
         max_retries: retries of the ``openai`` client on connection errors, timeouts, 408, 409,
             429 and 5xx answers (it waits as the server's ``retry-after`` headers say, or backs
             off exponentially).
@@ -234,7 +251,8 @@ class ChatGPTProposer(BackgroundProposer):
         """What the answers depend on, for [`failmodes.cache`][failmodes.cache] (never the API key).
 
         The server is named by its URL (``base_url``, the client's, ``OPENAI_BASE_URL`` or
-        OpenAI's); the key, timeouts, retries and ``concurrency`` do not change an answer.
+        OpenAI's; a password in it shown as ``***``); the key, timeouts, retries and
+        ``concurrency`` do not change an answer.
 
         Returns:
             JSON-ready settings: the class, ``model``, the server, ``temperature``, ``seed``,
@@ -248,7 +266,7 @@ class ChatGPTProposer(BackgroundProposer):
         return {
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "model": self.model,
-            "server": server,
+            "server": _url_credentials(server)[0],
             "temperature": self.temperature,
             "seed": self.seed,
             "max_values": self.max_values,
@@ -268,6 +286,8 @@ class ChatGPTProposer(BackgroundProposer):
                 continue
             if parameter.name == "api_key":
                 shown.append("api_key='***'")
+            elif parameter.name == "base_url":
+                shown.append(f"base_url={_url_credentials(str(value))[0]!r}")
             elif parameter.name == "client":
                 shown.append(f"client=<{type(value).__name__}>")
             elif parameter.name == "request_options":  # may hold headers: show names only
@@ -298,7 +318,9 @@ class ChatGPTProposer(BackgroundProposer):
                 for. It names the class and keeps every answer received in ``partial`` (they
                 are also cached in ``answers_``).
             ValueError: if ``attribute`` has no question, a template lacks ``{class_name}``, a
-                class name is blank, or ``max_values`` or ``concurrency`` is not positive.
+                class name is blank, ``max_values`` or ``concurrency`` is not positive, or the
+                API key (``api_key`` or ``OPENAI_API_KEY``) is not printable ASCII or holds
+                whitespace inside; before any request.
             TypeError: if ``class_names`` is a single string.
             ImportError: if the ``openai`` package is not installed (it names the extra).
         """
@@ -357,11 +379,12 @@ class ChatGPTProposer(BackgroundProposer):
         openai = require("openai", feature="ChatGPTProposer")
         client = self.client if self.client is not None else self._make_client(openai)
         talk = _Talk(openai, client, attribute, question, self._secrets(client), bool(self.schema))
-        try:
-            failures = self._ask_pooled(missing, talk)
-        finally:
-            if self.client is None:
-                client.close()
+        with _scrubbed_logs(talk.secrets):
+            try:
+                failures = self._ask_pooled(missing, talk)
+            finally:
+                if self.client is None:
+                    client.close()
         if failures:
             name = next(n for n in missing if n in failures)
             # not chained: the original error's text may carry request data (a server that
@@ -485,13 +508,7 @@ class ChatGPTProposer(BackgroundProposer):
         return client.chat.completions.create(**options)
 
     def _make_client(self, openai: Any) -> Any:
-        api_key = self.api_key
-        if (
-            api_key is None
-            and not os.environ.get("OPENAI_API_KEY")
-            and (self.base_url or os.environ.get("OPENAI_BASE_URL"))
-        ):
-            api_key = "no-key"  # local servers need none, but the client insists on one
+        api_key = self._api_key()
         options: dict[str, Any] = {"max_retries": self.max_retries, "timeout": self.timeout}
         if api_key is not None:
             options["api_key"] = api_key
@@ -499,14 +516,38 @@ class ChatGPTProposer(BackgroundProposer):
             options["base_url"] = self.base_url
         return openai.OpenAI(**options)
 
+    def _api_key(self) -> str | None:
+        """The key to build the client with (``None``: let the client say it has none).
+
+        ``api_key``, else ``OPENAI_API_KEY``, without surrounding whitespace; else, for a local
+        server (a ``base_url``), a placeholder: local servers need none, but the client insists.
+
+        Raises:
+            ValueError: if the key is not printable ASCII or holds whitespace inside.
+        """
+        if self.api_key is not None:
+            return _checked_key(self.api_key.strip(), "api_key")
+        from_env = os.environ.get("OPENAI_API_KEY")
+        if from_env:
+            return _checked_key(from_env.strip(), "OPENAI_API_KEY")
+        if self.base_url or os.environ.get("OPENAI_BASE_URL"):
+            return "no-key"
+        return None
+
     def _secrets(self, client: Any) -> list[str]:
-        """Every secret this proposer may send (keys, header values), to scrub from messages."""
+        """Every secret this proposer may send, as it may show, to scrub from messages and logs.
+
+        The keys, the ``extra_headers`` and ``extra_query`` values, the user info of the URL;
+        each as it is, percent-decoded and percent-encoded (as in a logged URL).
+        """
         keys = [self.api_key, os.environ.get("OPENAI_API_KEY"), getattr(client, "api_key", None)]
+        urls = [self.base_url, os.environ.get("OPENAI_BASE_URL"), getattr(client, "base_url", None)]
+        keys += [_url_credentials(str(url))[1] for url in urls if url is not None]
         options = self.request_options if isinstance(self.request_options, Mapping) else {}
-        headers = options.get("extra_headers")
-        if isinstance(headers, Mapping):
-            keys += [str(v) for v in headers.values() if v is not None]
-        found = {k for k in keys if isinstance(k, str) and len(k.strip()) >= 4}
+        for sent in ("extra_headers", "extra_query"):
+            if isinstance(options.get(sent), Mapping):
+                keys += [str(v) for v in options[sent].values() if v is not None]
+        found = {f for k in keys if isinstance(k, str) for f in _shown_forms(k) if len(f) >= 4}
         return sorted(found, key=len, reverse=True)  # a secret inside another goes after it
 
 
@@ -687,7 +728,7 @@ def _content(completion: Any) -> tuple[str, bool]:
     refusal = getattr(message, "refusal", None)
     finish_reason = getattr(choice, "finish_reason", None)
     if refusal:
-        raise _Failure(f"the model refused to answer: {_shorten(str(refusal))!r}")
+        raise _refused(str(refusal))
     if finish_reason == "content_filter":
         raise _Failure(
             "the server's content filter withheld the answer (finish_reason='content_filter')"
@@ -702,6 +743,11 @@ def _cut_note(cut: bool) -> str:
     return " (cut off: finish_reason='length'; allow more tokens)" if cut else ""
 
 
+def _refused(text: str) -> _Failure:
+    """The failure of a class the model refused, with what it said."""
+    return _Failure(f"the model refused to answer: {_shorten(text)!r}")
+
+
 # -- parsing ---------------------------------------------------------------------------------------
 
 _FENCE = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.DOTALL)
@@ -709,6 +755,30 @@ _MARKER = re.compile(r"^(?:[-*+\u2022\u2023\u25e6]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)
 _EXPLANATION = re.compile(r"\s+[-\u2013\u2014]\s+|:\s+|\s+\(")
 _SPLIT = re.compile(r"\s*[;,]\s*(?:(?:and|or)\s+)?")
 _MAX_WORDS = 8  # an unmarked line longer than this is prose, not a value
+
+# How a refusal in plain text opens (compared in lower case, a curly apostrophe read as "'"). An
+# answer that is not JSON, has no list marker and opens with one of these is a refusal.
+_REFUSAL_OPENINGS = (
+    "sorry",
+    "i'm sorry",
+    "i am sorry",
+    "i apologize",
+    "i apologise",
+    "my apologies",
+    "as an ai",
+    "as a language model",
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i won't",
+    "i will not",
+    "i'm unable",
+    "i am unable",
+    "i'm not able",
+    "i am not able",
+    "unfortunately, i",
+)
+_REFUSAL = re.compile(rf"(?:{'|'.join(map(re.escape, _REFUSAL_OPENINGS))})\b", re.IGNORECASE)
 
 
 class _Malformed(Exception):
@@ -718,7 +788,8 @@ class _Malformed(Exception):
 def _parse(text: str, *, strict: bool, cut: bool = False) -> list[str]:
     """The raw values of an answer: JSON (in a fence or not), or with ``strict=False`` a list.
 
-    Raises ``_Failure`` when nothing in the answer is a list of values.
+    Raises ``_Failure`` when the answer is a refusal (see ``_is_refusal``) or nothing in it is a
+    list of values.
     """
     try:
         return _parse_or_raise(text, strict=strict)
@@ -744,9 +815,22 @@ def _parse_or_raise(text: str, *, strict: bool) -> list[str]:
                 return _from_json(json.loads(text[start : end + 1]))
             except (ValueError, _Malformed):
                 pass
+    if _is_refusal(text):
+        raise _refused(text)
     if strict:
         raise _Malformed('not the JSON object {"values": [...]} that was asked for')
     return _from_text(text)
+
+
+def _is_refusal(text: str) -> bool:
+    """Whether an answer that is not JSON refuses.
+
+    It does when it opens as ``_REFUSAL_OPENINGS`` say and has no list marker ("Sorry, only
+    two:" before a list is an answer).
+    """
+    opening = text.lstrip(_QUOTES + " \n").replace("\u2019", "'")
+    lines = (line.strip() for line in text.splitlines())
+    return bool(_REFUSAL.match(opening)) and not any(_MARKER.match(line) for line in lines)
 
 
 def _from_json(data: Any) -> list[str]:
@@ -895,12 +979,6 @@ def _retry_after(err: Any) -> float | None:
     return None
 
 
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 def _shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -914,3 +992,104 @@ def _without_header_values(options: Any) -> Any:
         k: (sorted(v) if k == "extra_headers" and isinstance(v, Mapping) else v)
         for k, v in options.items()
     }
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+_KEY = re.compile(r"[!-~]*")  # printable ASCII without whitespace, as API keys are
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
+
+# The loggers of the openai client and its HTTP stack (``httpx``, ``httpcore``, and forks of
+# them named by prefix): they log request URLs, which may carry secrets.
+_HTTP_LOGGERS = ("openai", "httpx", "httpcore")
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _checked_key(key: str, name: str) -> str:
+    """``key`` if it is printable ASCII without whitespace.
+
+    Raises:
+        ValueError: naming ``name`` and what is wrong (and where), never the key.
+    """
+    if _KEY.fullmatch(key):
+        return key
+    position, odd = next((i, c) for i, c in enumerate(key) if not _KEY.fullmatch(c))
+    if odd.isspace():
+        what = "whitespace"
+    else:
+        what = "a control character" if odd.isascii() else "a non-ASCII character"
+    raise ValueError(
+        f"{name} must be printable ASCII with no whitespace inside, as API keys are, but it "
+        f"holds {what} at position {position} (surrounding whitespace is stripped; the key is "
+        "not shown)"
+    )
+
+
+def _url_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` with the secret of its user info shown as ``***``, and that secret (or ``None``).
+
+    The secret is the password (``http://user:secret@host``), or a user name alone
+    (``http://secret@host``), as services put tokens there.
+    """
+    found = _USERINFO.match(url)
+    if found is None:
+        return url, None
+    user, colon, password = found["userinfo"].partition(":")
+    shown = f"{found['scheme']}{user}:***@" if colon else f"{found['scheme']}***@"
+    return shown + url[found.end() :], password if colon else user
+
+
+def _shown_forms(secret: str) -> set[str]:
+    """How a secret may show: as it is, percent-decoded, or percent-encoded (in a URL)."""
+    secret = secret.strip()
+    return {secret, unquote(secret), quote(secret, safe=""), quote_plus(secret, safe="")}
+
+
+class _Scrub(logging.Filter):
+    """Replaces secrets by ``***`` in a record's message and traceback; drops no record."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit: keep them out too
+            message, record.args = str(record.msg), None
+        if any(secret in message for secret in self.secrets):
+            record.msg, record.args = _redact(message, self.secrets), None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if any(secret in text for secret in self.secrets):
+                record.exc_info, record.exc_text = None, _redact(text, self.secrets)
+        return True
+
+
+@contextmanager
+def _scrubbed_logs(secrets: list[str]) -> Iterator[None]:
+    """In the block, ``secrets`` read ``***`` in the records of the ``_HTTP_LOGGERS``.
+
+    A filter on a logger sees only the records logged to it, not those of its children, so it
+    goes on each of these loggers and on every logger already made whose name starts with one
+    (``httpcore.http11``, ...: their modules make them on import).
+    """
+    scrub = _Scrub(secrets)
+    loggers = {logging.getLogger(name) for name in _HTTP_LOGGERS}
+    loggers.update(
+        each
+        for name, each in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(each, logging.Logger) and name.split(".")[0].startswith(_HTTP_LOGGERS)
+    )
+    for each in loggers:
+        each.addFilter(scrub)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(scrub)

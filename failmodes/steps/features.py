@@ -23,6 +23,7 @@ import torch
 from failmodes._checks import check_instance
 from failmodes.cache import Cache, cache_spec, data_fingerprint, digest, fingerprint
 from failmodes.data import ImageDataset, iter_items, labels_of, materialize
+from failmodes.errors import SettingError
 from failmodes.images import describe_image, image_shape
 from failmodes.interfaces import FeatureExtractor
 from failmodes.progress import stage
@@ -221,6 +222,8 @@ def extract_features(
     def extract(part: Any) -> torch.Tensor:
         try:
             return extractor.extract(part, batch_size=batch_size, progress=progress)
+        except SettingError:  # a setting of the extractor, named: the data is not at fault
+            raise
         except Exception as err:  # the model's own error, with which data it was reading
             if hasattr(err, "add_note"):  # Python 3.11+
                 err.add_note(_reading(extractor, data, name))

@@ -344,10 +344,11 @@ def check_generator(
 
     Args:
         generator: the generator.
-        requests: requests it can serve (at least one with ``count >= 2``); ``None``: two of
-            its first class and value (a fox in a desert and a bare fox when the generator
-            names no attribute; a generator that serves other classes needs requests of its
-            own).
+        requests: requests it can serve (at least one with ``count >= 2``); ``None``: two
+            requests for a fox, ``"in a desert"`` and the bare class, of the attribute the
+            generator declares (``"background"`` when it declares none). A generator that
+            cannot make a fox needs requests of its own: the check's error then names the
+            request it could not serve and shows how to pass ``requests=``.
         sources: for an editor, the real images the requests' ``sources`` index; ``None``:
             four noise images of 32 x 32 (and requests without sources get ``0, 1, ...``).
         deterministic: also check reproducibility and the prefix property.
@@ -356,8 +357,8 @@ def check_generator(
             batch sizes); the same requests run twice must give the same pixels exactly.
 
     Raises:
-        AssertionError: naming the broken part of the contract, or the requests the generator
-            could not serve.
+        AssertionError: naming the broken part of the contract, or the request (class, value,
+            prompt, count) the generator could not serve, with the generator's own error.
 
     Examples:
         >>> from failmodes.testing import check_generator
@@ -370,23 +371,60 @@ def check_generator(
         ... ])
     """
     _check_interface(generator, ImageGenerator)
+    given = requests is not None
     requests, run = _runner(generator, requests, sources)
-    try:
-        outputs = run(requests)
-    except Exception as err:
-        asked = ", ".join(f"{r.class_name!r} {r.value!r}" for r in requests)
-        raise _fail(
-            generator,
-            f"could not serve the check's requests ({asked}; attribute {requests[0].attribute!r}): "
-            f"{type(err).__name__}: {err}. Give check_generator(generator, requests=[...]) "
-            "requests of classes and values it knows",
-        ) from err
+    hint = _HINT_GIVEN if given else _HINT_DEFAULT.format(attribute=requests[0].attribute)
+
+    def serve(asked: list[GenerationRequest]) -> Any:
+        return _serve(generator, run, asked, hint)
+
+    outputs = serve(requests)
     _check_outputs(generator, requests, outputs)
-    empty = run([_shorter(requests[0], 0)])
+    empty = serve([_shorter(requests[0], 0)])
     if not isinstance(empty, list) or len(empty) != 1 or list(empty[0]) != []:
         raise _fail(generator, f"a request with count=0 must give [[]], got {_describe(empty)}")
     if deterministic:
-        _check_deterministic(generator, run, requests, outputs, pixel_tolerance)
+        _check_deterministic(generator, serve, requests, outputs, pixel_tolerance)
+
+
+_HINT_DEFAULT = (
+    "check_generator's default requests ask for a fox; give it requests your generator can "
+    "serve, at least one with count >= 2: check_generator(generator, requests=["
+    'GenerationRequest(0, "<class>", "<value>", "a photo of a <class> <value>", 2, 0, '
+    '"{attribute}"), ...])'
+)
+_HINT_GIVEN = "give check_generator requests=[...] that the generator can serve"
+_HINT_EMPTY = "a request with count=0 must give an empty list of images"
+
+
+def _serve(generator: ImageGenerator, run: Any, asked: list[GenerationRequest], hint: str) -> Any:
+    """``run(asked)``; an error of the generator becomes an AssertionError naming the request."""
+    try:
+        return run(asked)
+    except Exception as err:
+        index, error = _culprit(run, asked, err)
+        which = "the requests together" if index is None else f"request {index} of {len(asked)}"
+        r = asked[0 if index is None else index]
+        raise _fail(
+            generator,
+            f"could not serve {which} (class {r.class_name!r}, value {r.value!r}, prompt "
+            f"{r.prompt!r}, count {r.count}, attribute {r.attribute!r}): "
+            f"{type(error).__name__}: {error}. {hint if r.count else _HINT_EMPTY}",
+        ) from err
+
+
+def _culprit(
+    run: Any, asked: list[GenerationRequest], err: Exception
+) -> tuple[int | None, Exception]:
+    """The first request that fails alone and its error; ``(None, err)`` when each is served."""
+    if len(asked) == 1:
+        return 0, err
+    for index, request in enumerate(asked):
+        try:
+            run([request])
+        except Exception as alone:
+            return index, alone
+    return None, err
 
 
 def _runner(

@@ -546,10 +546,25 @@ def test_an_image_entry_at_a_url_exists_once_its_manifest_is_written(url):
     cache.store.write(f"{folder}/0000.png", b"a writer was killed after its first image")
     assert cache.get_images("generated", key) is None  # uncommitted: a miss, nothing removed
     assert cache.store.exists(f"{folder}/0000.png")
-    [(entry, reason)] = cache.verify()
+    assert cache.verify() == [] and cache.verify(repair=True) == []  # maybe still being written
+    assert cache.store.exists(f"{folder}/0000.png")
+    [(entry, reason)] = cache.verify(grace=0)  # abandoned: damaged
     assert entry.kind == "generated" and "no manifest" in reason
     cache.put_images("generated", key, _images(2), {})
     assert len(cache.get_images("generated", key)[0]) == 2
+
+
+def test_an_upload_in_flight_is_neither_damaged_nor_the_first_to_be_pruned(url):
+    cache = Cache(url)
+    old = cache.key("features", {"old": 1})
+    cache.put_tensors("features", old, {"features": torch.ones(2)})
+    key = cache.key("generated", {"request": 2})
+    cache.store.write(f"generated/{key[:2]}/{key}/0000.png", b"the first of three images")
+    in_flight = next(e for e in cache.entries() if e.kind == "generated")
+    assert in_flight.last_used >= next(e for e in cache.entries() if e.kind == "features").last_used
+    assert cache.verify() == []
+    with pytest.raises(ValueError, match="grace must be a number >= 0, got -1"):
+        cache.verify(grace=-1)
 
 
 def test_a_damaged_object_at_a_url_is_a_miss_and_is_removed(url):

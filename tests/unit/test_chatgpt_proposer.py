@@ -269,6 +269,8 @@ def test_a_bad_request_about_something_else_is_an_error(answering):
         NUMBERED.replace("3) next to a road (at night)", "3. inside a dark cave"),
         "in a desert, on a frozen lake, and in a cave",  # one line
         "in a desert\non a frozen lake\ncave",  # one per line
+        "Sorry, only three come to mind:\n- in a desert\n- on a frozen lake\n- in a cave",
+        "I can't think of many, but:\n1. in a desert\n2. on a frozen lake",  # a list: no refusal
     ],
 )
 def test_plain_answers_are_parsed_tolerantly(answering, answer):
@@ -293,6 +295,42 @@ def test_plain_answers_are_parsed_tolerantly(answering, answer):
 def test_plain_answers_that_are_no_list_are_malformed(answering, answer):
     proposer, _ = answering(answer, schema=False)
     with pytest.raises(ProposalError, match=r"class 'fox'.*malformed"):
+        proposer.propose(["fox"])
+
+
+REFUSALS = [
+    "Sorry, I can't help with that.",
+    "I'm sorry, but I cannot list places where that animal appears.",
+    "I\u2019m sorry, I can\u2019t assist with that request.",
+    "As an AI language model, I cannot browse the internet, so I can't say.",
+    "I cannot help with that",
+    "**Sorry**, that is not something I can answer.",
+    "Unfortunately, I am unable to answer that.",
+]
+
+
+@pytest.mark.parametrize("answer", REFUSALS)
+def test_a_plain_text_refusal_is_a_refusal_not_values(answering, answer):
+    proposer, _ = answering(per_class({"owl": GOOD["owl"], "fox": answer}), schema=False)
+    with pytest.raises(ProposalError, match=r"class 'fox'.*the model refused to answer") as caught:
+        proposer.propose(["owl", "fox"])
+    assert caught.value.class_name == "fox"
+    assert caught.value.partial == {"owl": ["at the beach", "in a busy city"]}
+    assert ("background", "fox") not in proposer.answers_
+
+
+def test_a_refusal_after_the_schema_is_rejected_or_ignored_is_a_refusal(answering):
+    rejected = Reply(status=400, error="response_format 'json_schema' is not supported")
+
+    def handler(body):
+        return rejected if "response_format" in body else REFUSALS[0]
+
+    proposer, server = answering(handler)
+    with pytest.raises(ProposalError, match=r"class 'fox'.*refused to answer: \"Sorry, I can't"):
+        proposer.propose(["fox"])
+    assert ["response_format" in r.body for r in server.requests] == [True, False]
+    proposer, _ = answering(REFUSALS[1])  # a server that ignores the schema
+    with pytest.raises(ProposalError, match=r"class 'fox'.*refused to answer: \"I'm sorry"):
         proposer.propose(["fox"])
 
 
@@ -593,6 +631,115 @@ def test_a_local_server_needs_no_key(monkeypatch):
     with OpenAIServer(per_class(GOOD)) as server:
         assert ChatGPTProposer(base_url=server.base_url).propose(["cat"]) == {"cat": ["underwater"]}
     assert server.requests[0].headers["authorization"] == "Bearer no-key"
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        (KEY + "\u00e9", "a non-ASCII character at position 26"),
+        ("sk-\u200b" + KEY, "a non-ASCII character at position 3"),
+        (KEY[:10] + " " + KEY[10:], "whitespace at position 10"),
+        (KEY[:10] + "\n" + KEY[10:], "whitespace at position 10"),
+        (KEY + "\x7f", "a control character at position 26"),
+    ],
+)
+def test_a_key_that_is_not_printable_ascii_is_refused_without_showing_it(monkeypatch, key, what):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    errors = []
+    with OpenAIServer(per_class(GOOD)) as server:
+        with pytest.raises(
+            ValueError, match=rf"^api_key must be printable ASCII.*{what}"
+        ) as caught:
+            make(server, api_key=key).propose(["fox"])
+        errors.append(caught.value)
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        with pytest.raises(
+            ValueError, match=rf"^OPENAI_API_KEY must be printable .*{what}"
+        ) as caught:
+            ChatGPTProposer(base_url=server.base_url).propose(["fox"])
+        errors.append(caught.value)
+    assert server.requests == []  # refused before any request
+    for err in errors:
+        shown = "".join(traceback.format_exception(err)) + repr(err.args)
+        assert KEY[-8:] not in shown and KEY[3:10] not in shown
+
+
+def test_surrounding_whitespace_is_stripped_from_the_key(monkeypatch, caplog):
+    """A key read from a file keeps its newline: it is stripped, not sent nor logged."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    caplog.set_level(logging.DEBUG)
+    with OpenAIServer(per_class(GOOD)) as server:
+        assert make(server, api_key=f"  {KEY}\n").propose(["fox"]) == {"fox": GOOD_FOX}
+        monkeypatch.setenv("OPENAI_API_KEY", f"{KEY}\r\n")
+        proposer = ChatGPTProposer(base_url=server.base_url, max_retries=0)
+        assert proposer.propose(["cat"]) == {"cat": ["underwater"]}
+    assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {KEY}"] * 2
+    assert caplog.records and all(KEY not in r.getMessage() for r in caplog.records)
+
+
+URL_KEY = "sk-url-0c4e9a71b2d85f36"
+QUERY_KEY = "sk-query-5d2b8e06f19c47a3"
+
+
+def http_filters() -> dict[str, list]:
+    """The filters of the openai client's loggers and its HTTP stack's."""
+    return {
+        name: list(each.filters)
+        for name, each in logging.Logger.manager.loggerDict.items()
+        if isinstance(each, logging.Logger) and name.startswith(("openai", "httpx", "httpcore"))
+    }
+
+
+def test_secrets_in_the_url_and_the_query_never_show(monkeypatch, caplog):
+    """Not in repr, the cache key, the HTTP stack's logs (at DEBUG) nor error messages."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    def leaky(body):  # echoes the secrets back, and logs them as the HTTP stack might
+        try:
+            raise RuntimeError(f"boom {URL_KEY}")
+        except RuntimeError:
+            logging.getLogger("httpx").debug("query %s", QUERY_KEY, exc_info=True)
+        if class_of(body) == "owl":
+            return Reply(status=500, error=f"bad {URL_KEY} {QUERY_KEY}", headers=FAST)
+        return GOOD["fox"]
+
+    caplog.set_level(logging.DEBUG)
+    filters = http_filters()
+    with OpenAIServer(leaky) as server:
+        proposer = ChatGPTProposer(
+            base_url=server.base_url.replace("http://", f"http://user:{URL_KEY}@"),
+            api_key=KEY,
+            max_retries=1,
+            request_options={"extra_query": {"key": QUERY_KEY}},
+        )
+        shown = repr(proposer)
+        with pytest.raises(ProposalError, match=r"'owl'.*bad \*\*\* \*\*\*") as caught:
+            proposer.propose(["fox", "owl"])
+    assert "base_url='http://user:***@127.0.0.1:" in shown and "<extra_query>" in shown
+    assert "user:***@127.0.0.1" in proposer.cache_key()["server"]
+    assert URL_KEY not in json.dumps(proposer.cache_key())  # extra_query values may change answers
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("POST http://user:***@127.0.0.1" in m and "key=***" in m for m in messages)
+    for secret in (URL_KEY, QUERY_KEY):
+        assert secret not in shown
+        assert secret not in str(caught.value) and secret not in repr(caught.value)
+        assert all(secret not in m for m in messages) and secret not in caplog.text
+    assert http_filters() == filters  # the scrubbing ends with the call
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://user:pw-secret-1@host:8000/v1", "http://user:***@host:8000/v1"),
+        ("https://tok-secret-2@host/v1", "https://***@host/v1"),  # a user name alone: a token
+        ("http://user:p@ss-secret-3@host/v1?x=1", "http://user:***@host/v1?x=1"),
+        ("http://host:8000/v1", "http://host:8000/v1"),
+    ],
+)
+def test_repr_and_cache_key_hide_credentials_in_the_url(base_url, shown):
+    proposer = ChatGPTProposer("m", base_url=base_url)
+    assert repr(proposer) == f"ChatGPTProposer('m', base_url={shown!r})"
+    assert proposer.cache_key()["server"] == shown
 
 
 # -- construction and configuration ----------------------------------------------------------------

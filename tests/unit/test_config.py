@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
+from failmodes import Debugger
 from failmodes.cache import data_fingerprint
 from failmodes.cli import main
 from failmodes.config import SHORT_NAMES, ConfigError, load_config
+from failmodes.extractors import TorchExtractor
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -254,6 +258,155 @@ def test_checking_builds_nothing(tmp_path):
         config.build()
 
 
+MODEL = 'factory = "failmodes.toyworld.parts:classifier"\nkwargs = {per_class = 5}'
+ABSENT = f"cuda:{max(9, torch.cuda.device_count())}"  # a CUDA device this machine lacks
+COUNT = torch.cuda.device_count()
+
+# each passed the check and then failed at run time with a traceback
+PASSED_THE_CHECK = [
+    (
+        "failmodes.toyworld.parts:classifier",
+        ".parts:generator",
+        "model.factory",
+        "expected an absolute 'module:attribute' (a module that `import` finds), got "
+        "'.parts:generator'",
+    ),
+    (
+        NAMES,
+        'class_names = "math:sqrt"',
+        "class_names",
+        "math:sqrt takes arguments (x); expected a list of strings, or a function of no "
+        "arguments that returns one",
+    ),
+    ("k = 2", "k = 2\nlam = inf", "debugger.lam", "must be a number >= 0 and <= 1000000, got inf"),
+    (MODEL, f"{MODEL}\nbatch_size = 0", "model.batch_size", "must be an integer >= 1, got 0"),
+    (
+        MODEL,
+        f'{MODEL}\nprecision = "int4"',
+        "model.precision",
+        "must be one of ['auto', 'float32', 'float16', 'bfloat16'], got 'int4'",
+    ),
+    (
+        MODEL,
+        'timm = "resnet_nope"\npretrained = false',
+        "model.timm",
+        "must be a timm model name (timm.list_models()), got 'resnet_nope'",
+    ),
+    (
+        MODEL,
+        'timm = "test_resnet"\nmodel_kwargs = {pretrained = false}',
+        "model.model_kwargs",
+        "must leave out pretrained: pass pretrained= to TimmExtractor itself",
+    ),
+    (
+        MODEL,
+        f'{MODEL}\ndevice = "{ABSENT}"',
+        "model.device",
+        f"must be a device of this machine, got '{ABSENT}' but this machine has {COUNT} CUDA "
+        "device",
+    ),
+    (
+        MODEL,
+        f'{MODEL}\ndevice = "gpu"',
+        "model.device",
+        "must be a torch device ('cpu', 'cuda', 'cuda:1', 'mps'), got 'gpu'",
+    ),
+    (
+        "weight_decay = 0.1",
+        "weight_decay = -0.1",
+        "head_trainer.weight_decay",
+        "must be a finite number >= 0, got -0.1",
+    ),
+]
+
+
+def _refused_in_one_line(path: Path, capsys, key: str, says: str) -> None:
+    """``load_config`` names the key; ``failmodes run --check`` says it in one line, status 2."""
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert error.value.key == key
+    assert str(error.value).startswith(f"{key}: ") and says in str(error.value), str(error.value)
+    assert main(["run", str(path), "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    [line] = err.splitlines()
+    assert line == f"failmodes run: error: {path}: {error.value}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "says"), PASSED_THE_CHECK, ids=[c[2] for c in PASSED_THE_CHECK]
+)
+def test_what_failed_at_run_time_is_refused_by_the_check(tmp_path, capsys, old, new, key, says):
+    assert old in BASE
+    _refused_in_one_line(_write(tmp_path, BASE.replace(old, new, 1)), capsys, key, says)
+
+
+def test_a_module_whose_import_raises_is_one_line_naming_the_key(tmp_path, capsys, monkeypatch):
+    (tmp_path / "explodes_on_import.py").write_text("raise RuntimeError('boom\\nat import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = BASE.replace("failmodes.toyworld.parts:classifier", "explodes_on_import:classifier")
+    _refused_in_one_line(
+        _write(tmp_path, text),
+        capsys,
+        "model.factory",
+        "importing module 'explodes_on_import' raised RuntimeError: boom at import",
+    )
+
+
+NAMES_MODULE = """
+def broken():
+    raise RuntimeError("no names here")
+
+def number():
+    return 3
+
+def names():
+    return ("fox", "owl")
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "says"),
+    [
+        (
+            "broken",
+            "names_probe:broken() raised RuntimeError: no names here; expected it to return a "
+            "list of strings",
+        ),
+        ("number", "names_probe:number() returned an integer 3; expected a list of strings"),
+    ],
+)
+def test_class_names_from_a_function_is_called_and_its_failure_named(
+    tmp_path, capsys, monkeypatch, function, says
+):
+    (tmp_path / "names_probe.py").write_text(NAMES_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = BASE.replace(NAMES, f'class_names = "names_probe:{function}"')
+    _refused_in_one_line(_write(tmp_path, text), capsys, "class_names", says)
+    good = _write(tmp_path, text.replace(f":{function}", ":names"), "good.toml")
+    assert load_config(good).class_names == ["fox", "owl"]
+
+
+def test_a_device_of_another_machine_is_checked_by_name_alone(tmp_path):
+    """Without its paths (a file for another machine), or on Ray, the machine is not asked."""
+    text = BASE.replace(MODEL, f'{MODEL}\ndevice = "{ABSENT}"')
+    assert load_config(_write(tmp_path, text), check_paths=False).data["model"]["device"] == ABSENT
+    ray = _write(tmp_path, text.replace("seed = 0", 'seed = 0\nengine = "ray"'), "ray.toml")
+    assert load_config(ray).engine == "ray"
+    with pytest.raises(ConfigError, match="^model.device: must be a torch device"):
+        load_config(_write(tmp_path, text.replace(ABSENT, "gpu")), check_paths=False)
+
+
+def test_a_setting_error_at_run_time_says_nothing_of_the_images():
+    """The note on the images is for the model's errors, not for a setting the error names."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    data = [(torch.rand(3, 2, 2), i % 2) for i in range(4)]
+    dbg = Debugger(extractor=TorchExtractor(model, precision="int4"), class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"^precision must be one of .*'int4'$") as caught:
+        dbg.features(data, name="train")
+    assert getattr(caught.value, "__notes__", []) == []
+
+
 # -- building -----------------------------------------------------------------------------------
 
 
@@ -397,7 +550,7 @@ def test_without_the_datasets_package_the_extra_is_named(tmp_path):
 # -- the examples -----------------------------------------------------------------------------
 
 
-def test_the_imagenet_example_checks_without_its_paths():
+def test_the_imagenet_example_checks_without_its_paths(tmp_path):
     config = load_config(EXAMPLES / "imagenet.toml", check_paths=False)
     data = config.data
     assert data["model"] == {
@@ -412,8 +565,10 @@ def test_the_imagenet_example_checks_without_its_paths():
     assert data["datasets"]["debug"]["take"] == data["datasets"]["test"]["skip"] == 30_000
     assert len(config.class_names) == 1000 and config.class_names[:2] == ["tench", "goldfish"]
     assert config.engine == "local"
+    shutil.copy(EXAMPLES / "imagenet-classes.txt", tmp_path)
+    on_cpu = (EXAMPLES / "imagenet.toml").read_text().replace('device = "cuda"', 'device = "cpu"')
     with pytest.raises(ConfigError, match="^datasets.train.path: .*/data/imagenet/train does not"):
-        load_config(EXAMPLES / "imagenet.toml")
+        load_config(_write(tmp_path, on_cpu, "imagenet.toml"))  # a machine without its paths
 
 
 def test_the_imagenet_example_builds_on_a_folder_and_on_ray(tmp_path):

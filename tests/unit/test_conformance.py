@@ -145,6 +145,70 @@ def test_check_generator_catches(generator, message):
         check_generator(generator)
 
 
+class _BackgroundsGenerator(ImageGenerator):
+    """A README-style generator: its own shapes on its own backgrounds, looked up by name."""
+
+    attribute = "background"
+    shapes = {"circle": 40, "square": 120}
+    backgrounds = {"on grass": (40, 160, 40), "on sand": (220, 200, 140), None: (128, 128, 128)}
+
+    def generate(self, requests, *, progress=None):
+        return [[self._image(r, i) for i in range(r.count)] for r in requests]
+
+    def _image(self, request, i):
+        shade, colour = self.shapes[request.class_name], self.backgrounds[request.value]
+        image = _noise(request.image_seed(i))
+        image.paste(Image.new("RGB", (8, 8), colour), (0, 0))
+        image.paste(Image.new("RGB", (4, 4), (shade, shade, shade)), (2, 2))
+        return image
+
+
+def test_check_generator_passes_a_generator_given_requests_it_serves():
+    check_generator(
+        _BackgroundsGenerator(),
+        [
+            GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 2, 0),
+            GenerationRequest(1, "square", None, "a photo of a square", 1, 1),
+        ],
+    )
+
+
+def test_check_generator_names_the_default_request_a_generator_cannot_serve():
+    with pytest.raises(AssertionError) as caught:
+        check_generator(_BackgroundsGenerator())
+    message = str(caught.value)
+    assert "_BackgroundsGenerator" in message and "KeyError" in message
+    assert "class 'fox', value 'in a desert', prompt 'a photo of a fox in a desert'" in message
+    assert "check_generator(generator, requests=[GenerationRequest(" in message
+    assert '2, 0, "background")' in message  # the attribute the generator declares
+
+
+def test_check_generator_names_the_given_request_a_generator_cannot_serve():
+    requests = [
+        GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 2, 0),
+        GenerationRequest(1, "square", "on the moon", "a photo of a square on the moon", 1, 1),
+    ]
+    with pytest.raises(
+        AssertionError, match=r"request 1 of 2 \(class 'square', value 'on the moon'"
+    ):
+        check_generator(_BackgroundsGenerator(), requests)
+
+
+class _NoEmptyGenerator(_BackgroundsGenerator):
+    """Serves every request but one with count=0 (it looks its first image up eagerly)."""
+
+    def generate(self, requests, *, progress=None):
+        if any(r.count == 0 for r in requests):
+            raise IndexError("list index out of range")
+        return super().generate(requests, progress=progress)
+
+
+def test_check_generator_wraps_a_failure_on_a_request_with_count_0():
+    requests = [GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 2, 0)]
+    with pytest.raises(AssertionError, match="count 0.*IndexError.*empty list"):
+        check_generator(_NoEmptyGenerator(), requests)
+
+
 class _ReversingCaptioner(FailureCaptioner):
     """Answers in reverse order (per-image values depend on position)."""
 

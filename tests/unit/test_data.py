@@ -1,9 +1,21 @@
+import io
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from failmodes.data import ImageDataset, groups_of, images_at, iter_items, labels_of, to_rgb
+from failmodes.data import (
+    ImageDataset,
+    ImageList,
+    groups_of,
+    images_at,
+    iter_items,
+    labels_of,
+    read_item,
+    subset,
+    to_rgb,
+)
 
 
 def test_iter_items_pairs_and_bare_images():
@@ -73,3 +85,60 @@ def test_labels_and_groups_of_a_subset_are_read_without_its_images():
     view = Subset(Folder(), [3, 0])
     assert labels_of(view).tolist() == [1, 0]
     assert groups_of(view) == ["d", "a"]
+
+
+def _image_folder_with_a_truncated_png(root):
+    """An ImageFolder of two classes whose ``owl/1.png`` stops halfway; returns that file."""
+    for name in ("fox", "owl"):
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), "red").save(root / name / "0.png")
+    buffer = io.BytesIO()
+    Image.effect_noise((32, 32), 40).convert("RGB").save(buffer, "PNG")
+    broken = root / "owl" / "1.png"
+    broken.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return broken
+
+
+def _said(err: BaseException) -> str:
+    return "\n".join([str(err), *getattr(err, "__notes__", [])])
+
+
+def test_a_truncated_file_of_an_image_folder_is_named(tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    from torch.utils.data import Subset
+
+    broken = _image_folder_with_a_truncated_png(tmp_path / "debug")
+    data = datasets.ImageFolder(str(tmp_path / "debug"))
+    with pytest.raises(OSError, match="truncated") as caught:
+        list(iter_items(data))
+    assert str(broken) in _said(caught.value)
+    with pytest.raises(OSError) as caught:
+        images_at(Subset(data, [2, 0]), [0])
+    assert str(broken) in _said(caught.value)
+    with pytest.raises(OSError) as caught:
+        read_item(data, 2)
+    assert str(broken) in _said(caught.value)
+    assert read_item(data, 0)[1] == 0  # a readable file reads as before
+
+
+def test_a_truncated_file_is_named_when_the_features_are_extracted(tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    from torch import nn
+
+    from failmodes import TorchExtractor
+    from failmodes.steps import extract_features
+
+    broken = _image_folder_with_a_truncated_png(tmp_path / "debug")
+    data = datasets.ImageFolder(str(tmp_path / "debug"))
+    extractor = TorchExtractor(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2)))
+    with pytest.raises(OSError) as caught:
+        extract_features(extractor, data, class_names=["fox", "owl"], name="debug")
+    assert str(broken) in _said(caught.value) and "debug" in _said(caught.value)
+
+
+def test_a_truncated_file_of_an_image_list_is_named(tmp_path):
+    broken = _image_folder_with_a_truncated_png(tmp_path)
+    data = ImageDataset(ImageList([Image.new("RGB", (8, 8)), broken]), [0, 1])
+    with pytest.raises(OSError) as caught:
+        subset(data, [1])
+    assert str(broken) in _said(caught.value)

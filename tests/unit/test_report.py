@@ -273,3 +273,94 @@ def test_failure_examples_read_tensors_and_arrays():
             assert image.size == (20, 20) and image.mode == "RGB"
     with Image.open(io.BytesIO(examples[2].png)) as image:
         assert image.getpixel((3, 3)) == (7, 7, 7)
+
+
+# ---------------------------------------------------------------- the configuration grid wraps
+WRAPPING = re.compile(r"overflow-wrap\s*:\s*(anywhere|break-word)|word-break\s*:\s*break-all")
+LONGEST = 40  # characters without a break that a config cell may show without a wrapping rule
+
+
+def _css_rules(page: str) -> list[tuple[list[str], str]]:
+    """``(selectors, declarations)`` of every rule of the page's style, media queries aside."""
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    style = re.sub(r"@media[^{]*\{((?:[^{}]*\{[^{}]*\})*)\s*\}", "", style)
+    return [
+        ([s.strip() for s in selectors.split(",")], body)
+        for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", style)
+    ]
+
+
+def _config_cells(page: str) -> list[tuple[str, str]]:
+    """``(tag, text)`` of every cell of the configuration grid."""
+    grid = re.search(r'<dl class="([^"]*\bconfig\b[^"]*)">(.*?)</dl>', page, re.S)
+    assert grid is not None, "no configuration grid"
+    return re.findall(r"<(dt|dd)>(.*?)</\1>", grid.group(2), re.S)
+
+
+def _wraps(page: str, tag: str) -> bool:
+    """Whether a rule that matches a ``tag`` of the configuration grid wraps long words."""
+    classes = re.search(r'<dl class="([^"]*\bconfig\b[^"]*)">', page).group(1).split()
+    grids = {"dl", *(f".{c}" for c in classes), *(f"dl.{c}" for c in classes)}
+    grids.add("dl" + "".join(f".{c}" for c in classes))
+    matching = {tag, *(f"{g} {tag}" for g in grids), *(f"{g}>{tag}" for g in grids)}
+    return any(
+        set(selectors) & matching and WRAPPING.search(body) for selectors, body in _css_rules(page)
+    )
+
+
+def test_long_config_values_wrap_within_the_page(tmp_path):
+    long_path = "/data/" + "/".join(f"folder_{i:02d}" for i in range(20)) + "/images.parquet"
+    result = _user_result("wallet", "on ice")
+    result = replace(
+        result,
+        config={
+            **result.config,
+            "cache": long_path,
+            "lam_grid": [0.125 * i for i in range(40)],
+            "a_setting_name_that_is_rather_long": "x" * 80,
+        },
+    )
+    page = result.report(tmp_path / "report.html").read_text("utf-8")
+    cells = _config_cells(page)
+    assert any(long_path in text for _, text in cells)
+    unbroken = [(tag, word) for tag, text in cells for word in text.split() if len(word) > LONGEST]
+    assert unbroken, "the test needs a value without a break"
+    for tag in {tag for tag, _ in unbroken}:
+        assert _wraps(page, tag), f"a config <{tag}> holds a word of more than {LONGEST} characters"
+    # the value columns may shrink below their longest word (a bare 1fr keeps it as a minimum)
+    grid_rules = [body for selectors, body in _css_rules(page) if "dl.config" in selectors]
+    columns = [re.search(r"grid-template-columns:([^;}]*)", b) for b in grid_rules]
+    tracks = " ".join(c.group(1) for c in columns if c)
+    assert "fr" in tracks and not re.search(r"(?<!minmax\(0,)\b\d*fr", tracks), tracks
+
+
+def test_the_wrapping_check_finds_a_grid_that_does_not_wrap():
+    page = (
+        "<style>dl.config{grid-template-columns:max-content 1fr}dl.config dd{font-size:12px}"
+        '</style><dl class="legend config"><dt>cache</dt><dd>' + "x" * 80 + "</dd></dl>"
+    )
+    assert not _wraps(page, "dd")
+    assert _wraps(page.replace("font-size:12px", "overflow-wrap:anywhere"), "dd")
+
+
+# ---------------------------------------------------------------- one rule for numbers
+def test_every_score_of_the_selection_table_has_three_decimals_and_settings_are_as_set(tmp_path):
+    result = _user_result("wallet", "on ice")
+    row = {
+        "method": "failmodes",
+        "k": 1,
+        "images_per_mode": 2,
+        "lam": 1 / 3,
+        "val_acc": 0.5,
+        "val_failure_acc": 0.123456789,
+        "guard_acc": 0.946666666,
+        "eligible": True,
+        "chosen": True,
+    }
+    result = replace(result, selection=pd.DataFrame([row]))
+    page = result.report(tmp_path / "report.html").read_text("utf-8")
+    table = page[page.index('id="selection"') :]
+    table = table[: table.index("</table>")]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
+    assert cells == ["failmodes", "1", "2", "0.333333", "0.500", "0.123", "0.947", "yes"]
+    assert "0.946667" not in page

@@ -181,3 +181,252 @@ def test_mode_accuracy_splits_the_held_out_failures_by_the_targeted_modes():
     # unknown without groups, or when no true value was proposed for the class
     assert evaluate_modes(prep, {"failmodes": head}, None, _modes(), generated) is None
     assert evaluate_modes(prep, {"failmodes": head}, ["x"] * 6, _modes(), generated) is None
+
+
+# ---------------------------------------------------------------- a run saved and read back
+@pytest.fixture(scope="module")
+def small_run():
+    """A real run of the demo's components on a small world, with an image filter and a guard."""
+    pytest.importorskip("open_clip")
+    from failmodes import Debugger
+    from failmodes.filters import CaptionFilter
+    from failmodes.toyworld import ToyWorld, demo_components
+
+    world = ToyWorld(seed=11)
+    components = demo_components(world, k=2, lam=[0.5, 1.0], images_per_mode=5, cache=False)
+    components["image_filter"] = CaptionFilter(components["captioner"], class_top_k=3)
+    dbg = Debugger(**components)
+    extra = {"more": world.test(60)}
+    return dbg.run(world.train(20), world.debug(1000), world.test(400), seed=0, extra=extra)
+
+
+@pytest.fixture(scope="module")
+def saved(small_run, tmp_path_factory):
+    """``small_run`` saved with its images, and the folder."""
+    return small_run.save(tmp_path_factory.mktemp("saved") / "run")
+
+
+def _pixels(images, n=3):
+    return [images[i].tobytes() for i in range(min(n, len(images)))]
+
+
+def test_a_saved_run_reads_back_equal(small_run, saved, tmp_path):
+    from pandas.testing import assert_frame_equal
+
+    run = small_run
+    assert run.generated.filter_report is not None and run.examples and run.mode_accuracy
+    back = RunResult.load(saved)
+    assert_frame_equal(back.to_frame(), run.to_frame())
+    assert back.summary() == run.summary()
+    assert_frame_equal(back.selection, run.selection)
+    assert_frame_equal(back.failures.to_frame(), run.failures.to_frame())
+    assert_frame_equal(back.modes.to_frame(), run.modes.to_frame())
+    assert back.modes.modes == run.modes.modes and back.modes.describe() == run.modes.describe()
+    assert back.mode_accuracy == run.mode_accuracy and back.group_accuracy == run.group_accuracy
+    assert back.examples == run.examples  # the thumbnails' PNG bytes too
+    for name, generated in {"failmodes": run.generated, **run.baseline_generated}.items():
+        again = back.generated if name == "failmodes" else back.baseline_generated[name]
+        assert_frame_equal(again.to_frame(), generated.to_frame())
+        assert again.requests == generated.requests and again.image_ids == generated.image_ids
+        assert _pixels(again.images) == _pixels(generated.images)
+    assert_frame_equal(back.generated.filter_report, run.generated.filter_report)
+    assert list(back.heads) == list(run.heads)
+    for method, head in run.heads.items():
+        assert torch_equal(back.heads[method].weight, head.weight), method
+        assert torch_equal(back.heads[method].bias, head.bias), method
+    # the report of the loaded run is the report of the run
+    page = back.report(tmp_path / "back.html").read_text("utf-8")
+    assert page == run.report(tmp_path / "run.html").read_text("utf-8")
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a.detach().cpu(), b.detach().cpu())
+
+
+def test_a_run_saved_without_images_keeps_everything_else(small_run, tmp_path):
+    from failmodes.collective import compare
+
+    folder = small_run.save(tmp_path / "run", images=False)
+    assert not (folder / "generated").exists()
+    back = RunResult.load(folder)
+    assert back.summary() == small_run.summary()
+    assert len(back.generated) == len(small_run.generated) and set(back.generated.images) == {None}
+    assert back.generated.values == small_run.generated.values
+    page = back.report(tmp_path / "back.html").read_text("utf-8")
+    assert "saved without its generated images" in page
+    assert "saved without" not in small_run.report(tmp_path / "run.html").read_text("utf-8")
+    assert compare(small_run, back).table.equals(compare(small_run, small_run).table)
+    # saved again: the images it lacks are not written, the rest is
+    again = RunResult.load(back.save(tmp_path / "again"))
+    assert again.summary() == small_run.summary()
+
+
+def test_saving_replaces_a_saved_run_and_nothing_else(small_run, tmp_path):
+    folder = small_run.save(tmp_path / "run", images=False)
+    small_run.save(folder, images=False)  # a run saved there before is replaced
+    assert RunResult.load(folder).summary() == small_run.summary()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"notes\.txt is not a file of a run saved there"):
+        small_run.save(folder)
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "run.json").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.csv").write_text("1,2")
+    with pytest.raises(FileExistsError, match="not a file of a run saved there"):
+        small_run.save(tmp_path / "other")
+    with pytest.raises(FileExistsError, match="is a file"):
+        small_run.save(tmp_path / "other" / "data.csv")
+
+
+def _damage(folder, how):
+    """Damage a copy of a saved run as ``how`` says; the part the error must name."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    document = json.loads((folder / "run.json").read_text())
+    if how == "no run.json":
+        (folder / "run.json").unlink()
+        return "run.json is missing"
+    if how == "not JSON":
+        (folder / "run.json").write_text("{ not json")
+        return "run.json is not a saved run: it is not JSON"
+    if how == "foreign JSON":
+        (folder / "run.json").write_text('{"format": "someone.else/3"}')
+        return "format 'someone.else/3'.*it is not a saved run"
+    if how == "newer format":
+        document["format"] = "failmodes.RunResult/2"
+        (folder / "run.json").write_text(json.dumps(document))
+        return "another version of failmodes wrote it"
+    if how == "a part missing":
+        del document["modes"]["captions"]
+        (folder / "run.json").write_text(json.dumps(document))
+        return "run.json is damaged: it has no 'modes.captions'"
+    if how == "arrays missing":
+        (folder / "arrays.safetensors").unlink()
+        return "arrays.safetensors is missing"
+    if how == "an array missing":
+        arrays = load_file(folder / "arrays.safetensors")
+        del arrays["failures.heldout"]
+        save_file(arrays, folder / "arrays.safetensors")
+        return "arrays.safetensors is damaged: it has no array 'failures.heldout'"
+    if how == "arrays damaged":
+        (folder / "arrays.safetensors").write_bytes(b"\x80\x04 not safetensors")
+        return "arrays.safetensors is damaged"
+    if how == "a thumbnail missing":
+        (folder / document["examples"][0]["file"]).unlink()
+        return "examples/0000.png is missing: a failure thumbnail"
+    if how == "an image missing":
+        next((folder / "generated" / "random").rglob("*.png")).unlink()
+        return "is missing: an image of the 'random' set"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "no run.json",
+        "not JSON",
+        "foreign JSON",
+        "newer format",
+        "a part missing",
+        "arrays missing",
+        "an array missing",
+        "arrays damaged",
+        "a thumbnail missing",
+        "an image missing",
+    ],
+)
+def test_a_damaged_saved_run_is_refused_naming_the_path_and_the_part(saved, tmp_path, how):
+    import shutil
+
+    folder = shutil.copytree(saved, tmp_path / "copy")
+    expected = _damage(folder, how)
+    with pytest.raises((FileNotFoundError, ValueError), match=expected) as error:
+        RunResult.load(folder)
+    assert str(folder) in str(error.value)
+
+
+def test_a_folder_without_a_saved_run_says_where_the_run_is(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        RunResult.load(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"holds no saved run: .*run\.json is missing"):
+        RunResult.load(tmp_path)
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="a summary.json alone cannot be read back"):
+        RunResult.load(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="the run that failmodes demo or run saved is in"):
+        RunResult.load(tmp_path)
+
+
+# ---------------------------------------------------------------- compare, when nothing differs
+def test_compare_says_why_no_mode_differs(small_run):
+    from dataclasses import replace
+
+    from failmodes.collective import compare
+
+    same = compare(small_run, small_run, names=("one", "two"))
+    assert same.table["fails"].isna().all()
+    assert same.reason is not None and same.describe() == [
+        f"no mode where one model fails clearly more often: {same.reason}"
+    ]
+    assert "the two models fail on the same images" in same.reason
+    assert "settings are equal and their summaries equal on every figure" in same.reason
+    # another repair setting: the original model's failures are the same
+    other = replace(small_run, config={**small_run.config, "lam_grid": [4.0], "seed": 7})
+    assert "the runs' settings differ (lam_grid, seed), but not the models' failures" in (
+        compare(small_run, other).reason
+    )
+    # other figures from equal settings
+    figures = replace(
+        small_run, accuracy={**small_run.accuracy, "refit": small_run.accuracy["before"]}
+    )
+    assert "their figures differ (refit_" in compare(small_run, figures).reason
+    # a few images fail differently, too few to set a mode apart
+    captioned = [c.value is not None for c in small_run.modes.captions]
+    failed = small_run.modes.indices[captioned][:2]
+    labels, predictions = small_run.failures.labels, small_run.failures.predictions.copy()
+    predictions[failed] = labels[failed]
+    fixed = replace(small_run, failures=replace(small_run.failures, predictions=predictions))
+    reason = compare(small_run, fixed, names=("cnn", "mixer")).reason
+    assert reason.startswith("the models fail differently on 2 of the ")
+    assert "on no mode are their failure rates' 95% intervals apart; the largest gap is " in reason
+    # nothing captioned with a value: nothing to compare
+    blank = replace(
+        small_run.modes,
+        captions=[Caption(None, 0.0)] * len(small_run.modes.captions),
+        success_captions=[Caption(None, 0.0)] * len(small_run.modes.success_captions),
+    )
+    uncaptioned = replace(small_run, modes=blank)
+    assert "there is none to compare" in compare(uncaptioned, uncaptioned).reason
+
+
+def test_compare_gives_no_reason_when_a_mode_differs():
+    from failmodes import FailureSet
+    from failmodes.collective import compare
+
+    labels = np.zeros(40, dtype=int)
+    captions = [Caption("on ice", 1.0)] * 40
+    runs = []
+    for predictions in (np.ones(40, dtype=int), np.zeros(40, dtype=int)):
+        wrong = np.flatnonzero(predictions != labels)
+        modes = FailureModes.from_captions(
+            class_names=NAMES,
+            attribute="background",
+            indices=np.arange(40),
+            labels=labels,
+            predictions=predictions,
+            captions=captions,
+            candidates={"wallet": ["on ice"]},
+            k=1,
+        )
+        failures = FailureSet(labels, predictions, np.array([], dtype=int), wrong, wrong[:0])
+        runs.append(RunResult(NAMES, "background", {}, {}, failures, modes, None, None, config={}))
+    comparison = compare(*runs)
+    assert comparison.reason is None
+    assert comparison.describe() == [
+        "a fails on wallet on ice, b does not: 40 vs 0 failures of 40 images"
+    ]

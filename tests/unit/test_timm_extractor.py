@@ -87,5 +87,5 @@ def test_bad_models_and_arguments_are_named():
         _ = TimmExtractor("test_vit", model_kwargs={"pretrained": False}).head
     with pytest.raises(ValueError, match="precision must be one of"):
         TimmExtractor(_model(), precision="half").extract(torch.rand(1, 3, 64, 64))
-    with pytest.raises(RuntimeError, match="Unknown model"):
+    with pytest.raises(ValueError, match="model must be a timm model name .*'no_such_model_xyz'"):
         _ = TimmExtractor("no_such_model_xyz", pretrained=False).head
