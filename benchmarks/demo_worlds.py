@@ -32,8 +32,13 @@ import time
 import numpy as np
 
 from failmodes.cache import resolve_cache
+from failmodes.debugger import Debugger
+from failmodes.methods import REAL_SETS, SOURCE_SETS
+from failmodes.ranking import ALLOCATIONS, DEFAULT_RANK, RANKINGS
 from failmodes.toyworld import ToyWorld
 from failmodes.toyworld.demo import DEMO_SETTINGS, cached_split, run_demo
+
+_DEBUGGER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Debugger)}
 
 DEFAULT_WORLDS = [
     f"{attribute}:{strength}:{seed}"
@@ -309,7 +314,7 @@ def main() -> None:
     parser.add_argument(
         "--sources",
         default=None,
-        choices=["train", "debug_seed"],
+        choices=SOURCE_SETS,
         help="what an editor edits (default: the Debugger's)",
     )
     parser.add_argument(
@@ -322,15 +327,16 @@ def main() -> None:
     parser.add_argument(
         "--reals",
         nargs="+",
-        default=["failures"],
-        choices=["failures", "failures_and_successes", "none"],
-        help="the debug set's own images every repair may refit on (default: %(default)s)",
+        default=[_DEBUGGER_DEFAULTS["real"]],
+        choices=[*REAL_SETS, "none"],
+        help="the debug set's own images every repair may refit on (default: the Debugger's, "
+        "%(default)s)",
     )
-    parser.add_argument("--ranks", nargs="+", default=["excess"], choices=["excess", "count"])
+    parser.add_argument("--ranks", nargs="+", default=[DEFAULT_RANK], choices=sorted(RANKINGS))
     parser.add_argument(
         "--allocation",
-        default="even",
-        choices=["even", "excess"],
+        default=_DEBUGGER_DEFAULTS["allocation"],
+        choices=ALLOCATIONS,
         help="share each class's images among its modes evenly or by excess failures",
     )
     parser.add_argument(

@@ -56,4 +56,4 @@ if __name__ == "__main__":
     )
     dbg = Debugger(**demo_components(world, generator=generator))
     result = dbg.run(world.train(), world.debug(), world.test(), seed=0)
-    print(result.to_frame().round(3))
+    print(result.to_frame().round(3).to_string())

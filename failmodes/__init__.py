@@ -11,7 +11,7 @@ import importlib
 import logging
 from typing import Any
 
-from failmodes.errors import SettingError
+from failmodes.errors import DataError, SettingError
 from failmodes.interfaces import (
     BackgroundProposer,
     Caption,
@@ -57,6 +57,7 @@ _LAZY = {
 __all__ = [
     "BackgroundProposer",
     "Caption",
+    "DataError",
     "EditingGenerator",
     "FailureCaptioner",
     "FailureExample",

@@ -1,4 +1,9 @@
-"""``failmodes cache info | verify | prune``: look after a cache folder from the command line."""
+"""``failmodes cache info | verify | prune``: look after a cache folder from the command line.
+
+Each refuses a folder that is not a failmodes cache (it has no ``CACHEDIR.TAG``; see
+[`Cache.check_is_cache`][failmodes.cache.Cache.check_is_cache]) before it lists or removes
+anything.
+"""
 
 from __future__ import annotations
 
@@ -86,22 +91,30 @@ def add_cache_parser(sub: Any, parents: list) -> None:
 
 def run_cache(args: argparse.Namespace) -> int:
     """Run ``failmodes cache <action>``; returns the exit status."""
-    from failmodes.cache import Cache
-
-    cache = Cache(args.cache)
-    try:
-        found = cache.exists()
-    except (ValueError, ImportError, OSError) as err:  # a broken URL, a missing fsspec backend
-        print(f"failmodes cache: error: --cache: {err}", file=sys.stderr)
-        return 2
-    if not found:
-        print(f"failmodes cache: error: --cache: no cache at {cache.location}", file=sys.stderr)
+    cache, problem = _opened(args.cache)
+    if problem is not None:
+        print(f"failmodes cache: error: --cache: {problem}", file=sys.stderr)
         return 2
     try:
         return _act(cache, args)
     except OSError as err:  # a read-only cache: what could not be removed, in one line
         print(f"failmodes cache {args.action}: error: {err}", file=sys.stderr)
         return 1
+
+
+def _opened(root: str | None) -> tuple[Any, str | None]:
+    """The cache at ``root``, and why the command cannot look after it (``None`` when it can)."""
+    from failmodes.cache import Cache
+
+    try:
+        cache = Cache(root)
+        if not cache.exists():
+            return cache, f"no cache at {cache.location}"
+        cache.check_is_cache()
+    except (ValueError, ImportError, OSError) as err:  # not a cache, a broken URL, a file, ...
+        # the library's messages name its argument ("cache: ..."); here the flag is named
+        return None, str(err).removeprefix("cache: ")
+    return cache, None
 
 
 def _act(cache: Any, args: argparse.Namespace) -> int:

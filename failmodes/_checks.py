@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,19 +33,25 @@ def check_number(
     maximum: float | None = None,
     integer: bool = False,
     below: float | None = None,
+    finite: bool = False,
 ) -> Any:
     """``value`` as an int or float, or a ValueError that names ``name`` and the range.
 
-    Booleans and NaN are refused; ``integer`` accepts integral floats (``2.0``) and returns an
-    int. ``minimum``/``maximum`` are inclusive bounds, ``below`` an exclusive upper bound.
+    Booleans and NaN are refused (numpy's numbers are numbers); ``integer`` accepts integral
+    floats (``2.0``) and returns an int. ``minimum``/``maximum`` are inclusive bounds, ``below``
+    an exclusive upper bound; ``finite`` refuses infinities too (the message says so where no
+    upper bound does).
     """
-    kind = "an integer" if integer else "a number"
+    unbounded = maximum is None and below is None
+    kind = "an integer" if integer else f"a {'finite ' if finite and unbounded else ''}number"
     bounds = [f">= {minimum}"] if minimum is not None else []
     bounds += [f"<= {maximum}"] if maximum is not None else []
     bounds += [f"< {below}"] if below is not None else []
     expected = f"{kind} {' and '.join(bounds)}".strip()
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
-    ok = ok and not (integer and (math.isinf(value) or int(value) != value))
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy numbers too
+    ok = ok and not math.isnan(value)
+    ok = ok and not ((integer or finite) and math.isinf(value))
+    ok = ok and not (integer and int(value) != value)
     ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
     ok = ok and (below is None or value < below)
     if not ok:
@@ -59,6 +66,7 @@ def check_grid(
     minimum: float,
     integer: bool = False,
     maximum: float | None = None,
+    finite: bool = False,
 ) -> list:
     """A setting given as one value or a list of candidates, as a sorted list without repeats.
 
@@ -69,15 +77,18 @@ def check_grid(
     if not values:
         raise ValueError(f"{name} must be a value or a non-empty list of values, got []")
     cast = int if integer else float
-    checked = [
-        cast(check_number(v, name, minimum=minimum, maximum=maximum, integer=integer))
-        for v in values
-    ]
+    bounds = {"minimum": minimum, "maximum": maximum, "integer": integer, "finite": finite}
+    checked = [cast(check_number(v, name, **bounds)) for v in values]
     return sorted(set(checked))
 
 
 def check_class_names(class_names: Any) -> list[str]:
-    """``class_names`` as a list of distinct non-empty strings, by label index."""
+    """``class_names`` as a list of distinct non-empty strings, by label index.
+
+    A name with surrounding whitespace is refused (it would be carried into every prompt), and
+    so are two names equal when lower-cased: CLIP tokenizers lower-case their text, so the two
+    classes' prompts would be one.
+    """
     if isinstance(class_names, str | bytes | Mapping) or not isinstance(class_names, Iterable):
         raise ValueError(
             "class_names must be a list of class names by label index, got "
@@ -86,10 +97,26 @@ def check_class_names(class_names: Any) -> list[str]:
     names = list(class_names)
     if not names or not all(isinstance(n, str) and n.strip() for n in names):
         raise ValueError("class_names must be a non-empty list of non-empty strings")
+    padded = [n for n in names if n != n.strip()]
+    if padded:
+        raise ValueError(f"class_names must not have surrounding whitespace: {padded[0]!r}")
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"class_names must be unique; repeated: {repeated}")
+    _check_case(names)
     return names
+
+
+def _check_case(names: list[str]) -> None:
+    """A ValueError naming the first two names that are equal when lower-cased."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ValueError(
+                "class_names must not be equal when lower-cased (CLIP tokenizers lower-case "
+                f"prompts, so the classes could not be told apart): {other!r} and {name!r}"
+            )
 
 
 def check_device(device: Any, name: str = "device", *, here: bool = True) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from failmodes._urls import url_credentials
 from failmodes.cache import Cache
 from failmodes.ranking import Ranking
 from failmodes.settings import GRIDS
@@ -30,7 +31,11 @@ def checked_component(name: str, component: Any) -> Any:
 
 
 def described(value: Any) -> Any:
-    """A setting as JSON: simple values as they are, components by class, a cache by path."""
+    """A setting as JSON: simple values as they are, components by class, a cache by location.
+
+    A [`Cache`][failmodes.cache.Cache] is recorded by its
+    [`location`][failmodes.cache.Cache.location], which shows a URL's password as ``***``.
+    """
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
@@ -68,7 +73,7 @@ def run_config(
     from failmodes import __version__
 
     settings = {
-        name: described(checked_component(name, value) if name == "head_trainer" else value)
+        name: described(_recorded(name, value))
         for name, value in components.items()
         if name not in GRIDS and name != "class_names"
     }
@@ -87,6 +92,15 @@ def run_config(
             kept_original=bool(chosen.get("kept_original", False)),
         )
     return config
+
+
+def _recorded(name: str, value: Any) -> Any:
+    """A setting as a run records it: the head trainer in use, a cache URL's password hidden."""
+    if name == "head_trainer":
+        return checked_component(name, value)
+    if name == "cache" and isinstance(value, str):
+        return url_credentials(value)[0]
+    return value
 
 
 def check_known(changes: dict[str, Any], known: dict[str, Any], caller: str) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from failmodes._imports import require
+from failmodes._urls import hide_credentials, url_credentials
 
 __all__ = ["COMMIT", "LocalStore", "UrlStore", "is_url", "open_store"]
 
@@ -44,17 +45,22 @@ def open_store(root: str | os.PathLike, options: dict[str, Any] | None = None) -
     Raises:
         ValueError: for a URL that names no place after its scheme (``s3://``, ``file://``),
             or a root that reads as a broken URL (``://x``).
+        NotADirectoryError: for a folder that is a file.
     """
     text = str(root)
     if "://" in text:
         scheme, _, place = text.partition("://")
         if not scheme.isidentifier() or not place.strip("/"):
             raise ValueError(
-                f"cache URL {text!r} names no place: give a scheme and a path after it, as in "
-                "s3://bucket/failmodes or file:///home/me/cache (a plain folder needs no scheme)"
+                f"cache URL {url_credentials(text)[0]!r} names no place: give a scheme and a "
+                "path after it, as in s3://bucket/failmodes or file:///home/me/cache (a plain "
+                "folder needs no scheme)"
             )
         return UrlStore(text, options)
-    return LocalStore(Path(root).expanduser())
+    folder = Path(root).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"cache: {folder} is a file, not a folder")
+    return LocalStore(folder)
 
 
 class LocalStore:
@@ -71,6 +77,10 @@ class LocalStore:
     def show(self, rel: str) -> Path:
         """What to call an entry in messages: its path."""
         return self.root / rel
+
+    def hide(self, text: str) -> str:
+        """A message as it may be shown: a folder has no secret to hide."""
+        return text
 
     def local(self, rel: str) -> Path:
         """A path this process can open for the file ``rel``."""
@@ -206,14 +216,15 @@ class UrlStore:
                     else (f"install the fsspec package of {protocol}://")
                 )
                 raise ImportError(
-                    f"the cache {self.url} needs a package that is not installed ({err}): {how}"
+                    f"the cache {self.location} needs a package that is not installed "
+                    f"({self.hide(str(err))}): {how}"
                 ) from err
         return self._fs
 
     @property
     def location(self) -> str:
-        """The URL."""
-        return self.url
+        """The URL as it is shown: its user info's secret as ``***``."""
+        return url_credentials(self.url)[0]
 
     def _full(self, rel: str) -> str:
         self.fs  # noqa: B018 (makes the root known)
@@ -229,8 +240,12 @@ class UrlStore:
         return full
 
     def show(self, rel: str) -> str:
-        """What to call an entry in messages: its URL."""
-        return f"{self.url}/{rel}"
+        """What to call an entry in messages: its URL, as it is shown."""
+        return f"{self.location}/{rel}"
+
+    def hide(self, text: str) -> str:
+        """A message as it may be shown: the URL's secret, wherever it is quoted, as ``***``."""
+        return hide_credentials(text, self.url)
 
     def local(self, rel: str) -> None:
         """No path this process can open: files are read as bytes."""

@@ -23,15 +23,24 @@ The cache lives in ``$FAILMODES_CACHE`` (a folder or a URL) when set, else in th
 folder that ``platformdirs`` gives (``~/.cache/failmodes`` on Linux). A
 [`Debugger`][failmodes.debugger.Debugger] uses it by default; ``Debugger(cache=False)`` turns it off
 and ``Debugger(cache="path")`` points it elsewhere.
+
+A cache is marked by a ``CACHEDIR.TAG`` file at its root (the [Cache Directory Tagging
+Specification](https://bford.info/cachedir/), which also keeps backup tools out), written with
+its first entry. [`Cache.info`][Cache.info], [`verify`][Cache.verify] and [`prune`][Cache.prune]
+refuse a folder without one, so that they never list or remove a user's own files; an untagged
+cache of an earlier failmodes is recognised by its files (see
+[`check_is_cache`][Cache.check_is_cache]) and tagged then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
+import re
 import time
 import uuid
 import warnings
@@ -46,6 +55,7 @@ from PIL import Image
 
 from failmodes._checks import check_number
 from failmodes._stores import COMMIT, is_url, open_store
+from failmodes._urls import url_credentials
 from failmodes.images import ImageList, file_inside
 
 __all__ = [
@@ -70,6 +80,15 @@ _SIMPLE = (str, int, float, bool, type(None))
 
 UNFINISHED_GRACE = 3600.0
 """Seconds an image entry at a URL may stay without its manifest before verify calls it damaged."""
+
+TAG = "CACHEDIR.TAG"
+"""The file at a cache's root that marks it as one (https://bford.info/cachedir/)."""
+
+_TAG_TEXT = (
+    b"Signature: 8a477f597d28d172789f06886806bc55\n"
+    b"# This file is a cache directory tag created by failmodes: the folder holds its cache.\n"
+    b"# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
 
 
 def digest(value: Any) -> str:
@@ -330,9 +349,15 @@ class Cache:
     Args:
         root: the folder, or an fsspec URL (``s3://bucket/path``, ``gs://...``,
             ``file:///scratch/cache``; the protocol's package, e.g. ``s3fs``, must be
-            installed); ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder.
+            installed); ``None`` uses ``$FAILMODES_CACHE``, else the user cache folder. A
+            password in the URL (``ftp://me:secret@host/cache``) is shown as ``***`` in
+            [`location`][location], ``repr`` and messages.
         storage_options: options of the fsspec filesystem of a URL (credentials,
             ``endpoint_url``, ...); they travel with the cache to workers.
+
+    Raises:
+        TypeError: if ``root`` is not a folder path, a URL or ``None``.
+        ValueError: if ``root`` is an empty path (which would be the current folder).
 
     Examples:
         >>> import tempfile, torch
@@ -353,20 +378,27 @@ class Cache:
     def __init__(
         self, root: str | Path | None = None, *, storage_options: Mapping[str, Any] | None = None
     ):
+        _check_root(root)
         self.root = root
         self.storage_options = dict(storage_options or {})
         self._store: Any = None
+        self._tagged = False
 
     def __getstate__(self) -> dict[str, Any]:
         # a cache travels to workers as its root and options; each process opens its own store
-        return {"root": self.root, "storage_options": self.storage_options, "_store": None}
+        return {
+            "root": self.root,
+            "storage_options": self.storage_options,
+            "_store": None,
+            "_tagged": False,
+        }
 
     def __repr__(self) -> str:
         return f"Cache({self.location!r})"
 
     @property
     def location(self) -> str:
-        """The cache in use: its folder, or its URL."""
+        """The cache in use: its folder, or its URL (a password in it shown as ``***``)."""
         return self.store.location
 
     @property
@@ -383,12 +415,18 @@ class Cache:
         """
         root = self._root()
         if is_url(root):
-            raise ValueError(f"the cache {root} is at a URL, not a folder; use Cache.location")
+            shown = url_credentials(root)[0]
+            raise ValueError(f"the cache {shown} is at a URL, not a folder; use Cache.location")
         return Path(root).expanduser()
 
     @property
     def store(self) -> Any:
-        """Where the bytes go: a local folder, or an fsspec location (opened on first use)."""
+        """Where the bytes go: a local folder, or an fsspec location (opened on first use).
+
+        Raises:
+            NotADirectoryError: if the cache's folder is a file.
+            ValueError: for a URL that names no place.
+        """
         if self._store is None:
             self._store = open_store(self._root(), self.storage_options)
         return self._store
@@ -446,15 +484,15 @@ class Cache:
             checksum or does not match it (such an entry is deleted, with a
             [`CacheWarning`][CacheWarning]).
         """
-        rel = _rel(kind, key, ".json")
+        rel, store = _rel(kind, key, ".json"), self.store
         try:
-            value = _read_json(self.store.read(rel))
+            value = _read_json(store.read(rel))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as err:
             self._discard(rel, err)
             return None
-        self.store.touch(rel)
+        store.touch(rel)
         return value
 
     def put_json(self, kind: str, key: str, value: Any, *, provenance: Any = None) -> None:
@@ -466,6 +504,7 @@ class Cache:
             value: JSON-serialisable data; ``None`` reads back as a missing entry.
             provenance: JSON-serialisable notes kept beside the value (not read back).
         """
+        self._tag()
         self.store.write(_rel(kind, key, ".json"), _json_blob(value, provenance))
 
     # -- tensors -------------------------------------------------------------------------------
@@ -482,9 +521,9 @@ class Cache:
             read, or its tensors do not match their checksum (such an entry is deleted, with a
             [`CacheWarning`][CacheWarning]).
         """
-        rel = _rel(kind, key, ".safetensors")
+        rel, store = _rel(kind, key, ".safetensors"), self.store
         try:
-            blob = self.store.read(rel)
+            blob = store.read(rel)
         except FileNotFoundError:
             return None
         try:
@@ -492,7 +531,7 @@ class Cache:
         except Exception as err:  # truncated, flipped, foreign or old: treat as missing
             self._discard(rel, err)
             return None
-        self.store.touch(rel)
+        store.touch(rel)
         return tensors
 
     def put_tensors(
@@ -515,6 +554,7 @@ class Cache:
 
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         blob = save(cpu, metadata={**dict(metadata or {}), _SUM_KEY: _tensors_sum(cpu)})
+        self._tag()
         self.store.write(_rel(kind, key, ".safetensors"), blob)
 
     # -- images --------------------------------------------------------------------------------
@@ -584,13 +624,21 @@ class Cache:
             files.append((item["file"], blob))
         body = {**manifest, "images": entries}
         commit = json.dumps({**body, _SUM: digest(body)}, sort_keys=True, indent=1).encode()
+        self._tag()
         self.store.write_folder(_rel(kind, key), files, commit)
 
     # -- housekeeping --------------------------------------------------------------------------
 
+    def _tag(self) -> None:
+        """Write the cache's ``CACHEDIR.TAG`` before its first entry (once per Cache object)."""
+        if not self._tagged:
+            if not self.store.exists(TAG):
+                self.store.write(TAG, _TAG_TEXT)
+            self._tagged = True
+
     def _discard(self, rel: str, err: Exception) -> None:
-        where = self.store.show(rel)
-        message = f"cache entry {where} cannot be used ({err}); it is removed and recomputed"
+        where, why = self.store.show(rel), self.store.hide(str(err))
+        message = f"cache entry {where} cannot be used ({why}); it is removed and recomputed"
         if isinstance(err, _Unchecked):  # an older cache: announced once, each entry logged
             logger.info(message)
             if self.location not in _OLD_CACHES_WARNED:
@@ -608,7 +656,8 @@ class Cache:
         try:
             self.store.remove(rel)
         except OSError as removal:  # a read-only cache: the entry stays, and is not read
-            logger.warning("cache entry %s could not be removed (%s)", where, removal)
+            shown = self.store.hide(str(removal))
+            logger.warning("cache entry %s could not be removed (%s)", where, shown)
 
     def exists(self) -> bool:
         """Whether the cache's folder (or location) is there.
@@ -625,33 +674,73 @@ class Cache:
             OSError: naming the folder or URL, when it cannot be written (a file in the way, no
                 permission, an unreachable store).
         """
-        if self.is_local and self.path.exists() and not self.path.is_dir():
-            raise OSError(f"{self.path} is a file, not a folder")
-        probe = f".failmodes-check-{uuid.uuid4().hex}"
+        store, probe = self.store, f".failmodes-check-{uuid.uuid4().hex}"
         try:
-            self.store.write(probe, b"")
-            self.store.remove(probe)
+            store.write(probe, b"")
+            store.remove(probe)
         except Exception as err:  # fsspec backends raise their own kinds
             reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-            raise OSError(f"cannot write to {self.location} ({reason})") from err
+            raise OSError(f"cannot write to {self.location} ({store.hide(reason)})") from err
+
+    def check_is_cache(self) -> None:
+        """Make sure this folder (or URL) is a failmodes cache before listing or removing entries.
+
+        A cache has a ``CACHEDIR.TAG`` at its root, written with its first entry. One without
+        (a cache of an earlier failmodes) is recognised when every file in it lies in an entry
+        failmodes names (``<kind>/<key[:2]>/<key>.json``, ``.safetensors`` or an image folder
+        ``<key>/``, ``key`` a 64-character hex digest); it is tagged then. A missing or empty
+        folder passes, and is left as it is.
+
+        Raises:
+            ValueError: naming the folder, when it has no tag and holds a file that is not
+                part of an entry (the first such file is named).
+            NotADirectoryError: if the cache's folder is a file.
+        """
+        store = self.store
+        if self._tagged or store.exists(TAG):
+            return
+        files = [rel for rel in store.files() if rel != TAG]
+        stray = next((rel for rel in files if not _in_old_entry(rel)), None)
+        if stray is not None:
+            raise ValueError(
+                f"{self.location} is not a failmodes cache (it has no {TAG}, and {stray} is "
+                "not a cache entry); failmodes writes one when it creates a cache"
+            )
+        if files:  # a cache of an earlier failmodes: tagged now, if it can be written
+            with contextlib.suppress(OSError):
+                store.write(TAG, _TAG_TEXT)
+                self._tagged = True
 
     def entries(self) -> Iterator[CacheEntry]:
         """Every committed entry of the cache, kind by kind.
 
-        Yields:
-            A [`CacheEntry`][CacheEntry] per entry (files and folders of unfinished writes,
-            whose names start with a dot, are left out).
+        Only what failmodes writes is an entry: ``<kind>/<key[:2]>/<key>`` with the suffix of
+        a JSON or tensors entry, or an image entry's folder; other files are left out, as are
+        files and folders of unfinished writes, whose names start with a dot.
+
+        Returns:
+            An iterator of [`CacheEntry`][CacheEntry], one per entry.
+
+        Raises:
+            ValueError: if the folder is not a failmodes cache ([`check_is_cache`][check_is_cache]).
         """
+        self.check_is_cache()
+        return self._walk()
+
+    def _walk(self) -> Iterator[CacheEntry]:
         store = self.store
         for kind in store.children(""):
             for shard in store.children(kind):
                 for name in store.children(f"{kind}/{shard}", dirs=None):
                     rel = f"{kind}/{shard}/{name}"
+                    key = _entry_key(shard, name, folder="." not in name and store.is_dir(rel))
+                    if key is None:
+                        continue
                     try:
                         size, used = store.usage(rel)
                     except FileNotFoundError:  # another process removed it meanwhile
                         continue
-                    yield CacheEntry(kind, name.split(".")[0], store.show(rel), size, used)
+                    yield CacheEntry(kind, key, store.show(rel), size, used)
 
     def verify(
         self, *, repair: bool = False, grace: float = UNFINISHED_GRACE
@@ -671,6 +760,7 @@ class Cache:
             ``[(entry, why it is damaged), ...]``.
 
         Raises:
+            ValueError: if the folder is not a failmodes cache ([`check_is_cache`][check_is_cache]).
             OSError: with ``repair``, when some entries could not be removed (a read-only
                 cache), saying how many; the others are removed.
         """
@@ -693,6 +783,9 @@ class Cache:
             ``{"path", "entries", "bytes", "kinds": {kind: {"entries", "bytes"}},
             "oldest_use", "newest_use"}`` (``path`` is the folder or URL; times as POSIX
             timestamps; ``None`` when empty).
+
+        Raises:
+            ValueError: if the folder is not a failmodes cache ([`check_is_cache`][check_is_cache]).
         """
         kinds: dict[str, dict[str, int]] = {}
         uses = []
@@ -734,7 +827,8 @@ class Cache:
             first.
 
         Raises:
-            ValueError: if neither limit is given, or one is negative.
+            ValueError: if neither limit is given, or one is negative, or the folder is not a
+                failmodes cache ([`check_is_cache`][check_is_cache]).
             OSError: when some entries could not be removed (a read-only cache), saying how
                 many; the others are removed.
         """
@@ -765,7 +859,7 @@ class Cache:
             try:
                 self.store.remove(_entry_rel(entry))
             except OSError as err:
-                failed.append(err)
+                failed.append(self.store.hide(str(err)))
         if failed:
             raise OSError(
                 f"could not remove {len(failed)} of {len(entries)} entries of {self.location} "
@@ -773,13 +867,16 @@ class Cache:
             )
 
     def files(self) -> Iterator[Path | str]:
-        """Every committed file of the cache (temporary files of unfinished writes excluded).
+        """Every committed file of the cache's entries.
+
+        ``CACHEDIR.TAG`` and the temporary files of unfinished writes are left out.
 
         Yields:
             Paths of the files (URLs, for a cache at a URL), sorted.
         """
         for rel in self.store.files():
-            yield self.store.show(rel)
+            if rel != TAG:
+                yield self.store.show(rel)
 
 
 @dataclass(frozen=True)
@@ -801,6 +898,20 @@ class CacheEntry:
     last_used: float
 
 
+def _check_root(root: Any) -> None:
+    """Refuse a cache root that is neither a folder path, a URL nor ``None``, or is empty."""
+    if root is not None and (isinstance(root, bool) or not isinstance(root, str | os.PathLike)):
+        raise TypeError(
+            "cache must be a folder path or an fsspec URL (None: $FAILMODES_CACHE or the user "
+            f"cache folder), got {type(root).__name__}"
+        )
+    if isinstance(root, str) and not root.strip():
+        raise ValueError(
+            "cache: an empty path is the current folder, not a cache; give a folder path or an "
+            "fsspec URL"
+        )
+
+
 def _url_like(root: Any) -> bool:
     """Whether a root reads as a URL, a broken one included (the store says what is wrong)."""
     return isinstance(root, str) and "://" in root
@@ -809,6 +920,26 @@ def _url_like(root: Any) -> bool:
 def _rel(kind: str, key: str, suffix: str = "") -> str:
     """An entry's place under the cache's root: ``<kind>/<key[:2]>/<key><suffix>``."""
     return f"{kind}/{key[:2]}/{key}{suffix}"
+
+
+_SUFFIXES = (".json", ".safetensors")  # of a JSON and a tensors entry; an image entry is a folder
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")  # a key from Cache.key
+
+
+def _entry_key(shard: str, name: str, folder: bool) -> str | None:
+    """The key of ``<kind>/<shard>/<name>`` when failmodes names an entry so, else ``None``."""
+    key, dot, suffix = name.partition(".")
+    named = not dot if folder else f"{dot}{suffix}" in _SUFFIXES
+    return key if named and key and key[:2] == shard else None
+
+
+def _in_old_entry(rel: str) -> bool:
+    """Whether a file lies in an entry as failmodes writes them, under a key of its own making."""
+    parts = rel.split("/")
+    if len(parts) not in (3, 4):
+        return False
+    key = _entry_key(parts[1], parts[2], folder=len(parts) == 4)
+    return key is not None and _HEX_KEY.fullmatch(key) is not None
 
 
 _NO_MANIFEST = "no manifest (an abandoned write or a foreign folder)"
@@ -828,13 +959,10 @@ def _damage(store: Any, rel: str) -> str | None:
             _read_image_entry(store, rel)
         elif rel.endswith(".json"):
             _read_json(store.read(rel))
-        elif rel.endswith(".safetensors"):
-            _read_tensors(store.read(rel))
         else:
-            suffix = rel.rsplit("/", 1)[-1].partition(".")[2]
-            return f"not a cache file ({'.' + suffix if suffix else 'no suffix'})"
+            _read_tensors(store.read(rel))
     except Exception as err:
-        return str(err) or type(err).__name__
+        return store.hide(str(err)) or type(err).__name__
     return None
 
 
@@ -951,6 +1079,8 @@ def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
 
     Raises:
         TypeError: if ``cache`` is none of the above.
+        ValueError: for an empty path (the current folder), or a URL that names no place.
+        NotADirectoryError: for a folder that is a file; checked here, before any work.
 
     Examples:
         >>> from failmodes.cache import resolve_cache
@@ -959,15 +1089,16 @@ def resolve_cache(cache: bool | str | Path | Cache | None) -> Cache | None:
     """
     if cache is None or cache is False:
         return None
-    if cache is True:
-        return Cache()
-    if isinstance(cache, Cache):
-        return cache
-    if isinstance(cache, str | os.PathLike):
-        return Cache(cache)
-    raise TypeError(
-        f"cache must be True, False, a folder, a URL or a Cache, got {type(cache).__name__}"
-    )
+    if isinstance(cache, bool | str | os.PathLike):
+        found = Cache(None if cache is True else cache)
+    elif isinstance(cache, Cache):
+        found = cache
+    else:
+        raise TypeError(
+            f"cache must be True, False, a folder, a URL or a Cache, got {type(cache).__name__}"
+        )
+    found.store  # noqa: B018 (opened now: a file in the folder's place is refused before any work)
+    return found
 
 
 def cache_spec(**parts: Any) -> dict | None:

@@ -8,17 +8,21 @@ what it is doing from the start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from failmodes._cache_cli import add_cache_parser, run_cache
 from failmodes._stores import is_url
+
+if TYPE_CHECKING:
+    from failmodes.results import RunResult
 
 __all__ = ["main"]
 
@@ -51,7 +55,26 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _integer(low: int, high: int | None) -> Callable[[str], int]:
+class _DemoLimit:
+    """The demo's bound on a flag (``DEMO_LIMITS``), read when a value or ``--help`` needs it.
+
+    Reading it imports the demo, and torch with it: a command that does not give the flag still
+    reports a mistake, and says what it does, at once.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __int__(self) -> int:
+        from failmodes.toyworld.demo import DEMO_LIMITS
+
+        return DEMO_LIMITS[self.name]
+
+    def __str__(self) -> str:
+        return str(int(self))
+
+
+def _integer(low: int, high: int | _DemoLimit | None) -> Callable[[str], int]:
     """An argparse type: an integer in ``[low, high]`` (no upper bound for ``None``)."""
 
     def parse(text: str) -> int:
@@ -59,12 +82,21 @@ def _integer(low: int, high: int | None) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
+        if value < low or (high is not None and value > int(high)):
             bounds = f"in [{low}, {high}]" if high is not None else f"at least {low}"
             raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
         return value
 
     return parse
+
+
+def _folder(text: str) -> Path:
+    """An argparse type: a folder's path; an empty one (the current folder, unseen) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected a folder, got the empty path {text!r} (give '.' for the current folder)"
+        )
+    return Path(text)
 
 
 _seed = _integer(0, SEED_MAX)
@@ -127,7 +159,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--out",
-        type=Path,
+        type=_folder,
         default=Path("failmodes-run"),
         metavar="FOLDER",
         help="folder for summary.json, report.html and the saved run (run/), created if missing "
@@ -161,7 +193,7 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     seeds = f"an integer in [0, {SEED_MAX}]"
     demo.add_argument(
         "--out",
-        type=Path,
+        type=_folder,
         default=Path("failmodes-demo"),
         metavar="FOLDER",
         help="folder for summary.json, report.html and the saved run (run/), created if missing "
@@ -215,21 +247,18 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         help="share of debug and test images whose value is drawn as in the train "
         "split, in [0, 1] (default: %(default)s, balanced)",
     )
-    demo.add_argument(
+    _bounded(
+        demo,
         "--images-per-mode",
-        type=_integer(1, None),
-        default=None,
-        metavar="N",
-        help="images generated per failure mode, an integer >= 1 (default: "
-        "chosen among 20 and 40 on the validation part)",
+        help="images generated per failure mode, an integer in [1, %(bound)s], the most "
+        "ToyWorld holds on one machine (default: chosen among 20 and 40 on the validation part)",
     )
-    demo.add_argument(
+    _bounded(
+        demo,
         "--debug-size",
-        type=_integer(1, None),
-        default=None,
-        metavar="N",
-        help="images in the debug set; a few hundred leave a handful of failures per class, "
-        "the paper's few-shot setting (default: 10000)",
+        help="images in the debug set, an integer in [1, %(bound)s], the most ToyWorld holds on "
+        "one machine; a few hundred leave a handful of failures per class, the paper's few-shot "
+        "setting (default: 10000)",
     )
     demo.add_argument(
         "--real",
@@ -251,14 +280,15 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         "--paper",
         action="store_true",
         help="the paper's repair: generated images only, on the modes alone, no guard held "
-        "out of the train split (the settings of failmodes.settings.PAPER) (default: off)",
+        "out of the train split (the settings of failmodes.settings.PAPER); --real or --guard "
+        "given with it overrides the value it sets (default: off)",
     )
     demo.add_argument(
         "--guard",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="hold a share of the train split out of every refit as a guard: a repair that "
-        "costs more than 0.01 there is refused (default: on)",
+        "costs more than 0.01 there is refused (default: on, off with --paper)",
     )
     demo.add_argument(
         "--rank",
@@ -279,6 +309,13 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
+
+
+def _bounded(demo: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """An integer flag of the demo, from 1 to its bound in ``DEMO_LIMITS`` (``%(bound)s``)."""
+    limit = _DemoLimit(flag[2:].replace("-", "_"))
+    action = demo.add_argument(flag, type=_integer(1, limit), default=None, metavar="N", help=help)
+    action.bound = limit  # the help reads it only when shown
 
 
 def _writable(folder: Path) -> str | None:
@@ -333,16 +370,30 @@ def _table(result) -> str:
     return frame[cols].rename_axis(None).to_string(float_format=lambda x: f"{x:.3f}")
 
 
-def _show_stages() -> None:
-    """Print each stage of the run as it starts (the ``failmodes.stage`` logger)."""
+@contextlib.contextmanager
+def _stage_lines(args: argparse.Namespace) -> Iterator[None]:
+    """Print each stage as it starts (the ``failmodes.stage`` logger) while a command runs.
+
+    Not with ``--verbose``, whose log shows the stages. The logger is left as it was found, so
+    that ``main()`` called in a notebook or a test changes nothing for the code after it.
+    """
+    if getattr(args, "verbose", False):
+        yield
+        return
     from failmodes.progress import STAGE_LOGGER
 
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("  %(message)s"))
     stages = logging.getLogger(STAGE_LOGGER)
+    handler, level, propagate = logging.StreamHandler(sys.stdout), stages.level, stages.propagate
+    handler.setFormatter(logging.Formatter("  %(message)s"))
     stages.addHandler(handler)
     stages.setLevel(logging.INFO)
     stages.propagate = False  # printed here once, whatever a library does to the root logger
+    try:
+        yield
+    finally:
+        stages.removeHandler(handler)
+        stages.setLevel(level)
+        stages.propagate = propagate
 
 
 def _world(args: argparse.Namespace) -> str:
@@ -354,20 +405,44 @@ def _world(args: argparse.Namespace) -> str:
     )
 
 
-def _paper() -> dict:
+def _demo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``run_demo``'s ``guard`` and the Debugger settings that --paper, --real and --guard give.
+
+    --paper gives the settings of ``failmodes.settings.PAPER``; a flag given beside it
+    overrides the value it sets: --real its ``real``, --guard its ``guard_fraction`` of 0 (the
+    Debugger's own guard is then held out).
+    """
     from failmodes.settings import PAPER
 
-    return dict(PAPER)
+    settings: dict[str, Any] = dict(PAPER) if args.paper else {}
+    if args.real is not None:
+        settings["real"] = None if args.real == "none" else args.real
+    if args.guard:  # --guard given
+        settings.pop("guard_fraction", None)
+    settings["guard"] = args.guard is not False
+    return settings
 
 
 def _demo(args: argparse.Namespace) -> int:
     print(f"failmodes demo: {_world(args)}, seed {args.seed}, writing to {args.out}", flush=True)
-    if not getattr(args, "verbose", False):
-        _show_stages()
     started = time.perf_counter()
+    from failmodes.errors import DataError
     from failmodes.toyworld.demo import run_demo
 
-    result = run_demo(
+    with _stage_lines(args):
+        try:
+            result = _demo_result(args, run_demo)
+        except DataError as err:  # the world drawn has no failure to debug, say: one line
+            print(f"failmodes demo: error: {err}", file=sys.stderr)
+            return 2
+        result.seconds = time.perf_counter() - started
+        _write(args, _world(args), result)
+    return 0
+
+
+def _demo_result(args: argparse.Namespace, run_demo: Callable) -> RunResult:
+    """The demo run that ``args`` asks for."""
+    return run_demo(
         seed=args.seed,
         world_seed=args.world_seed,
         strength=args.strength,
@@ -377,25 +452,22 @@ def _demo(args: argparse.Namespace) -> int:
         images_per_mode=args.images_per_mode,
         debug_size=args.debug_size,
         generator=args.generator,
-        guard=args.guard,
         rank=args.rank,
-        **(_paper() if args.paper else {}),
-        **({} if args.real is None else {"real": None if args.real == "none" else args.real}),
+        **_demo_settings(args),
         progress=args.progress,
         cache=False if args.no_cache else (args.cache if args.cache is not None else True),
     )
-    result.seconds = time.perf_counter() - started
-    _write(args, _world(args), result)
-    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     """``failmodes run``: the file checked whole, then built and run."""
     started = time.perf_counter()
     from failmodes.config import ConfigError, load_config
+    from failmodes.errors import DataError
 
     try:
         config = load_config(args.config)
+        config.check_runnable()
     except (ConfigError, ImportError) as err:
         print(f"failmodes run: error: {args.config}: {err}", file=sys.stderr)
         return 2
@@ -408,15 +480,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"failmodes run: error: {problem}", file=sys.stderr)
         return 2
     print(f"failmodes run: {title}, writing to {args.out}", flush=True)
-    if not getattr(args, "verbose", False):
-        _show_stages()
-    try:
-        result = config.run(cache=False if args.no_cache else args.cache)
-    except ConfigError as err:
-        print(f"failmodes run: error: {args.config}: {err}", file=sys.stderr)
-        return 2
-    result.seconds = time.perf_counter() - started
-    _write(args, str(args.config), result)
+    with _stage_lines(args):
+        try:
+            result = config.run(cache=False if args.no_cache else args.cache)
+        except (ConfigError, DataError) as err:
+            print(f"failmodes run: error: {args.config}: {err}", file=sys.stderr)
+            return 2
+        result.seconds = time.perf_counter() - started
+        _write(args, str(args.config), result)
     return 0
 
 
@@ -442,8 +513,9 @@ def _print_result(title: str, result) -> None:
     print("\nfailure modes (debug_seed):")
     for line in result.modes.describe():
         print(f"  {line}")
+    chosen = "chosen on validation" if len(result.failures.validation) else "taken (no validation)"
     print(
-        f"\nchosen on validation: k={cfg['k']}, lam={cfg['lam']}, "
+        f"\n{chosen}: k={cfg['k']}, lam={cfg['lam']}, "
         f"images_per_mode={cfg['images_per_mode']}"
         + (f", lam_real={cfg['lam_real']}" if cfg.get("lam_real") is not None else "")
     )

@@ -61,6 +61,9 @@ __all__ = [
 COMPONENTS = ("proposer", "captioner", "generator", "head_trainer", "image_filter")
 """The component tables of a config file, each ``{class = ..., <arguments>}``."""
 
+RUN_NEEDS = ("proposer", "captioner", "generator")
+"""The component tables a run needs (the others have defaults, or are optional)."""
+
 SHORT_NAMES = {
     "chatgpt": "failmodes.proposers.chatgpt:ChatGPTProposer",
     "static": "failmodes.proposers.static:StaticProposer",
@@ -972,6 +975,20 @@ class RunConfig:
             settings["cache"] = cache
         return settings
 
+    def check_runnable(self) -> None:
+        """Check that the file gives every component a run needs, before anything is built.
+
+        A file may leave components out to [`build`][failmodes.config.RunConfig.build] a
+        Debugger for some steps alone; [`run`][run] (and ``failmodes run``, ``--check`` too)
+        needs a proposer, a captioner and a generator.
+
+        Raises:
+            ConfigError: naming the first table a run needs that the file does not have.
+        """
+        for needed in RUN_NEEDS:
+            if needed not in self.data:
+                raise ConfigError(needed, f"missing: a run needs [{needed}]")
+
     def run(self, *, cache: Any = None) -> RunResult:
         """Build and run; the result's ``config`` also names this file (``config_file``).
 
@@ -982,8 +999,11 @@ class RunConfig:
             The [`RunResult`][failmodes.results.RunResult].
 
         Raises:
-            ConfigError: as [`build`][failmodes.config.RunConfig.build] does.
+            ConfigError: a component a run needs is missing
+                ([`check_runnable`][check_runnable]), or as
+                [`build`][failmodes.config.RunConfig.build] does.
         """
+        self.check_runnable()
         result = self.build(cache=cache).run()
         result.config["config_file"] = str(self.path)
         return result

@@ -70,7 +70,8 @@ class Debugger:
         generator: makes images for (class, value) requests.
         head_trainer: retrains the head; ``None``: a
             [`LinearHeadTrainer`][failmodes.heads.linear.LinearHeadTrainer].
-        class_names: all class names, by label index.
+        class_names: all class names, by label index: without surrounding whitespace, and
+            distinct when lower-cased (CLIP tokenizers lower-case prompts).
         attribute: the spurious attribute (``"background"``, ``"color"``, ...).
         k: failure modes per class, or a list of candidates chosen on the validation part.
         lam: weight of the generated images' loss, or a list of candidates.
@@ -95,7 +96,9 @@ class Debugger:
             source is drawn from its class's with the job's seed. A text-to-image generator
             ignores it.
         validation_fraction: share of each class of the debug set set aside to choose ``k``,
-            ``lam`` and ``images_per_mode``; never used for failures or reporting.
+            ``lam`` and ``images_per_mode``; never used for failures or reporting. When it
+            leaves the validation part empty (0, or a debug set too small), the first
+            candidate of each grid is taken, not chosen, with a warning.
         tolerance: a candidate is eligible only if its validation accuracy is at most this
             much below the original head's.
         guard_tolerance: a candidate whose accuracy on the guard is more than this below the
@@ -103,7 +106,8 @@ class Debugger:
         guard_fraction: without a guard of the user's own (``run(..., guard=...)``), this
             share of each class of the training data is held out of every refit and serves as
             the guard, a proxy (see [`guard_split`][failmodes.steps.failures.guard_split]); 0
-            for none. Not with ``train_shards``.
+            for none. A share that holds out no image of a class is refused before any work.
+            Not with ``train_shards``.
         rank: how a class's values are ranked: the name of a registered
             [`Ranking`][failmodes.ranking.Ranking] (``"excess"``: failures beyond the class's
             base rate, from captioned successes as well, see
@@ -461,10 +465,18 @@ class Debugger:
 
         Returns:
             A [`PreparedRun`][failmodes.results.PreparedRun].
+
+        Raises:
+            DataError: before any feature is computed, for ``failures`` of another debug set,
+                or a ``guard_fraction`` that holds out no image of a class of ``train``; once
+                the debug set's features are known, for ``failures`` the model did not make
+                on it.
+            TypeError: a ``guard`` that is not data, ``None`` nor ``False``.
         """
-        given = None if guard is None or guard is False else guard
-        extra = steps.check_sets(train, debug, test, given, extra)
+        train, debug, test, guard = (materialize(d) for d in (train, debug, test, guard))
+        extra = self._check_data(train, debug, test, guard, extra, failures)
         train_f = self.features(train, name="train", shards=self.train_shards)
+        steps.warn_missing_classes(train_f.labels, self.class_names, "train")
         debug_f = self.features(debug, name="debug")
         test_f = None if test is None else self.features(test, name="test")
         extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
@@ -479,6 +491,8 @@ class Debugger:
             resolution = 2 / len(guard_f)
         if failures is None:
             failures = self.find_failures(debug, seed=seed, features=debug_f)
+        else:  # the same labels, and the same model's predictions
+            steps.check_failures_of(failures, debug, features=debug_f, head=head)
         validation = steps.validation_splits(failures, debug_f)
         real = steps.real_set(failures, debug_f, which=self.real, seed=seed)
         return PreparedRun(
@@ -496,6 +510,25 @@ class Debugger:
             resolution,
             train_rows,
         )
+
+    def _check_data(
+        self,
+        train: Any,
+        debug: Any,
+        test: Any,
+        guard: Any,
+        extra: Mapping[str, Any] | None,
+        failures: FailureSet | None,
+    ) -> dict[str, Any]:
+        """``prepare``'s data checked on what it is and its labels, before any feature."""
+        extra = steps.check_sets(train, debug, test, guard, extra)
+        names = self.class_names
+        if failures is not None:
+            labels = steps.read_labels(debug, "debug", names)
+            steps.check_failures_of(failures, debug, labels=labels)
+        if guard is None and self.guard_fraction > 0 and not self.train_shards:
+            steps.guard_counts(steps.read_labels(train, "train", names), self.guard_fraction, names)
+        return extra
 
     def _guard(self, train: Features, guard: Any, seed: int) -> tuple:
         """``(train refit on, guard features, where the guard came from, train's rows)``."""
@@ -574,16 +607,24 @@ class Debugger:
             A [`RunResult`][failmodes.results.RunResult].
 
         Raises:
-            ValueError: a missing component, fewer proposals than ``k``, bad data.
+            ValueError: a missing component, fewer proposals than ``k``, bad data, no test set.
+            TypeError: a ``guard`` that is not data, ``None`` nor ``False``.
+
+        Warns:
+            UserWarning: with an empty validation part and more than one candidate: the first
+                candidate of each grid is taken, not chosen.
         """
         started = time.perf_counter()
         seed, grids = check_seed(seed), self.grids()
+        steps.check_test(test)
+        steps.check_guard(guard)
         train, debug, test, guard = (materialize(d) for d in (train, debug, test, guard))
         for name in ("proposer", "captioner", "generator"):
             self._component(name)
         proposals = self.propose()  # cheap, and an error here costs nothing
         steps.check_enough_values(proposals, max(grids["k"]), self.attribute)
         prep = self.prepare(train, debug, test, seed=seed, guard=guard, extra=extra)
+        self._check_validation(prep, grids)
         captioned = self.caption(debug, prep.failures, proposals, k=max(grids["k"]), seed=seed)
         _warn_if_no_mode(captioned, prep.failures)
         repairs = self._repairs(
@@ -675,6 +716,15 @@ class Debugger:
             out[method] = steps.repair(tools, prep, baseline, proposals=proposals, seed=seed)
         return out
 
+    def _check_validation(self, prep: PreparedRun, grids: dict[str, list]) -> None:
+        """A warning when the validation part is empty but ``grids`` offer a choice."""
+        steps.check_validation(
+            prep.failures,
+            self.class_names,
+            validation_fraction=self.validation_fraction,
+            grids=grids,
+        )
+
     def _sources(self, prep: PreparedRun, data: dict[str, Any]) -> tuple[Any, Any]:
         """``(each class's source indices, the source data)`` for an editor; else nothing."""
         if not isinstance(self.generator, EditingGenerator):
@@ -709,7 +759,9 @@ class Debugger:
             ``(head, lam, selection table)``, one row per candidate ``lam``.
         """
         prep = self.prepare(train, debug, seed=seed, failures=failures)
-        plan = steps.given_plan(self.grids()["lam"], method="refit_on")
+        lam = self.grids()["lam"]
+        self._check_validation(prep, {"lam": lam})
+        plan = steps.given_plan(lam, method="refit_on")
         fixed = steps.repair(self.tools(), prep, plan, generated=generated, seed=seed)
         pick = fixed.selection
         return pick.head, float(pick.settings["lam"]), pick.table

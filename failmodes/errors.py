@@ -1,8 +1,8 @@
-"""The library's own error for a setting that cannot be used."""
+"""The library's own errors: a setting that cannot be used, and data a run cannot use."""
 
 from __future__ import annotations
 
-__all__ = ["SettingError"]
+__all__ = ["DataError", "SettingError"]
 
 
 class SettingError(ValueError):
@@ -35,3 +35,23 @@ class SettingError(ValueError):
 
     def __reduce__(self) -> tuple:
         return type(self), (self.name, self.message)  # pickled whole, as a Ray worker sends it
+
+
+class DataError(ValueError):
+    """Data a run cannot use as it is: what is wrong with it, and what to give instead.
+
+    Raised by the checks of a run's data (no failure to debug, failures of another debug set, a
+    guard share that holds out nothing of a class) before any image is generated, so that a
+    caller can tell a user's data from a bug: ``failmodes run`` and ``failmodes demo`` print it
+    in one line. It is a ``ValueError``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from failmodes import DataError
+        >>> from failmodes.steps import guard_counts
+        >>> try:
+        ...     guard_counts(np.array([0, 0, 1, 1]), 0.1)
+        ... except DataError as err:
+        ...     print(str(err).split(":")[0])
+        guard_fraction=0.1 holds out no image of class 0 (2 train images)
+    """

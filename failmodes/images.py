@@ -104,7 +104,10 @@ class ImageList(Sequence[Image.Image]):
 def to_rgb(image: Any) -> Any:
     """Convert a PIL image of any mode to 8-bit RGB; tensors and arrays pass through.
 
-    Handles L, LA, P, RGBA (composited on white), CMYK, I;16 and I/F (scaled to 0-255).
+    Handles L, LA, P, RGBA (composited on white), CMYK, I;16 (by its 16-bit depth), and I and F
+    by their values' range, as thumbnails of arrays read it (``_as_uint8``): [0, 1] floats as
+    a unit range, [0, 255] as 8-bit levels, [0, 65535] integers as 16-bit levels, other ranges
+    stretched.
 
     Args:
         image: a PIL image, or anything else (returned as it is).
@@ -117,16 +120,18 @@ def to_rgb(image: Any) -> Any:
         >>> from failmodes.images import to_rgb
         >>> to_rgb(Image.new("RGBA", (1, 1), (0, 0, 0, 0))).getpixel((0, 0))
         (255, 255, 255)
+        >>> to_rgb(Image.new("F", (1, 1), 0.5)).getpixel((0, 0))  # a float in [0, 1]
+        (128, 128, 128)
     """
     if not isinstance(image, Image.Image):
         return image
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(array, mode="L").convert("RGB")
+        array = np.asarray(image)
+        if image.mode.startswith("I;16"):  # the mode gives the depth, whatever the values
+            array = array.astype(np.float64) / 65535.0
+        return Image.fromarray(_as_uint8(array), mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -204,13 +209,23 @@ def _as_hwc(array: np.ndarray) -> np.ndarray | None:
 
 
 def _as_uint8(array: np.ndarray) -> np.ndarray:
-    """Pixel values as uint8: [0, 1] and [0, 255] floats scaled, other ranges stretched."""
+    """Pixel values as uint8, by their range: the one rule for arrays, tensors and I/F images.
+
+    Values in [0, 1] are a unit range (times 255), in [0, 255] 8-bit levels, integers in
+    [0, 65535] 16-bit levels (divided by 257); other ranges (normalised tensors) are
+    stretched to [0, 255]. An empty array is returned as uint8.
+    """
     if array.dtype == np.uint8:
         return array
+    sixteen = array.dtype.kind in "iu"
     array = np.nan_to_num(array.astype(np.float64))
+    if array.size == 0:
+        return array.astype(np.uint8)
     low, high = float(array.min()), float(array.max())
     if low >= 0 and high <= 1:
         array = array * 255
+    elif sixteen and low >= 0 and 255 < high <= 65535:
+        array = array / 257
     elif not (low >= 0 and high <= 255):
         array = (array - low) / ((high - low) or 1.0) * 255
     return np.clip(array.round(), 0, 255).astype(np.uint8)

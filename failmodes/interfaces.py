@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -231,7 +232,8 @@ class GenerationRequest:
         class_name: the class's name.
         value: the attribute value, or ``None`` for the bare class ("a photo of a wallet").
         prompt: the text prompt (text-to-image generators use it; others may ignore it).
-        count: number of images to make.
+        count: number of images to make, an integer >= 0 (refused otherwise when the request is
+            made).
         seed: the job's seed; image ``i`` uses a seed derived from ``seed`` and ``i``.
         attribute: the spurious attribute ``value`` belongs to.
         sources: for an [`EditingGenerator`][EditingGenerator], the real image each image edits,
@@ -263,7 +265,20 @@ class GenerationRequest:
     sources: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        """Sources as a tuple of ints (a manifest reads them back as a list)."""
+        """Check ``count`` (a numpy integer is kept as an int); keep ``sources`` as a tuple.
+
+        A manifest reads sources back as a list of ints.
+
+        Raises:
+            ValueError: if ``count`` is not an integer >= 0; the message names the request.
+        """
+        count = self.count
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+            raise ValueError(
+                f"count must be an integer >= 0, got {count!r} in the request for class "
+                f"{self.class_name!r}, value {self.value!r}"
+            )
+        object.__setattr__(self, "count", int(count))
         if self.sources is not None:
             object.__setattr__(self, "sources", tuple(int(i) for i in self.sources))
 

@@ -1079,15 +1079,21 @@ class RunResult:
         """Write [`summary`][summary] as JSON.
 
         Args:
-            path: the file to write (its folder must exist).
+            path: the file to write; missing folders above it are created.
 
         Returns:
             ``path``, as a ``Path``.
+
+        Raises:
+            IsADirectoryError: if ``path`` is a folder.
+            NotADirectoryError: if a folder above ``path`` is a file.
         """
-        path = Path(path)
-        path.write_text(
-            json.dumps(self.summary(), indent=2, sort_keys=True, allow_nan=False) + "\n"
-        )
+        from failmodes.run_files import output_path
+
+        path = output_path(path)
+        text = json.dumps(self.summary(), indent=2, sort_keys=True, allow_nan=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
         return path
 
     def report(
@@ -1103,18 +1109,24 @@ class RunResult:
         installed (``pip install "failmodes[plot]"``), else with plain HTML.
 
         Args:
-            path: the file to write.
+            path: the file to write; missing folders above it are created.
             generated_per_mode: generated images shown per failure mode.
             max_classes: classes shown with images, those with the most ``debug_seed``
                 failures; the failure modes of the others are listed in words (``None``: all).
 
         Returns:
             ``path``, as a ``Path``.
+
+        Raises:
+            IsADirectoryError: if ``path`` is a folder.
+            NotADirectoryError: if a folder above ``path`` is a file.
         """
         from failmodes._report import render
+        from failmodes.run_files import output_path
 
-        path = Path(path)
+        path = output_path(path)
         page = render(self, generated_per_mode=generated_per_mode, max_classes=max_classes)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
         return path
 
@@ -1128,9 +1140,11 @@ class RunResult:
 
         Args:
             folder: a new or empty folder (it is created), or one that holds a run saved
-                before, which is replaced (only the files of that run are removed).
-            images: write every generated image too, in image folders ``generated/<set>/``
-                as [`GeneratedSet.export`][failmodes.results.GeneratedSet.export] writes them;
+                before, which is replaced whole: the new run is written beside it and takes
+                its place once complete, so a save that fails leaves the old run as it was.
+            images: ``True`` writes every generated image too, in image folders
+                ``generated/<set>/`` as
+                [`GeneratedSet.export`][failmodes.results.GeneratedSet.export] writes them;
                 ``False`` keeps the sets' requests, labels and values without the images,
                 which read back as ``None`` (the report then shows none).
 
@@ -1139,7 +1153,9 @@ class RunResult:
 
         Raises:
             FileExistsError: if ``folder`` is a file, or holds files other than a saved run's.
-            TypeError: if a head is not an ``nn.Linear``.
+            NotADirectoryError: if a folder above ``folder`` is a file.
+            PermissionError: if ``folder`` holds a saved run but is read-only.
+            TypeError: if ``images`` is not a bool, or a head is not an ``nn.Linear``.
 
         Examples:
             ```python

@@ -26,6 +26,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +36,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from failmodes._checks import check_instance
 from failmodes.images import ImageList, file_inside
 from failmodes.interfaces import Caption, GenerationRequest
 
 if TYPE_CHECKING:
     from failmodes.results import FailureModes, GeneratedSet, RunResult
 
-__all__ = ["FORMAT", "read_run", "write_run"]
+__all__ = ["FORMAT", "output_path", "read_run", "write_run"]
 
 FORMAT = "failmodes.RunResult/1"
 """The ``format`` of ``run.json``: the kind of file and the version of its layout."""
@@ -55,10 +59,14 @@ _MODE_ARRAYS = ("indices", "labels", "predictions", "success_indices", "success_
 def write_run(result: RunResult, folder: str | Path, *, images: bool = True) -> Path:
     """Write ``result`` into ``folder`` as [`read_run`][read_run] reads it back.
 
+    A run saved there before is replaced whole or not at all: the new run is written into a
+    temporary folder beside it, which takes its place once complete (so the folder's parent
+    must be writable too). A save that fails leaves the folder as it was.
+
     Args:
         result: the run.
         folder: where to write: a new or empty folder (it is created), or one that holds a run
-            saved before, which is replaced (only the files its ``run.json`` lists are removed).
+            saved before, which is replaced.
         images: write the generated images too, as image folders; ``False`` keeps everything
             else of the generated sets.
 
@@ -68,10 +76,45 @@ def write_run(result: RunResult, folder: str | Path, *, images: bool = True) -> 
     Raises:
         FileExistsError: if ``folder`` is a file, or holds a file that is not one of a run
             saved there.
-        TypeError: if a head is not an ``nn.Linear`` (heads are kept as their weights).
+        NotADirectoryError: if a folder above ``folder`` is a file.
+        PermissionError: if ``folder`` holds a saved run but is read-only.
+        TypeError: if ``images`` is not a bool, or a head is not an ``nn.Linear`` (heads are
+            kept as their weights).
     """
-    heads = _head_tensors(result.heads)  # before anything is written or removed
-    folder = _ready(Path(folder))
+    check_instance(images, "images", bool, "True or False")
+    heads = _head_tensors(result.heads)  # before anything is written
+    folder = Path(folder)
+    if not _holds_run(folder):
+        _write_new(result, folder, heads, images)
+        return folder
+    real = Path(os.path.realpath(folder))  # a link to the folder stays a link to the new run
+    staging = _beside(real, "saving")
+    staging.mkdir()
+    try:
+        _write_files(result, staging, heads, images)
+        shutil.copymode(real, staging)
+        _swap(staging, real)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _write_new(result: RunResult, folder: Path, heads: dict[str, Any], images: bool) -> None:
+    """Write into a missing or empty folder; what was written is removed if it fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(folder))  # empty folders at most
+    try:
+        _write_files(result, folder, heads, images)
+    except BaseException:
+        for name in set(os.listdir(folder)) - before:
+            path = folder / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        raise
+
+
+def _write_files(result: RunResult, folder: Path, heads: dict[str, Any], images: bool) -> None:
+    """Every file of the run, into ``folder``; ``run.json`` last."""
     files: list[str] = [ARRAYS]
     arrays = _arrays(result)
     document = {
@@ -98,7 +141,6 @@ def write_run(result: RunResult, folder: str | Path, *, images: bool = True) -> 
     document["files"] = sorted([*files, RUN])
     text = json.dumps(_plain(document), indent=1, allow_nan=False)
     (folder / RUN).write_text(text + "\n", encoding="utf-8")  # last: the run is complete
-    return folder
 
 
 def _run_fields(result: RunResult) -> dict[str, Any]:
@@ -243,26 +285,103 @@ def _files_in(folder: Path) -> list[str]:
     return sorted(out)
 
 
-def _ready(folder: Path) -> Path:
-    """``folder``, created, empty; a run saved there before is removed (its listed files)."""
+def _holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run saved before, and nothing else.
+
+    Raises:
+        FileExistsError, NotADirectoryError, PermissionError, ValueError: where no run can be
+            saved (see [`write_run`][write_run]).
+    """
     if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"{folder} is a file; save the run into a folder")
+        raise FileExistsError(f"folder {folder} is a file; save the run into a folder")
+    _not_under_a_file(folder, "folder")
     present = _files_in(folder) if folder.exists() else []
-    if present:
-        listed = _listed(folder)
-        stray = [name for name in present if name not in listed]
-        if stray:
-            raise FileExistsError(
-                f"{folder} is not empty and {folder / stray[0]} is not a file of a run saved "
-                "there; save into a new or empty folder"
-            )
-        for name in present:
-            (folder / name).unlink()
-        for root, _, _ in sorted(os.walk(folder), reverse=True):
-            if Path(root) != folder:
-                Path(root).rmdir()
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    if not present:
+        return False
+    listed = _listed(folder)
+    stray = [name for name in present if name not in listed]
+    if stray:
+        raise FileExistsError(
+            f"{folder} is not empty and {folder / stray[0]} is not a file of a run saved "
+            "there; save into a new or empty folder"
+        )
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot replace the run saved in {folder}: the folder is read-only")
+    if Path.cwd().resolve().is_relative_to(folder.resolve()):
+        raise ValueError(
+            f"cannot replace the run saved in {folder} from inside it (the current folder): "
+            "the new run takes the folder's place"
+        )
+    return True
+
+
+def _beside(folder: Path, what: str) -> Path:
+    """A new hidden name in ``folder``'s parent: ``.<name>.<what>-<random>``."""
+    return folder.with_name(f".{folder.name}.{what}-{secrets.token_hex(4)}")
+
+
+def _swap(staging: Path, folder: Path) -> None:
+    """Put ``staging`` in the place of ``folder``; the old folder is removed only after."""
+    old = _beside(folder, "old")
+    os.replace(folder, old)
+    try:
+        os.replace(staging, folder)
+    except BaseException:
+        os.replace(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        warnings.warn(
+            f"the run saved in {folder} was replaced, but the old one could not be removed "
+            f"from {old}; remove that folder",
+            stacklevel=4,
+        )
+
+
+def _not_under_a_file(path: Path, name: str) -> None:
+    """Refuse ``path`` (argument ``name``) when the nearest existing folder above is a file."""
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise NotADirectoryError(
+                    f"{name} {path} lies under {above}, which is a file, not a folder"
+                )
+            return
+
+
+def output_path(path: str | Path, name: str = "path") -> Path:
+    """``path`` checked as a file to write: not a folder, and not under a file.
+
+    The caller creates the missing folders above it when it writes (as
+    [`RunResult.save`][failmodes.results.RunResult.save] creates its folder).
+
+    Args:
+        path: the file to write.
+        name: the argument that gave it, for the error.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        IsADirectoryError: if ``path`` is a folder.
+        NotADirectoryError: if a folder above ``path`` is a file.
+
+    Examples:
+        >>> from failmodes.run_files import output_path
+        >>> output_path("reports/run.html").as_posix()
+        'reports/run.html'
+        >>> output_path(".")
+        Traceback (most recent call last):
+            ...
+        IsADirectoryError: path . is a folder, not a file; give the path of a file to write
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{name} {path} is a folder, not a file; give the path of a file to write"
+        )
+    _not_under_a_file(path, name)
+    return path
 
 
 def _listed(folder: Path) -> set[str]:

@@ -103,7 +103,7 @@ class _Number(Rule):
 
 @dataclass(frozen=True)
 class _Grid(Rule):
-    """One value or a list of candidates chosen on the validation part."""
+    """One value or a list of candidates chosen on the validation part: finite numbers."""
 
     minimum: float
     integer: bool = False
@@ -111,16 +111,21 @@ class _Grid(Rule):
 
     def check(self, value: Any, name: str) -> list:
         """The candidates as a sorted list without repeats."""
-        return check_grid(
-            value, name, minimum=self.minimum, integer=self.integer, maximum=self.maximum
-        )
+        return check_grid(value, name, **self._bounds())
 
     def check_one(self, value: Any, name: str) -> Any:
         """One candidate (a step's single value), as an int or a float."""
-        number = check_number(
-            value, name, minimum=self.minimum, maximum=self.maximum, integer=self.integer
-        )
+        number = check_number(value, name, **self._bounds())
         return number if self.integer else float(number)
+
+    def _bounds(self) -> dict[str, Any]:
+        """A candidate is finite (an infinite one cannot be fitted nor written to JSON)."""
+        return {
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "integer": self.integer,
+            "finite": True,
+        }
 
 
 @dataclass(frozen=True)
@@ -302,7 +307,9 @@ GRIDS: dict[str, Any] = {
 
 RULES: dict[str, Rule] = {
     **{name: _Component(interface) for name, interface in INTERFACES.items()},
-    "class_names": _Custom(_class_names, "distinct non-empty names"),
+    "class_names": _Custom(
+        _class_names, "distinct non-empty names, unpadded, distinct when lower-cased"
+    ),
     "attribute": _Custom(_attribute, "a non-empty name"),
     **GRIDS,
     "validation_fraction": _Number(minimum=0, below=1),

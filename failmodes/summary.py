@@ -109,7 +109,8 @@ def ladder_sentence(result: RunResult) -> str:
         ``"refitting on the 109 debug_seed failures fixes 0.549 of the held-out failures;
         adding 1,840 generated images, 0.637; validation prefers generated images on top
         (failmodes)"``,
-        with a note for a rung whose every candidate the guard refused.
+        with a note for a rung whose every candidate the guard refused; with an empty
+        validation part, no preference is claimed: the rung reported was taken, not chosen.
     """
     acc, kept = result.accuracy, kept_original(result)
     generated = f"{len(result.generated):,} generated images"
@@ -124,7 +125,12 @@ def ladder_sentence(result: RunResult) -> str:
         f"{acc['dfr']['debug_heldout']:.3f}{kept.get('dfr', '')} of the held-out failures",
         f"adding {generated}, {fixed}",
     ]
-    if result.chosen is not None:
+    if result.chosen is not None and not len(result.failures.validation):
+        parts.append(
+            f"the validation part is empty, so nothing chose between them ({result.chosen} is "
+            "taken, not preferred)"
+        )
+    elif result.chosen is not None:
         chosen = "its own images alone" if result.chosen == "dfr" else "generated images on top"
         parts.append(f"validation prefers {chosen} ({result.chosen})")
     return "; ".join(parts)

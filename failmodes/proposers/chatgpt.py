@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
 from failmodes._imports import require
+from failmodes._urls import url_credentials as _url_credentials
 from failmodes.attributes import ATTRIBUTES, get_attribute, with_article
 from failmodes.interfaces import BackgroundProposer
 from failmodes.proposers.merge import PREPOSITION_PHRASES, PREPOSITIONS, merge_values
@@ -997,7 +998,6 @@ def _without_header_values(options: Any) -> Any:
 # -- secrets ---------------------------------------------------------------------------------------
 
 _KEY = re.compile(r"[!-~]*")  # printable ASCII without whitespace, as API keys are
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
 
 # The loggers of the openai client and its HTTP stack (``httpx``, ``httpcore``, and forks of
 # them named by prefix): they log request URLs, which may carry secrets.
@@ -1028,20 +1028,6 @@ def _checked_key(key: str, name: str) -> str:
         f"holds {what} at position {position} (surrounding whitespace is stripped; the key is "
         "not shown)"
     )
-
-
-def _url_credentials(url: str) -> tuple[str, str | None]:
-    """``url`` with the secret of its user info shown as ``***``, and that secret (or ``None``).
-
-    The secret is the password (``http://user:secret@host``), or a user name alone
-    (``http://secret@host``), as services put tokens there.
-    """
-    found = _USERINFO.match(url)
-    if found is None:
-        return url, None
-    user, colon, password = found["userinfo"].partition(":")
-    shown = f"{found['scheme']}{user}:***@" if colon else f"{found['scheme']}***@"
-    return shown + url[found.end() :], password if colon else user
 
 
 def _shown_forms(secret: str) -> set[str]:

@@ -39,18 +39,24 @@ from failmodes.steps.evaluation import (
     group_accuracy,
 )
 from failmodes.steps.failures import (
+    check_failures_of,
+    check_validation,
     find_failures,
+    guard_counts,
     guard_split,
     real_set,
     sample_successes,
     validation_splits,
 )
 from failmodes.steps.features import (
+    check_guard,
     check_sets,
+    check_test,
     extract_features,
     generated_features,
     original_head,
     read_labels,
+    warn_missing_classes,
 )
 from failmodes.steps.generation import check_outputs, generate, make_requests, source_pool
 from failmodes.steps.plans import (
@@ -85,10 +91,14 @@ __all__ = [
     "baseline_requests",
     "caption_accuracy",
     "caption_failures",
-    "check_extra",
     "check_enough_values",
+    "check_extra",
+    "check_failures_of",
+    "check_guard",
     "check_outputs",
     "check_sets",
+    "check_test",
+    "check_validation",
     "derive_seed",
     "evaluate",
     "evaluate_modes",
@@ -100,6 +110,7 @@ __all__ = [
     "generated_features",
     "given_plan",
     "group_accuracy",
+    "guard_counts",
     "guard_split",
     "lam_candidates",
     "make_requests",
@@ -118,4 +129,5 @@ __all__ = [
     "targeted_counts",
     "targeted_plan",
     "validation_splits",
+    "warn_missing_classes",
 ]

@@ -22,7 +22,7 @@ from failmodes.ranking import DEFAULT_RANK, Ranking, get_ranking
 from failmodes.results import FailureModes, FailureSet
 from failmodes.settings import GRIDS
 from failmodes.steps._map import JOB_IMAGES, chunks, map_jobs
-from failmodes.steps.failures import sample_successes
+from failmodes.steps.failures import check_failures_of, sample_successes
 
 __all__ = ["caption_accuracy", "caption_failures", "check_captions"]
 
@@ -78,12 +78,14 @@ def caption_failures(
         values of each class.
 
     Raises:
-        ValueError: if a class with failures has no proposals, the captioner does not return
-            one caption per image, or ``k`` is not a positive integer.
+        ValueError: if ``failures`` were found on a debug set of another size, a class with
+            failures has no proposals, the captioner does not return one caption per image, or
+            ``k`` is not a positive integer.
         TypeError: if ``captioner`` is not a
             [`FailureCaptioner`][failmodes.interfaces.FailureCaptioner].
     """
     check_instance(captioner, "captioner", FailureCaptioner, "a FailureCaptioner")
+    check_failures_of(failures, debug)
     k = GRIDS["k"].check_one(k, "k")
     seed = check_seed(seed)
     with_successes = get_ranking(rank).needs_successes or bool(significant)

@@ -9,17 +9,30 @@ measure of the repair).
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from failmodes._checks import check_number, check_seed
+from failmodes.errors import DataError
 from failmodes.progress import stage
 from failmodes.results import FailureSet, Features
 from failmodes.settings import check_setting
 from failmodes.steps._common import derive_seed, logits
 
-__all__ = ["find_failures", "guard_split", "real_set", "sample_successes", "validation_splits"]
+__all__ = [
+    "check_failures_of",
+    "check_validation",
+    "find_failures",
+    "guard_counts",
+    "guard_split",
+    "real_set",
+    "sample_successes",
+    "validation_splits",
+]
 
 logger = logging.getLogger("failmodes")
 
@@ -46,8 +59,9 @@ def find_failures(
         ``heldout`` parts.
 
     Raises:
-        ValueError: if ``validation_fraction`` is not in ``[0, 1)``, or the model makes no
-            mistake outside the validation part.
+        ValueError: if ``validation_fraction`` is not in ``[0, 1)``.
+        DataError: if the model makes no mistake outside the validation part (the message says
+            whether it makes none at all or the validation part holds them all).
 
     Examples:
         >>> import numpy as np, torch
@@ -65,7 +79,7 @@ def find_failures(
     frac = check_setting("validation_fraction", validation_fraction)
     seed = check_seed(seed)
     stage("failures of %s debug samples", f"{len(debug):,}")
-    preds = logits(head, debug.features).argmax(1).numpy()
+    preds = _predictions(head, debug)
     labels = debug.labels
     rng = np.random.default_rng(derive_seed("split", seed))
     validation, seed_part, heldout = [], [], []
@@ -80,10 +94,7 @@ def find_failures(
         seed_part.extend(failed[:half].tolist())
         heldout.extend(failed[half:].tolist())
     if not seed_part and not heldout:
-        raise ValueError(
-            "the model makes no mistakes on the debug set (outside its validation part): "
-            "there are no failures to debug"
-        )
+        raise DataError(_no_failures(labels, preds, len(validation), frac, num_classes))
     parts = (_sorted(part) for part in (validation, seed_part, heldout))
     failures = FailureSet(labels, preds, *parts)
     logger.info(
@@ -97,6 +108,117 @@ def find_failures(
 
 def _sorted(indices: list[int]) -> np.ndarray:
     return np.sort(np.asarray(indices, dtype=np.int64))
+
+
+def _no_failures(
+    labels: np.ndarray, preds: np.ndarray, n_val: int, frac: float, num_classes: int
+) -> str:
+    """Why there is no failure to debug: no mistake at all, or all in the validation part."""
+    n, wrong = len(labels), int((preds != labels).sum())
+    if wrong == 0:
+        present = len(np.unique(labels))
+        return (
+            f"no failures to debug: the model makes no mistakes on the {n:,} "
+            f"image{'s' if n != 1 else ''} of the debug set (of {present} of the {num_classes} "
+            "classes); a larger debug set may show some"
+        )
+    return (
+        f"no failures to debug: the model's {wrong:,} mistake{'s' if wrong > 1 else ''} on the "
+        f"debug set all fall in its validation part (validation_fraction={frac} sets aside "
+        f"{n_val:,} of its {n:,} images, leaving {n - n_val:,}, none a mistake); lower "
+        "validation_fraction or give a larger debug set"
+    )
+
+
+def check_failures_of(
+    failures: FailureSet,
+    debug: Any,
+    *,
+    labels: Any = None,
+    features: Features | None = None,
+    head: torch.nn.Linear | None = None,
+) -> None:
+    """Refuse failures found on another debug set than ``debug``, or with another model.
+
+    A [`FailureSet`][failmodes.results.FailureSet] holds the label and the model's prediction
+    of every image of the debug set it was found on: their number is that set's size, and the
+    labels and predictions tell two sets of one size apart wherever they differ.
+
+    Args:
+        failures: the split, e.g. a run's ``failures``.
+        debug: the debug set it should index; its size is read when it has one.
+        labels: ``debug``'s labels when they are known (then compared too); ``None``: those of
+            ``features``, if given.
+        features: ``debug``'s features, with ``head``: the head's predictions are then
+            compared too (the same labels in another order, or another model, differ there).
+        head: the model's head.
+
+    Raises:
+        DataError: naming both sizes, or how many labels or predictions differ.
+    """
+    found = len(failures.labels)
+    if labels is None and features is not None:
+        labels = features.labels
+    size = len(labels) if labels is not None else getattr(debug, "__len__", lambda: None)()
+    if size is not None and size != found:
+        raise DataError(
+            f"failures were found on a debug set of {found:,} images, but debug has {size:,}: "
+            "pass the debug set they were found on, or find this one's failures"
+        )
+    compared = {"labels": (labels, failures.labels)}
+    if head is not None and features is not None:
+        compared["predictions"] = (_predictions(head, features), failures.predictions)
+    for what, (given, kept) in compared.items():
+        other = 0 if given is None else int((np.asarray(given) != kept).sum())
+        if other:
+            raise DataError(
+                f"failures were found on another debug set of {found:,} images (or with another "
+                f"model): debug has other {what} at {other:,} of its {size:,} images; pass the "
+                "debug set they were found on, or find this one's failures"
+            )
+
+
+def _predictions(head: torch.nn.Linear, features: Features) -> np.ndarray:
+    """The class ``head`` predicts for each row of ``features``."""
+    return logits(head, features.features).argmax(1).numpy()
+
+
+def check_validation(
+    failures: FailureSet,
+    class_names: Sequence[str],
+    *,
+    validation_fraction: float,
+    grids: Mapping[str, Sequence],
+) -> bool:
+    """Warn when the validation part is empty but there are candidates to choose among.
+
+    With no validation image every candidate scores alike, so the first of each grid (of those
+    a guard accepts) is taken, and the rung a run reports is not validation's preference.
+
+    Args:
+        failures: the split of the debug set.
+        class_names: all class names by label index.
+        validation_fraction: the setting that made the validation part, for the message.
+        grids: the candidates, as [`Debugger.grids`][failmodes.debugger.Debugger.grids] gives
+            them (``lam_real``, when not empty, is a choice: 0 is tried beside its weights).
+
+    Returns:
+        Whether the validation part can choose: it has images, or there is one candidate.
+    """
+    several = [n for n, v in grids.items() if len(v) > 1 or (n == "lam_real" and len(v))]
+    if len(failures.validation) or not several:
+        return True
+    counts = np.bincount(failures.labels, minlength=len(class_names))
+    per_class = ", ".join(f"{c}: 0 of {n}" for c, n in zip(class_names, counts, strict=True) if n)
+    warnings.warn(
+        f"the validation part is empty (validation_fraction={validation_fraction} gives the "
+        f"debug set's classes 0 validation images each; {per_class}), so nothing compares "
+        f"the candidates of {', '.join(several)}: the first candidate of each grid (that the "
+        "guard accepts) is taken, not chosen; raise validation_fraction or give a larger "
+        "debug set",
+        stacklevel=3,
+    )
+    return False
 
 
 def validation_splits(failures: FailureSet, debug: Features) -> dict[str, Features]:
@@ -215,6 +337,8 @@ def guard_split(
 
     Raises:
         TypeError: if the features are shards (rows of shards cannot be held out).
+        DataError: if ``fraction`` holds out no image of a class (see
+            [`guard_counts`][guard_counts]).
 
     Examples:
         >>> import numpy as np, torch
@@ -224,14 +348,57 @@ def guard_split(
         >>> len(rest), len(guard), guard.labels.tolist(), len(rows)
         (18, 2, [0, 1], 18)
     """
-    fraction = check_setting("guard_fraction", fraction)
+    counts = guard_counts(train.labels, fraction)
     seed = check_seed(seed)
     rng = np.random.default_rng(derive_seed("guard", seed))
     held = []
-    for c in np.unique(train.labels):
+    for c, n in counts.items():
         members = np.flatnonzero(train.labels == c)
-        n = min(int(round(fraction * len(members))), len(members) - 1)
         held.extend(members[rng.permutation(len(members))[:n]].tolist())
     mask = np.zeros(len(train), dtype=bool)
     mask[held] = True
     return train.select(~mask), train.select(mask), np.flatnonzero(~mask)
+
+
+def guard_counts(
+    labels: Any, fraction: float, class_names: Sequence[str] | None = None
+) -> dict[int, int]:
+    """How many images of each class of the training data the guard holds out.
+
+    ``round(fraction x the class's images)``, and at least one image left for refits. Checked
+    on the labels alone, so that a Debugger refuses a share that holds out nothing of a class
+    before any feature is computed.
+
+    Args:
+        labels: the training data's labels.
+        fraction: the share of each class held out, in ``[0, 1)`` (``guard_fraction``; 0
+            holds out nothing).
+        class_names: all class names by label index, to name a class; ``None``: its index.
+
+    Returns:
+        ``{label: images held out}`` for each class present.
+
+    Raises:
+        DataError: if a ``fraction`` above 0 holds out no image of a class.
+
+    Examples:
+        >>> import numpy as np
+        >>> from failmodes.steps import guard_counts
+        >>> guard_counts(np.arange(20) % 2, 0.2)
+        {0: 2, 1: 2}
+    """
+    fraction = check_setting("guard_fraction", fraction)
+    classes, sizes = np.unique(np.asarray(labels), return_counts=True)
+    sizes_of = {int(c): int(n) for c, n in zip(classes, sizes, strict=True)}
+    counts = {c: min(int(round(fraction * n)), n - 1) for c, n in sizes_of.items()}
+    empty = [c for c, n in counts.items() if n == 0]
+    if fraction > 0 and empty:
+        c, n = empty[0], sizes_of[empty[0]]
+        name = repr(class_names[c]) if class_names is not None else f"{c}"
+        kept = ", which refits keep" if n == 1 else ""
+        raise DataError(
+            f"guard_fraction={fraction} holds out no image of class {name} ({n} train "
+            f"image{'s' if n > 1 else ''}{kept}): raise guard_fraction, give a guard of your "
+            "own (guard=data), or set guard_fraction=0 (or guard=False) for no guard"
+        )
+    return counts

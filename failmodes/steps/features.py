@@ -11,6 +11,7 @@ model's own head, checked against the features and the classes.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -34,11 +35,14 @@ from failmodes.steps._map import chunks, map_jobs
 from failmodes.steps.evaluation import check_extra
 
 __all__ = [
+    "check_guard",
     "check_sets",
+    "check_test",
     "extract_features",
     "generated_features",
     "original_head",
     "read_labels",
+    "warn_missing_classes",
 ]
 
 logger = logging.getLogger("failmodes")
@@ -80,6 +84,68 @@ def read_labels(data: Any, name: str, class_names: Sequence[str] | None = None) 
     return labels
 
 
+def warn_missing_classes(labels: np.ndarray, class_names: Sequence[str], name: str) -> None:
+    """Warn naming the classes that ``labels`` (of the data called ``name``) lack.
+
+    A head refit on training data without a class learns nothing of it (the ``refit``
+    baseline never predicts it), and a repair only what it adds of that class.
+
+    Args:
+        labels: the data's labels.
+        class_names: all class names by label index.
+        name: what to call the data.
+    """
+    present = set(np.unique(labels).tolist())
+    missing = [c for i, c in enumerate(class_names) if i not in present]
+    if missing:
+        warnings.warn(
+            f"{name} has no image of class(es) {missing}: a head refit on it learns nothing of "
+            "them (the refit baseline never predicts them), and a repair only what it adds; "
+            f"give {name} images of every class",
+            stacklevel=3,
+        )
+
+
+def check_guard(guard: Any) -> Any:
+    """``guard`` as the data it holds, or ``None`` for ``None`` and ``False`` (no data given).
+
+    Args:
+        guard: in-distribution data, ``None`` (a share of train, ``guard_fraction``) or
+            ``False`` (no guard).
+
+    Returns:
+        The data, or ``None``.
+
+    Raises:
+        TypeError: for ``True``, a number, or any other flag.
+    """
+    if guard is None or guard is False:
+        return None
+    if isinstance(guard, numbers.Number | np.bool_):
+        raise TypeError(
+            f"guard must be data, None or False, got {guard!r}: in-distribution (image, label) "
+            "pairs, None for a share of train (guard_fraction), or False for no guard"
+        )
+    return guard
+
+
+def check_test(test: Any) -> Any:
+    """``test``, or a ValueError when it is ``None``: a run measures every head on it.
+
+    Args:
+        test: the test set given to a run.
+
+    Returns:
+        ``test``.
+    """
+    if test is None:
+        raise ValueError(
+            "run needs a test set, got test=None: every head is measured on it for the report "
+            "(prepare and refit_on take test=None)"
+        )
+    return test
+
+
 def check_sets(
     train: Any, debug: Any, test: Any = None, guard: Any = None, extra: Any = None
 ) -> dict[str, Any]:
@@ -96,15 +162,16 @@ def check_sets(
         train: the training data, whose first image the others are compared with.
         debug: the debug set.
         test: the test set, or ``None``.
-        guard: the guard set, or ``None``.
+        guard: the guard set, ``None`` or ``False`` (see [`check_guard`][check_guard]).
         extra: ``{name: data}`` or ``None``.
 
     Returns:
         ``extra`` as a dict (empty for ``None``).
 
     Raises:
-        TypeError, ValueError: from ``check_extra``.
+        TypeError, ValueError: from ``check_guard`` and ``check_extra``.
     """
+    guard = check_guard(guard)
     extra = check_extra(extra)
     first = _tensor_shape(_first_image(train))
     for name, data in {"debug": debug, "test": test, "guard": guard, **extra}.items():

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from failmodes._checks import check_instance, check_seed, component_name
+from failmodes._checks import check_instance, check_number, check_seed, component_name
 from failmodes.attributes import prompt
 from failmodes.cache import Cache, data_fingerprint, fingerprint
 from failmodes.data import images_at
@@ -78,8 +78,8 @@ def make_requests(
         in the order of ``counts``.
 
     Raises:
-        ValueError: if a class name is not one of ``class_names``, or a class asked for has no
-            source images.
+        ValueError: if a count is not an integer >= 0, a class name is not one of
+            ``class_names``, or a class asked for has no source images.
 
     Examples:
         >>> from failmodes.steps import make_requests
@@ -89,6 +89,8 @@ def make_requests(
     """
     names = list(class_names)
     seed = check_seed(seed)
+    for key, count in counts.items():  # a count is a number of images: 2.5 or -2 is a mistake
+        check_number(count, f"counts[{key!r}]", minimum=0, integer=True)
     unknown = sorted({name for name, _ in counts} - set(names))
     if unknown:
         raise ValueError(

@@ -10,7 +10,7 @@ few times.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from failmodes._checks import check_class_names, check_number, check_seed
+from failmodes.errors import SettingError
 from failmodes.images import is_blank
 from failmodes.interfaces import (
     REASONS,
@@ -50,12 +52,15 @@ def sample_images(count: int = 4, size: int = 64, *, seed: int = 0) -> list[Imag
     """Distinct RGB test images (smooth colour gradients with noise), the same for a seed.
 
     Args:
-        count: how many images.
-        size: their side in pixels.
+        count: how many images (``0`` gives ``[]``).
+        size: their side in pixels, at least 2 (an image of one pixel is one colour: blank).
         seed: seed of the colours and the noise.
 
     Returns:
         ``count`` RGB PIL images of ``size x size`` pixels, none of them blank.
+
+    Raises:
+        SettingError: if ``count``, ``size`` or ``seed`` is not an integer in its range.
 
     Examples:
         >>> from failmodes.testing import sample_images
@@ -63,7 +68,9 @@ def sample_images(count: int = 4, size: int = 64, *, seed: int = 0) -> list[Imag
         >>> [(image.mode, image.size) for image in images]
         [('RGB', (16, 16)), ('RGB', (16, 16))]
     """
-    rng = np.random.default_rng(seed)
+    count = check_number(count, "count", minimum=0, integer=True)
+    size = check_number(size, "size", minimum=2, integer=True)
+    rng = np.random.default_rng(check_seed(seed))
     ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
     images = []
     for _ in range(count):
@@ -81,6 +88,16 @@ _CANDIDATES = {
 
 def _fail(component: Any, message: str) -> AssertionError:
     return AssertionError(f"{type(component).__name__}: {message}")
+
+
+def _as_list(value: Any, name: str, expected: str) -> list:
+    """``value`` as a non-empty list, or a SettingError naming ``name`` (a string is one value)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise SettingError(name, f"must be {expected}, got {type(value).__name__} {value!r:.60}")
+    items = list(value)
+    if not items:
+        raise SettingError(name, f"must be {expected}, got an empty {type(value).__name__}")
+    return items
 
 
 def _check_interface(component: Any, kind: type) -> None:
@@ -113,7 +130,9 @@ def check_extractor(
         atol: tolerance when comparing features of different batchings.
 
     Raises:
-        AssertionError: naming the broken part of the contract.
+        AssertionError: naming the broken part of the contract; without ``images``, also when
+            the extractor cannot read the 64x64 sample images (a model made for another size
+            needs ``images=sample_images(4, size=<side>)``).
         ValueError: if fewer than 3 images are given.
 
     Examples:
@@ -124,10 +143,23 @@ def check_extractor(
         >>> check_extractor(TorchExtractor(model))
     """
     _check_interface(extractor, FeatureExtractor)
-    images = list(images) if images is not None else sample_images(4)
+    default = images is None
+    images = sample_images(4) if default else list(images)
     if len(images) < 3:
         raise ValueError(f"check_extractor needs at least 3 images, got {len(images)}")
-    features = extractor.extract(images, batch_size=2, progress=False)
+    try:
+        features = extractor.extract(images, batch_size=2, progress=False)
+    except Exception as err:
+        if not default:
+            raise
+        width, height = images[0].size
+        raise _fail(
+            extractor,
+            f"extract failed on the check's default images ({len(images)} RGB images of {width} "
+            f"x {height} pixels): {type(err).__name__}: {err}. If the model takes another size "
+            "or kind of input, pass images it accepts: "
+            "check_extractor(extractor, images=sample_images(4, size=<side>))",
+        ) from err
     _check_features(extractor, features, len(images))
     one_by_one = extractor.extract(images, batch_size=1, progress=False)
     if not torch.allclose(one_by_one, features, atol=atol, rtol=1e-3):
@@ -186,11 +218,13 @@ def check_proposer(
 
     Args:
         proposer: the proposer.
-        class_names: the classes to ask about.
+        class_names: the classes to ask about: a non-empty list of distinct names.
         attribute: the attribute to ask about.
 
     Raises:
         AssertionError: naming the broken part of the contract.
+        ValueError: if ``class_names`` is not a non-empty list of distinct names (a string is
+            one name, not a list).
 
     Examples:
         >>> from failmodes import StaticProposer
@@ -198,7 +232,7 @@ def check_proposer(
         >>> check_proposer(StaticProposer({"fox": ["in a desert"], "wallet": ["in a jungle"]}))
     """
     _check_interface(proposer, BackgroundProposer)
-    names = list(class_names)
+    names = check_class_names(class_names)
     proposals = proposer.propose(names, attribute=attribute)
     if not isinstance(proposals, Mapping):
         raise _fail(proposer, f"propose must return a dict, got {type(proposals).__name__}")
@@ -349,8 +383,9 @@ def check_generator(
             generator declares (``"background"`` when it declares none). A generator that
             cannot make a fox needs requests of its own: the check's error then names the
             request it could not serve and shows how to pass ``requests=``.
-        sources: for an editor, the real images the requests' ``sources`` index; ``None``:
-            four noise images of 32 x 32 (and requests without sources get ``0, 1, ...``).
+        sources: for an editor, the real images the requests' ``sources`` index (not empty;
+            a request's ``sources`` holds one index into it per image); ``None``: four noise
+            images of 32 x 32 (and requests without sources get ``0, 1, ...``).
         deterministic: also check reproducibility and the prefix property.
         pixel_tolerance: how many levels (of 255) a pixel may differ between an image made in
             a batch and the same image made alone (kernels round differently for different
@@ -359,6 +394,9 @@ def check_generator(
     Raises:
         AssertionError: naming the broken part of the contract, or the request (class, value,
             prompt, count) the generator could not serve, with the generator's own error.
+        SettingError: before any generation, naming ``requests`` or ``sources`` when the check
+            cannot work with them (a string, no request with ``count >= 2``, no sources, a
+            request without one source index per image or with one past the end).
 
     Examples:
         >>> from failmodes.testing import check_generator
@@ -440,20 +478,63 @@ def _runner(
             GenerationRequest(0, "fox", "in a desert", f"{fox} in a desert", 2, 0, attribute),
             GenerationRequest(0, "fox", None, fox, 1, 1, attribute),
         ]
-    requests = list(requests)
+    requests = _checked_requests(requests)
     if not isinstance(generator, EditingGenerator):
         return requests, lambda asked: generator.generate(asked, progress=False)
-    pool = list(sources) if sources is not None else _noise_images(4)
+    if sources is None:
+        pool = _noise_images(4)
+    else:
+        pool = _as_list(
+            sources, "sources", "a non-empty list of the images that the requests' sources index"
+        )
     requests = [
         r if r.sources else replace(r, sources=tuple(i % len(pool) for i in range(r.count)))
         for r in requests
     ]
+    _check_sources(requests, len(pool))
 
     def edit(asked: list[GenerationRequest]) -> Any:
         images = [[pool[i] for i in (r.sources or ())] for r in asked]
         return generator.edit(asked, images, progress=False)
 
     return requests, edit
+
+
+def _checked_requests(requests: Any) -> list[GenerationRequest]:
+    """The given requests as a list the check can work with, or a SettingError naming them."""
+    expected = "a non-empty list of GenerationRequest, at least one with count >= 2"
+    requests = _as_list(requests, "requests", expected)
+    for r, request in enumerate(requests):
+        if not isinstance(request, GenerationRequest):
+            raise SettingError(
+                f"requests[{r}]", f"must be a GenerationRequest, got {type(request).__name__}"
+            )
+    if all(request.count < 2 for request in requests):
+        raise SettingError(
+            "requests",
+            "must hold at least one request with count >= 2 (the check compares its first image "
+            "with the same request made with count=1), got counts "
+            f"{[request.count for request in requests]}",
+        )
+    return requests
+
+
+def _check_sources(requests: list[GenerationRequest], available: int) -> None:
+    """A SettingError unless each request holds one index per image into ``available`` sources."""
+    for r, request in enumerate(requests):
+        indices = request.sources
+        if len(indices) != request.count:
+            raise SettingError(
+                f"requests[{r}].sources",
+                f"must hold one index per image (count={request.count}), got {list(indices)}",
+            )
+        outside = [i for i in indices if not 0 <= i < available]
+        if outside:
+            raise SettingError(
+                f"requests[{r}].sources",
+                f"must index the {available} images of sources (0 to {available - 1}), got "
+                f"index {outside[0]}",
+            )
 
 
 def _check_deterministic(

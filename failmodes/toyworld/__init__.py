@@ -1,6 +1,6 @@
 """ToyWorld: the embedded world that runs the whole method on a laptop CPU, offline."""
 
-from failmodes.toyworld.demo import DEMO_SETTINGS, demo_components, run_demo
+from failmodes.toyworld.demo import DEMO_LIMITS, DEMO_SETTINGS, demo_components, run_demo
 from failmodes.toyworld.editor import ToyWorldEditor
 from failmodes.toyworld.generator import ToyWorldGenerator
 from failmodes.toyworld.model import HEAD_WEIGHT_DECAY, ToyBackbone, load_backbone, toy_classifier
@@ -19,6 +19,7 @@ from failmodes.toyworld.zoo import (
 __all__ = [
     "BACKGROUNDS",
     "COLORS",
+    "DEMO_LIMITS",
     "DEMO_SETTINGS",
     "HEAD_WEIGHT_DECAY",
     "SHAPES",

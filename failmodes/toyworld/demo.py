@@ -8,14 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from failmodes._checks import check_number
+from failmodes._checks import check_grid, check_number
 from failmodes.progress import stage
 from failmodes.toyworld.world import ToyDataset, ToyWorld
 
 if TYPE_CHECKING:
     from failmodes.results import RunResult
 
-__all__ = ["DEMO_SETTINGS", "cached_classifier", "cached_split", "demo_components", "run_demo"]
+__all__ = [
+    "DEMO_LIMITS",
+    "DEMO_SETTINGS",
+    "cached_classifier",
+    "cached_split",
+    "demo_components",
+    "run_demo",
+]
 
 DEMO_SETTINGS: dict[str, Any] = {
     "train_per_class": 50,
@@ -28,6 +35,20 @@ DEMO_SETTINGS: dict[str, Any] = {
 }
 """The demo's split sizes and search grids (``k``, ``lam`` and ``images_per_mode`` are chosen
 on the validation part of the debug set)."""
+
+DEMO_LIMITS: dict[str, int] = {
+    "debug_size": 100_000,
+    "images_per_mode": 1_000,
+}
+"""The largest ``debug_size`` and ``images_per_mode`` the demo takes (``failmodes demo``'s
+``--debug-size`` and ``--images-per-mode``), refused beyond before any work.
+
+ToyWorld renders about a thousand images a second on one CPU core and holds each as 3 KiB of
+pixels, 12 KiB as the float tensor its classifier reads. 100,000 debug images, ten times the
+demo's, render in minutes and take about 1 GiB as tensors; 1,000 images per mode, 25 times the
+demo's largest, make up to 150,000 images for its 50 modes (5 per class) in three generated
+sets. Sizes far beyond run for hours or fail to allocate memory on one machine, and the method
+needs no more: the paper's few-shot setting is a few hundred debug images."""
 
 
 def demo_components(
@@ -133,9 +154,11 @@ def run_demo(
         attribute: the spurious attribute, ``"background"`` or ``"color"``.
         cues: the world's ``cues`` (see [`ToyWorld`][failmodes.toyworld.ToyWorld]).
         debug_strength: the world's ``debug_strength``.
-        images_per_mode: a fixed number of images per mode instead of the demo's grid.
-        debug_size: images in the debug set (``None``: the demo's 10,000); a few hundred give
-            a handful of failures per class, the paper's few-shot setting.
+        images_per_mode: a fixed number of images per mode instead of the demo's grid (or a
+            grid of them), at most ``DEMO_LIMITS["images_per_mode"]``.
+        debug_size: images in the debug set (``None``: the demo's 10,000), at most
+            ``DEMO_LIMITS["debug_size"]``; a few hundred give a handful of failures per class,
+            the paper's few-shot setting.
         generator: ``"render"`` (the world's renderer, text-to-image's stand-in), ``"edit"``
             (the world's editor, which edits training images into the failure modes:
             [`ToyWorldEditor`][failmodes.toyworld.editor.ToyWorldEditor]), or
@@ -152,7 +175,8 @@ def run_demo(
         settings and the split sizes added.
 
     Raises:
-        ValueError: if ``attribute`` or ``strength`` is invalid.
+        ValueError: if ``attribute`` or ``strength`` is invalid, or ``debug_size`` or
+            ``images_per_mode`` is not in ``[1, DEMO_LIMITS[name]]`` (checked before any work).
 
     Examples:
         About a minute on a laptop CPU:
@@ -166,6 +190,12 @@ def run_demo(
     from failmodes.cache import resolve_cache
     from failmodes.debugger import Debugger
 
+    sizes = {split: DEMO_SETTINGS[f"{split}_size"] for split in ("debug", "test", "train_like")}
+    if debug_size is not None:
+        sizes["debug"] = _within_limit(debug_size, "debug_size")
+    if images_per_mode is not None:
+        _within_limit(images_per_mode, "images_per_mode", grid=True)
+        settings["images_per_mode"] = images_per_mode
     world = ToyWorld(
         seed=world_seed,
         attribute=attribute,
@@ -173,16 +203,11 @@ def run_demo(
         cues=cues,
         debug_strength=debug_strength,
     )
-    if images_per_mode is not None:
-        settings["images_per_mode"] = images_per_mode
     store = resolve_cache(cache)
     stage(
         "rendering the world's train, debug and test splits%s",
         "" if store is None else " (or reading them from the cache)",
     )
-    sizes = {split: DEMO_SETTINGS[f"{split}_size"] for split in ("debug", "test", "train_like")}
-    if debug_size is not None:
-        sizes["debug"] = check_number(debug_size, "debug_size", minimum=1, integer=True)
     train = cached_split(world, "train", DEMO_SETTINGS["train_per_class"], store)
     splits = {split: cached_split(world, split, n, store) for split, n in sizes.items()}
     stage("loading the classifier (the shipped backbone, its head fitted on the train split)")
@@ -219,6 +244,15 @@ def run_demo(
         train_like_size=sizes["train_like"],
     )
     return result
+
+
+def _within_limit(value: Any, name: str, *, grid: bool = False) -> Any:
+    """``value``, an integer in ``[1, DEMO_LIMITS[name]]`` (a list of them too with ``grid``)."""
+    limit = DEMO_LIMITS[name]
+    if grid and isinstance(value, list | tuple):
+        check_grid(value, name, minimum=1, maximum=limit, integer=True)
+        return value
+    return check_number(value, name, minimum=1, maximum=limit, integer=True)
 
 
 def cached_split(world: ToyWorld, split: str, size: int, cache: Any = None) -> ToyDataset:

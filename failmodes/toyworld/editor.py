@@ -20,7 +20,7 @@ from PIL import Image
 
 from failmodes.interfaces import EditingGenerator, GenerationRequest
 from failmodes.progress import progress_bar, resolve_progress
-from failmodes.toyworld.generator import resolve_request
+from failmodes.toyworld.generator import check_world_and_style, resolve_request
 from failmodes.toyworld.world import (
     BACKGROUNDS,
     SHAPES,
@@ -72,8 +72,28 @@ class ToyWorldEditor(EditingGenerator):
 
     @property
     def attribute(self) -> str:
-        """The world's attribute: the only one whose values this editor paints."""
+        """The world's attribute: the only one whose values this editor paints.
+
+        The Debugger reads it when it is made, so the settings are checked then
+        ([`check_params`][check_params]).
+        """
+        self.check_params()
         return self.world.attribute
+
+    def check_params(self) -> None:
+        """Check ``world`` and ``style``, as [`edit`][edit] does first.
+
+        Raises:
+            SettingError: a ``ValueError`` naming the first setting that cannot be used.
+
+        Examples:
+            >>> from failmodes.toyworld import ToyWorldEditor
+            >>> ToyWorldEditor("a world").check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: world must be a ToyWorld, got str
+        """
+        check_world_and_style(self.world, self.style)
 
     def edit(
         self,
@@ -94,11 +114,11 @@ class ToyWorldEditor(EditingGenerator):
             One list per request, in request order, of ``request.count`` RGB PIL images.
 
         Raises:
+            SettingError: if ``world`` or ``style`` cannot be used.
             ValueError: a request names an unknown class or value, or a source is not a
                 ToyWorld image that knows its scene, or of another class.
         """
-        if self.style not in ("world", "generated"):
-            raise ValueError(f"style must be 'world' or 'generated', got {self.style!r}")
+        self.check_params()
         requests = list(requests)
         if len(images) != len(requests):
             raise ValueError(f"images has {len(images)} lists for {len(requests)} requests")

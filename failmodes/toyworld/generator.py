@@ -15,11 +15,31 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from failmodes.errors import SettingError
 from failmodes.interfaces import GenerationRequest, ImageGenerator
 from failmodes.progress import progress_bar, resolve_progress
 from failmodes.toyworld.world import BACKGROUNDS, SHAPES, ToyWorld
 
-__all__ = ["ToyWorldGenerator", "resolve_request"]
+__all__ = ["STYLES", "ToyWorldGenerator", "check_world_and_style", "resolve_request"]
+
+STYLES = ("generated", "world")
+"""The styles ToyWorld's generator and editor paint in ([`render`][failmodes.toyworld.render])."""
+
+
+def check_world_and_style(world: object, style: object) -> None:
+    """Check the settings that ToyWorld's generator and editor share.
+
+    Args:
+        world: must be a [`ToyWorld`][failmodes.toyworld.ToyWorld].
+        style: must be one of [`STYLES`][STYLES].
+
+    Raises:
+        SettingError: a ``ValueError`` naming the first setting that cannot be used.
+    """
+    if not isinstance(world, ToyWorld):
+        raise SettingError("world", f"must be a ToyWorld, got {type(world).__name__}")
+    if style not in STYLES:
+        raise SettingError("style", f"must be one of {STYLES}, got {style!r}")
 
 
 def resolve_request(world: ToyWorld, request: GenerationRequest) -> tuple[int, str | None]:
@@ -95,8 +115,28 @@ class ToyWorldGenerator(ImageGenerator):
 
     @property
     def attribute(self) -> str:
-        """The world's attribute: the only one whose values this generator renders."""
+        """The world's attribute: the only one whose values this generator renders.
+
+        The Debugger reads it when it is made, so the settings are checked then
+        ([`check_params`][check_params]).
+        """
+        self.check_params()
         return self.world.attribute
+
+    def check_params(self) -> None:
+        """Check ``world`` and ``style``, as [`generate`][generate] does first.
+
+        Raises:
+            SettingError: a ``ValueError`` naming the first setting that cannot be used.
+
+        Examples:
+            >>> from failmodes.toyworld import ToyWorld, ToyWorldGenerator
+            >>> ToyWorldGenerator(ToyWorld(), style="photo").check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: style must be one of ('generated', 'world'), got 'photo'
+        """
+        check_world_and_style(self.world, self.style)
 
     def render(self, request: GenerationRequest, i: int) -> Image.Image:
         """Image ``i`` of ``request``, rendered from ``request.image_seed(i)`` alone.
@@ -133,16 +173,14 @@ class ToyWorldGenerator(ImageGenerator):
             One list per request, in request order, of ``request.count`` RGB PIL images.
 
         Raises:
+            SettingError: if ``world`` or ``style`` cannot be used.
             ValueError: a request names an unknown class or value (the message says what is
-                allowed), or has a negative count.
+                allowed).
         """
-        if self.style not in ("world", "generated"):
-            raise ValueError(f"style must be 'world' or 'generated', got {self.style!r}")
+        self.check_params()
         requests = list(requests)
         for request in requests:
             resolve_request(self.world, request)
-            if request.count < 0:
-                raise ValueError(f"count must be >= 0, got {request.count}")
         bar = progress_bar(
             requests,
             progress=resolve_progress(progress, self.progress),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
+from failmodes._checks import check_number, check_seed
 from failmodes.data import ImageDataset
 
 __all__ = [
@@ -572,6 +573,11 @@ def render_scenes(
 
 
 # ---------------------------------------------------------------- datasets
+def _count(value: Any, name: str, *, minimum: int = 0) -> int:
+    """``value`` as an int >= ``minimum``, or a ValueError naming ``name`` (as ``seed``'s)."""
+    return check_number(value, name, minimum=minimum, integer=True)
+
+
 class ToyDataset(ImageDataset):
     """A ToyWorld split: ``(PIL image, label)`` pairs with per-sample metadata.
 
@@ -686,7 +692,8 @@ class ToyWorld:
             split draws it (the rest uniformly over all values); 0 gives balanced splits.
 
     Raises:
-        ValueError: if ``attribute`` is not ``"background"`` or ``"color"``, ``strength`` or
+        ValueError: if ``seed`` is not an integer in ``[0, 2**32 - 1]``, ``size`` not an
+            integer >= 1, ``attribute`` not ``"background"`` or ``"color"``, ``strength`` or
             ``debug_strength`` is not in ``[0, 1]``, or ``cues`` is not ``None`` or an integer
             from 1 to the number of classes.
 
@@ -710,6 +717,9 @@ class ToyWorld:
     debug_strength: float = 0.0
 
     def __post_init__(self):
+        # integral seeds and sizes (2.0, numpy integers) kept as ints: the cache keys use the repr
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "size", _count(self.size, "size", minimum=1))
         if self.attribute not in VALUES:
             raise ValueError(
                 f"attribute must be one of {sorted(VALUES)} in ToyWorld, got {self.attribute!r}"
@@ -880,12 +890,15 @@ class ToyWorld:
         gives the same split.
 
         Args:
-            per_class: images per class.
+            per_class: images per class, an integer >= 0.
 
         Returns:
             The split, classes in label order (``per_class`` of class 0 first).
+
+        Raises:
+            ValueError: if ``per_class`` is not an integer >= 0.
         """
-        labels = np.repeat(np.arange(len(SHAPES)), per_class)
+        labels = np.repeat(np.arange(len(SHAPES)), _count(per_class, "per_class"))
         return self.sample(labels, biased=True, seed=self._split_seed("train"))
 
     def train_like(self, n: int = 2_000) -> ToyDataset:
@@ -895,26 +908,32 @@ class ToyWorld:
         shows that price (``run(..., extra={"train_like": ...})`` or as a guard).
 
         Args:
-            n: images in all; labels cycle through the classes.
+            n: images in all, an integer >= 0; labels cycle through the classes.
 
         Returns:
             The split; the same world gives the same split.
+
+        Raises:
+            ValueError: if ``n`` is not an integer >= 0.
         """
-        labels = np.arange(n) % len(SHAPES)
+        labels = np.arange(_count(n, "n")) % len(SHAPES)
         return self.sample(labels, biased=True, seed=self._split_seed("train-like"))
 
     def _balanced(self, n: int, split: str) -> ToyDataset:
-        labels = np.arange(n) % len(SHAPES)
+        labels = np.arange(_count(n, "n")) % len(SHAPES)
         return self.sample(labels, biased=False, seed=self._split_seed(split))
 
     def debug(self, n: int = 10_000) -> ToyDataset:
         """The debug split: classes uniform, values uniform (or leaning, see ``debug_strength``).
 
         Args:
-            n: images in all; labels cycle through the classes.
+            n: images in all, an integer >= 0; labels cycle through the classes.
 
         Returns:
             The split; the same world gives the same split.
+
+        Raises:
+            ValueError: if ``n`` is not an integer >= 0.
         """
         return self._balanced(n, "debug")
 
@@ -922,9 +941,12 @@ class ToyWorld:
         """The test split, drawn as the debug split is but apart from it.
 
         Args:
-            n: images in all; labels cycle through the classes.
+            n: images in all, an integer >= 0; labels cycle through the classes.
 
         Returns:
             The split; the same world gives the same split.
+
+        Raises:
+            ValueError: if ``n`` is not an integer >= 0.
         """
         return self._balanced(n, "test")

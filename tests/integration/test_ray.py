@@ -13,7 +13,6 @@ import os
 import socket
 import tempfile
 import uuid
-from dataclasses import asdict
 
 import pytest
 
@@ -156,7 +155,7 @@ def _recording_generator(world, log, fail_class=None, crash_marker=None):
             for r in requests:
                 if r.class_name == fail_class:
                     raise RuntimeError(f"the worker lost its GPU while drawing {r.class_name}")
-                (log / uuid.uuid4().hex).write_text(json.dumps(asdict(r)))
+                (log / uuid.uuid4().hex).write_text(json.dumps(r.identity()))
             return super().generate(requests, progress=progress)
 
     return RecordingGenerator(world)

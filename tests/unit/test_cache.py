@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -651,3 +652,186 @@ def test_check_writable_names_the_folder_or_url(tmp_path):
     url = (tmp_path / "file" / "sub").as_uri()
     with pytest.raises(OSError, match=f"cannot write to {url}"):
         Cache(url).check_writable()
+
+
+# -- what is a cache: CACHEDIR.TAG ---------------------------------------------------------------
+
+_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
+
+
+def _foreign(folder):
+    """A user's folder whose files look like entries to a careless eye: ``<x>/<ab>/<ab...>``."""
+    files = {
+        "docs/ab/abstract.txt": "my thesis",
+        "notes/me/meeting.json": '{"when": "monday"}',
+        "photos/xy/holiday.png": "not really a png",
+    }
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    return files
+
+
+def _files(folder) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_housekeeping_refuses_a_folder_that_is_not_a_cache(tmp_path, capsys):
+    from failmodes.cli import main
+
+    files = _foreign(tmp_path / "mine")
+    cache = Cache(tmp_path / "mine")
+    refusal = f"{tmp_path / 'mine'} is not a failmodes cache (it has no CACHEDIR.TAG"
+    for act in (cache.info, cache.verify, lambda: cache.verify(repair=True), cache.entries):
+        with pytest.raises(ValueError, match=re.escape(refusal)):
+            act()
+    with pytest.raises(ValueError, match="failmodes writes one when it creates a cache"):
+        cache.prune(max_bytes=0)
+    for action in (["info"], ["verify", "--repair"], ["prune", "--max-size", "0"]):
+        assert main(["cache", *action, "--cache", str(tmp_path / "mine")]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"failmodes cache: error: --cache: {refusal}")
+    assert _files(tmp_path / "mine") == files  # every file as it was, and no tag written
+
+
+def test_failmodes_tags_the_caches_it_writes(tmp_path, url):
+    for cache in (Cache(tmp_path / "new"), Cache(url)):
+        cache.put_json("proposals", "a" * 64, ["in a desert"])
+        tag = cache.store.read("CACHEDIR.TAG").decode()
+        first, second = tag.splitlines()[:2]
+        assert first == _SIGNATURE and second.startswith("#") and "failmodes" in second
+        assert cache.info()["entries"] == 1
+        assert all(not str(f).endswith("CACHEDIR.TAG") for f in cache.files())  # no entry file
+        cache.prune(max_bytes=0)
+        assert cache.store.exists("CACHEDIR.TAG")  # pruning empties a cache, and keeps it one
+
+
+def test_an_untagged_cache_of_an_earlier_failmodes_is_recognised_and_tagged(tmp_path):
+    cache = _filled(tmp_path)  # proposals, features and an image entry
+    (cache.path / "CACHEDIR.TAG").unlink()
+    assert Cache(cache.path).info()["entries"] == 3
+    assert (cache.path / "CACHEDIR.TAG").read_text().startswith(_SIGNATURE)
+    (cache.path / "CACHEDIR.TAG").unlink()
+    stray = cache.path / "captions" / "aa" / "notes.txt"
+    stray.write_text("not an entry")
+    with pytest.raises(ValueError, match="captions/aa/notes.txt is not a cache entry"):
+        Cache(cache.path).prune(max_bytes=0)
+    assert Cache(cache.path).get_json("captions", "a" * 64) == [["in snow", 0.9]]  # reads work
+    assert len(list(cache.files())) == 3 + 4  # nothing was removed
+    assert Cache(tmp_path / "empty").info()["entries"] == 0  # nothing to lose, nothing written
+    assert not (tmp_path / "empty").exists()
+
+
+def test_a_run_reads_and_writes_an_untagged_folder_and_tags_it(tmp_path):
+    data = WORLD.debug(20)
+    first, _ = _debugger(tmp_path, CountingExtractor(_model())).features(data)
+    (tmp_path / "cache" / "CACHEDIR.TAG").unlink()
+    again = CountingExtractor(_model())
+    second, _ = _debugger(tmp_path, again).features(data)
+    assert again.calls == [] and torch.equal(first, second)  # read back, untagged
+    _foreign(tmp_path / "cache")
+    _debugger(tmp_path, TorchExtractor(_model())).features(WORLD.debug(10))  # a write
+    assert (tmp_path / "cache" / "CACHEDIR.TAG").read_text().startswith(_SIGNATURE)
+
+
+def test_only_what_failmodes_names_is_an_entry_of_a_cache(tmp_path):
+    """In a cache, ``<kind>/<key[:2]>/<key>`` with a suffix failmodes writes is an entry."""
+    cache = _filled(tmp_path)
+    stray = {
+        "README.md": "about this cache",
+        "docs/ab/abstract.txt": "a suffix failmodes does not write",
+        "photos/xy/holiday.json": "not in the folder of its first two characters",
+        "captions/aa/aanotes": "a file without a suffix",
+    }
+    for rel, text in stray.items():
+        (cache.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cache.path / rel).write_text(text)
+    assert cache.info()["entries"] == 3
+    assert cache.verify(repair=True) == []  # nothing reported that is not removed
+    assert len(cache.prune(max_bytes=0)) == 3
+    assert _files(cache.path) == {**stray, "CACHEDIR.TAG": _files(cache.path)["CACHEDIR.TAG"]}
+
+
+def test_an_empty_or_odd_cache_argument_is_refused(tmp_path, capsys, monkeypatch):
+    from failmodes.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="cache: an empty path is the current folder"):
+            Cache(empty)
+    with pytest.raises(ValueError, match="cache: an empty path is the current folder"):
+        _debugger(tmp_path, TorchExtractor(_model()), cache="").features(WORLD.debug(10))
+    for odd in (123, 1.5, True, ["a"]):
+        with pytest.raises(TypeError, match="cache must be a folder path or an fsspec URL"):
+            Cache(odd)
+    assert main(["cache", "info", "--cache", ""]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("failmodes cache: error: --cache: an empty path is the current folder")
+    assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
+
+
+def test_a_file_as_the_cache_is_refused_before_any_work(tmp_path):
+    import warnings
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    extractor = CountingExtractor(_model())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "removed and recomputed" warning on the way
+        refusal = f"^cache: {re.escape(str(afile))} is a file, not a folder$"
+        with pytest.raises(NotADirectoryError, match=refusal):
+            _debugger(tmp_path, extractor, cache=afile).features(WORLD.debug(10))
+        for act in (
+            lambda c: c.put_json("proposals", "a" * 64, [1]),
+            lambda c: c.get_json("proposals", "a" * 64),
+            lambda c: c.prune(max_bytes=0),
+            lambda c: c.check_writable(),
+        ):
+            with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+                act(Cache(str(afile)))
+    assert extractor.calls == [] and afile.read_text() == "x"
+
+
+def test_a_password_in_a_cache_url_is_never_shown_or_recorded(tmp_path, capsys):
+    from failmodes._components import run_config
+    from failmodes.cli import main
+
+    url = f"memory://alice:S3CRET-TOKEN@bucket-{os.getpid()}/fm"
+    shown = f"memory://alice:***@bucket-{os.getpid()}/fm"
+    cache = Cache(url)
+    assert cache.location == shown and repr(cache) == f"Cache({shown!r})"
+    cache.put_tensors("features", "b" * 64, {"features": torch.ones(3)})
+    rel = f"features/bb/{'b' * 64}.safetensors"
+    blob = bytearray(cache.store.read(rel))
+    blob[-1] ^= 0xFF
+    cache.store.write(rel, bytes(blob))
+    [(entry, _)] = cache.verify()
+    assert str(entry.path) == f"{shown}/{rel}" and cache.info()["path"] == shown
+    assert all(str(f).startswith(shown) for f in cache.files())
+    with pytest.warns(CacheWarning) as caught:
+        cache.get_tensors("features", "b" * 64)
+    assert "S3CRET" not in str(caught[0].message)
+    for given in (url, Cache(url)):
+        dbg = _debugger(tmp_path, TorchExtractor(_model()), cache=given)
+        assert run_config(dbg.components, dbg.grids(), {}, 0)["cache"] == shown
+    assert Cache(url).get_json("proposals", "a" * 64) is None  # the store has the real URL
+    assert main(["cache", "info", "--cache", url.replace("/fm", "/none")]) == 2
+    for broken in ("memory://alice:S3CRET@", "://alice:S3CRET@x", "nosuch://alice:S3CRET@x/y"):
+        assert main(["cache", "info", "--cache", broken]) == 2
+    err = capsys.readouterr().err
+    assert "S3CRET" not in err and "no cache at memory://alice:***@" in err
+
+
+def test_a_url_secret_is_hidden_in_text_that_quotes_it():
+    from failmodes._urls import hide_credentials, url_credentials
+
+    assert url_credentials("s3://key:secret@bucket/x") == ("s3://key:***@bucket/x", "secret")
+    assert url_credentials("https://token@host/v1") == ("https://***@host/v1", "token")
+    assert url_credentials("/a:b@c/x") == ("/a:b@c/x", None)  # a folder, not a URL
+    fsspec_error = "[Errno 2] No such file: '/alice:S3CRET@bucket/fm/x'"
+    assert hide_credentials(fsspec_error, "memory://alice:S3CRET@bucket/fm") == (
+        "[Errno 2] No such file: '/alice:***@bucket/fm/x'"
+    )
+    assert hide_credentials("plain", "/a/folder") == "plain"

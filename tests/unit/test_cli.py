@@ -152,3 +152,74 @@ def test_a_first_run_says_what_it_does_within_five_seconds(tmp_path):
         process.communicate()
     assert first.startswith("failmodes demo: ToyWorld (world seed 0"), first  # before any work
     assert second.startswith("  rendering the world's"), second
+
+
+def _settings(*args: str) -> dict:
+    """What ``failmodes demo ARGS`` gives run_demo for the settings --paper may set."""
+    from failmodes.cli import _demo_settings
+
+    return _demo_settings(_parser().parse_args(["demo", *args]))
+
+
+def test_a_flag_given_with_paper_overrides_the_papers_value():
+    from failmodes.settings import PAPER
+
+    assert _settings("--paper") == {**PAPER, "guard": True}
+    assert _settings("--paper", "--real", "failures") == {
+        **PAPER,
+        "real": "failures",
+        "guard": True,
+    }
+    assert _settings("--paper", "--real", "none")["real"] is None
+    with_guard = _settings("--paper", "--guard")  # the Debugger's own guard, not the paper's none
+    assert "guard_fraction" not in with_guard and with_guard["guard"] is True
+    assert _settings("--paper", "--no-guard")["guard"] is False
+    assert _settings() == {"guard": True} and _settings("--real", "none") == {
+        "real": None,
+        "guard": True,
+    }
+    demo = _parser()._subparsers._group_actions[0].choices["demo"]  # noqa: SLF001
+    assert "overrides" in " ".join(demo.format_help().split())
+
+
+@pytest.mark.parametrize("command", [["demo"], ["run", "config.toml"]])
+def test_an_empty_out_is_refused_naming_it(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--out", ""])
+    assert exit_.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "argument --out" in line and "empty" in line
+    assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--debug-size", 10**12), ("--debug-size", 10**8), ("--images-per-mode", 10**9)],
+)
+def test_demo_sizes_beyond_what_toyworld_holds_are_refused_naming_the_bound(flag, value, capsys):
+    from failmodes.toyworld.demo import DEMO_LIMITS
+
+    bound = DEMO_LIMITS[flag[2:].replace("-", "_")]
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", flag, str(value)])
+    assert exit_.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {flag}: must be in [1, {bound}], got {value}" in line
+    assert "Traceback" not in line
+    assert _parser().parse_args(["demo", flag, str(bound)]) is not None  # the bound is taken
+    demo = _parser()._subparsers._group_actions[0].choices["demo"]  # noqa: SLF001
+    assert f"[1, {bound}]" in " ".join(demo.format_help().split())
+
+
+def test_cache_prune_leaves_a_folder_that_is_not_a_cache_alone(tmp_path):
+    mine = tmp_path / "mine"
+    for rel in ("docs/ab/abstract.txt", "notes/me/meeting.json"):
+        (mine / rel).parent.mkdir(parents=True)
+        (mine / rel).write_text("my own file")
+    done = _failmodes("cache", "prune", "--max-size", "0", "--cache", str(mine))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"failmodes cache: error: --cache: {mine} is not a failmodes cache")
+    kept = sorted(p.name for p in mine.rglob("*") if p.is_file())
+    assert kept == ["abstract.txt", "meeting.json"]  # nothing removed, no tag written

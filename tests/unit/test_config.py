@@ -620,7 +620,7 @@ def test_the_command_names_the_key_in_one_line_and_writes_nothing(tmp_path, caps
 
 
 def test_the_command_checks_a_file_without_running_it(tmp_path, capsys):
-    path = _write(tmp_path, BASE)
+    path = _write(tmp_path, RUNNABLE)
     assert main(["run", str(path), "--check", "--out", str(tmp_path / "out")]) == 0
     assert capsys.readouterr().out == (
         f"failmodes run: {path} (seed 0, engine local): checked, nothing run\n"
@@ -641,3 +641,51 @@ def test_the_command_reports_a_missing_file_and_an_unusable_folder(tmp_path):
     (tmp_path / "a-file").write_text("x")
     path = _write(tmp_path, BASE)
     assert main(["run", str(path), "--out", str(tmp_path / "a-file")]) == 2
+
+
+RUNNABLE = BASE.replace(
+    "[head_trainer]",
+    '[captioner]\nfactory = "failmodes.toyworld:toyclip_captioner"\n\n'
+    '[generator]\nfactory = "failmodes.toyworld.parts:generator"\n\n[head_trainer]',
+)
+
+
+@pytest.mark.parametrize("component", ["captioner", "generator"])
+def test_a_run_and_its_check_refuse_a_file_without_a_component_a_run_needs(
+    tmp_path, capsys, component
+):
+    text = BASE if component == "captioner" else RUNNABLE.replace("[generator]\nfactory", "# ")
+    path = _write(tmp_path, text)
+    load_config(path).build()  # a Debugger for some steps alone is fine
+    for check in (["--check"], []):
+        assert main(["run", str(path), *check, "--out", str(tmp_path / "out")]) == 2
+        said = capsys.readouterr().err
+        assert (
+            said
+            == f"failmodes run: error: {path}: {component}: missing: a run needs [{component}]\n"
+        )
+    with pytest.raises(ConfigError, match=rf"a run needs \[{component}\]"):
+        load_config(path).run()
+
+
+def test_data_a_run_cannot_use_is_one_line_not_a_traceback(tmp_path, capsys):
+    path = _write(tmp_path, RUNNABLE.replace("k = 2", "k = 2\nguard_fraction = 0.05"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"failmodes run: error: {path}: guard_fraction=0.05 holds out no image")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_stage_lines_are_printed_once_and_the_logger_left_as_it_was(tmp_path, capsys):
+    import logging
+
+    from failmodes.progress import STAGE_LOGGER
+
+    stages = logging.getLogger(STAGE_LOGGER)
+    before = (stages.level, stages.propagate, list(stages.handlers))
+    path = _write(tmp_path, RUNNABLE.replace("k = 2", "k = 2\nguard_fraction = 0.05"))
+    for _ in range(2):  # a notebook that calls main twice, its output replaced in between
+        assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+        out = capsys.readouterr().out
+        assert out.count("building the model, the components and the datasets") == 1
+        assert (stages.level, stages.propagate, list(stages.handlers)) == before

@@ -14,11 +14,13 @@ from failmodes import (
     CLIPCaptioner,
     GenerationRequest,
     LinearHeadTrainer,
+    SettingError,
     StaticProposer,
     TorchExtractor,
 )
 from failmodes.interfaces import (
     BackgroundProposer,
+    EditingGenerator,
     FailureCaptioner,
     HeadTrainer,
     ImageGenerator,
@@ -374,3 +376,95 @@ def test_check_filter_catches(verdicts, message):
         check_filter(Broken())
     with pytest.raises(AssertionError, match="is not a failmodes.interfaces.ImageFilter"):
         check_filter(_NotAFilter())
+
+
+# -- the checks refuse arguments they cannot check with ------------------------------------------
+
+_SAND = GenerationRequest(0, "circle", "on sand", "a photo of a circle on sand", 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([], r"requests must be a non-empty list of GenerationRequest.*got an empty list"),
+        ("abc", r"requests must be a non-empty list of GenerationRequest.*got str 'abc'"),
+        (["abc"], r"requests\[0\] must be a GenerationRequest, got str"),
+        ([replace(_SAND, count=0)], r"at least one request with count >= 2.*got counts \[0\]"),
+        ([replace(_SAND, count=1)] * 2, r"at least one request with count >= 2.*\[1, 1\]"),
+    ],
+)
+def test_check_generator_refuses_requests_it_cannot_check_with(requests, message):
+    with pytest.raises(SettingError, match=message):
+        check_generator(_BackgroundsGenerator(), requests)
+
+
+class _BannerEditor(EditingGenerator):
+    """Paints a red band over the top rows of each source image."""
+
+    def edit(self, requests, images, *, progress=None):
+        out = []
+        for sources in images:
+            edited = [source.convert("RGB").copy() for source in sources]
+            for image in edited:
+                image.paste(Image.new("RGB", (image.width, 2), (255, 0, 0)), (0, 0))
+            out.append(edited)
+        return out
+
+
+def test_check_generator_refuses_editor_sources_it_cannot_index():
+    check_generator(_BannerEditor(), [_SAND])  # the default sources: four noise images
+    with pytest.raises(SettingError, match=r"sources must be a non-empty list.*got an empty list"):
+        check_generator(_BannerEditor(), [_SAND], sources=[])
+    with pytest.raises(
+        SettingError, match=r"requests\[0\]\.sources must index the 4 images.*got index 4"
+    ):
+        check_generator(_BannerEditor(), [replace(_SAND, sources=(0, 4))])
+    with pytest.raises(SettingError, match=r"requests\[0\]\.sources must hold one index per image"):
+        check_generator(_BannerEditor(), [replace(_SAND, sources=(0, 1, 2))])
+
+
+@pytest.mark.parametrize(
+    ("class_names", "message"),
+    [
+        ("fox", r"class_names must be a list.*got str 'fox'"),
+        ([], r"class_names must be a non-empty"),
+    ],
+)
+def test_check_proposer_refuses_class_names_that_are_not_a_list_of_names(class_names, message):
+    proposer = StaticProposer({"f": ["a"], "o": ["b"], "x": ["c"], "fox": ["in a desert"]})
+    with pytest.raises(ValueError, match=message):
+        check_proposer(proposer, class_names=class_names)
+
+
+def test_check_extractor_says_how_to_pass_images_a_model_for_another_size_accepts():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(3 * 8 * 8, 4))  # 32 x 32
+    with pytest.raises(AssertionError) as caught:
+        check_extractor(TorchExtractor(model))
+    message = str(caught.value)
+    assert message.startswith("TorchExtractor: extract failed on the check's default images")
+    assert "4 RGB images of 64 x 64 pixels" in message and "RuntimeError" in message
+    assert "check_extractor(extractor, images=sample_images(4, size=<side>))" in message
+    check_extractor(TorchExtractor(model), images=sample_images(4, size=32))  # the hint works
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"count": -1}, r"count must be an integer >= 0, got -1"),
+        ({"count": 2.5}, r"count must be an integer >= 0, got 2.5"),
+        ({"count": 2, "size": 0}, r"size must be an integer >= 2, got 0"),
+        ({"count": 2, "seed": -1}, r"seed must be an integer >= 0"),
+    ],
+)
+def test_sample_images_refuses_a_bad_count_size_or_seed(kwargs, message):
+    with pytest.raises(SettingError, match=message):
+        sample_images(**kwargs)
+
+
+def test_sample_images_at_the_bounds():
+    from failmodes.images import is_blank
+
+    assert sample_images(0) == []
+    images = sample_images(3.0, size=2)  # an integral float is an integer
+    assert len(images) == 3 and not any(is_blank(image) for image in images)

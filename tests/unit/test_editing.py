@@ -158,3 +158,44 @@ def test_tiny_diffusion_editors_run_end_to_end_through_the_debugger(world_run, k
     seed_part = set(result.failures.seed.tolist())
     assert all(set(r.sources) <= seed_part for r in made.requests)  # never heldout or validation
     assert np.isfinite(result.accuracy["failmodes"]["debug_heldout"])
+
+
+@pytest.mark.parametrize("count", [-2, 2.5, True, "3", None])
+def test_a_request_count_must_be_an_integer_at_least_zero(count):
+    with pytest.raises(ValueError, match=r"count must be an integer >= 0, got .* in the request"):
+        dataclasses.replace(FOX, count=count)
+    with pytest.raises(ValueError, match="request for class 'circle', value 'on snow'"):
+        dataclasses.replace(FOX, count=count)
+
+
+def test_a_request_takes_integral_counts_as_ints():
+    assert dataclasses.replace(FOX, count=0).count == 0
+    request = dataclasses.replace(FOX, count=np.int64(3))
+    assert type(request.count) is int and request == FOX and request.job_id == FOX.job_id
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda world: ToyWorldEditor("x"), "world must be a ToyWorld, got str"),
+        (lambda world: ToyWorldEditor(world, style="bogus"), "style must be one of"),
+    ],
+)
+def test_an_editor_that_cannot_edit_is_refused_before_any_work(make, says):
+    from failmodes import SettingError
+    from failmodes.toyworld import ToyWorldGenerator, demo_components
+
+    world = ToyWorld(seed=0)
+    editor = make(world)
+    with pytest.raises(SettingError, match=says):
+        editor.check_params()
+    with pytest.raises(SettingError, match=says):
+        editor.edit([dataclasses.replace(FOX, count=0)], [[]])
+    settings = demo_components(world, cache=False, train=world.train(2))
+    with pytest.raises(SettingError, match=says):  # when the Debugger is made
+        Debugger(**{**settings, "generator": editor})
+    renderer = ToyWorldGenerator(editor.world, style=editor.style)  # the renderer checks alike
+    with pytest.raises(SettingError, match=says):
+        renderer.check_params()
+    ToyWorldEditor(world).check_params()
+    ToyWorldGenerator(world, style="world").check_params()

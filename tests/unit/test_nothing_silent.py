@@ -18,6 +18,7 @@ from torch import nn
 from failmodes import (
     BackgroundProposer,
     Caption,
+    DataError,
     Debugger,
     FailureCaptioner,
     FailureSet,
@@ -606,3 +607,216 @@ def test_a_run_that_finds_no_failure_mode_says_so():
     with pytest.warns(UserWarning, match="no failure mode was found: 0 debug_seed failures"):
         result = dbg.run(train, debug, test, seed=0, guard=False)
     assert result.modes.modes == {} and len(result.generated) == 0
+
+
+# ---------------------------------------------------------------- nothing to decide on
+def _onehot_set(predictions, labels, n_classes=2) -> list[tuple[torch.Tensor, int]]:
+    """Items the one-hot Debugger reads back as ``predictions``, labelled ``labels``."""
+    return [(torch.eye(n_classes)[p], int(y)) for p, y in zip(predictions, labels, strict=True)]
+
+
+class _NoWork(TorchExtractor):
+    """An extractor that must not be reached: the check comes before any work."""
+
+    def extract(self, data, *, batch_size=None, progress=None):
+        raise AssertionError("features were computed before the check")
+
+
+def _idle(n_classes: int = 2, **kwargs) -> Debugger:
+    """The one-hot Debugger with an extractor that refuses to work."""
+    head = _onehot(n_classes).extractor.head
+    return _onehot(n_classes, **kwargs).replace(
+        extractor=_NoWork(backbone=nn.Identity(), head=head)
+    )
+
+
+class _Cycles(FailureCaptioner):
+    """Names one of the first three values of each image's class, in turn."""
+
+    def caption(self, images, *, image_classes, candidates, attribute="background"):
+        return [Caption(candidates[c][i % 3], 1.0) for i, c in enumerate(image_classes)]
+
+
+class _Copies(ImageGenerator):
+    """A user's retrieval generator: images of the requested class from a pool."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def generate(self, requests, *, progress=None):
+        labels = labels_of(self.pool)
+        out = []
+        for r in requests:
+            rows = np.flatnonzero(labels == r.class_index)
+            out.append([self.pool[int(rows[j % len(rows)])][0] for j in range(r.count)])
+        return out
+
+
+@pytest.fixture(scope="module")
+def toy():
+    from failmodes.toyworld import ToyWorld
+
+    world = ToyWorld(seed=1)
+    return world, world.train(10), world.debug(300), world.test(100)
+
+
+def _toy(world, pool, **kwargs) -> Debugger:
+    """A cheap Debugger on ToyWorld: a small torch model and user-written components."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.AvgPool2d(4), nn.Flatten(), nn.Linear(192, 24), nn.Tanh(), nn.Linear(24, 10)
+    )
+    settings = dict(
+        extractor=TorchExtractor(model, batch_size=256, progress=False),
+        proposer=StaticProposer(world.uncommon_values()),
+        captioner=_Cycles(),
+        generator=_Copies(pool),
+        class_names=world.class_names,
+        k=1,
+        lam=0.5,
+        images_per_mode=3,
+        uniform_prior=0.0,
+        lam_real=1.0,
+        progress=False,
+        cache=False,
+    )
+    return Debugger(**{**settings, **kwargs})
+
+
+def test_an_empty_validation_part_takes_the_first_candidate_and_says_so(toy):
+    world, train, debug, test = toy
+    dbg = _toy(world, train, validation_fraction=0, k=[1, 2], lam=[0.5, 2.0], baselines=False)
+    says = r"validation_fraction=0 .*circle: 0 of 30.*first candidate of each grid .*taken, not"
+    with pytest.warns(UserWarning, match=says):
+        result = dbg.run(train, debug, test, guard=False)
+    assert len(result.failures.validation) == 0
+    assert (result.config["k"], result.config["lam"]) == (1, 0.5)
+    ladder = result.summary()["ladder"]
+    assert "validation prefers" not in ladder and "the validation part is empty" in ladder
+
+
+def test_a_debug_set_too_small_for_a_validation_part_is_a_warning_with_several_candidates():
+    from failmodes.steps import check_validation
+
+    dbg = _onehot(2)
+    features = (torch.eye(2)[[1, 1, 1, 1]], np.array([0, 1, 0, 1]))  # 2 images per class
+    failures = dbg.find_failures(None, features=features)
+    assert len(failures.validation) == 0  # round(0.2 * 2) is 0 for each class
+    names = ["class0", "class1"]
+    with pytest.warns(UserWarning, match=r"validation_fraction=0.2 .*class0: 0 of 2, class1: 0"):
+        check_validation(failures, names, validation_fraction=0.2, grids={"k": [1, 2]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one candidate: nothing to choose, nothing to say
+        check_validation(failures, names, validation_fraction=0.2, grids={"k": [1], "lam": [1]})
+
+
+def test_a_guard_fraction_that_holds_out_no_image_of_a_class_is_refused_before_any_work():
+    train = _onehot_set([0, 1] * 10, [0, 1] * 10)  # 10 images per class
+    debug = _onehot_set([1] * 20, [0, 1] * 10)
+    with pytest.raises(DataError) as err:
+        _idle(guard_fraction=0.04).prepare(train, debug)
+    assert str(err.value).startswith(
+        "guard_fraction=0.04 holds out no image of class 'class0' (10 train images)"
+    )
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("prior", [float("inf"), [0.0, float("inf")]])
+def test_an_infinite_uniform_prior_is_refused(prior):
+    from failmodes.settings import check_setting
+
+    with pytest.raises(ValueError, match="uniform_prior must be a finite number >= 0, got inf"):
+        _onehot(uniform_prior=prior)
+    with pytest.raises(ValueError, match="uniform_prior must be a finite number >= 0, got inf"):
+        check_setting("uniform_prior", prior)
+
+
+def test_a_run_without_a_test_set_is_refused_before_any_work():
+    data = _onehot_set([0, 1] * 10, [0, 1] * 10)
+    with pytest.raises(ValueError, match=r"run needs a test set, got test=None"):
+        _idle().run(data, data, None)
+
+
+@pytest.mark.parametrize("guard", [True, 0, 1.5, np.False_])
+def test_a_guard_that_is_not_data_none_or_false_is_refused_before_any_work(guard):
+    data = _onehot_set([0, 1] * 10, [0, 1] * 10)
+    says = f"guard must be data, None or False, got {guard!r}"
+    with pytest.raises(TypeError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        _idle().run(data, data, data, guard=guard)
+    with pytest.raises(TypeError, match="guard must be data, None or False"):
+        _idle().prepare(data, data, guard=guard)
+
+
+def test_no_failures_says_whether_the_model_or_the_validation_part_is_why():
+    labels = np.array([0, 1] * 10)
+    right = (torch.eye(2)[labels], labels)
+    with pytest.raises(DataError, match="the model makes no mistakes on the 20 images of the"):
+        _onehot().find_failures(None, features=right)
+    wrong = torch.eye(2)[np.array([1, 1] + [0, 1] * 9)]  # two mistakes, both of class 0
+    with pytest.raises(ValueError) as err:
+        _onehot(validation_fraction=0.99).find_failures(None, features=(wrong, labels))
+    said = str(err.value)
+    assert "makes no mistakes" not in said and "no failures" in said
+    assert "1 mistake " in said and "validation_fraction=0.99 sets aside 20 of its 20" in said
+
+
+def test_failures_of_another_debug_set_are_refused_naming_both():
+    debug = _onehot_set([1] * 20, [0, 1] * 10)
+    train = _onehot_set([0, 1] * 10, [0, 1] * 10)
+    failures = _onehot().find_failures(debug, seed=0)
+    shorter = debug[:12]
+    says = "failures were found on a debug set of 20 images, but debug has 12"
+    with pytest.raises(ValueError, match=says):
+        _idle().prepare(train, shorter, failures=failures)
+    shuffled = _onehot_set([1] * 20, [1, 0] * 10)  # as long, other labels
+    with pytest.raises(DataError, match="other labels at 20 of its 20 images"):
+        _idle().prepare(train, shuffled, failures=failures, guard=False)
+    other = _onehot_set([0] * 20, [0, 1] * 10)  # the same labels, other images
+    with pytest.raises(DataError, match="other predictions at 20 of its 20 images"):
+        _onehot().prepare(train, other, failures=failures, guard=False)  # seen in its features
+    _onehot().prepare(train, debug, failures=failures, guard=False)  # its own debug set passes
+    with pytest.raises(ValueError, match=says):
+        caption_failures(
+            _Captioner(lambda i: Caption("in a desert", 1.0)),
+            shorter,
+            failures,
+            {"class0": ["in a desert"], "class1": ["on ice"]},
+            class_names=["class0", "class1"],
+            k=1,
+            rank="count",
+        )
+
+
+@pytest.mark.parametrize(
+    ("names", "says"),
+    [
+        (["circle", "Circle"], r"equal when lower-cased.*'circle' and 'Circle'"),
+        (["circle ", "square"], r"surrounding whitespace: 'circle '"),
+        (["square", "\tcircle"], r"surrounding whitespace: '\\tcircle'"),
+    ],
+)
+def test_class_names_that_differ_only_in_case_or_whitespace_are_refused(names, says):
+    from failmodes._checks import check_class_names
+
+    with pytest.raises(ValueError, match=says):
+        check_class_names(names)
+    with pytest.raises(ValueError, match=says):
+        Debugger(extractor=TorchExtractor(nn.Linear(2, 2)), class_names=names, cache=False)
+
+
+def test_a_train_split_missing_a_class_is_a_warning():
+    train = _onehot_set([0, 1] * 10, [0, 1] * 10, n_classes=3)  # no image of class2
+    debug = _onehot_set([1, 1, 2] * 10, [0, 1, 2] * 10, n_classes=3)
+    with pytest.warns(UserWarning, match=r"train has no image of class\(es\) \['class2'\]"):
+        _onehot(3).prepare(train, debug, guard=False)
+
+
+@pytest.mark.parametrize(("count", "says"), [(-2, "got -2"), (2.5, "got 2.5"), (True, "got True")])
+def test_requests_for_a_count_that_is_no_number_of_images_are_refused(count, says):
+    from failmodes.steps import make_requests
+
+    named = r"counts\[\('owl', 'in a desert'\)\] must be an integer >= 0, "
+    with pytest.raises(ValueError, match=named + says):
+        make_requests({("owl", "in a desert"): count}, class_names=["fox", "owl"])
+    [request] = make_requests({("owl", "in a desert"): np.int64(3)}, class_names=["fox", "owl"])
+    assert request.count == 3 and type(request.count) is int

@@ -430,3 +430,71 @@ def test_compare_gives_no_reason_when_a_mode_differs():
     assert comparison.describe() == [
         "a fails on wallet on ice, b does not: 40 vs 0 failures of 40 images"
     ]
+
+
+# ---------------------------------------------------------------- where a run is written
+def test_a_resave_that_fails_part_way_leaves_the_saved_run_whole(small_run, tmp_path):
+    import dataclasses
+
+    from failmodes.images import ImageList
+
+    folder = small_run.save(tmp_path / "run")
+    before = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+    missing = ImageList([tmp_path / "gone.png"] * len(small_run.generated))  # fails on export
+    broken = dataclasses.replace(
+        small_run, generated=dataclasses.replace(small_run.generated, images=missing)
+    )
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        broken.save(folder)
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == before
+    assert RunResult.load(folder).summary() == small_run.summary()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary folder left behind
+    # a save that succeeds replaces the run whole, and leaves nothing beside it either
+    small_run.save(folder, images=False)
+    assert not (folder / "generated").exists() and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert RunResult.load(folder).summary() == small_run.summary()
+
+
+def test_the_report_and_the_summary_create_their_folder_as_save_does(small_run, tmp_path):
+    report = small_run.report(tmp_path / "missing" / "deeper" / "report.html")
+    summary = small_run.save_summary(tmp_path / "missing" / "summary.json")
+    assert report.read_text("utf-8").startswith("<!") and summary.read_text().startswith("{")
+
+
+def test_a_folder_or_a_path_under_a_file_is_refused_naming_the_argument(small_run, tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for write in (small_run.report, small_run.save_summary):
+        with pytest.raises(IsADirectoryError, match=r"path .*folder is a folder, not a file"):
+            write(tmp_path / "folder")
+        with pytest.raises(NotADirectoryError, match=r"path .*afile.* is a file, not a folder"):
+            write(tmp_path / "afile" / "out.html")
+    with pytest.raises(NotADirectoryError, match=r"folder .*afile.* is a file, not a folder"):
+        small_run.save(tmp_path / "afile" / "run")
+    assert (tmp_path / "afile").read_text() == "x" and list((tmp_path / "folder").iterdir()) == []
+
+
+@pytest.mark.parametrize("images", ["no", 0, None])
+def test_images_must_be_a_bool(small_run, tmp_path, images):
+    with pytest.raises(TypeError, match="images must be True or False"):
+        small_run.save(tmp_path / "run", images=images)
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- images read as shown
+@pytest.mark.parametrize("kind", ["array", "F image"])
+def test_float_grayscale_images_in_the_unit_range_are_read_as_such(kind):
+    from failmodes.images import thumbnail, to_rgb
+
+    gray = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    image = Image.fromarray(gray) if kind == "F image" else gray
+    expected = np.repeat(np.round(gray * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    assert np.array_equal(np.asarray(thumbnail(image, 8)), expected)
+    if kind == "F image":
+        assert image.mode == "F"
+        assert np.array_equal(np.asarray(to_rgb(image)), expected)
+    # the one rule: [0, 255] floats as levels, 16-bit images by their depth
+    levels = Image.fromarray(gray * 255)
+    assert np.array_equal(np.asarray(to_rgb(levels)), expected)
+    sixteen = Image.fromarray((gray * 65535).astype(np.uint16))
+    assert np.abs(np.asarray(to_rgb(sixteen)).astype(int) - expected).max() <= 1

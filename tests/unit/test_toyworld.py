@@ -297,3 +297,60 @@ def test_train_like_is_drawn_as_train_but_apart_from_it():
     assert np.mean(np.array(fresh.groups) == np.array(common)) > 0.8
     assert _digest(fresh) != _digest(world.sample(fresh.labels, biased=True, seed=0))
     assert _digest(world.train_like(200)) == _digest(fresh)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"seed": -1}, r"seed must be an integer >= 0 and <= 4294967295, got -1"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"seed": "a"}, "seed must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"seed": 2**32}, "seed must be an integer"),
+        ({"size": 0}, r"size must be an integer >= 1, got 0"),
+        ({"size": -8}, "size must be an integer >= 1"),
+        ({"size": 20.5}, "size must be an integer >= 1"),
+        ({"size": "32"}, "size must be an integer >= 1"),
+    ],
+)
+def test_bad_world_seeds_and_sizes_are_refused_when_the_world_is_made(kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        ToyWorld(**kwargs)
+
+
+def test_a_world_takes_integral_seeds_and_sizes_as_the_same_world():
+    assert ToyWorld(seed=np.int64(3), size=np.int32(16)) == ToyWorld(seed=3, size=16)
+    assert repr(ToyWorld(seed=3.0)) == repr(ToyWorld(seed=3))  # the cache keys use the repr
+    assert ToyWorld(size=3).train(1).pixels.shape == (10, 3, 3, 3)
+
+
+@pytest.mark.parametrize("split", ["train", "train_like", "debug", "test"])
+@pytest.mark.parametrize("size", [-1, -5, 2.5, "3", True])
+def test_bad_split_sizes_are_refused_naming_the_argument(split, size):
+    name = "per_class" if split == "train" else "n"
+    with pytest.raises(ValueError, match=rf"{name} must be an integer >= 0, got {size!r}"):
+        getattr(ToyWorld(seed=0), split)(size)
+
+
+def test_split_sizes_may_be_zero_or_integral():
+    world = ToyWorld(seed=0)
+    assert len(world.debug(0)) == 0 and len(world.train(0)) == 0
+    assert world.debug(np.int64(3)).labels == world.debug(3.0).labels == world.debug(3).labels
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"debug_size": 10**12}, "debug_size must be an integer >= 1 and <= 100000"),
+        ({"debug_size": 0}, "debug_size must be an integer >= 1"),
+        ({"images_per_mode": 10**9}, "images_per_mode must be an integer >= 1 and <= 1000"),
+        ({"images_per_mode": [20, 10**9]}, "images_per_mode must be an integer >= 1 and <="),
+    ],
+)
+def test_the_demo_refuses_sizes_beyond_its_bounds_before_any_work(kwargs, says):
+    from failmodes.toyworld import run_demo
+    from failmodes.toyworld.demo import DEMO_LIMITS
+
+    assert DEMO_LIMITS == {"debug_size": 100_000, "images_per_mode": 1_000}
+    with pytest.raises(ValueError, match=says):
+        run_demo(cache=False, **kwargs)
