@@ -137,10 +137,11 @@ def test_train_shards_written_by_workers_fit_as_they_do_here(cluster, tmp_path):
     assert cache.info()["kinds"]["feature-parts"]["entries"] > 1
 
 
-def _recording_generator(world, log, fail_class=None, crash_marker=None):
-    """ToyWorld's renderer that writes each request it is asked for into ``log``, fails on a
-    request of ``fail_class``, and ends its process in the middle of its first job when
-    ``crash_marker`` is given and missing. Defined in a function, so Ray ships it by value.
+def _recording_generator(world, log, fail_after=None, crash_marker=None):
+    """ToyWorld's renderer that writes each request it is asked for into ``log``, fails on its
+    call after the first ``fail_after`` (each job is one call), and ends its process in the
+    middle of its first job when ``crash_marker`` is given and missing. Defined in a function,
+    so Ray ships it by value.
     """
 
     class RecordingGenerator(ToyWorldGenerator):
@@ -152,9 +153,13 @@ def _recording_generator(world, log, fail_class=None, crash_marker=None):
             if crash_marker is not None and not crash_marker.exists():
                 crash_marker.write_text("a worker died here")
                 os._exit(1)  # the actor's process exits in the middle of a generation job
+            if fail_after is not None:
+                calls = log.parent / f"{log.name}-calls"
+                calls.mkdir(exist_ok=True)
+                if len(list(calls.iterdir())) >= fail_after:
+                    raise RuntimeError("the worker lost its GPU in the middle of the run")
+                (calls / uuid.uuid4().hex).touch()
             for r in requests:
-                if r.class_name == fail_class:
-                    raise RuntimeError(f"the worker lost its GPU while drawing {r.class_name}")
                 (log / uuid.uuid4().hex).write_text(json.dumps(r.identity()))
             return super().generate(requests, progress=progress)
 
@@ -165,14 +170,12 @@ def _recording_generator(world, log, fail_class=None, crash_marker=None):
 def test_a_stopped_run_on_ray_skips_every_finished_job_when_started_again(cluster, tmp_path):
     world = ToyWorld(seed=7)
     cache = Cache((tmp_path / "cache").as_uri())
-    fail = world.class_names[-1]
-    # One worker takes the jobs in order, so the jobs before the failing one are finished when
-    # the run stops (with two, the job beside the failing one may still be running, and commit
-    # its entry after the run has stopped).
+    # One worker, which fails on its third generation job: the two before it are finished and
+    # committed when the run stops (with two workers, a job beside the failing one may still be
+    # running, and commit its entry after the run has stopped).
+    failing = _recording_generator(world, tmp_path / "a", fail_after=2)
     with pytest.raises(Exception, match="lost its GPU"):
-        _small_run(
-            cache, RayEngine(workers=1), world, _recording_generator(world, tmp_path / "a", fail)
-        )
+        _small_run(cache, RayEngine(workers=1), world, failing)
     key_of = fingerprint(ToyWorldGenerator(world))
     finished = {e.key for e in cache.entries() if e.kind == "generated"}
     assert finished  # some jobs were done before the run stopped
