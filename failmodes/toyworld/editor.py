@@ -20,11 +20,10 @@ from PIL import Image
 
 from failmodes.interfaces import EditingGenerator, GenerationRequest
 from failmodes.progress import progress_bar, resolve_progress
-from failmodes.toyworld.generator import check_world_and_style, resolve_request
+from failmodes.toyworld.generator import ToyWorldPainter, resolve_request
 from failmodes.toyworld.world import (
     BACKGROUNDS,
     SHAPES,
-    ToyWorld,
     background_pixels,
     finish,
     object_mask,
@@ -36,7 +35,7 @@ __all__ = ["ToyWorldEditor"]
 _BACKGROUND_OF = {phrase: name for name, phrase in BACKGROUNDS.items()}
 
 
-class ToyWorldEditor(EditingGenerator):
+class ToyWorldEditor(ToyWorldPainter, EditingGenerator):
     """Edit real ToyWorld images (each image knows its scene) into a requested value.
 
     Image ``i`` of a request edits ``images[i]`` with randomness from
@@ -64,36 +63,6 @@ class ToyWorldEditor(EditingGenerator):
         >>> before["background"], after["background"], after["shape"] == before["shape"]
         ('road', 'snow', True)
     """
-
-    def __init__(self, world: ToyWorld, *, style: str = "generated", progress: bool | None = None):
-        self.world = world
-        self.style = style
-        self.progress = progress
-
-    @property
-    def attribute(self) -> str:
-        """The world's attribute: the only one whose values this editor paints.
-
-        The Debugger reads it when it is made, so the settings are checked then
-        ([`check_params`][check_params]).
-        """
-        self.check_params()
-        return self.world.attribute
-
-    def check_params(self) -> None:
-        """Check ``world`` and ``style``, as [`edit`][edit] does first.
-
-        Raises:
-            SettingError: a ``ValueError`` naming the first setting that cannot be used.
-
-        Examples:
-            >>> from failmodes.toyworld import ToyWorldEditor
-            >>> ToyWorldEditor("a world").check_params()
-            Traceback (most recent call last):
-                ...
-            failmodes.errors.SettingError: world must be a ToyWorld, got str
-        """
-        check_world_and_style(self.world, self.style)
 
     def edit(
         self,

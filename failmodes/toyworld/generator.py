@@ -20,26 +20,60 @@ from failmodes.interfaces import GenerationRequest, ImageGenerator
 from failmodes.progress import progress_bar, resolve_progress
 from failmodes.toyworld.world import BACKGROUNDS, SHAPES, ToyWorld
 
-__all__ = ["STYLES", "ToyWorldGenerator", "check_world_and_style", "resolve_request"]
+__all__ = ["STYLES", "ToyWorldGenerator", "ToyWorldPainter", "resolve_request"]
 
 STYLES = ("generated", "world")
 """The styles ToyWorld's generator and editor paint in ([`render`][failmodes.toyworld.render])."""
 
 
-def check_world_and_style(world: object, style: object) -> None:
-    """Check the settings that ToyWorld's generator and editor share.
+class ToyWorldPainter:
+    """What ToyWorld's generator and editor share: their world, style and progress setting.
 
     Args:
-        world: must be a [`ToyWorld`][failmodes.toyworld.ToyWorld].
-        style: must be one of [`STYLES`][STYLES].
-
-    Raises:
-        SettingError: a ``ValueError`` naming the first setting that cannot be used.
+        world: the [`ToyWorld`][failmodes.toyworld.ToyWorld] whose vocabulary, attribute and
+            common values (for bare-class requests) are used.
+        style: one of [`STYLES`][STYLES]: ``"generated"`` (default: the renderer's own style,
+            with a gap from the world's images) or ``"world"`` (the world's own style, for
+            ablations).
+        progress: show a progress bar over requests; ``None`` shows none.
     """
-    if not isinstance(world, ToyWorld):
-        raise SettingError("world", f"must be a ToyWorld, got {type(world).__name__}")
-    if style not in STYLES:
-        raise SettingError("style", f"must be one of {STYLES}, got {style!r}")
+
+    def __init__(self, world: ToyWorld, *, style: str = "generated", progress: bool | None = None):
+        self.world = world
+        self.style = style
+        self.progress = progress
+
+    @property
+    def attribute(self) -> str:
+        """The world's attribute: the only one whose values this component paints.
+
+        The Debugger reads it when it is made, so the settings are checked then
+        ([`check_params`][check_params]).
+        """
+        self.check_params()
+        return self.world.attribute
+
+    def check_params(self) -> None:
+        """Check ``world`` and ``style``, as generating or editing does first.
+
+        Raises:
+            SettingError: a ``ValueError`` naming the first setting that cannot be used.
+
+        Examples:
+            >>> from failmodes.toyworld import ToyWorld, ToyWorldEditor, ToyWorldGenerator
+            >>> ToyWorldGenerator(ToyWorld(), style="photo").check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: style must be one of ('generated', 'world'), got 'photo'
+            >>> ToyWorldEditor("a world").check_params()
+            Traceback (most recent call last):
+                ...
+            failmodes.errors.SettingError: world must be a ToyWorld, got str
+        """
+        if not isinstance(self.world, ToyWorld):
+            raise SettingError("world", f"must be a ToyWorld, got {type(self.world).__name__}")
+        if self.style not in STYLES:
+            raise SettingError("style", f"must be one of {STYLES}, got {self.style!r}")
 
 
 def resolve_request(world: ToyWorld, request: GenerationRequest) -> tuple[int, str | None]:
@@ -86,7 +120,7 @@ def resolve_request(world: ToyWorld, request: GenerationRequest) -> tuple[int, s
     )
 
 
-class ToyWorldGenerator(ImageGenerator):
+class ToyWorldGenerator(ToyWorldPainter, ImageGenerator):
     """Render requested (class, value) images of a ToyWorld.
 
     Image ``i`` of a request is rendered from ``request.image_seed(i)`` alone, so any image can
@@ -107,36 +141,6 @@ class ToyWorldGenerator(ImageGenerator):
         >>> [im.size for im in gen.generate([req])[0]]
         [(32, 32), (32, 32)]
     """
-
-    def __init__(self, world: ToyWorld, *, style: str = "generated", progress: bool | None = None):
-        self.world = world
-        self.style = style
-        self.progress = progress
-
-    @property
-    def attribute(self) -> str:
-        """The world's attribute: the only one whose values this generator renders.
-
-        The Debugger reads it when it is made, so the settings are checked then
-        ([`check_params`][check_params]).
-        """
-        self.check_params()
-        return self.world.attribute
-
-    def check_params(self) -> None:
-        """Check ``world`` and ``style``, as [`generate`][generate] does first.
-
-        Raises:
-            SettingError: a ``ValueError`` naming the first setting that cannot be used.
-
-        Examples:
-            >>> from failmodes.toyworld import ToyWorld, ToyWorldGenerator
-            >>> ToyWorldGenerator(ToyWorld(), style="photo").check_params()
-            Traceback (most recent call last):
-                ...
-            failmodes.errors.SettingError: style must be one of ('generated', 'world'), got 'photo'
-        """
-        check_world_and_style(self.world, self.style)
 
     def render(self, request: GenerationRequest, i: int) -> Image.Image:
         """Image ``i`` of ``request``, rendered from ``request.image_seed(i)`` alone.
