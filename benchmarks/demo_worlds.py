@@ -33,7 +33,7 @@ import numpy as np
 
 from failmodes.cache import resolve_cache
 from failmodes.debugger import Debugger
-from failmodes.methods import REAL_SETS, SOURCE_SETS
+from failmodes.methods import REAL_SETS, SCORES, SOURCE_SETS
 from failmodes.ranking import ALLOCATIONS, DEFAULT_RANK, RANKINGS
 from failmodes.toyworld import ToyWorld
 from failmodes.toyworld.demo import DEMO_SETTINGS, cached_split, run_demo
@@ -325,6 +325,13 @@ def main() -> None:
         help="the Debugger's uniform_prior candidates (default: the Debugger's)",
     )
     parser.add_argument(
+        "--select-by",
+        default=_DEBUGGER_DEFAULTS["select_by"],
+        choices=SCORES,
+        help="what chooses among the candidates on the validation part's failures (default: "
+        "the Debugger's, %(default)s)",
+    )
+    parser.add_argument(
         "--reals",
         nargs="+",
         default=[_DEBUGGER_DEFAULTS["real"]],
@@ -373,6 +380,7 @@ def main() -> None:
             "debug_size": debug_size,
             "real": None if real == "none" else real,
             "guard": not args.no_guard,
+            "select_by": args.select_by,
             **({} if args.uniform_prior is None else {"uniform_prior": args.uniform_prior}),
         }
         row = one_run(spec, world, rank, budget, seed, **settings)
@@ -388,6 +396,7 @@ def main() -> None:
             "rank": rank,
             "allocation": args.allocation,
             "significant": args.significant,
+            "select_by": args.select_by,
             "budget": budget,
             "train_per_class": args.train_per_class,
         }

@@ -242,6 +242,8 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
         with_modes, rest = with_modes[:max_classes], with_modes[max_classes:]
     described = modes.descriptions()
     generated = _generated_samples(result, generated_per_mode, {names.index(n) for n in with_modes})
+    shown = {(names.index(n), v) for n in with_modes for v in modes.modes[n]}
+    beyond = [(prompt, total) for key, (_, prompt, total) in generated.items() if key not in shown]
     return {
         "plural": get_attribute(result.attribute).plural or "values",
         "with_successes": modes.has_successes,
@@ -253,6 +255,8 @@ def _modes(result: RunResult, generated_per_mode: int, max_classes: int | None) 
         "n_rest": len(rest),
         "n_shown": len(with_modes),
         "without": [n for n in names if not modes.modes.get(n)],
+        "beyond": beyond,
+        "n_beyond": sum(total for _, total in beyond),
     }
 
 
@@ -348,12 +352,14 @@ def _selection(result: RunResult) -> dict[str, Any] | None:
         "rows": rows,
         "tolerance": cfg.get("tolerance", "the tolerance"),
         "guard_limit": cfg.get("guard_limit", cfg.get("guard_tolerance", "the guard tolerance")),
+        "select_by": cfg.get("select_by", "accuracy"),  # runs saved before it chose by accuracy
     }
 
 
 def _cell(column: Any, value: Any) -> str:
-    """A score (its name ends ``_acc``) as [`_fmt`][_fmt] writes it; a setting as set."""
-    if isinstance(value, float) and not str(column).endswith("_acc") and not math.isnan(value):
+    """A score (named ``*_acc`` or ``*_loss``) as [`_fmt`][_fmt] writes it; a setting as is."""
+    score = str(column).endswith(("_acc", "_loss"))
+    if isinstance(value, float) and not score and not math.isnan(value):
         return f"{value:g}"
     return _fmt(value)
 

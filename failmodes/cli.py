@@ -187,7 +187,7 @@ def _cache_arguments(parser: argparse.ArgumentParser, help_cache: str) -> None:
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
-    from failmodes.methods import REAL_SETS
+    from failmodes.methods import REAL_SETS, SCORES
     from failmodes.ranking import DEFAULT_RANK, RANKINGS
 
     seeds = f"an integer in [0, {SEED_MAX}]"
@@ -289,6 +289,14 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
         default=None,
         help="hold a share of the train split out of every refit as a guard: a repair that "
         "costs more than 0.01 there is refused (default: on, off with --paper)",
+    )
+    demo.add_argument(
+        "--select-by",
+        choices=list(SCORES),
+        default=None,
+        help="what chooses among the candidates on the validation part's failures: their loss "
+        "or their accuracy (the former rule) (default: the Debugger's, loss; accuracy with "
+        "--paper)",
     )
     demo.add_argument(
         "--rank",
@@ -406,17 +414,19 @@ def _world(args: argparse.Namespace) -> str:
 
 
 def _demo_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``run_demo``'s ``guard`` and the Debugger settings that --paper, --real and --guard give.
+    """``run_demo``'s ``guard`` and the Debugger settings of --paper and the flags beside it.
 
     --paper gives the settings of ``failmodes.settings.PAPER``; a flag given beside it
-    overrides the value it sets: --real its ``real``, --guard its ``guard_fraction`` of 0 (the
-    Debugger's own guard is then held out).
+    overrides the value it sets: --real its ``real``, --select-by its ``select_by``, --guard its
+    ``guard_fraction`` of 0 (the Debugger's own guard is then held out).
     """
     from failmodes.settings import PAPER
 
     settings: dict[str, Any] = dict(PAPER) if args.paper else {}
     if args.real is not None:
         settings["real"] = None if args.real == "none" else args.real
+    if args.select_by is not None:
+        settings["select_by"] = args.select_by
     if args.guard:  # --guard given
         settings.pop("guard_fraction", None)
     settings["guard"] = args.guard is not False

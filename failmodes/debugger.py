@@ -103,6 +103,12 @@ class Debugger:
             much below the original head's.
         guard_tolerance: a candidate whose accuracy on the guard is more than this below the
             original head's is refused.
+        select_by: what chooses among the eligible candidates, on the validation part's
+            failures: ``"loss"`` (their mean cross-entropy, lowest first: graded, so a handful
+            of failures still tells candidates apart) or ``"accuracy"`` (the former rule, part of
+            [`PAPER`][failmodes.settings.PAPER]; on a few failures candidates tie and the first
+            wins). See
+            [`SCORES`][failmodes.methods.SCORES].
         guard_fraction: without a guard of the user's own (``run(..., guard=...)``), this
             share of each class of the training data is held out of every refit and serves as
             the guard, a proxy (see [`guard_split`][failmodes.steps.failures.guard_split]); 0
@@ -169,6 +175,7 @@ class Debugger:
     validation_fraction: float = 0.2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
+    select_by: str = "loss"
     guard_fraction: float = 0.2
     rank: str | Ranking = DEFAULT_RANK
     significant: bool = False
@@ -248,6 +255,7 @@ class Debugger:
             filter_rounds=self.filter_rounds,
             tolerance=self.tolerance,
             guard_tolerance=self.guard_tolerance,
+            select_by=self.select_by,
             batch_size=self.batch_size,
             progress=self.progress,
             checkpoint_every=self.checkpoint_every,

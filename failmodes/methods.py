@@ -10,6 +10,7 @@ __all__ = [
     "LADDER",
     "METHODS",
     "REAL_SETS",
+    "SCORES",
     "SHOWN",
     "SOURCE_SETS",
     "SPLITS",
@@ -58,6 +59,15 @@ SOURCE_SETS = ("train", "debug_seed")
 """The real images an editing generator may edit: the training data the repair refits on (the
 guard's share aside), or the debug set's ``debug_seed`` failures; never ``debug_heldout`` or the
 validation part."""
+
+SCORES: dict[str, str] = {
+    "loss": "the mean cross-entropy of the validation part's failures, lower is better: graded, "
+    "so a few failures still tell candidates apart",
+    "accuracy": "the accuracy on the validation part's failures (the former rule, part of "
+    "settings.PAPER): on a few failures candidates tie, and the first of the grid wins",
+}
+"""What candidates are chosen by (the Debugger's ``select_by``), among those within the
+tolerance and the guard, with what each is."""
 
 SHOWN = ("test", "debug_seed", "debug_heldout", "worst_group_test")
 """The columns an accuracy table shows first; the guard and the extra sets follow."""

@@ -40,7 +40,7 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
-from failmodes.methods import REAL_SETS, SOURCE_SETS
+from failmodes.methods import REAL_SETS, SCORES, SOURCE_SETS
 from failmodes.ranking import ALLOCATIONS, DEFAULT_RANK, get_ranking
 from failmodes.shards import SHARD_DTYPES
 
@@ -321,6 +321,7 @@ RULES: dict[str, Rule] = {
     "sources": _Choice(lambda: SOURCE_SETS, optional=True),
     "significant": _Flag(),
     "allocation": _Choice(lambda: ALLOCATIONS),
+    "select_by": _Choice(lambda: SCORES),
     "baselines": _Flag(),
     "filter_rounds": _Number(minimum=0, integer=True),
     "cache": _Custom(_cache, "True, False, a folder, a URL or a Cache"),
@@ -335,9 +336,15 @@ RULES: dict[str, Rule] = {
 """Every Debugger setting's rule, by name."""
 
 
-PAPER: dict[str, Any] = {"real": None, "uniform_prior": 0.0, "guard_fraction": 0.0}
+PAPER: dict[str, Any] = {
+    "real": None,
+    "uniform_prior": 0.0,
+    "guard_fraction": 0.0,
+    "select_by": "accuracy",
+}
 """The settings of the paper's repair: generated images only (no rung of the debug set's own
-images), images on the modes alone, no guard held out of the training data.
+images), images on the modes alone, no guard held out of the training data, candidates chosen
+by their accuracy on the validation part's failures.
 ``Debugger(**components, **PAPER)`` (``failmodes demo --paper``) gives the figures failmodes gave
 before the repair ladder."""
 

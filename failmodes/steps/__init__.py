@@ -37,6 +37,7 @@ from failmodes.steps.evaluation import (
     evaluate_modes,
     evaluate_run,
     group_accuracy,
+    loss,
 )
 from failmodes.steps.failures import (
     check_failures_of,
@@ -113,6 +114,7 @@ __all__ = [
     "guard_counts",
     "guard_split",
     "lam_candidates",
+    "loss",
     "make_requests",
     "original_head",
     "preferred_rung",

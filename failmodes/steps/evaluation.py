@@ -19,6 +19,7 @@ __all__ = [
     "evaluate_modes",
     "evaluate_run",
     "group_accuracy",
+    "loss",
 ]
 
 _TAKEN = (*SPLITS, "guard")  # the names of the splits a run evaluates every head on
@@ -36,6 +37,34 @@ def accuracy(head: torch.nn.Linear, split: Any) -> float:
     """
     feats, labels = split
     return _share(logits(head, feats), labels)
+
+
+def loss(head: torch.nn.Linear, split: Any) -> float:
+    """The mean cross-entropy of ``head`` on ``(features, labels)``: the loss it was fit by.
+
+    Unlike accuracy, it is graded: on a few images, two heads that get the same ones right
+    still differ in how sure they are of the right class.
+
+    Args:
+        head: the head.
+        split: [`Features`][failmodes.results.Features] or a ``(features, labels)`` pair.
+
+    Returns:
+        The mean of ``-log p(label)``; ``nan`` for no rows.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from failmodes.steps import loss
+        >>> head = torch.nn.Linear(2, 2, bias=False)
+        >>> _ = head.weight.data.copy_(torch.eye(2))
+        >>> round(loss(head, (torch.tensor([[2.0, 0.0]]), np.array([0]))), 4)
+        0.1269
+    """
+    feats, labels = split
+    if len(labels) == 0:
+        return float("nan")
+    target = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return float(torch.nn.functional.cross_entropy(logits(head, feats), target))
 
 
 def _share(scores: torch.Tensor, labels: np.ndarray, index: np.ndarray | None = None) -> float:

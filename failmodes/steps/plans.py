@@ -78,6 +78,8 @@ class RepairTools:
         filter_rounds: how many times short requests are sent again.
         tolerance: how far below the original head's validation accuracy a candidate may be.
         guard_tolerance: how far below the original head's guard accuracy a candidate may be.
+        select_by: what chooses among the eligible candidates: ``"loss"`` or ``"accuracy"`` on
+            the validation part's failures ([`SCORES`][failmodes.methods.SCORES]).
         batch_size: passed to the extractor (``None``: its own).
         progress: progress bars of extraction and generation (``None``: each component's own).
         checkpoint_every: features are computed and cached this many images at a time.
@@ -97,6 +99,7 @@ class RepairTools:
     filter_rounds: int = 2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
+    select_by: str = "loss"
     batch_size: int | None = None
     progress: bool | None = None
     checkpoint_every: int = 1024
@@ -174,6 +177,7 @@ class RepairTools:
             candidates,
             tolerance=self.tolerance,
             guard_tolerance=self.guard_tolerance,
+            select_by=self.select_by,
             seed=seed,
             cache=self.cache,
         )

@@ -1,14 +1,16 @@
 """Selection: candidates fitted and one chosen on the validation part.
 
 A candidate is a subset of a generated set with a weight ``lam`` (the
-[plans][failmodes.steps.plans] make them). The pick maximises accuracy on the validation part's
-failures among the candidates that keep the validation part's overall accuracy within
-``tolerance`` of the original head's (and, with a guard, the guard's within
-``guard_tolerance``), and never looks at ``debug_heldout`` or test.
+[plans][failmodes.steps.plans] make them). Among the candidates that keep the validation part's
+overall accuracy within ``tolerance`` of the original head's (and, with a guard, the guard's
+within ``guard_tolerance``), the pick has the lowest loss on the validation part's failures
+(``select_by="loss"``) or the best accuracy there (``"accuracy"``); it never looks at
+``debug_heldout`` or test.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from failmodes.cache import Cache
 from failmodes.interfaces import HeadTrainer
 from failmodes.results import Features, PreparedRun
 from failmodes.settings import check_setting
-from failmodes.steps.evaluation import evaluate
+from failmodes.steps.evaluation import evaluate, loss
 from failmodes.steps.repair import fit_head
 
 __all__ = ["Candidate", "Selection", "select_head", "selection_table"]
@@ -55,11 +57,12 @@ class Selection:
         head: its fitted head.
         table: one row per candidate: its settings, ``lam`` (and ``lam_real`` when the run has
             real images), ``val_acc`` (the validation part's accuracy), ``val_failure_acc``
-            (accuracy on its failures), ``guard_acc`` (with a guard), ``eligible`` and
-            ``chosen`` (no row is, when the original head was kept).
+            (accuracy on its failures), ``val_failure_loss`` (their mean cross-entropy),
+            ``guard_acc`` (with a guard), ``eligible`` and ``chosen`` (no row is, when the
+            original head was kept).
         index: the chosen candidate's position among the candidates (when the original head
             was kept, the best refused one's).
-        key: how the chosen candidate ranks, ``(within the guard, eligible, accuracy)``: the
+        key: how the chosen candidate ranks, ``(within the guard, eligible, score)``: the
             choice between two selections compares their keys.
     """
 
@@ -78,14 +81,16 @@ def select_head(
     *,
     tolerance: float = 0.005,
     guard_tolerance: float = 0.01,
+    select_by: str = "loss",
     seed: int = 0,
     cache: Cache | None = None,
 ) -> Selection:
     """Fit every candidate; pick one on the validation part, within the guard.
 
-    A candidate's key is ``(within the guard, eligible, accuracy)``, the accuracy on the
-    validation part's failures when it is eligible and on the whole validation part when it is
-    not; the largest key wins, the first among equals.
+    A candidate's key is ``(within the guard, eligible, score)``; its score is, when it is
+    eligible, minus its loss on the validation part's failures (``select_by="loss"``) or its
+    accuracy on them (``"accuracy"``), and when it is not, its accuracy on the whole validation
+    part. The largest key wins, the first among equals.
 
     Args:
         trainer: the head trainer.
@@ -97,18 +102,23 @@ def select_head(
         guard_tolerance: with a guard (``prepared.guard``), a candidate whose guard accuracy is
             more than this (or ``prepared.guard_resolution``, if larger) below that of
             ``prepared.guard_head`` (the original head when it is ``None``) is refused.
+        select_by: what chooses among the eligible candidates, a key of
+            [`SCORES`][failmodes.methods.SCORES].
         seed: passed to the trainer.
         cache: where fits are kept, or ``None``.
 
     Returns:
         The [`Selection`][Selection]: the best eligible candidate on the validation part's
         failures (the most accurate overall when none is eligible), its head and the table.
+        With no failure in the validation part, every eligible candidate scores alike and the
+        first is taken.
         With a guard that refuses every candidate, the original head, ``kept_original`` set.
     """
     tolerance = check_setting("tolerance", tolerance)
     guard_tolerance = max(
         check_setting("guard_tolerance", guard_tolerance), prepared.guard_resolution
     )
+    select_by = check_setting("select_by", select_by)
     if prepared.real is None and any(c.lam_real > 0 for c in candidates):
         raise ValueError(
             "candidates weigh real images (lam_real > 0) but the prepared run has none: prepare "
@@ -141,6 +151,7 @@ def select_head(
             **weights,
             "val_acc": acc["validation"],
             "val_failure_acc": acc["validation_failures"],
+            "val_failure_loss": loss(head, prepared.validation["validation_failures"]),
         }
         guarded = True
         if guard is not None:
@@ -149,7 +160,7 @@ def select_head(
             eligible = eligible and guarded
         row["eligible"] = eligible
         rows.append(row)
-        key = (guarded, eligible, acc["validation_failures"] if eligible else acc["validation"])
+        key = (guarded, eligible, _score(row, select_by) if eligible else row["val_acc"])
         if best_key is None or key > best_key:
             best, best_key = (row, head, index), key
     row, head, index = best
@@ -160,6 +171,12 @@ def select_head(
         kept = {**row, "kept_original": True}
         return Selection(kept, prepared.head, table, index, best_key)
     return Selection(row, head, table, index, best_key)
+
+
+def _score(row: Mapping[str, Any], select_by: str) -> float:
+    """An eligible candidate's score, larger is better; ``-inf`` for no validation failure."""
+    score = -row["val_failure_loss"] if select_by == "loss" else row["val_failure_acc"]
+    return -math.inf if math.isnan(score) else score
 
 
 def selection_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

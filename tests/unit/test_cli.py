@@ -171,6 +171,8 @@ def test_a_flag_given_with_paper_overrides_the_papers_value():
         "guard": True,
     }
     assert _settings("--paper", "--real", "none")["real"] is None
+    assert _settings("--paper", "--select-by", "loss")["select_by"] == "loss"
+    assert _settings("--select-by", "accuracy") == {"select_by": "accuracy", "guard": True}
     with_guard = _settings("--paper", "--guard")  # the Debugger's own guard, not the paper's none
     assert "guard_fraction" not in with_guard and with_guard["guard"] is True
     assert _settings("--paper", "--no-guard")["guard"] is False

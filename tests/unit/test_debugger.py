@@ -139,7 +139,8 @@ def test_run_end_to_end_with_user_components(world_data):
     assert len(rows) == np.prod(shape) * (1 + len(grids["lam_real"]))
     assert len(chosen) == 1 and rows.eligible.any() and chosen.chosen.iloc[0]
     assert chosen.eligible.iloc[0]
-    assert chosen.val_failure_acc.iloc[0] == rows[rows.eligible].val_failure_acc.max()
+    # the lowest loss on the validation part's failures (the default select_by)
+    assert chosen.val_failure_loss.iloc[0] == rows[rows.eligible].val_failure_loss.min()
     # the chosen modes are the top k of the captions, and the images cover exactly those
     assert result.modes.modes == result.modes.top_k(cfg["k"])
     made = result.generated

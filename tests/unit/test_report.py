@@ -353,6 +353,7 @@ def test_every_score_of_the_selection_table_has_three_decimals_and_settings_are_
         "lam": 1 / 3,
         "val_acc": 0.5,
         "val_failure_acc": 0.123456789,
+        "val_failure_loss": 1.23456789,
         "guard_acc": 0.946666666,
         "eligible": True,
         "chosen": True,
@@ -362,5 +363,16 @@ def test_every_score_of_the_selection_table_has_three_decimals_and_settings_are_
     table = page[page.index('id="selection"') :]
     table = table[: table.index("</table>")]
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
-    assert cells == ["failmodes", "1", "2", "0.333333", "0.500", "0.123", "0.947", "yes"]
+    assert cells == ["failmodes", "1", "2", "0.333333", "0.500", "0.123", "1.235", "0.947", "yes"]
     assert "0.946667" not in page
+
+
+@pytest.mark.parametrize(
+    ("select_by", "rule"),
+    [("loss", "the lowest val_failure_loss"), ("accuracy", "the best val_failure_acc")],
+)
+def test_the_report_states_the_rule_the_run_chose_by(tmp_path, select_by, rule):
+    result = _user_result("wallet", "on ice")
+    result = replace(result, config={**result.config, "select_by": select_by})
+    page = result.report(tmp_path / "report.html").read_text("utf-8")
+    assert f"the eligible one with {rule} (if none" in page
