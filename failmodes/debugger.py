@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -271,13 +272,22 @@ class Debugger:
 
     # ------------------------------------------------------------------ steps
     @on_engine
-    def features(self, data: Any, *, name: str = "data", shards: bool = False) -> Features:
+    def features(
+        self,
+        data: Any,
+        *,
+        name: str = "data",
+        shards: bool = False,
+        labels: np.ndarray | None = None,
+    ) -> Features:
         """Features and labels of a dataset ([`extract_features`][failmodes.steps.features]).
 
         Args:
             data: a dataset of ``(image, label)`` pairs (see [`failmodes.data`][failmodes.data]).
             name: what to call the data in log lines and error messages.
             shards: keep them as shards in the cache (stored as ``shard_dtype``), not in memory.
+            labels: its labels, read already (``steps.read_labels`` with the class names);
+                ``None`` reads them.
 
         Returns:
             [`Features`][failmodes.results.Features]; ``features, labels = dbg.features(data)``.
@@ -293,6 +303,7 @@ class Debugger:
             batch_size=self.batch_size,
             progress=self.progress,
             checkpoint_every=self.checkpoint_every,
+            labels=labels,
         )
 
     def find_failures(
@@ -482,10 +493,12 @@ class Debugger:
             TypeError: a ``guard`` that is not data, ``None`` nor ``False``.
         """
         train, debug, test, guard = (materialize(d) for d in (train, debug, test, guard))
-        extra = self._check_data(train, debug, test, guard, extra, failures)
-        train_f = self.features(train, name="train", shards=self.train_shards)
+        extra, read = self._check_data(train, debug, test, guard, extra, failures)
+        train_f = self.features(
+            train, name="train", shards=self.train_shards, labels=read.get("train")
+        )
         steps.warn_missing_classes(train_f.labels, self.class_names, "train")
-        debug_f = self.features(debug, name="debug")
+        debug_f = self.features(debug, name="debug", labels=read.get("debug"))
         test_f = None if test is None else self.features(test, name="test")
         extra_f = {name: self.features(data, name=name) for name, data in extra.items()}
         head = steps.original_head(self._component("extractor"), train_f, self.class_names)
@@ -527,16 +540,21 @@ class Debugger:
         guard: Any,
         extra: Mapping[str, Any] | None,
         failures: FailureSet | None,
-    ) -> dict[str, Any]:
-        """``prepare``'s data checked on what it is and its labels, before any feature."""
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``prepare``'s data checked on what it is and its labels, before any feature.
+
+        Returns ``(the extra sets, {"train" or "debug": the labels read to check them})``: the
+        features of those sets take the labels read here rather than reading them again.
+        """
         extra = steps.check_sets(train, debug, test, guard, extra)
-        names = self.class_names
+        names, read = self.class_names, {}
         if failures is not None:
-            labels = steps.read_labels(debug, "debug", names)
-            steps.check_failures_of(failures, debug, labels=labels)
+            read["debug"] = steps.read_labels(debug, "debug", names)
+            steps.check_failures_of(failures, debug, labels=read["debug"])
         if guard is None and self.guard_fraction > 0 and not self.train_shards:
-            steps.guard_counts(steps.read_labels(train, "train", names), self.guard_fraction, names)
-        return extra
+            read["train"] = steps.read_labels(train, "train", names)
+            steps.guard_counts(read["train"], self.guard_fraction, names)
+        return extra, read
 
     def _guard(self, train: Features, guard: Any, seed: int) -> tuple:
         """``(train refit on, guard features, where the guard came from, train's rows)``."""

@@ -224,6 +224,7 @@ def extract_features(
     name: str = "data",
     shards: bool = False,
     shard_dtype: str = "float32",
+    labels: np.ndarray | None = None,
 ) -> Features:
     """Backbone features and labels of a dataset of ``(image, label)`` pairs.
 
@@ -250,6 +251,9 @@ def extract_features(
         shards: keep the features as shards in the cache instead of one tensor; needs a cache.
         shard_dtype: how shards are stored: ``"float32"`` or ``"float16"`` (half the size;
             computed in float32, rounded when stored). Only with ``shards=True``.
+        labels: the labels of ``data`` as [`read_labels`][read_labels] returned them with the
+            same ``class_names``, so that a dataset without ``targets`` is not read once more
+            for them; ``None`` reads them.
 
     Returns:
         [`Features`][failmodes.results.Features]: an ``(n, d)`` float32 tensor (or
@@ -279,7 +283,7 @@ def extract_features(
     check_instance(extractor, "extractor", FeatureExtractor, "a FeatureExtractor")
     _check_shards(shards, shard_dtype, cache)
     data = materialize(data)  # a one-shot iterable is read once, here
-    labels = read_labels(data, name, class_names)
+    labels = read_labels(data, name, class_names) if labels is None else labels
     stage("features of %s (%s images)", name, f"{len(labels):,}")
     started = time.perf_counter()
     spec = None

@@ -368,3 +368,30 @@ def test_every_progress_setting_defaults_to_a_bar_on_a_terminal():
         assert default is None, owner
     assert progress_bar(range(3), progress=None).disable  # stderr is not a terminal in tests
     assert not progress_bar(range(3), progress=True).disable
+
+
+class CountedReads(torch.utils.data.Dataset):
+    """A user's dataset without ``targets``: its labels come only from reading its items."""
+
+    def __init__(self, data):
+        self.data, self.reads = data, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.data[i]
+
+
+def test_prepare_reads_the_items_of_a_dataset_without_targets_once_for_labels(world_data):
+    # the labels read to check the guard's share (train) and the failures given (debug) are
+    # the labels the features take: one pass for them, one for the features
+    world, train, debug, _ = world_data
+    dbg = _debugger(world, debug, debug, cache=False)
+    failures = dbg.find_failures(debug, seed=0)
+    counted_train, counted_debug = CountedReads(train), CountedReads(debug)
+    prep = dbg.prepare(counted_train, counted_debug, seed=0, failures=failures)
+    # (and one item looked at first, to see what the data holds)
+    assert counted_train.reads // len(train) == 2 and counted_debug.reads // len(debug) == 2
+    assert prep.guard is not None and (prep.debug.labels == labels_of(debug)).all()
