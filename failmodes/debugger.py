@@ -34,7 +34,7 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
-from failmodes.methods import BASELINES
+from failmodes.methods import BASELINES, DEFAULT_SCORE
 from failmodes.progress import stage
 from failmodes.ranking import DEFAULT_RANK, Ranking, allocation_weights
 from failmodes.results import (
@@ -108,8 +108,7 @@ class Debugger:
             failures: ``"loss"`` (their mean cross-entropy, lowest first: graded, so a handful
             of failures still tells candidates apart) or ``"accuracy"`` (the former rule, part of
             [`PAPER`][failmodes.settings.PAPER]; on a few failures candidates tie and the first
-            wins). See
-            [`SCORES`][failmodes.methods.SCORES].
+            wins). See [`SCORES`][failmodes.methods.SCORES].
         guard_fraction: without a guard of the user's own (``run(..., guard=...)``), this
             share of each class of the training data is held out of every refit and serves as
             the guard, a proxy (see [`guard_split`][failmodes.steps.failures.guard_split]); 0
@@ -176,7 +175,7 @@ class Debugger:
     validation_fraction: float = 0.2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
-    select_by: str = "loss"
+    select_by: str = DEFAULT_SCORE
     guard_fraction: float = 0.2
     rank: str | Ranking = DEFAULT_RANK
     significant: bool = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_SCORE",
     "LADDER",
     "METHODS",
     "REAL_SETS",
@@ -68,6 +69,9 @@ SCORES: dict[str, str] = {
 }
 """What candidates are chosen by (the Debugger's ``select_by``), among those within the
 tolerance and the guard, with what each is."""
+
+DEFAULT_SCORE = "loss"
+"""The key of [`SCORES`][SCORES] that chooses unless a run says otherwise."""
 
 SHOWN = ("test", "debug_seed", "debug_heldout", "worst_group_test")
 """The columns an accuracy table shows first; the guard and the extra sets follow."""

@@ -30,7 +30,7 @@ from failmodes.interfaces import (
     ImageFilter,
     ImageGenerator,
 )
-from failmodes.methods import LADDER
+from failmodes.methods import DEFAULT_SCORE, LADDER
 from failmodes.progress import stage
 from failmodes.ranking import spread_counts
 from failmodes.results import Features, GeneratedSet, PreparedRun
@@ -99,7 +99,7 @@ class RepairTools:
     filter_rounds: int = 2
     tolerance: float = 0.005
     guard_tolerance: float = 0.01
-    select_by: str = "loss"
+    select_by: str = DEFAULT_SCORE
     batch_size: int | None = None
     progress: bool | None = None
     checkpoint_every: int = 1024

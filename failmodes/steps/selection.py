@@ -21,6 +21,7 @@ import torch
 
 from failmodes.cache import Cache
 from failmodes.interfaces import HeadTrainer
+from failmodes.methods import DEFAULT_SCORE
 from failmodes.results import Features, PreparedRun
 from failmodes.settings import check_setting
 from failmodes.steps.evaluation import evaluate, loss
@@ -81,7 +82,7 @@ def select_head(
     *,
     tolerance: float = 0.005,
     guard_tolerance: float = 0.01,
-    select_by: str = "loss",
+    select_by: str = DEFAULT_SCORE,
     seed: int = 0,
     cache: Cache | None = None,
 ) -> Selection:

@@ -23,19 +23,7 @@ class ScaledHead(HeadTrainer):
     a larger ``lam`` makes it surer, so the loss tells them apart.
     """
 
-    def fit(
-        self,
-        features,
-        labels,
-        *,
-        extra_features=None,
-        extra_labels=None,
-        lam=0.5,
-        extras=(),
-        init=None,
-        num_classes=None,
-        seed=0,
-    ):
+    def fit(self, features, labels, *, lam=0.5, **ignored):
         head = torch.nn.Linear(2, 2)
         with torch.no_grad():
             head.weight.copy_(torch.eye(2) * (1.0 + lam))
